@@ -1,0 +1,125 @@
+"""The generic trainer on a toy task: learning, checkpoints, exact resume, early stopping, atomic saves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import paddle
+import pytest
+
+from toy_task import ToyTask
+from workbench.config.schema import TrainConfig
+from workbench.engine import checkpoint as ckpt
+from workbench.engine.trainer import Trainer
+
+
+def make_cfg(tmp_path, **trainer_kw) -> TrainConfig:
+    cfg = TrainConfig(task="toy")
+    cfg.model.name = "toy"
+    cfg.data.batch_size = 8
+    cfg.data.eval_batch_size = 8
+    cfg.data.num_workers = 0
+    cfg.optim.lr = 0.02
+    cfg.optim.warmup_steps = 2
+    cfg.trainer.epochs = 3
+    cfg.trainer.progress_bar = False
+    cfg.trainer.log_every_steps = 1
+    cfg.tracking.enabled = False
+    cfg.eval.select_metric = "neg_mse"
+    for k, v in trainer_kw.items():
+        setattr(cfg.trainer, k, v)
+    return cfg
+
+
+def weights(run_dir, name="latest"):
+    return {k: np.asarray(v) for k, v in paddle.load(str(run_dir / "checkpoints" / name / "model.pdparams")).items()}
+
+
+def test_trains_and_writes_best_and_latest(tmp_path):
+    cfg = make_cfg(tmp_path, epochs=6)
+    task = ToyTask(cfg)
+    untrained = Trainer(cfg, task, tmp_path / "x").evaluate(task.build_model(), task.val_dataset())
+    state = Trainer(cfg, task, tmp_path / "run").fit()
+    assert state.global_step == 6 * 8
+    assert state.finished
+    c = ckpt.read_checkpoint(tmp_path / "run" / "checkpoints" / "best")
+    assert c.state.best_metric == state.best_metric
+    assert c.meta["trained_steps"] == c.state.global_step > 0
+    assert -state.best_metric < 0.5 * untrained.metrics["mse"], "validation error should fall"
+    assert (tmp_path / "run" / "checkpoints" / "latest" / "config.yaml").is_file()
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    cfg = make_cfg(tmp_path, epochs=3)
+    Trainer(cfg, ToyTask(cfg), tmp_path / "full").fit()
+
+    # Interrupted at the 13th batch (mid epoch 2), then resumed from the run dir.
+    cfg_b = make_cfg(tmp_path, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg_b, ToyTask(cfg_b, interrupt_at_step=13), tmp_path / "part").fit()
+    saved = ckpt.read_checkpoint(tmp_path / "part" / "checkpoints" / "latest").state
+    assert (saved.epoch, saved.batch_in_epoch, saved.global_step) == (1, 4, 12)
+    cfg_c = make_cfg(tmp_path, epochs=3, resume=str(tmp_path / "part"))
+    state = Trainer(cfg_c, ToyTask(cfg_c), tmp_path / "part").fit()
+    assert state.global_step == 24
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "part")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    best_a = ckpt.read_checkpoint(tmp_path / "full" / "checkpoints" / "best").state
+    best_b = ckpt.read_checkpoint(tmp_path / "part" / "checkpoints" / "best").state
+    assert best_a.best_metric == best_b.best_metric and best_a.best_step == best_b.best_step
+
+
+def test_grad_accumulation_matches_larger_batch(tmp_path):
+    cfg1 = make_cfg(tmp_path, epochs=1)
+    cfg1.data.batch_size = 16
+    cfg1.model.name = "toy"
+    cfg2 = make_cfg(tmp_path, epochs=1, grad_accum_steps=2)
+    cfg2.data.batch_size = 8
+
+    class NoDrop(ToyTask):
+        def build_model(self):
+            m = super().build_model()
+            m.drop.p = 0.0
+            return m
+
+    s1 = Trainer(cfg1, NoDrop(cfg1, n_val=0), tmp_path / "a").fit()
+    s2 = Trainer(cfg2, NoDrop(cfg2, n_val=0), tmp_path / "b").fit()
+    assert s1.global_step == s2.global_step == 4
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-5, err_msg=k)
+
+
+def test_early_stopping(tmp_path):
+    cfg = make_cfg(tmp_path, epochs=50)
+    cfg.optim.lr = 0.0  # nothing improves after the first evaluation
+    cfg.optim.warmup_steps = 0
+    cfg.trainer.early_stopping.patience = 2
+    state = Trainer(cfg, ToyTask(cfg), tmp_path / "run").fit()
+    assert state.global_step == 3 * 8  # eval 1 sets best, evals 2 and 3 do not improve
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    cfg = make_cfg(tmp_path, epochs=1)
+    Trainer(cfg, ToyTask(cfg), tmp_path / "run").fit()
+    latest = tmp_path / "run" / "checkpoints" / "latest"
+    before = (latest / "state.json").read_text()
+
+    real_save = paddle.save
+    calls = {"n": 0}
+
+    def failing_save(obj, path, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real_save(obj, path, *a, **kw)
+
+    monkeypatch.setattr(paddle, "save", failing_save)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(latest, model_state={}, train_state=ckpt.TrainState(global_step=999), meta={},
+                             optimizer_state={})
+    assert (latest / "state.json").read_text() == before
+    assert json.loads(before)["global_step"] == 8
+    assert not [p for p in latest.parent.iterdir() if p.name.startswith(".")], "temp dirs cleaned up"

@@ -1,0 +1,49 @@
+"""`wb`: the command line. Each subcommand lives in ``workbench/commands/<name>.py`` and is imported only when used
+(importing Paddle / MLflow takes seconds)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+COMMANDS = {
+    "train": ("workbench.commands.train", "fine-tune a module: wb train recipe=rec_finetune [key=value ...] [-m]"),
+    "eval": ("workbench.commands.evaluate", "evaluate weights: wb eval recipe=det_finetune checkpoint=<run|path>"),
+    "export": ("workbench.commands.export", "export to PaddleX + verify: wb export det=<run|ckpt> rec=<run|ckpt> out=DIR"),
+    "analyze": ("workbench.commands.analyze", "end-to-end error attribution: wb analyze pipeline data=... det=... rec=..."),
+    "compare": ("workbench.commands.compare", "compare two runs or reports: wb compare <run A> <run B>"),
+    "data": ("workbench.commands.data", "check a dataset: wb data check rec|det FILE... [--dict D]"),
+    "weights": ("workbench.commands.weights", "fetch / import weights: wb weights fetch|import ..."),
+}
+
+
+def usage() -> str:
+    lines = ["usage: wb <command> [args]", "", "commands:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"wb: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    from workbench.errors import WorkbenchError
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        code = module.main(rest)
+    except WorkbenchError as exc:
+        print(f"wb {name}: error: {exc}", file=sys.stderr)
+        return 2
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

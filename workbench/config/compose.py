@@ -1,0 +1,56 @@
+"""Hydra composition helpers: where the recipes live, and the one place raw configs become typed objects."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from workbench.config.schema import TrainConfig
+from workbench.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def recipes_dir() -> Path:
+    """The Hydra config tree: $WB_RECIPES_DIR, else ``recipes/`` of the source checkout (editable install)."""
+    env = os.environ.get("WB_RECIPES_DIR")
+    path = Path(env) if env else PROJECT_ROOT / "recipes"
+    if not (path / "train.yaml").is_file():
+        raise ConfigError(
+            f"recipes not found at {path}. Install the workbench from its source checkout (`pip install -e .`) "
+            "or set WB_RECIPES_DIR to the folder holding train.yaml."
+        )
+    return path
+
+
+def to_typed(cfg: DictConfig) -> TrainConfig:
+    """Validate a composed config against the schema and return the typed object.
+
+    Unknown keys and wrong types become a ConfigError naming the key (Hydra alone would accept a typo).
+    """
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    raw.pop("hydra", None)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), raw)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:  # e.g. ConfigKeyError / ValidationError
+        raise ConfigError(f"invalid config: {exc}".strip()) from None
+
+
+def to_plain_dict(cfg: TrainConfig) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{"optim": {"lr": 1}}`` → ``{"optim.lr": 1}`` (MLflow params)."""
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,203 @@
+"""The typed configuration: one dataclass per concern, mirroring the config groups under ``recipes/``.
+
+The composed Hydra config is merged into these dataclasses once, at the edge (``workbench.config.compose``), so a
+typo on the command line (``optim.lrr=1``) is an error naming the key, and the rest of the code reads attributes,
+never raw dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class ModelConfig:
+    """``recipes/model/*.yaml``: which architecture, which starting weights."""
+
+    name: str = "???"  # official name in workbench.models.zoo (e.g. PP-OCRv5_mobile_rec) or a test config
+    # Starting weights: a local .pdparams / checkpoint dir / official model name (fetched into the cache) / null.
+    pretrained: Optional[str] = None
+    # Rec only: dictionary file. null = the zoo's dictionary for `name` (fetched and checked by sha256).
+    character_dict: Optional[str] = None
+    use_space_char: bool = True
+    max_text_length: int = 25
+    # Re-initialise dictionary-sized head tensors when the pretrained head does not fit the dictionary.
+    # Off by default: a mismatch is an error, because a silently re-initialised head is upstream's "acc stuck at 0".
+    reinit_head_on_dict_change: bool = False
+    # Free-form architecture overrides passed to the zoo builder (used by the tiny test configs).
+    arch: dict = field(default_factory=dict)
+
+
+@dataclass
+class DemoConfig:
+    """Built-in synthetic data used when ``data.train`` is not given."""
+
+    dir: str = "datasets/demo"
+    n_train: int = 1000
+    n_val: int = 100
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """``recipes/data/*.yaml``: label files, policy for bad samples, loading and augmentation."""
+
+    # One label file, a list of them, or null (= built-in demo data).
+    train: Any = None
+    # Per-file sampling ratios (upstream ratio_list), one per train file; null = 1.0 each.
+    train_ratios: Optional[list] = None
+    val: Any = None
+    # Image paths in label files are relative to this folder (null = the label file's folder).
+    root: Optional[str] = None
+    # strict: any bad line/image/label fails the run with file:line. skip: excluded, counted, logged.
+    policy: str = "strict"
+    # Run `wb data check` on the data before training.
+    check: bool = True
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    batch_size: int = 32
+    eval_batch_size: int = 32
+    num_workers: int = 2
+    # Limit the number of samples per split (quick experiments / tests); null = all.
+    max_train_samples: Optional[int] = None
+    max_val_samples: Optional[int] = None
+    # Rec: training input [C, H, W] and the optional multi-scale heights (upstream MultiScaleSampler).
+    image_shape: list = field(default_factory=lambda: [3, 48, 320])
+    multi_scale: Optional[list] = None
+    # Task-specific augmentation / target settings (validated by the task).
+    augment: dict = field(default_factory=dict)
+    targets: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """``recipes/optim/*.yaml``."""
+
+    name: str = "adam"  # adam | adamw
+    lr: float = 5e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    # adam: L2 regularisation added to the gradient (upstream's L2Decay); adamw: decoupled decay.
+    weight_decay: float = 3e-5
+    scheduler: str = "cosine"  # cosine | constant
+    warmup_epochs: float = 0.0
+    warmup_steps: Optional[int] = None  # overrides warmup_epochs when set
+    min_lr: float = 0.0
+    grad_clip_norm: Optional[float] = None
+    # Linear LR scaling with the global batch: lr * global_batch / base_batch (null = no scaling).
+    base_batch_size: Optional[int] = None
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: Optional[int] = None  # number of evaluations without improvement; null = off
+    min_delta: float = 0.0
+
+
+@dataclass
+class AmpConfig:
+    enabled: bool = False
+    level: str = "O1"  # O1 | O2
+    dtype: str = "float16"  # float16 | bfloat16
+
+
+@dataclass
+class EmaConfig:
+    enabled: bool = False
+    decay: float = 0.999
+
+
+@dataclass
+class TrainerConfig:
+    """``recipes/trainer/*.yaml``: the loop, checkpoints, devices."""
+
+    epochs: int = 10
+    max_steps: Optional[int] = None  # stop after this many optimizer steps (benchmarks, tests)
+    eval_every_epochs: Optional[int] = 1
+    eval_every_steps: Optional[int] = None
+    log_every_steps: int = 10
+    grad_accum_steps: int = 1
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    amp: AmpConfig = field(default_factory=AmpConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    # Resume from a run directory, a checkpoint directory or an MLflow run id.
+    resume: Optional[str] = None
+    # Run outputs (checkpoints, reports) go here; null = Hydra's run directory.
+    output_dir: Optional[str] = None
+    keep_checkpoints: list = field(default_factory=lambda: ["best", "latest"])
+    device: str = "auto"  # auto | cpu | gpu
+    devices: int = 1
+    nodes: int = 1
+    master: Optional[str] = None
+    node_rank: int = 0
+    sync_bn: bool = False
+    num_threads: Optional[int] = None  # CPU threads for Paddle (null = all cores)
+    progress_bar: bool = True
+    deterministic: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    """``recipes/tracking/*.yaml``: MLflow."""
+
+    enabled: bool = True
+    tracking_uri: Optional[str] = None  # null = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment: str = "ocr-workbench"
+    run_name: Optional[str] = None
+    log_checkpoints: bool = True
+    # A baseline run (e.g. stock weights evaluated by `wb eval`) this run is compared against.
+    baseline_run: Optional[str] = None
+    tags: dict = field(default_factory=dict)
+
+
+@dataclass
+class DetEvalConfig:
+    """How detection is evaluated. Default resizing is the pipeline's (what PaddleX will do when deployed)."""
+
+    resize_mode: str = "pipeline"  # pipeline | upstream (short side >= 736, as upstream's training-time eval)
+    also_upstream_mode: bool = True  # log the other resize mode's hmean too
+    limit_type: str = "min"
+    limit_side_len: int = 64
+    max_side_limit: int = 4000
+    thresh: float = 0.3
+    box_thresh: float = 0.6
+    unclip_ratio: float = 1.5
+    max_candidates: int = 1000
+    score_mode: str = "fast"
+    box_type: str = "quad"
+    iou_thresh: float = 0.5
+    matching: str = "upstream"  # upstream (greedy, as DetMetric) | optimal
+
+
+@dataclass
+class RecEvalConfig:
+    resize_mode: str = "fixed"  # fixed (48x320 as upstream eval) | pipeline (height 48, keep ratio)
+    case_insensitive: bool = False
+    score_thresh: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    det: DetEvalConfig = field(default_factory=DetEvalConfig)
+    rec: RecEvalConfig = field(default_factory=RecEvalConfig)
+    # Metric that selects the best checkpoint, and whether higher is better.
+    select_metric: str = "acc"
+    select_mode: str = "max"
+    # Write per-sample reports (table + HTML) at each evaluation of `wb eval` / the final evaluation of training.
+    report: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """The whole composed config of `wb train` / `wb eval`."""
+
+    task: str = "???"  # rec | det
+    seed: int = 42
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # `wb eval`: the weights to evaluate (run id, run dir, checkpoint dir, .pdparams, or an official name).
+    checkpoint: Optional[str] = None

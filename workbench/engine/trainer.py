@@ -1,0 +1,515 @@
+"""The training loop, shared by every module (rec, det): optimisation, evaluation, checkpoints, resume, tracking.
+
+What it guarantees (each is a test):
+* resume restores weights, optimizer, scheduler, global step, best metric, RNG states and the position in the
+  epoch, so an interrupted-and-resumed run ends with the same weights as an uninterrupted one;
+* ``best`` and ``latest`` checkpoints are written atomically; evaluation runs at least at the end of every epoch
+  (or every N steps) and always at the end of training, so a best checkpoint always exists when there is val data;
+* an interruption (Ctrl-C) saves ``latest`` at the exact position before exiting: no work is lost;
+* tracking never blocks or stops training (see ``workbench.tracking.mlflow``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from workbench.config.compose import flatten, to_plain_dict
+from workbench.config.schema import TrainConfig
+from workbench.engine import checkpoint as ckpt
+from workbench.engine.distributed import DistEnv, all_gather_objects, all_reduce_mean, barrier, broadcast_object
+from workbench.engine.loader import BatchLoader, EpochSampler
+from workbench.engine.schedule import build_scheduler
+from workbench.errors import ConfigError
+from workbench.tasks.base import EvalResult, Task, WeightsReport
+from workbench.tracking.mlflow import RUN_DIR_TAG, Tracker
+
+log = logging.getLogger("workbench.train")
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import paddle
+
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def set_device(cfg: TrainConfig, env: DistEnv) -> str:
+    import paddle
+
+    want = cfg.trainer.device
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if want == "gpu" and not has_gpu:
+        raise ConfigError("trainer.device=gpu but this Paddle has no usable GPU (install paddlepaddle-gpu)")
+    device = "gpu" if (want == "gpu" or (want == "auto" and has_gpu)) else "cpu"
+    paddle.set_device(f"gpu:{env.local_rank}" if device == "gpu" else "cpu")
+    if device == "cpu" and cfg.trainer.num_threads:
+        paddle.set_num_threads(cfg.trainer.num_threads) if hasattr(paddle, "set_num_threads") else None
+    return device
+
+
+def amp_plan(cfg: TrainConfig, device: str) -> dict:
+    """What mixed precision will actually do on this device (CPU-testable; the GPU path uses it as is)."""
+    amp = cfg.trainer.amp
+    if not amp.enabled:
+        return {"enabled": False}
+    if device != "gpu":
+        raise ConfigError("trainer.amp.enabled=true needs a GPU (Paddle's AMP is CUDA-only); turn it off on CPU")
+    if amp.level not in ("O1", "O2"):
+        raise ConfigError(f"trainer.amp.level={amp.level!r}: choose O1 or O2")
+    if amp.dtype not in ("float16", "bfloat16"):
+        raise ConfigError(f"trainer.amp.dtype={amp.dtype!r}: choose float16 or bfloat16")
+    # bf16 has float32's exponent range: no loss scaling needed.
+    return {"enabled": True, "level": amp.level, "dtype": amp.dtype, "use_scaler": amp.dtype == "float16"}
+
+
+def scaled_lr(cfg: TrainConfig, world_size: int) -> float:
+    """Linear scaling rule: lr · global_batch / base_batch_size, when the recipe asks for it."""
+    lr = cfg.optim.lr
+    if cfg.optim.base_batch_size:
+        global_batch = cfg.data.batch_size * world_size * cfg.trainer.grad_accum_steps
+        lr = lr * global_batch / cfg.optim.base_batch_size
+    return lr
+
+
+def build_optimizer(cfg: TrainConfig, model, scheduler):
+    import paddle
+
+    o = cfg.optim
+    clip = paddle.nn.ClipGradByGlobalNorm(o.grad_clip_norm) if o.grad_clip_norm else None
+    params = [p for p in model.parameters() if not p.stop_gradient]
+    if o.name == "adam":
+        reg = paddle.regularizer.L2Decay(o.weight_decay) if o.weight_decay else None
+        return paddle.optimizer.Adam(
+            learning_rate=scheduler, beta1=o.beta1, beta2=o.beta2, parameters=params, weight_decay=reg, grad_clip=clip
+        )
+    if o.name == "adamw":
+        return paddle.optimizer.AdamW(
+            learning_rate=scheduler,
+            beta1=o.beta1,
+            beta2=o.beta2,
+            parameters=params,
+            weight_decay=o.weight_decay,
+            grad_clip=clip,
+        )
+    raise ConfigError(f"optim.name={o.name!r}: choose adam or adamw")
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, task: Task, run_dir: Path, env: Optional[DistEnv] = None):
+        self.cfg = cfg
+        self.task = task
+        self.run_dir = Path(run_dir)
+        self.env = env or DistEnv()
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.tracker: Tracker = Tracker.disabled()
+        self.state = ckpt.TrainState()
+        self.weights_report = WeightsReport()
+
+    # ------------------------------------------------------------------------------------------------------
+    def fit(self) -> ckpt.TrainState:
+        import paddle
+
+        cfg, env = self.cfg, self.env
+        seed_everything(cfg.seed)
+        device = set_device(cfg, env)
+        amp = amp_plan(cfg, device)
+
+        resume_from = self._resolve_resume()
+        model = self.task.build_model()
+        if cfg.trainer.sync_bn and env.enabled:
+            model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if resume_from is None:
+            self.weights_report = self.task.load_initial_weights(model)
+        loss_fn = self.task.build_loss()
+
+        train_ds = self.task.train_dataset()
+        val_ds = self.task.val_dataset()
+        sampler = EpochSampler(
+            train_ds,
+            cfg.data.batch_size,
+            shuffle=True,
+            drop_last=True,
+            seed=cfg.seed,
+            rank=env.rank,
+            world_size=env.world_size,
+        )
+        loader = BatchLoader(train_ds, sampler, self.task.collate_train, num_workers=cfg.data.num_workers)
+        batches_per_epoch = sampler.num_batches(0)
+        if batches_per_epoch == 0:
+            raise ConfigError(
+                f"the training set yields no full batch: {len(train_ds)} samples < data.batch_size="
+                f"{cfg.data.batch_size} x {env.world_size} devices; lower data.batch_size"
+            )
+        accum = max(cfg.trainer.grad_accum_steps, 1)
+        steps_per_epoch = max(batches_per_epoch // accum, 1)
+        total_steps = cfg.trainer.max_steps or cfg.trainer.epochs * steps_per_epoch
+        warmup = cfg.optim.warmup_steps
+        if warmup is None:
+            warmup = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
+        scheduler = build_scheduler(
+            cfg.optim.scheduler, scaled_lr(cfg, env.world_size), total_steps, min(warmup, total_steps), cfg.optim.min_lr
+        )
+        optimizer = build_optimizer(cfg, model, scheduler)
+        scaler = None
+        if amp["enabled"]:
+            if amp["level"] == "O2":
+                model, optimizer = paddle.amp.decorate(models=model, optimizers=optimizer, level="O2", dtype=amp["dtype"])
+            if amp["use_scaler"]:
+                scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**15)
+        ema = None
+        if cfg.trainer.ema.enabled:
+            from workbench.engine.ema import ModelEMA
+
+            ema = ModelEMA(model, cfg.trainer.ema.decay)
+
+        if resume_from is not None:
+            self._restore(resume_from, model, optimizer, ema, scaler)
+        train_model = paddle.DataParallel(model) if env.enabled else model
+
+        self._start_tracking(resume_from, train_ds, val_ds, total_steps, steps_per_epoch)
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        max_epochs = cfg.trainer.epochs if not cfg.trainer.max_steps else math.ceil(total_steps / steps_per_epoch)
+        log.info(
+            "training %s: %d samples, %d steps/epoch, %d steps, device %s x%d",
+            cfg.model.name, len(train_ds), steps_per_epoch, total_steps, device, env.world_size,
+        )
+
+        st = self.state
+        stop = False
+        try:
+            while st.epoch < max_epochs and not stop:
+                stop = self._train_epoch(
+                    train_model, model, loss_fn, loader, optimizer, scheduler, scaler, ema, amp,
+                    steps_per_epoch, total_steps, accum, val_ds,
+                )
+                if stop:
+                    break
+                st.epoch += 1
+                st.batch_in_epoch = 0
+                due = cfg.trainer.eval_every_epochs and st.epoch % cfg.trainer.eval_every_epochs == 0
+                if val_ds is not None and due:
+                    stop = self._evaluate_and_checkpoint(model, optimizer, scheduler, ema, scaler, val_ds)
+                else:
+                    self._save("latest", model, optimizer, ema, scaler)
+            # Always finish with an evaluation of the final weights unless one just happened.
+            if val_ds is not None and st.last_metrics.get("_step") != st.global_step:
+                self._evaluate_and_checkpoint(model, optimizer, scheduler, ema, scaler, val_ds)
+            st.finished = True
+            self._save("latest", model, optimizer, ema, scaler)
+        except KeyboardInterrupt:
+            # Gradients of an unfinished accumulation are lost with the process: resume before those batches.
+            st.batch_in_epoch -= getattr(self, "_pending_micro", 0)
+            log.warning("interrupted: saving 'latest' at step %d (resume with trainer.resume=%s)", st.global_step, self.run_dir)
+            self._save("latest", model, optimizer, ema, scaler)
+            self.tracker.set_tags({"wb.interrupted": "true"})
+            self.tracker.finish("KILLED")
+            loader.close()
+            raise
+        except Exception:
+            self.tracker.finish("FAILED")
+            loader.close()
+            raise
+        loader.close()
+        self._finish_tracking()
+        return st
+
+    # ------------------------------------------------------------------------------------------------------
+    def _train_epoch(
+        self, train_model, model, loss_fn, loader, optimizer, scheduler, scaler, ema, amp,
+        steps_per_epoch, total_steps, accum, val_ds,
+    ) -> bool:
+        """Run (the rest of) one epoch. Returns True when training should stop (max_steps / early stop)."""
+        import paddle
+
+        cfg, st, env = self.cfg, self.state, self.env
+        train_model.train()
+        bar = None
+        if env.is_main and cfg.trainer.progress_bar:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=steps_per_epoch * accum, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}",
+                dynamic_ncols=True, leave=False,
+            )
+        window_t0, window_samples = time.perf_counter(), 0
+        micro, step_samples = 0, 0
+        sums: dict[str, float] = {}
+        # Only whole optimizer steps per epoch: a partial gradient accumulation would leak into the next epoch.
+        batches_this_epoch = steps_per_epoch * accum
+        self._pending_micro = 0
+        for batch in loader.iter_epoch(st.epoch, start_batch=st.batch_in_epoch):
+            if st.batch_in_epoch >= batches_this_epoch:
+                break
+            if batch is None:  # every sample of this batch was skipped by the data policy
+                st.batch_in_epoch += 1
+                continue
+            with paddle.amp.auto_cast(
+                enable=amp["enabled"], level=amp.get("level", "O1"), dtype=amp.get("dtype", "float16")
+            ):
+                losses, n = self.task.training_step(train_model, loss_fn, batch)
+            loss = losses["loss"] / accum
+            if scaler is not None:
+                scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            # Counted only once its gradients exist: an interrupted batch is redone on resume.
+            st.batch_in_epoch += 1
+            micro += 1
+            self._pending_micro += 1
+            window_samples += n
+            step_samples += n
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            if micro % accum:
+                continue
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.clear_grad()
+            self._pending_micro = 0
+            scheduler.step()
+            if ema is not None:
+                ema.update(model)
+            st.global_step += 1
+            st.samples_seen += step_samples * env.world_size
+            step_samples = 0
+            if bar is not None:
+                bar.update(accum)
+            if st.global_step % cfg.trainer.log_every_steps == 0 or st.global_step == 1:
+                dt = time.perf_counter() - window_t0
+                avg = {k: v / micro for k, v in sums.items()}
+                avg = all_reduce_mean(env, avg)
+                sps = window_samples * env.world_size / max(dt, 1e-9)
+                metrics = {f"train/{k}": v for k, v in avg.items()}
+                metrics["train/lr"] = optimizer.get_lr()
+                metrics["train/samples_per_sec"] = sps
+                if env.is_main:
+                    self.tracker.log_metrics(metrics, step=st.global_step)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{avg['loss']:.4f}", lr=f"{optimizer.get_lr():.2e}", sps=f"{sps:.1f}")
+                window_t0, window_samples, micro, sums = time.perf_counter(), 0, 0, {}
+            if cfg.trainer.eval_every_steps and st.global_step % cfg.trainer.eval_every_steps == 0 and val_ds is not None:
+                if self._evaluate_and_checkpoint(model, optimizer, scheduler, ema, scaler, val_ds):
+                    return True
+                train_model.train()
+            if st.global_step >= total_steps:
+                if bar is not None:
+                    bar.close()
+                return True
+        if bar is not None:
+            bar.close()
+        return False
+
+    # ------------------------------------------------------------------------------------------------------
+    def evaluate(self, model, val_ds, weights=None) -> EvalResult:
+        """Predict on this rank's shard, gather the records, score once (identical to single-device)."""
+        import paddle
+
+        cfg, env = self.cfg, self.env
+        sampler = EpochSampler(
+            val_ds, cfg.data.eval_batch_size, shuffle=False, drop_last=False, seed=cfg.seed,
+            rank=env.rank, world_size=env.world_size, pad=False,
+        )
+        loader = BatchLoader(val_ds, sampler, self.task.collate_eval, num_workers=0)
+        backup = None
+        if weights is not None:  # evaluate EMA weights without disturbing the training weights
+            backup = {k: v.clone() for k, v in model.state_dict().items()}
+            model.set_state_dict(weights)
+        model.eval()
+        records: list[dict] = []
+        with paddle.no_grad():
+            for batch in loader.iter_epoch(0):
+                if batch is not None:
+                    records.extend(self.task.predict(model, batch))
+        if backup is not None:
+            model.set_state_dict(backup)
+        model.train()
+        if env.enabled:
+            shards = all_gather_objects(env, records)
+            records = [r for shard in shards for r in shard]
+            records.sort(key=lambda r: r["index"])
+        return self.task.score(records)
+
+    def _evaluate_and_checkpoint(self, model, optimizer, scheduler, ema, scaler, val_ds) -> bool:
+        """Evaluate, save latest (+ best when improved), log; returns True when early stopping fires."""
+        cfg, st = self.cfg, self.state
+        result = self.evaluate(model, val_ds, weights=ema.weights() if ema is not None else None)
+        name = cfg.eval.select_metric
+        if name not in result.metrics:
+            raise ConfigError(f"eval.select_metric={name!r} is not computed; available: {sorted(result.metrics)}")
+        value = result.metrics[name]
+        better = st.best_metric is None or (
+            value > st.best_metric + cfg.trainer.early_stopping.min_delta
+            if cfg.eval.select_mode == "max"
+            else value < st.best_metric - cfg.trainer.early_stopping.min_delta
+        )
+        if better:
+            st.best_metric, st.best_step, st.evals_without_improvement = value, st.global_step, 0
+        else:
+            st.evals_without_improvement += 1
+        st.last_metrics = {**result.metrics, "_step": st.global_step, "_epoch": st.epoch}
+        self._save("latest", model, optimizer, ema, scaler)
+        if better and self.env.is_main:
+            ckpt.copy_checkpoint(self.ckpt_dir / "latest", self.ckpt_dir / "best")
+        if self.env.is_main:
+            self.tracker.log_metrics({f"eval/{k}": v for k, v in result.metrics.items()}, step=st.global_step)
+            self.tracker.log_metrics({f"best/{name}": st.best_metric}, step=st.global_step)
+            log.info(
+                "eval @ step %d (epoch %d): %s | best %s=%.4f @ %s",
+                st.global_step, st.epoch,
+                ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())),
+                name, st.best_metric, st.best_step,
+            )
+            self._last_eval = result
+        patience = cfg.trainer.early_stopping.patience
+        if patience is not None and st.evals_without_improvement >= patience:
+            log.info("early stopping: %s did not improve for %d evaluations", name, patience)
+            self.tracker.set_tags({"wb.early_stopped": "true"})
+            return True
+        return False
+
+    # ------------------------------------------------------------------------------------------------------
+    def _save(self, name: str, model, optimizer, ema, scaler) -> None:
+        st = self.state
+        if not self.env.is_main:
+            barrier(self.env)
+            return
+        st.rng = ckpt.capture_rng()
+        meta = {
+            **self.task.checkpoint_meta(),
+            "trained_steps": st.global_step,
+            "weights": asdict(self.weights_report),
+            "weights_complete": self.weights_report.complete,
+            "run_dir": str(self.run_dir.resolve()),
+            "mlflow_run_id": self.tracker.run_id,
+            "select_metric": self.cfg.eval.select_metric,
+            "metric_value": st.last_metrics.get(self.cfg.eval.select_metric),
+        }
+        opt_state = ckpt.optimizer_state(optimizer, model)
+        if scaler is not None:
+            opt_state = {**opt_state, "__grad_scaler__": scaler.state_dict()}
+        from omegaconf import OmegaConf
+
+        ckpt.save_checkpoint(
+            self.ckpt_dir / name,
+            model_state=model.state_dict(),
+            train_state=st,
+            meta=meta,
+            optimizer_state=opt_state,
+            ema_state=ema.state_dict() if ema is not None else None,
+            config_yaml=OmegaConf.to_yaml(to_plain_dict(self.cfg)),
+            dictionary_lines=self.task.dictionary_lines(),
+        )
+        barrier(self.env)
+
+    def _resolve_resume(self) -> Optional[ckpt.Checkpoint]:
+        ref = self.cfg.trainer.resume
+        if not ref:
+            return None
+        from workbench.tracking.runs import resolve_checkpoint
+
+        path = resolve_checkpoint(ref, prefer="latest", tracking_uri=self.cfg.tracking.tracking_uri)
+        return ckpt.read_checkpoint(path)
+
+    def _restore(self, c: ckpt.Checkpoint, model, optimizer, ema, scaler) -> None:
+        import paddle
+
+        model.set_state_dict(paddle.load(str(c.model_file)))
+        if c.optimizer_file is not None:
+            opt_state = paddle.load(str(c.optimizer_file))
+            scaler_state = opt_state.pop("__grad_scaler__", None)
+            ckpt.load_optimizer_state(optimizer, model, opt_state)
+            if scaler is not None and scaler_state is not None:
+                scaler.load_state_dict(scaler_state)
+        if ema is not None and c.ema_file is not None:
+            ema.set_state_dict(paddle.load(str(c.ema_file)))
+        self.state = c.state
+        self.state.finished = False
+        w = c.meta.get("weights") or {}
+        self.weights_report = WeightsReport(**w) if w else WeightsReport()
+        self._resumed_run_id = c.meta.get("mlflow_run_id")
+        ckpt.restore_rng(c.state.rng)
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", c.path, c.state.global_step, c.state.epoch,
+                 c.state.batch_in_epoch)
+
+    # ------------------------------------------------------------------------------------------------------
+    def _start_tracking(self, resume_from, train_ds, val_ds, total_steps, steps_per_epoch) -> None:
+        cfg, env = self.cfg, self.env
+        if not (cfg.tracking.enabled and env.is_main):
+            return
+        run_id = getattr(self, "_resumed_run_id", None) if resume_from is not None else None
+        tags = {
+            RUN_DIR_TAG: str(self.run_dir.resolve()),
+            "wb.task": self.task.name,
+            "wb.model": cfg.model.name,
+            **_git_tags(),
+            **{str(k): str(v) for k, v in cfg.tracking.tags.items()},
+        }
+        parent = os.environ.get("WB_PARENT_RUN_ID")
+        self.tracker = Tracker(
+            cfg.tracking.tracking_uri, cfg.tracking.experiment, run_name=cfg.tracking.run_name, run_id=run_id,
+            parent_run_id=parent, tags=tags, backlog_dir=self.run_dir,
+        )
+        if run_id is None:
+            params = flatten(to_plain_dict(cfg))
+            params.update({"derived.total_steps": total_steps, "derived.steps_per_epoch": steps_per_epoch,
+                           "derived.world_size": env.world_size, "derived.lr": scaled_lr(cfg, env.world_size)})
+            summary = self.task.data_summary()
+            params.update({f"data_summary.{k}": v for k, v in flatten(summary).items()})
+            self.tracker.log_params(params)
+            self.tracker.set_tags({f"wb.data.{k}": v for k, v in summary.get("fingerprints", {}).items()})
+            self.tracker.log_dict(to_plain_dict(cfg), "config/config.json")
+            self.tracker.log_dict(summary, "data/summary.json")
+            self.tracker.log_dict(asdict(self.weights_report), "weights/initial_weights.json")
+        else:
+            self.tracker.set_tags({"wb.resumed_at_step": self.state.global_step})
+
+    def _finish_tracking(self) -> None:
+        if not self.env.is_main:
+            return
+        st = self.state
+        best = self.ckpt_dir / "best"
+        result = getattr(self, "_last_eval", None)
+        if result is not None and self.cfg.eval.report:
+            files = self.task.write_report(result, self.run_dir / "report")
+            for f in files:
+                self.tracker.log_artifact(f, "report")
+        if self.cfg.tracking.log_checkpoints:
+            if best.is_dir():
+                self.tracker.log_artifact(best, "checkpoints/best")
+            self.tracker.log_artifact(self.ckpt_dir / "latest", "checkpoints/latest")
+        self.tracker.log_metrics({"final/global_step": st.global_step}, step=st.global_step)
+        self.tracker.finish("FINISHED")
+
+
+def _git_tags() -> dict:
+    """The workbench's own git commit (which code trained this model)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+    except Exception:
+        return {}
+    if not commit:
+        return {}
+    return {"mlflow.source.git.commit": commit, "wb.git_dirty": str(bool(dirty)).lower()}
