@@ -22,7 +22,9 @@ def run_training(cfg, run_dir: Path | None = None):
     from workbench.engine.trainer import Trainer
     from workbench.tasks import build_task
 
-    typed = to_typed(cfg)
+    from workbench.config.schema import TrainConfig
+
+    typed = cfg if isinstance(cfg, TrainConfig) else to_typed(cfg)
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
