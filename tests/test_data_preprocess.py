@@ -52,20 +52,29 @@ def _paddlex_det(image, limit_side_len, limit_type, max_side_limit):
     resize = pdx_det.DetResizeForTest(limit_side_len=limit_side_len, limit_type=limit_type)
     imgs, shapes = resize([image], limit_side_len=limit_side_len, limit_type=limit_type, max_side_limit=max_side_limit)
     # the exported inference.yml's NormalizeImage: scale "1./255." (a string PaddleX evaluates), order hwc
-    normalize = pdx_det.NormalizeImage(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], scale=1 / 255, order="hwc")
+    normalize = pdx_det.NormalizeImage(
+        mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], scale=1 / 255, order="hwc"
+    )
     (chw,) = ToCHWImage()(normalize(imgs))
     return imgs[0], chw, shapes[0]
 
 
 @pytest.mark.parametrize(
     "resize",
-    [DetResize.pipeline(), DetResize.paddlex_module(), DetResize(736, "min", 4000), DetResize(640, "resize_long", 4000)],
+    [
+        DetResize.pipeline(),
+        DetResize.paddlex_module(),
+        DetResize(736, "min", 4000),
+        DetResize(640, "resize_long", 4000),
+    ],
     ids=["pipeline-min64", "module-max960", "min736", "resize_long640"],
 )
 def test_det_resize_and_normalize_equal_paddlex(det_images, resize):
     for name, image in det_images.items():
         ours_resized, shape = resize(image)
-        ref_resized, ref_chw, ref_shape = _paddlex_det(image, resize.limit_side_len, resize.limit_type, resize.max_side_limit)
+        ref_resized, ref_chw, ref_shape = _paddlex_det(
+            image, resize.limit_side_len, resize.limit_type, resize.max_side_limit
+        )
         assert ours_resized.shape == ref_resized.shape, name
         assert np.array_equal(ours_resized, ref_resized), name
         assert np.array_equal(shape.as_array(), ref_shape), (name, shape, ref_shape)

@@ -140,9 +140,11 @@ def test_rotated_quad_recovered_and_scaled():
     found = Polygon(boxes[0])
     iou = found.intersection(expected).area / found.union(expected).area
     assert iou > 0.95
-    # top-left corner first, clockwise on screen
-    tl = boxes[0][0]
-    assert tl[0] < 2 * 100 and tl[1] < 2 * 100 and Polygon(boxes[0]).exterior.is_ccw  # y points down: clockwise on screen
+    # corners come in the drawn order (TL, TR, BR, BL): each is nearest to its own drawn corner
+    distances = np.linalg.norm(boxes[0][:, None, :] - quad[None] * 2, axis=2)
+    assert list(distances.argmin(axis=1)) == [0, 1, 2, 3]
+    # clockwise on screen is counter-clockwise for shapely (its y axis points up)
+    assert Polygon(boxes[0]).exterior.is_ccw
 
 
 def test_filters_low_score_and_tiny_regions():

@@ -117,6 +117,7 @@ class RecMetric:
             target = self.upstream_target(label)
             pred_up = self._upstream_normalise(text)
             distance = Levenshtein.distance(text, label)
+            missing = "" if self.dictionary is None else "".join(sorted(set(label) - self.dictionary))
             self._records.append(
                 {
                     "id": ids[i] if ids is not None else len(self._records),
@@ -133,9 +134,7 @@ class RecMetric:
                     "pred_upstream": pred_up,
                     "correct": target is not None and pred_up == target,
                     "ned_upstream": None if target is None else Levenshtein.normalized_distance(pred_up, target),
-                    "missing_chars": (
-                        "" if self.dictionary is None else "".join(sorted({c for c in label if c not in self.dictionary}))
-                    ),
+                    "missing_chars": missing,
                 }
             )
 

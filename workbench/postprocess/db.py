@@ -103,7 +103,9 @@ class DBPostProcess:
             raise ValueError(f"{len(maps)} maps but {len(shapes)} shape rows")
         return [self.process_one(m, s) for m, s in zip(maps, shapes)]
 
-    def process_one(self, prob: np.ndarray, shape: Sequence[float]) -> tuple[np.ndarray | list[np.ndarray], list[float]]:
+    def process_one(
+        self, prob: np.ndarray, shape: Sequence[float]
+    ) -> tuple[np.ndarray | list[np.ndarray], list[float]]:
         """Boxes of one ``[H, W]`` probability map for a source image of ``shape = (src_h, src_w, ...)``."""
         src_h, src_w = np.float64(shape[0]), np.float64(shape[1])
         bitmap = prob > self.thresh
