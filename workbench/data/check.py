@@ -94,11 +94,11 @@ def _scan_one(path: str, decode: bool) -> ImageScan:
         img, findings = check_image_bytes(data, path, None, allow_truncated=True)
         for f in findings:  # truncated first (if any), then corrupt
             if scan.problem is None or f.code == "corrupt_image":
-                scan.problem, scan.detail = f.code, f.message.split(": ", 1)[-1]
+                scan.problem, scan.detail = f.code, f.message
         if img is not None:
             scan.height, scan.width = img.shape[:2]
     else:
-        if is_truncated(scan.format, data[-64:]):
+        if is_truncated(scan.format, data):
             scan.problem, scan.detail = "truncated_image", f"the {scan.format.upper()} file ends without its end marker"
         try:
             from PIL import Image

@@ -54,14 +54,20 @@ def sniff_format(head: bytes) -> str:
     return "unknown"
 
 
-def is_truncated(fmt: str, tail: bytes) -> bool:
-    """Whether a JPEG / PNG ends before its end marker. ``tail``: the last bytes of the file (64 are plenty)."""
-    tail = tail.rstrip(b"\x00")
-    if fmt == "jpeg":
-        return not tail.endswith(b"\xff\xd9")
-    if fmt == "png":
-        return not tail.endswith(_PNG_END)
-    return False
+def is_truncated(fmt: str, data: bytes) -> bool:
+    """Whether a JPEG / PNG ends before its end marker. ``data``: the file's bytes, or at least its last few KB.
+    Zero bytes after the marker (padding some writers add) are ignored."""
+    if fmt not in ("jpeg", "png"):
+        return False
+    end = len(data)
+    while end > 0:  # skip the zero padding, 4 KB at a time
+        chunk = data[max(0, end - 4096):end]
+        kept = len(chunk.rstrip(b"\x00"))
+        end -= len(chunk) - kept
+        if kept:
+            break
+    tail = data[max(0, end - 16):end]
+    return not tail.endswith(b"\xff\xd9" if fmt == "jpeg" else _PNG_END)
 
 
 def _where(path, sample: SampleRef | None) -> tuple[str, int | None]:
@@ -73,6 +79,8 @@ def _where(path, sample: SampleRef | None) -> tuple[str, int | None]:
 def image_finding(code: str, path, sample: SampleRef | None, detail: str = "") -> Finding:
     """A finding about an image, located at its label line when the sample is known."""
     file, line = _where(path, sample)
+    if sample is None:  # the finding's file is the image itself
+        return Finding.make(code, file, line, detail or "unusable image")
     return Finding.make(code, file, line, f"{path}: {detail}" if detail else str(path))
 
 
@@ -95,7 +103,7 @@ def check_image_bytes(data: bytes, path, sample: SampleRef | None = None, *,
         return None, [image_finding("corrupt_image", path, sample, "the file is empty")]
     fmt = sniff_format(data[:16])
     findings = []
-    if is_truncated(fmt, data[-64:]):
+    if is_truncated(fmt, data):
         marker = "EOI marker FFD9" if fmt == "jpeg" else "IEND chunk"
         findings.append(image_finding("truncated_image", path, sample,
                                       f"the {fmt.upper()} file ends without its {marker} ({len(data)} bytes)"))
@@ -159,8 +167,8 @@ def probe_image(path) -> ImageInfo:
         size = path.stat().st_size
         with open(path, "rb") as fh:
             head = fh.read(16)
-            fh.seek(max(0, size - 64))
-            tail = fh.read(64)
+            fh.seek(max(0, size - 4096))
+            tail = fh.read(4096)
     except FileNotFoundError:
         raise DataError(f"image not found: {path}", [image_finding("missing_image", path, None, "no such file")]) \
             from None
