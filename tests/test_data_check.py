@@ -3,7 +3,6 @@ codes, outputs, and the real shared/data sets."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import unicodedata
@@ -11,11 +10,11 @@ from itertools import count
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from workbench.data.check import check_sources, clean_label_path, main
 from workbench.data.findings import DataPolicy
+from workbench.errors import DataError
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -399,7 +398,11 @@ def test_real_sets_pass(name, data_dir, shared_dir):
             # 221 receipt lines are longer than the 23 characters PP-OCRv5 rec can be trained on: under the
             # strict policy the set fails (correctly); under skip they are excluded and counted.
             assert too_long == 221
-            assert not check_sources(kind, [label], charset=big_dict, progress=False).ok
+            strict = check_sources(kind, [label], charset=big_dict, progress=False)
+            assert not strict.ok
+            with pytest.raises(DataError, match=r"sroie_rec/label\.txt:7: \[label_too_long\]"):
+                strict.raise_if_failed()
+            report.raise_if_failed()  # skip: passes
             assert report.total_usable == len(rows) - too_long
             assert counts.pop("all_upper_case") == 1  # SROIE labels are upper case only
             wide = counts.pop("extreme_aspect_ratio")

@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, DataError, WorkbenchError
 from workbench.data.charset import Charset
 from workbench.data.findings import CODES, DataPolicy, Finding, code_info
 from workbench.data.images import check_image_bytes, is_truncated, sniff_format
@@ -219,6 +219,17 @@ class Report:
     @property
     def exit_code(self) -> int:
         return 0 if self.ok else 1
+
+    def raise_if_failed(self) -> None:
+        """For the trainer: raise :class:`DataError` listing the blocking findings when training would not start."""
+        if self.ok:
+            return
+        if self.policy.mode == "strict":
+            raise DataError(f"the {self.kind} data would fail training under the strict data policy "
+                            f"(see `wb data check`)", self.errors)
+        empty = [s.file for s in self.sources if s.usable == 0]
+        raise DataError(f"no usable {self.kind} sample left in {', '.join(empty)} after excluding the ones with "
+                        f"errors", [f for f in self.errors if f.file in empty])
 
     def counts(self) -> dict[str, int]:
         return dict(collections.Counter(f.code for f in self.findings))

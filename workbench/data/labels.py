@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.data.charset import Charset
-from workbench.data.findings import Finding, DataPolicy  # noqa: F401  (re-exported: errors.py names labels.Finding)
+from workbench.data.findings import Finding
 
 IGNORE_TRANSCRIPTIONS = ("###", "*")
 UNUSUAL_SPACES = {"\u00a0": "NO-BREAK SPACE", "\u3000": "IDEOGRAPHIC SPACE", "\u2002": "EN SPACE",
