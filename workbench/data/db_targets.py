@@ -94,7 +94,8 @@ def _edge_distance(xs: np.ndarray, ys: np.ndarray, a: np.ndarray, b: np.ndarray)
 
     * With θ the angle the edge ab subtends at pixel p, ``cos`` below is −cos θ (law of cosines). If θ < 90°
       (``cos < 0``) the distance is the one to the nearer end point, otherwise the height of triangle pab,
-      ``sqrt(|pa|²·|pb|²·sin²θ / |ab|²)``. The two agree near the edge and differ for pixels far from a short edge.
+      ``sqrt(|pa|²·|pb|²·sin²θ / |ab|²)``. The two agree near the edge and differ for pixels far from a short
+      edge.
     * ``|ab|²`` is computed in the polygon's dtype (float32 for labels read from a file), the pixel terms in
       float64, exactly as numpy's promotion rules make upstream do. The float32 ``|ab|²`` makes the height carry
       a relative error of ~1e-5 near long edges; reproducing it keeps the maps identical to upstream's.

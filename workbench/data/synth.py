@@ -122,7 +122,10 @@ def _random_text(rng: np.random.Generator, max_len: int = 12) -> str:
         text = str(int(rng.integers(0, 10 ** int(rng.integers(1, 7)))))
     elif kind == "price":
         cents = f"{int(rng.integers(0, 100)):02d}"
-        text = f"{'$' if rng.random() < 0.5 else ''}{int(rng.integers(0, 1000))}{'.' if rng.random() < 0.7 else ','}{cents}"
+        currency = "$" if rng.random() < 0.5 else ""
+        whole = int(rng.integers(0, 1000))
+        separator = "." if rng.random() < 0.7 else ","
+        text = f"{currency}{whole}{separator}{cents}"
     elif kind == "date":
         y, m, d = int(rng.integers(1990, 2036)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
         style = rng.integers(0, 4)
