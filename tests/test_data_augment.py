@@ -201,3 +201,31 @@ def test_config_and_input_errors():
         build_det_augment()({"image": np.zeros((8, 8, 3), np.uint8), "polys": [np.zeros((4, 2))], "ignore_tags": []})
     assert build_det_augment({"copy_paste": True}).ext_data_num == 1
     assert build_rec_augment().ext_data_num == 2
+
+
+def test_rec_crop_and_invert_steps():
+    steps_off = dict(concat_p=0, tia_p=0, crop_p=0, blur_p=0, color_p=0, noise_p=0, invert_p=0)
+    image = np.random.default_rng(0).integers(0, 256, (40, 100, 3)).astype(np.uint8)
+    crop = build_rec_augment({**steps_off, "crop_p": 1.0})
+    heights = set()
+    for seed in range(20):
+        out = crop({"image": image, "text": "a"}, rng=np.random.default_rng(seed))["image"]
+        h = out.shape[0]
+        heights.add(h)
+        assert np.array_equal(out, image[40 - h :]) or np.array_equal(out, image[:h])  # rows off top or bottom
+    assert heights <= set(range(32, 40)) and len(heights) > 3
+    invert = build_rec_augment({**steps_off, "invert_p": 1.0})
+    assert np.array_equal(invert({"image": image, "text": "a"})["image"], 255 - image)
+
+
+def test_det_augment_then_db_targets():
+    from workbench.data.db_targets import DBTargets
+
+    aug, targets = build_det_augment(seed=0), DBTargets()
+    for seed in range(4):
+        out = targets(aug(_det_sample(), rng=np.random.default_rng(seed)))
+        assert out["shrink_map"].shape == (640, 640) and out["threshold_map"].dtype == np.float32
+        positive = out["shrink_map"] > 0
+        assert positive.sum() > 1000
+        ink = out["image"].max(axis=2) > 160  # any of the three coloured polygons
+        assert (positive & ink).sum() / positive.sum() > 0.97  # the shrunk text cores sit on the text pixels
