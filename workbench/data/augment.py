@@ -43,16 +43,21 @@ own generator (seeded at build time) is used.
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import albumentations as A
-import cv2
-import numpy as np
+# albumentations asks PyPI for a newer version on import (2 s timeout) unless told not to: training must not
+# depend on, or wait for, the network. Only a default: a user who sets the variable keeps their value.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from workbench.errors import ConfigError, DataError
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from workbench.errors import ConfigError, DataError  # noqa: E402
 
 __all__ = [
     "RecAugmentConfig",
