@@ -222,6 +222,47 @@ class SourceMixDataset:
             return FailedSample(finding)
         return self._make_item(sample, image)
 
+    def limit(self, n: int) -> None:
+        """Keep only the first ``n`` samples (in label-file order): quick experiments and tests."""
+        kept, left = [], int(n)
+        for samples in self._per_source:
+            kept.append(samples[: max(left, 0)])
+            left -= len(kept[-1])
+        keep_sources = [i for i, k in enumerate(kept) if k]
+        self.sources = [self.sources[i] for i in keep_sources]
+        self._per_source = [kept[i] for i in keep_sources]
+        self.samples = [s for samples in self._per_source for s in samples]
+        self._offsets = np.cumsum([0] + [len(s) for s in self._per_source])
+        self._order = self.epoch_order(self.epoch)
+
+    # ---- the trainer's loader (workbench.engine.loader) --------------------------------------------------------
+    def epoch_indices(self, epoch: int, seed: int | None = None) -> np.ndarray:
+        """Indices into ``self.samples`` that make up ``epoch`` (ratio subsets; the loader shuffles and shards)."""
+        return self.epoch_order(epoch)
+
+    def load(self, index: int, rng: np.random.Generator, epoch: int = 0) -> dict | FailedSample:
+        """The item for ``self.samples[index]``, its augmentation randomness drawn from ``rng`` only, so the same
+        (seed, epoch, index) gives the same item in any worker, in any run. Transforms that mix in other samples
+        (``ext_data_num``: rec concatenation, det copy-paste) get them chosen by the same ``rng``."""
+        sample = self.samples[int(index)]
+        data = self.load_sample(sample)
+        if isinstance(data, FailedSample):
+            return data
+        data["index"] = int(index)
+        if self.transform is None:
+            return self._finish_item(data, sample)
+        n_extra = getattr(self.transform, "ext_data_num", 0)
+        if n_extra:
+            extras = [self.load_sample(self.samples[int(j)]) for j in rng.integers(0, len(self.samples), n_extra)]
+            data["ext_data"] = [e for e in extras if not isinstance(e, FailedSample)]
+        try:
+            data = self.transform(data, rng=rng)
+        except Exception as e:  # a transform bug: keep it loud, but say which sample it was
+            if hasattr(e, "add_note"):
+                e.add_note(f"while transforming {sample.file}:{sample.line} ({sample.image_path})")
+            raise
+        return self._finish_item(data, sample)
+
     def __getitem__(self, index: int) -> dict | FailedSample:
         sample = self.sample_at(index)
         data = self.load_sample(sample)

@@ -1,0 +1,251 @@
+"""Text detection as a trainer Task: DB training, evaluation that predicts the deployed pipeline.
+
+Where each piece comes from:
+    data         workbench.data.det.DetDataset (label files, policy) + the demo set (workbench.data.synth)
+    transforms   workbench.data.augment (flip/rotate/scale/crop) → workbench.data.db_targets → ImageNet normalise
+    model, loss  workbench.models.zoo, workbench.losses.db.DBLoss
+    evaluation   workbench.data.preprocess.DetResize (pipeline's or upstream's resizing)
+                 → workbench.postprocess.db.DBPostProcess (= PaddleX's) → workbench.metrics.det.DetEvaluator
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from workbench.config.schema import DetEvalConfig, TrainConfig
+from workbench.data.findings import DataPolicy
+from workbench.errors import ConfigError
+from workbench.tasks.base import EvalResult, Task, WeightsReport
+from workbench.tasks.common import DataFiles, resolve_data_files
+
+log = logging.getLogger("workbench.det")
+
+
+class DetTrainTransform:
+    """Augment (flip, rotate, scale, text-keeping 640 crop), build DB targets, normalise like upstream training."""
+
+    def __init__(self, augment, targets):
+        self.augment = augment
+        self.targets = targets
+
+    @property
+    def ext_data_num(self) -> int:
+        return self.augment.ext_data_num
+
+    def __call__(self, data: dict, rng: Optional[np.random.Generator] = None) -> dict:
+        from workbench.data.preprocess import normalize_det
+
+        data = self.augment(data, rng=rng)
+        data = self.targets(data)
+        data["image"] = normalize_det(data["image"], arithmetic="upstream")
+        return data
+
+
+def det_resize(cfg: DetEvalConfig, mode: str):
+    from workbench.data.preprocess import DetResize
+
+    if mode == "pipeline":
+        return DetResize(limit_side_len=cfg.limit_side_len, limit_type=cfg.limit_type, max_side_limit=cfg.max_side_limit)
+    if mode == "upstream":
+        return DetResize.upstream_eval()
+    raise ConfigError(f"eval.det.resize_mode={mode!r}: choose pipeline or upstream")
+
+
+class DetEvalTransform:
+    """Resize as the chosen mode (and, optionally, the other mode too), normalise like PaddleX's predictor."""
+
+    def __init__(self, resizes: dict):
+        self.resizes = resizes  # {"main": DetResize, "alt": DetResize?}
+
+    def __call__(self, data: dict, rng=None) -> dict:
+        from workbench.data.preprocess import normalize_det
+
+        image = data.pop("image")
+        data["height"], data["width"] = image.shape[:2]
+        for key, resize in self.resizes.items():
+            resized, shape = resize(image)
+            data[f"image_{key}"] = normalize_det(resized, arithmetic="paddlex")
+            data[f"shape_{key}"] = np.array([shape.src_h, shape.src_w, shape.ratio_h, shape.ratio_w])
+        return data
+
+
+class DetTask(Task):
+    name = "det"
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
+        from workbench.models import zoo
+
+        self.spec = zoo.get_spec(cfg.model.name)
+        if self.spec.task != "det":
+            raise ConfigError(f"model {cfg.model.name} is a {self.spec.task} model; the det recipe needs a det model")
+        if cfg.data.eval_batch_size != 1:
+            raise ConfigError("data.eval_batch_size must be 1 for detection (images keep their own sizes)")
+        self.files: DataFiles = resolve_data_files(cfg.data, "det")
+        self.policy = DataPolicy(cfg.data.policy)
+        self._train = self._val = None
+
+    # --- model ---------------------------------------------------------------------------------------------
+    def build_model(self):
+        from workbench.models import zoo
+
+        return zoo.build_model(self.cfg.model.name, **dict(self.cfg.model.arch))
+
+    def load_initial_weights(self, model) -> WeightsReport:
+        ref = self.cfg.model.pretrained
+        if not ref:
+            return WeightsReport()
+        from workbench.weights.pretrained import load_strict, read_state_dict, resolve_weights_file
+
+        path = resolve_weights_file(ref, self.cfg.tracking.tracking_uri)
+        return load_strict(model, read_state_dict(path), source=str(path))
+
+    # --- data ----------------------------------------------------------------------------------------------
+    def _dataset(self, files, *, train: bool):
+        from workbench.data.det import DetDataset
+
+        d = self.cfg.data
+        if train:
+            from workbench.data.augment import build_det_augment
+            from workbench.data.db_targets import DBTargets
+
+            transform = DetTrainTransform(build_det_augment(dict(d.augment), seed=self.cfg.seed),
+                                          DBTargets(**dict(d.targets)))
+        else:
+            e = self.cfg.eval.det
+            resizes = {"main": det_resize(e, e.resize_mode)}
+            if e.also_upstream_mode:
+                resizes["alt"] = det_resize(e, "upstream" if e.resize_mode == "pipeline" else "pipeline")
+            transform = DetEvalTransform(resizes)
+        ds = DetDataset(files, transform, self.policy, root=d.root, seed=self.cfg.seed, shuffle=False)
+        limit = d.max_train_samples if train else d.max_val_samples
+        if limit:
+            ds.limit(limit)
+        return ds
+
+    def train_dataset(self):
+        if self._train is None:
+            self._train = self._dataset(self.files.train, train=True)
+        return self._train
+
+    def val_dataset(self):
+        if self._val is None and self.files.val:
+            self._val = self._dataset(self.files.val, train=False)
+        return self._val
+
+    def collate_train(self, samples):
+        from workbench.data.det import collate_det
+
+        return collate_det(samples)
+
+    collate_eval = collate_train
+
+    def check_data(self, run_dir: Path) -> None:
+        from workbench.data.check import check_sources
+
+        report = check_sources(
+            "det", self.files.train, self.files.val, min_text_size=self.cfg.data.targets.get("min_text_size", 8),
+            policy=self.policy, root=self.cfg.data.root, progress=False,
+        )
+        (run_dir / "data_check.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+        log.info("data check:\n%s", report.summary())
+        report.raise_if_failed()
+
+    def data_summary(self) -> dict:
+        train, val = self.train_dataset(), self.val_dataset()
+        return {
+            "train_files": [str(p) for p, _ in self.files.train],
+            "val_files": [str(p) for p, _ in self.files.val],
+            "demo": self.cfg.data.train is None,
+            "train_images": len(train.samples),
+            "val_images": len(val.samples) if val is not None else 0,
+            "train_skipped": train.skip_counts(),
+            "fingerprints": {"train": train.fingerprint(), **({"val": val.fingerprint()} if val is not None else {})},
+        }
+
+    # --- training ------------------------------------------------------------------------------------------
+    def build_loss(self):
+        from workbench.losses.db import DBLoss
+
+        return DBLoss()
+
+    def training_step(self, model, loss_fn, batch):
+        import paddle
+
+        tensors = {k: paddle.to_tensor(batch[k]) for k in
+                   ("image", "shrink_map", "shrink_mask", "threshold_map", "threshold_mask")}
+        preds = model(tensors["image"])
+        return loss_fn(preds, tensors), len(batch["image"])
+
+    # --- evaluation ----------------------------------------------------------------------------------------
+    def postprocess(self):
+        from workbench.postprocess.db import DBPostProcess
+
+        e = self.cfg.eval.det
+        return DBPostProcess(thresh=e.thresh, box_thresh=e.box_thresh, max_candidates=e.max_candidates,
+                             unclip_ratio=e.unclip_ratio, score_mode=e.score_mode, box_type=e.box_type)
+
+    def predict(self, model, batch) -> list[dict]:
+        import paddle
+
+        post = self.postprocess()
+        out = []
+        for i in range(len(batch["index"])):
+            rec = {
+                "index": int(batch["index"][i]), "image_path": batch["path"][i], "label_file": batch["file"][i],
+                "line": int(batch["line"][i]), "width": int(batch["width"][i]), "height": int(batch["height"][i]),
+                "gt_polys": [np.asarray(p).tolist() for p in batch["polys"][i]], "gt_texts": list(batch["texts"][i]),
+                "gt_ignore": [bool(t) for t in batch["ignore_tags"][i]],
+            }
+            for key, prefix in (("main", ""), ("alt", "alt_")):
+                if f"image_{key}" not in batch:
+                    continue
+                prob = model(paddle.to_tensor(batch[f"image_{key}"][i : i + 1])).numpy()
+                polys, scores = post(prob, batch[f"shape_{key}"][i : i + 1])[0]
+                rec[f"{prefix}pred_polys"] = [np.asarray(p).tolist() for p in polys]
+                rec[f"{prefix}pred_scores"] = [float(s) for s in scores]
+            out.append(rec)
+        return out
+
+    def score(self, records: list[dict]) -> EvalResult:
+        from workbench.metrics.det import DetEvaluator
+
+        e = self.cfg.eval.det
+        ev = DetEvaluator(iou_threshold=e.iou_thresh, matching=e.matching)
+        for r in records:
+            ev.update(r["gt_polys"], r["gt_ignore"], r["pred_polys"], r["pred_scores"], image_id=r["index"])
+        metrics = ev.compute()
+        rows = [{**r, **m} for r, m in zip(records, ev.records())]
+        if records and "alt_pred_polys" in records[0]:
+            alt = DetEvaluator(iou_threshold=e.iou_thresh, matching=e.matching)
+            for r in records:
+                alt.update(r["gt_polys"], r["gt_ignore"], r["alt_pred_polys"], r["alt_pred_scores"])
+            alt_name = "upstream" if e.resize_mode == "pipeline" else "pipeline"
+            metrics.update({f"{k}_{alt_name}_resize": v for k, v in alt.compute().items()
+                            if k in ("precision", "recall", "hmean")})
+        return EvalResult(metrics, rows)
+
+    def write_report(self, result: EvalResult, out_dir: Path) -> list[Path]:
+        try:
+            from workbench.analysis.det_report import write_det_report
+        except ImportError:
+            return []
+        return write_det_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} detection")
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+    def checkpoint_meta(self) -> dict:
+        e = self.cfg.eval.det
+        return {
+            "task": "det",
+            "model_name": self.cfg.model.name,
+            "arch": dict(self.cfg.model.arch),
+            "postprocess": {"thresh": e.thresh, "box_thresh": e.box_thresh, "max_candidates": e.max_candidates,
+                            "unclip_ratio": e.unclip_ratio},
+            "resize": {"limit_type": e.limit_type, "limit_side_len": e.limit_side_len,
+                       "max_side_limit": e.max_side_limit},
+        }

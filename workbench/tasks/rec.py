@@ -1,0 +1,275 @@
+"""Text recognition as a trainer Task: CTC + NRTR multi-head training, CTC greedy evaluation.
+
+Where each piece comes from:
+    data         workbench.data.rec.RecDataset (label files, policy) + the demo set (workbench.data.synth)
+    dictionary   model.character_dict, else the demo dictionary (demo data), else the zoo's official one
+    transforms   workbench.data.augment (train) → workbench.data.preprocess (48×320, or the pipeline's resize)
+    model, loss  workbench.models.zoo, workbench.losses.multi.MultiLoss
+    evaluation   workbench.postprocess.ctc.CTCDecoder → workbench.metrics.rec.RecMetric
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from workbench.config.schema import TrainConfig
+from workbench.data.charset import Charset
+from workbench.data.findings import DataPolicy
+from workbench.errors import ConfigError
+from workbench.tasks.base import EvalResult, Task, WeightsReport
+from workbench.tasks.common import DataFiles, resolve_data_files
+
+log = logging.getLogger("workbench.rec")
+
+NRTR_PE_KEY = "head.gtc_head.positional_encoding.pe"
+
+
+class RecTrainTransform:
+    """Augment (upstream RecConAug + RecAug), then upstream's fixed 48×320 resize to [-1, 1]."""
+
+    def __init__(self, augment, image_shape):
+        self.augment = augment
+        self.image_shape = tuple(image_shape)
+
+    @property
+    def ext_data_num(self) -> int:
+        return self.augment.ext_data_num if self.augment is not None else 0
+
+    def __call__(self, data: dict, rng: Optional[np.random.Generator] = None) -> dict:
+        from workbench.data.preprocess import resize_norm_rec_fixed
+
+        if self.augment is not None:
+            data = self.augment(data, rng=rng)
+        data["image"], _ = resize_norm_rec_fixed(data["image"], self.image_shape)
+        return data
+
+
+class RecEvalTransform:
+    """``fixed``: 48×320 as upstream's eval; ``pipeline``: height 48, keep ratio, as the PaddleX predictor."""
+
+    def __init__(self, mode: str, image_shape):
+        if mode not in ("fixed", "pipeline"):
+            raise ConfigError(f"eval.rec.resize_mode={mode!r}: choose fixed or pipeline")
+        self.mode = mode
+        self.image_shape = tuple(image_shape)
+
+    def __call__(self, data: dict, rng=None) -> dict:
+        from workbench.data.preprocess import resize_norm_rec, resize_norm_rec_fixed
+
+        h, w = data["image"].shape[:2]
+        data["height"], data["width"] = h, w
+        if self.mode == "fixed":
+            data["image"], _ = resize_norm_rec_fixed(data["image"], self.image_shape)
+        else:
+            data["image"] = resize_norm_rec(data["image"], self.image_shape)
+        return data
+
+
+def dictionary_sized_keys(model, num_classes: int) -> tuple[str, ...]:
+    """Head tensors whose shape follows the dictionary (CTC fc; NRTR embedding and output projection)."""
+    sizes = {num_classes, num_classes + 3, num_classes + 4}
+    return tuple(k for k, v in model.state_dict().items() if k.startswith("head.") and sizes & set(v.shape)
+                 and ("ctc_head" in k or "embedding" in k or "tgt_word_prj" in k))
+
+
+class RecTask(Task):
+    name = "rec"
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
+        from workbench.models import zoo
+
+        self.spec = zoo.get_spec(cfg.model.name)
+        if self.spec.task != "rec":
+            raise ConfigError(f"model {cfg.model.name} is a {self.spec.task} model; the rec recipe needs a rec model")
+        self.files: DataFiles = resolve_data_files(cfg.data, "rec")
+        self.charset = self._resolve_charset()
+        self.policy = DataPolicy(cfg.data.policy)
+        self._train = self._val = None
+
+    # --- dictionary ----------------------------------------------------------------------------------------
+    def _resolve_charset(self) -> Charset:
+        m = self.cfg.model
+        if m.character_dict:
+            path = Path(m.character_dict)
+        elif self.files.demo_dict is not None:
+            # The demo trains from scratch on synthetic text: its own small dictionary, no download.
+            path = self.files.demo_dict
+        elif self.spec.dictionary is not None:
+            from workbench.weights.pretrained import fetch_dictionary
+
+            path = fetch_dictionary(self.spec.dictionary)
+        else:
+            raise ConfigError(f"model {m.name} has no official dictionary: set model.character_dict=<file>")
+        charset = Charset.from_file(path, use_space_char=m.use_space_char)
+        official = self.spec.dictionary
+        if official is not None and charset.sha256 != official.sha256:
+            log.info("dictionary %s differs from %s's official %s", path, m.name, official.file_name)
+        return charset
+
+    # --- model ---------------------------------------------------------------------------------------------
+    def build_model(self):
+        from workbench.models import zoo
+
+        return zoo.build_model(self.cfg.model.name, charset=self.charset, **dict(self.cfg.model.arch))
+
+    def load_initial_weights(self, model) -> WeightsReport:
+        ref = self.cfg.model.pretrained
+        if not ref:
+            return WeightsReport()
+        from workbench.weights.pretrained import load_strict, read_state_dict, resolve_weights_file
+
+        path = resolve_weights_file(ref, self.cfg.tracking.tracking_uri)
+        return load_strict(
+            model,
+            read_state_dict(path),
+            source=str(path),
+            resizable_keys=dictionary_sized_keys(model, self.charset.num_ctc_classes),
+            allow_reinit=self.cfg.model.reinit_head_on_dict_change,
+            optional_missing=(NRTR_PE_KEY,),
+        )
+
+    # --- data ----------------------------------------------------------------------------------------------
+    def _dataset(self, files, *, train: bool):
+        from workbench.data.rec import RecDataset
+
+        d = self.cfg.data
+        if train:
+            from workbench.data.augment import build_rec_augment
+
+            aug_cfg = {"max_text_length": self.cfg.model.max_text_length - 2,
+                       "image_shape": tuple(d.image_shape[1:]), **dict(d.augment)}
+            augment = build_rec_augment(aug_cfg, seed=self.cfg.seed)
+            transform = RecTrainTransform(augment, d.image_shape)
+        else:
+            transform = RecEvalTransform(self.cfg.eval.rec.resize_mode, d.image_shape)
+        ds = RecDataset(
+            files, self.charset, transform, self.policy, self.cfg.model.max_text_length, nrtr=True,
+            root=d.root, seed=self.cfg.seed, shuffle=False, for_eval=not train,
+        )
+        limit = d.max_train_samples if train else d.max_val_samples
+        if limit:
+            ds.limit(limit)
+        return ds
+
+    def train_dataset(self):
+        if self._train is None:
+            self._train = self._dataset(self.files.train, train=True)
+        return self._train
+
+    def val_dataset(self):
+        if self._val is None and self.files.val:
+            self._val = self._dataset(self.files.val, train=False)
+        return self._val
+
+    def collate_train(self, samples):
+        from workbench.data.rec import collate_rec
+
+        return collate_rec(samples)
+
+    collate_eval = collate_train
+
+    def check_data(self, run_dir: Path) -> None:
+        from workbench.data.check import check_sources
+
+        report = check_sources(
+            "rec", self.files.train, self.files.val, self.charset, max_text_length=self.cfg.model.max_text_length,
+            nrtr=True, policy=self.policy, root=self.cfg.data.root, progress=False,
+        )
+        (run_dir / "data_check.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+        log.info("data check:\n%s", report.summary())
+        report.raise_if_failed()
+
+    def data_summary(self) -> dict:
+        train = self.train_dataset()
+        val = self.val_dataset()
+        return {
+            "train_files": [str(p) for p, _ in self.files.train],
+            "val_files": [str(p) for p, _ in self.files.val],
+            "demo": self.files.demo_dict is not None,
+            "train_samples": len(train.samples),
+            "val_samples": len(val.samples) if val is not None else 0,
+            "train_skipped": train.skip_counts(),
+            "dictionary": {"source": self.charset.source, "size": len(self.charset), "sha256": self.charset.sha256},
+            "fingerprints": {"train": train.fingerprint(), **({"val": val.fingerprint()} if val is not None else {})},
+        }
+
+    # --- training ------------------------------------------------------------------------------------------
+    def build_loss(self):
+        from workbench.losses.multi import MultiLoss
+
+        return MultiLoss()
+
+    def training_step(self, model, loss_fn, batch):
+        import paddle
+
+        tensors = {
+            "image": paddle.to_tensor(batch["image"]),
+            "label_ctc": paddle.to_tensor(batch["label_ctc"]),
+            "label_gtc": paddle.to_tensor(batch["label_gtc"]),
+            "length": paddle.to_tensor(batch["length"]),
+        }
+        preds = model(tensors["image"], tensors)
+        return loss_fn(preds, tensors), len(batch["image"])
+
+    # --- evaluation ----------------------------------------------------------------------------------------
+    def decoder(self):
+        from workbench.postprocess.ctc import CTCDecoder
+
+        return CTCDecoder(self.charset.characters, use_space_char=self.charset.use_space_char)
+
+    def predict(self, model, batch) -> list[dict]:
+        import paddle
+
+        probs = model(paddle.to_tensor(batch["image"])).numpy()
+        decoded = self.decoder()(probs)
+        return [
+            {"index": int(i), "gt": t, "pred": p, "score": float(s), "image_path": path, "label_file": f,
+             "line": int(ln), "width": int(w), "height": int(h)}
+            for i, t, (p, s), path, f, ln, w, h in zip(
+                batch["index"], batch["text"], decoded, batch["path"], batch["file"], batch["line"],
+                batch["width"], batch["height"],
+            )
+        ]
+
+    def score(self, records: list[dict]) -> EvalResult:
+        from workbench.metrics.rec import RecMetric
+
+        metric = RecMetric(self.charset, use_space_char=self.charset.use_space_char,
+                           max_text_length=self.cfg.model.max_text_length)
+        metric.update([(r["pred"], r["score"]) for r in records], [r["gt"] for r in records],
+                      ids=[r["index"] for r in records])
+        metrics = metric.compute()
+        if self.cfg.eval.rec.case_insensitive:
+            metrics["acc_selected"] = metrics["acc_honest_nocase"]
+        rows = [{**r, **m} for r, m in zip(records, metric.records())]
+        return EvalResult(metrics, rows)
+
+    def write_report(self, result: EvalResult, out_dir: Path) -> list[Path]:
+        try:
+            from workbench.analysis.rec_report import write_rec_report
+        except ImportError:  # reports not available in this build
+            return []
+        return write_rec_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} recognition")
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+    def checkpoint_meta(self) -> dict:
+        return {
+            "task": "rec",
+            "model_name": self.cfg.model.name,
+            "arch": dict(self.cfg.model.arch),
+            "dictionary_sha256": self.charset.sha256,
+            "use_space_char": self.charset.use_space_char,
+            "num_ctc_classes": self.charset.num_ctc_classes,
+            "image_shape": list(self.cfg.data.image_shape),
+            "max_text_length": self.cfg.model.max_text_length,
+        }
+
+    def dictionary_lines(self) -> list[str]:
+        return list(self.charset.characters)
+
