@@ -215,7 +215,7 @@ def _slice_table(stats: list[tuple[str, dict]], total: int) -> H.Markup:
                      s["acc_upstream"], s["errors"], H.bar(s["acc_honest"], kind="ok")))
         classes.append("sep" if label.startswith("contains a space") else "")
     return H.table(["slice", "n", "share", "acc (honest)", "acc (no case)", "1 − NED", "acc (upstream)", "errors",
-                    "acc (honest)"], body, cls="slices", row_classes=classes)
+                    ""], body, cls="slices", row_classes=classes)
 
 
 def _char(ch: str) -> H.Markup:
