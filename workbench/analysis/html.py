@@ -306,6 +306,7 @@ table.kv td:first-child{color:var(--muted)}
 table.kv td{padding:3px 10px}
 tr.sep td{border-top:2px solid #9ca3af}
 table.slices td:first-child{white-space:nowrap}
+tr.sel td{background:#eff6ff;font-weight:600}
 .grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:8px 28px}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0 12px}
 .card{border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:150px;background:#fcfcfd}
@@ -329,6 +330,8 @@ table.slices td:first-child{white-space:nowrap}
 .legend i{display:inline-block;width:22px;height:10px;margin-right:6px;border-radius:2px;vertical-align:middle}
 .cases{display:grid;grid-template-columns:repeat(auto-fill,minmax(430px,1fr));gap:10px}
 .cases.wide{grid-template-columns:repeat(auto-fill,minmax(640px,1fr))}
+.cases.single{grid-template-columns:1fr}
+.diff+.diff{margin-top:6px}
 .case{border:1px solid var(--line);border-radius:8px;padding:8px 10px;background:#fff;overflow:hidden}
 .case .top{display:flex;justify-content:space-between;gap:8px;color:var(--muted);font-size:12px;margin-bottom:6px}
 .case .top b{color:#111827}
