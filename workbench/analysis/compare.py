@@ -143,10 +143,9 @@ def _load_mlflow(run_id: str, tracking_uri: Optional[str], workdir: Path) -> Sid
     if "report/records.jsonl" in artifacts:
         dst = workdir / run_id
         dst.mkdir(parents=True, exist_ok=True)
-        for name in ("records.jsonl", "summary.json"):
-            if f"report/{name}" in artifacts:
-                tracking.download_artifacts(run_id, f"report/{name}", dst, tracking_uri)
-        records, summary = _report_files(dst / "report")
+        records = read_jsonl(tracking.download_artifacts(run_id, "report/records.jsonl", dst, tracking_uri))
+        if "report/summary.json" in artifacts:
+            summary = _read_json(tracking.download_artifacts(run_id, "report/summary.json", dst, tracking_uri))
         records_from = f"mlflow run {run_id}: report/records.jsonl"
     else:
         local = tracking.run_dir_of(run_id, tracking_uri)
@@ -520,7 +519,8 @@ def _det_card(item: dict, ra: dict, rb: dict, kind: str) -> H.Markup:
         meta += f'<div class="meta">{H.badge("found", "ok")}{H.esc(names(item["found"]))}</div>'
     return H.Markup(
         f'<div class="case {kind}" data-case-id="{H.esc(item["key"])}"><div class="top"><b>{kind}</b><span>hmean '
-        f'{item["hmean_a"]:.3f} → <b>{item["hmean_b"]:.3f}</b> · missed {item["missed_a"]} → {item["missed_b"]} · '
+        f'{item["hmean_a"]:.3f} → <b>{item["hmean_b"]:.3f}</b> · '
+        f'missed {item["missed_a"]} → {item["missed_b"]} · '
         f'false positives {item["false_positives_a"]} → {item["false_positives_b"]}</span></div>'
         f'<div class="pic">{pics}</div>{meta}<div class="path">{H.esc(short_key(rb))}</div></div>')
 

@@ -27,8 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from workbench.analysis import html as H
-from workbench.analysis.rec_report import write_summary
-from workbench.analysis.records import display_path, plain_rows, sample_key, short_key, write_csv, write_jsonl
+from workbench.analysis.records import (
+    display_path, plain_rows, sample_key, short_key, write_csv, write_jsonl, write_summary,
+)
 
 #: drawing colours, BGR for OpenCV; the legend shows the same colours
 COLOURS = {
@@ -250,7 +251,8 @@ def _case_card(rank: int, row: dict, boxes_by_index: dict[int, dict]) -> H.Marku
     else:
         pic = H.img(H.data_uri(draw(image, row), quality=80), alt=short_key(row))
     missed, fps = row.get("missed_gt", []), row.get("false_positives", [])
-    top = (f'<span class="rank">#{rank}</span><span>hmean <b>{H.fmt(row["hmean"], 3)}</b> · P {H.fmt(row["precision"], 3)}'
+    top = (f'<span class="rank">#{rank}</span><span>hmean <b>{H.fmt(row["hmean"], 3)}</b> · '
+           f'P {H.fmt(row["precision"], 3)}'
            f' · R {H.fmt(row["recall"], 3)} · <b>{len(missed)}</b> missed · <b>{len(fps)}</b> false positive'
            f'{"s" if len(fps) != 1 else ""} · {row.get("gt_care", 0)} GT</span>')
     lines = []

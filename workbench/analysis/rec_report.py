@@ -17,7 +17,6 @@ cases are decoded into thumbnails, so a set of thousands of crops reports in abo
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -26,7 +25,9 @@ from typing import Any, Sequence
 from rapidfuzz.distance import Levenshtein
 
 from workbench.analysis import html as H
-from workbench.analysis.records import display_path, plain_rows, sample_key, short_key, write_csv, write_jsonl
+from workbench.analysis.records import (
+    display_path, plain_rows, sample_key, short_key, write_csv, write_jsonl, write_summary,
+)
 
 #: the fixed evaluation input of PP-OCR rec models; wider crops are squeezed horizontally by the fixed resize
 FIXED_EVAL_RATIO = 320 / 48
@@ -200,7 +201,8 @@ def _case_card(rank: int, row: dict) -> H.Markup:
     elif row.get("correct") and kind:
         badges.append(H.badge("right by upstream's metric", "warn"))
     size = f"{row.get('width')}×{row.get('height')}" if row.get("width") else ""
-    where = " · ".join(str(x) for x in (short_key(row), display_path(row) if row.get("label_file") else None, size) if x)
+    image = display_path(row) if row.get("label_file") else None
+    where = " · ".join(str(x) for x in (short_key(row), image, size) if x)
     return H.Markup(
         f'<div class="case" id="case-{rank}" data-case-id="{H.esc(key)}"><div class="top">{top}</div>'
         f'<div class="pic">{_crop_picture(row)}</div>{H.diff(row["gt"], row["pred"])}'
@@ -272,13 +274,6 @@ def _metric_summary(metrics: dict) -> H.Markup:
 
 
 # --- the report ------------------------------------------------------------------------------------------------
-def write_summary(out_dir: Path, task: str, title: str, metrics: dict, info: dict | None, n: int) -> Path:
-    path = out_dir / "summary.json"
-    data = {"task": task, "title": title, "info": info or {}, "metrics": metrics, "n_records": n}
-    path.write_text(json.dumps(data, indent=1, default=str, ensure_ascii=False), encoding="utf-8")
-    return path
-
-
 def write_rec_report(
     rows: Sequence[dict],
     metrics: dict,

@@ -81,6 +81,14 @@ def write_csv(rows: Sequence[dict], path: str | Path, columns: Sequence[str] | N
     return path
 
 
+def write_summary(out_dir: Path, task: str, title: str, metrics: dict, info: dict | None, n: int) -> Path:
+    """``summary.json`` of a report: what ``wb compare`` needs besides the records (task, metrics)."""
+    path = Path(out_dir) / "summary.json"
+    data = {"task": task, "title": title, "info": plain(info or {}), "metrics": plain(metrics), "n_records": n}
+    path.write_text(json.dumps(data, indent=1, default=str, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     rows = []
     with Path(path).open(encoding="utf-8") as fh:

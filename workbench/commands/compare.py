@@ -24,7 +24,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--metric", help="metric that decides better / worse (default: the runs' eval.select_metric, "
                                     "else acc for rec, hmean for det)")
     p.add_argument("--out", type=Path, help="output folder (default: reports/compare_<A>_<B>)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--tracking-uri",
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     p.add_argument("--max-cases", type=int, default=100, help="pictured samples / images per kind (default 100)")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit with status 1 when B is worse than A on the metric (for CI)")
@@ -35,6 +36,7 @@ def main(argv: list[str]) -> int:
     from workbench.analysis.compare import compare, default_out_dir, format_text, load_side, write_outputs
 
     args = parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file is noise here
     with tempfile.TemporaryDirectory(prefix="wb-compare-") as tmp:
         a = load_side(args.a, args.tracking_uri, Path(tmp) / "a")
         b = load_side(args.b, args.tracking_uri, Path(tmp) / "b")
