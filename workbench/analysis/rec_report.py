@@ -75,7 +75,7 @@ def char_class(text: str) -> str:
 
 
 def has_space(text: str) -> bool:
-    return " " in text.strip(" ") or text != text.strip(" ")
+    return " " in text
 
 
 def error_kind(row: dict) -> str | None:
