@@ -246,3 +246,23 @@ def download_artifacts(run_id: str, artifact_path: str, dst: str | Path, trackin
 
     uri = resolve_tracking_uri(tracking_uri)
     return Path(_dl(run_id=run_id, artifact_path=artifact_path, dst_path=str(dst), tracking_uri=uri))
+
+
+def run_summary(run_id: str, tracking_uri: Optional[str] = None) -> dict:
+    """What ``wb compare`` needs of a run: latest metric values, params, tags, status and name."""
+    run = get_run(run_id, tracking_uri)
+    return {
+        "run_id": run.info.run_id,
+        "name": run.info.run_name,
+        "status": run.info.status,
+        "experiment_id": run.info.experiment_id,
+        "metrics": dict(run.data.metrics),
+        "params": dict(run.data.params),
+        "tags": dict(run.data.tags),
+    }
+
+
+def list_artifacts(run_id: str, path: Optional[str] = None, tracking_uri: Optional[str] = None) -> list[str]:
+    """Paths of the artifacts directly under ``path`` of a run (``[]`` when there are none)."""
+    client = _client(resolve_tracking_uri(tracking_uri))
+    return [a.path for a in client.list_artifacts(run_id, path)]
