@@ -1,0 +1,27 @@
+"""The PP-OCRv4/v5 recognition loss: CTC (on ``predictions["ctc"]``) + NRTR (on ``predictions["gtc"]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import paddle
+
+from workbench.losses.ctc import CTCLoss
+from workbench.losses.nrtr import NRTRLoss
+
+__all__ = ["MultiLoss"]
+
+
+class MultiLoss:
+    """``loss = ctc_weight * CTC + nrtr_weight * NRTR``; also returns ``loss_ctc`` and ``loss_nrtr`` (weighted)."""
+
+    def __init__(self, ctc_weight: float = 1.0, nrtr_weight: float = 1.0, smoothing: float = 0.1):
+        self.ctc_weight = ctc_weight
+        self.nrtr_weight = nrtr_weight
+        self.ctc = CTCLoss()
+        self.nrtr = NRTRLoss(smoothing)
+
+    def __call__(self, predictions: Mapping, batch: Mapping) -> dict[str, paddle.Tensor]:
+        loss_ctc = self.ctc(predictions, batch)["loss"] * self.ctc_weight
+        loss_nrtr = self.nrtr(predictions, batch)["loss"] * self.nrtr_weight
+        return {"loss": loss_ctc + loss_nrtr, "loss_ctc": loss_ctc, "loss_nrtr": loss_nrtr}

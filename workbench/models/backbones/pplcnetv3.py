@@ -1,0 +1,599 @@
+"""PPLCNetV3: the mobile backbone of PP-OCRv4/v5 detection (scale 0.75) and recognition (scale 0.95).
+
+Every depthwise-separable block is two :class:`LearnableRepLayer` s. During training each one is a sum of
+parallel branches (``num_branches`` kxk conv+BN, a 1x1 conv+BN, and a BN "identity" when shapes allow),
+followed by a learnable affine (``lab``) and a learnable-affine hard-swish (``act``). For export,
+:meth:`LearnableRepLayer.rep` folds the branches into one biased conv (``reparam_conv``), exactly as
+upstream's inference graphs are built.
+
+State-dict names (``conv1``, ``blocks2``..``blocks6``, ``dw_conv``/``pw_conv``, ``identity``, ``conv_kxk``,
+``conv_1x1``, ``lab``, ``act.lab``, ``se``, ``layer_list``) and creation order follow the official training
+graph, so the official ``*_pretrained.pdparams`` load unchanged.
+
+Output:
+* det mode: four feature maps (strides 4, 8, 16, 32), each projected by a 1x1 conv of ``layer_list``.
+* rec mode: one map ``[N, C, 1, T]``. In **training** it is adaptive-average-pooled to a fixed ``[1, 40]``
+  (``train_time_steps``); in **eval/export** it is average-pooled with kernel = stride = ``[3, 2]``, i.e.
+  ``T = width / 8``. The two agree exactly only for 48x320 inputs (the eval/export shape); training on other
+  sizes (e.g. the multi-scale sampler's 32/64-high crops) still yields 40 steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle import ParamAttr
+from paddle.autograd import PyLayer
+from paddle.nn.initializer import Constant, KaimingNormal
+from paddle.regularizer import L2Decay
+
+__all__ = [
+    "BlockSpec",
+    "DET_STAGES",
+    "REC_STAGES",
+    "ConvBN",
+    "LearnableAffineBlock",
+    "LearnableActivation",
+    "LearnableRepLayer",
+    "SqueezeExcite",
+    "LCNetV3Block",
+    "PPLCNetV3",
+    "make_divisible",
+]
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One depthwise-separable block: depthwise kernel, channels before ``scale``, stride, squeeze-excite."""
+
+    kernel: int
+    in_channels: int
+    out_channels: int
+    stride: int | tuple[int, int]
+    use_se: bool
+
+
+def _stage(*rows) -> tuple[BlockSpec, ...]:
+    return tuple(BlockSpec(*row) for row in rows)
+
+
+# Stages blocks2..blocks6. Det halves both axes at each stage; rec keeps the width long (stride (2,1)) and
+# halves the width once (stride (1,2)) so a 48x320 line becomes 3x80 before the final pooling.
+DET_STAGES: tuple[tuple[BlockSpec, ...], ...] = (
+    _stage((3, 16, 32, 1, False)),
+    _stage((3, 32, 64, 2, False), (3, 64, 64, 1, False)),
+    _stage((3, 64, 128, 2, False), (3, 128, 128, 1, False)),
+    _stage((3, 128, 256, 2, False), *[(5, 256, 256, 1, False)] * 4),
+    _stage((5, 256, 512, 2, True), (5, 512, 512, 1, True), (5, 512, 512, 1, False), (5, 512, 512, 1, False)),
+)
+REC_STAGES: tuple[tuple[BlockSpec, ...], ...] = (
+    _stage((3, 16, 32, 1, False)),
+    _stage((3, 32, 64, 1, False), (3, 64, 64, 1, False)),
+    _stage((3, 64, 128, (2, 1), False), (3, 128, 128, 1, False)),
+    _stage((3, 128, 256, (1, 2), False), *[(5, 256, 256, 1, False)] * 4),
+    _stage((5, 256, 512, (2, 1), True), (5, 512, 512, 1, True), (5, 512, 512, (2, 1), False), (5, 512, 512, 1, False)),
+)
+# Unscaled output widths of the det 1x1 projections (``layer_list``), multiplied by ``scale`` and truncated.
+DET_PROJECTION_CHANNELS = (16, 24, 56, 480)
+
+
+def make_divisible(value: float, divisor: int = 16, min_value: int | None = None) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor`` (never below ``min_value``, never < 90 %)."""
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class LearnableAffineBlock(nn.Layer):
+    """``y = scale * x + bias`` with scalar parameters (trained at ``lr_mult * lab_lr`` of the base lr)."""
+
+    def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0, lr_mult: float = 1.0, lab_lr: float = 0.1):
+        super().__init__()
+        self.scale = self.create_parameter(
+            shape=[1], default_initializer=Constant(scale_value), attr=ParamAttr(learning_rate=lr_mult * lab_lr)
+        )
+        self.bias = self.create_parameter(
+            shape=[1], default_initializer=Constant(bias_value), attr=ParamAttr(learning_rate=lr_mult * lab_lr)
+        )
+
+    def forward(self, x):
+        return self.scale * x + self.bias
+
+
+class LearnableActivation(nn.Layer):
+    """Hard-swish (or ReLU) followed by a :class:`LearnableAffineBlock` (state-dict name ``lab``)."""
+
+    def __init__(self, act: str = "hswish", lr_mult: float = 1.0, lab_lr: float = 0.1):
+        super().__init__()
+        if act not in ("hswish", "relu"):
+            raise ValueError(f"LearnableActivation: act must be 'hswish' or 'relu', got {act!r}")
+        self.fn = nn.Hardswish() if act == "hswish" else nn.ReLU()
+        self.lab = LearnableAffineBlock(lr_mult=lr_mult, lab_lr=lab_lr)
+
+    def forward(self, x):
+        return self.lab(self.fn(x))
+
+
+class ConvBN(nn.Layer):
+    """Bias-free conv (Kaiming-normal init) + BatchNorm; the BN affine parameters are exempt from weight decay."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, lr_mult: float = 1.0):
+        super().__init__()
+        self.conv = nn.Conv2D(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=(kernel_size - 1) // 2,
+            groups=groups,
+            weight_attr=ParamAttr(initializer=KaimingNormal(), learning_rate=lr_mult),
+            bias_attr=False,
+        )
+        self.bn = nn.BatchNorm2D(
+            out_channels,
+            weight_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
+            bias_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
+        )
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+def _bn_scale_shift(bn: nn.BatchNorm2D) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BN as ``y = x * scale + shift`` (float64, so fused weights carry no extra rounding)."""
+    gamma = bn.weight.numpy().astype(np.float64)
+    beta = bn.bias.numpy().astype(np.float64)
+    mean = bn._mean.numpy().astype(np.float64)
+    var = bn._variance.numpy().astype(np.float64)
+    scale = gamma / np.sqrt(var + bn._epsilon)
+    return scale, beta - mean * scale
+
+
+def _batch_norm(bn: nn.BatchNorm2D, x, weight, bias, running_mean=None, running_var=None):
+    """``bn`` applied to ``x`` with substitute affine parameters (its running statistics update in place)."""
+    return F.batch_norm(
+        x,
+        bn._mean if running_mean is None else running_mean,
+        bn._variance if running_var is None else running_var,
+        weight,
+        bias,
+        training=bn.training,
+        momentum=bn._momentum,
+        epsilon=bn._epsilon,
+    )
+
+
+class _CenteredCovariance(PyLayer):
+    """``(x - mean, cov)`` for ``x`` [N, C, H, W] and its detached per-channel ``mean``: ``centered``
+    [N, C, H*W] and ``cov = centered @ centered^T / (N*H*W)`` [C, C].
+
+    The backward is written out because it is much cheaper than Paddle's autograd of the same ops on CPU:
+    centring is a symmetric projection (its vector-Jacobian product centres the gradient) and the covariance
+    needs one matmul, ``(G + G^T) @ centered / P`` (autograd would do two, plus slow broadcast mean/subtract
+    gradients). ``mean`` is treated as a constant: the exact gradient through it is what the centring adds.
+    """
+
+    @staticmethod
+    def forward(ctx, x, mean):
+        n, c, h, w = x.shape
+        # [C, 1, 1]-shaped operands: Paddle's CPU broadcast is ~4x slower with a leading 1 ([1, C, 1, 1])
+        centered = (x - mean.reshape([c, 1, 1])).reshape([n, c, h * w])
+        positions = n * h * w
+        covariance = paddle.matmul(centered, centered, transpose_y=True).sum(axis=0) / positions
+        ctx.save_for_backward(centered)
+        ctx.shape, ctx.positions = [n, c, h, w], positions
+        return centered, covariance
+
+    @staticmethod
+    def backward(ctx, grad_centered, grad_covariance):
+        (centered,) = ctx.saved_tensor()
+        grad = grad_centered - grad_centered.mean(axis=[0, 2]).reshape([-1, 1])
+        if grad_covariance is not None:
+            symmetric = (grad_covariance + grad_covariance.transpose([1, 0])) / ctx.positions
+            grad = grad + paddle.matmul(symmetric, centered)  # rows of `centered` sum to 0: already centred
+        return grad.reshape(ctx.shape), None
+
+
+class LearnableRepLayer(nn.Layer):
+    """Re-parameterisable conv: ``act(lab(identity_bn(x) + conv1x1_bn(x) + sum_i convkxk_bn_i(x)))``.
+
+    The activation is skipped when ``stride == 2`` (an int) -- upstream's rule; rec strides such as ``(2, 1)``
+    keep it. After :meth:`rep` the branches are gone and a single biased conv ``reparam_conv`` replaces them
+    (followed by ``lab`` and ``act``, the structure of upstream's inference graphs).
+
+    Three forward paths compute the same function (tests hold them to float32 rounding of each other):
+
+    * BN layers in eval mode: the branches are linear, so they are fused on the fly into one conv (Paddle ops,
+      so still differentiable) -- one conv instead of up to six.
+    * BN layers in train mode (batch statistics, so no fusion): every branch runs, but ``lab`` is folded into
+      the BN affine parameters (saves two full-size passes forward and backward), and the depthwise kxk
+      branches run as one conv with channel multiplier ``num_branches`` plus one BN over the stacked channels
+      (fewer, larger kernels: 1.3-2x faster on CPU). Pointwise layers (1x1, stride 1) go further, see
+      :meth:`_pointwise_batch_stats`: one matmul instead of one conv + BN per branch.
+    * :meth:`branch_sum`: the literal upstream computation, kept as the reference for tests.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int | tuple[int, int] = 1,
+        groups: int = 1,
+        num_branches: int = 1,
+        lr_mult: float = 1.0,
+        lab_lr: float = 0.1,
+    ):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = (kernel_size - 1) // 2
+        self.groups = groups
+        self.use_act = stride != 2
+        self.is_repped = False
+        self.depthwise = groups == in_channels == out_channels and groups > 1
+        self.stack_branches = self.depthwise and num_branches > 1
+        self.pointwise = kernel_size == 1 and groups == 1 and stride in (1, (1, 1), [1, 1])
+
+        # Creation order = state-dict order of the official graph: identity, conv_kxk, conv_1x1, lab, act.
+        has_identity = out_channels == in_channels and stride == 1
+        self.identity = (
+            nn.BatchNorm2D(
+                in_channels,
+                weight_attr=ParamAttr(learning_rate=lr_mult),
+                bias_attr=ParamAttr(learning_rate=lr_mult),
+            )
+            if has_identity
+            else None
+        )
+        self.conv_kxk = nn.LayerList(
+            [
+                ConvBN(in_channels, out_channels, kernel_size, stride, groups=groups, lr_mult=lr_mult)
+                for _ in range(num_branches)
+            ]
+        )
+        self.conv_1x1 = (
+            ConvBN(in_channels, out_channels, 1, stride, groups=groups, lr_mult=lr_mult) if kernel_size > 1 else None
+        )
+        self.lab = LearnableAffineBlock(lr_mult=lr_mult, lab_lr=lab_lr)
+        self.act = LearnableActivation(lr_mult=lr_mult, lab_lr=lab_lr)
+        if has_identity:
+            # The identity branch as a conv kernel: channel c reads its own input channel at the centre tap.
+            in_per_group = in_channels // groups
+            eye = np.zeros((in_channels, in_per_group, kernel_size, kernel_size), dtype=np.float32)
+            eye[np.arange(in_channels), np.arange(in_channels) % in_per_group, self.padding, self.padding] = 1
+            self.register_buffer("identity_kernel", paddle.to_tensor(eye), persistable=False)
+
+    # ------------------------------------------------------------------------------------------- forward
+
+    def _bn_layers(self):
+        layers = [branch.bn for branch in self.conv_kxk]
+        if self.conv_1x1 is not None:
+            layers.append(self.conv_1x1.bn)
+        if self.identity is not None:
+            layers.append(self.identity)
+        return layers
+
+    def forward(self, x):
+        if self.is_repped:
+            out = self.lab(self.reparam_conv(x))
+            return self.act(out) if self.use_act else out
+        if any(bn.training for bn in self._bn_layers()):
+            out = self._forward_batch_stats(x)
+        else:
+            kernel, bias = self.fused_kernel_bias_tensors(include_lab=True)
+            out = F.conv2d(x, kernel, bias, self.stride, self.padding, groups=self.groups)
+        return self.act(out) if self.use_act else out
+
+    def branch_sum(self, x):
+        """Upstream's literal computation (reference for tests): identity + 1x1 + kxk..., lab, act."""
+        out = None
+        branches = ([self.identity] if self.identity is not None else []) + (
+            [self.conv_1x1] if self.conv_1x1 is not None else []
+        )
+        for branch in (*branches, *self.conv_kxk):
+            y = branch(x)
+            out = y if out is None else out + y
+        out = self.lab(out)
+        return self.act(out) if self.use_act else out
+
+    def _forward_batch_stats(self, x):
+        if self.pointwise and all(bn.training for bn in self._bn_layers()):
+            return self._pointwise_batch_stats(x)
+        # lab(sum_b BN_b(z_b)) = sum_b BN_b'(z_b) with gamma' = scale*gamma, beta' = scale*beta (+ lab bias once)
+        scale, lab_bias = self.lab.scale, self.lab.bias
+        out = None
+        pending_bias = lab_bias
+
+        def folded(bn, z, weight=None, bias=None, running_mean=None, running_var=None):
+            nonlocal pending_bias
+            weight = bn.weight if weight is None else weight
+            bias = bn.bias if bias is None else bias
+            beta = bias * scale
+            if pending_bias is not None:
+                beta, pending_bias = beta + pending_bias, None
+            return _batch_norm(bn, z, weight * scale, beta, running_mean, running_var)
+
+        if self.identity is not None:
+            out = folded(self.identity, x)
+        if self.conv_1x1 is not None:
+            y = folded(self.conv_1x1.bn, self.conv_1x1.conv(x))
+            out = y if out is None else out + y
+        if self.stack_branches and len({bn.training for bn in self._bn_layers()}) == 1:
+            y = self._stacked_depthwise(x, folded)
+            out = y if out is None else out + y
+        else:
+            for branch in self.conv_kxk:
+                y = folded(branch.bn, branch.conv(x))
+                out = y if out is None else out + y
+        return out
+
+    def _stacked_depthwise(self, x, folded):
+        """All kxk depthwise branches as one conv with channel multiplier n (output channel c*n + b)."""
+        n, c = len(self.conv_kxk), self.in_channels
+        branches = self.conv_kxk
+
+        def interleave(tensors):
+            return paddle.stack(list(tensors), axis=1).reshape([n * c] + list(tensors[0].shape[1:]))
+
+        kernel = interleave([b.conv.weight for b in branches])
+        running_mean = interleave([b.bn._mean for b in branches])
+        running_var = interleave([b.bn._variance for b in branches])
+        z = F.conv2d(x, kernel, None, self.stride, self.padding, groups=c)
+        y = folded(
+            branches[0].bn,
+            z,
+            weight=interleave([b.bn.weight for b in branches]),
+            bias=interleave([b.bn.bias for b in branches]),
+            running_mean=running_mean,
+            running_var=running_var,
+        )
+        if branches[0].bn.training:  # the stacked statistics were updated on copies: write them back
+            with paddle.no_grad():
+                for index, branch in enumerate(branches):
+                    paddle.assign(running_mean.reshape([c, n])[:, index], output=branch.bn._mean)
+                    paddle.assign(running_var.reshape([c, n])[:, index], output=branch.bn._variance)
+        _, _, height, width = y.shape
+        return y.reshape([0, c, n, height, width]).sum(axis=2)
+
+    def _pointwise_batch_stats(self, x):
+        """Train-mode pointwise layer with every branch's batch statistics derived from the input covariance.
+
+        For a 1x1 conv ``z_b = W_b x`` the BN batch statistics are linear/quadratic in the input:
+        ``mean_b = W_b mu`` and ``var_b = diag(W_b Sigma W_b^T)`` (``mu``, ``Sigma``: per-channel mean and
+        covariance of ``x`` over N, H, W). So ``lab(identity_bn(x) + sum_b bn_b(W_b x))`` equals
+        ``W_eff (x - mu) + c`` with ``W_eff = sum_b s_b W_b + diag(s_id)``, ``s = lab.scale * gamma /
+        sqrt(var + eps)``: one matmul for the covariance and one for the output instead of one conv and one BN
+        per branch, and autograd still differentiates through the batch statistics exactly as BN does. Same
+        function as upstream's graph (float32 rounding aside); running statistics are updated as Paddle's BN
+        does (momentum, biased variance).
+        """
+        n, c, h, w = x.shape
+        with paddle.no_grad():
+            mean = x.mean(axis=[0, 2, 3])
+        centered, covariance = _CenteredCovariance.apply(x, mean)  # [N, C, H*W], [C, C]
+
+        scale, lab_bias = self.lab.scale, self.lab.bias
+        weights = paddle.stack([b.conv.weight.reshape([self.out_channels, c]) for b in self.conv_kxk])
+        branch_var = (paddle.matmul(weights, covariance) * weights).sum(axis=-1)  # [branches, C_out]
+        gammas = paddle.stack([b.bn.weight for b in self.conv_kxk])
+        bn = self.conv_kxk[0].bn
+        branch_scale = gammas * scale / paddle.sqrt(branch_var + bn._epsilon)
+        effective = (branch_scale.unsqueeze(-1) * weights).sum(axis=0)  # [C_out, C_in]
+        shift = paddle.stack([b.bn.bias for b in self.conv_kxk]).sum(axis=0)
+        if self.identity is not None:
+            identity_var = paddle.diagonal(covariance)
+            identity_scale = self.identity.weight * scale / paddle.sqrt(identity_var + self.identity._epsilon)
+            effective = effective + paddle.diag(identity_scale)
+            shift = shift + self.identity.bias
+        shift = shift * scale + lab_bias
+
+        with paddle.no_grad():  # running statistics, exactly as each BN layer would update them
+            branch_mean = paddle.matmul(weights, mean.unsqueeze(-1)).squeeze(-1)
+            for index, branch in enumerate(self.conv_kxk):
+                self._update_running(branch.bn, branch_mean[index], branch_var[index])
+            if self.identity is not None:
+                self._update_running(self.identity, mean, identity_var)
+
+        out = paddle.matmul(effective, centered).reshape([n, self.out_channels, h, w])
+        return out + shift.reshape([-1, 1, 1])  # not [1, C, 1, 1]: see _CenteredCovariance
+
+    @staticmethod
+    @paddle.no_grad()
+    def _update_running(bn: nn.BatchNorm2D, batch_mean, batch_var) -> None:
+        momentum = bn._momentum
+        paddle.assign(bn._mean * momentum + batch_mean.detach() * (1 - momentum), output=bn._mean)
+        paddle.assign(bn._variance * momentum + batch_var.detach() * (1 - momentum), output=bn._variance)
+
+    # ------------------------------------------------------------------------------------------- fusion
+
+    def fused_kernel_bias_tensors(self, include_lab: bool = False):
+        """Eval-mode branch sum as one conv (weight, bias), in float32 Paddle ops (differentiable)."""
+        kernel, bias = None, None
+
+        def add(k, b):
+            nonlocal kernel, bias
+            kernel = k if kernel is None else kernel + k
+            bias = b if bias is None else bias + b
+
+        def affine(bn):
+            scale = bn.weight / paddle.sqrt(bn._variance + bn._epsilon)
+            return scale, bn.bias - bn._mean * scale
+
+        for branch in self.conv_kxk:
+            scale, shift = affine(branch.bn)
+            add(branch.conv.weight * scale.reshape([-1, 1, 1, 1]), shift)
+        if self.conv_1x1 is not None:
+            scale, shift = affine(self.conv_1x1.bn)
+            pad = self.kernel_size // 2
+            add(F.pad(self.conv_1x1.conv.weight * scale.reshape([-1, 1, 1, 1]), [pad, pad, pad, pad]), shift)
+        if self.identity is not None:
+            scale, shift = affine(self.identity)
+            add(self.identity_kernel * scale.reshape([-1, 1, 1, 1]), shift)
+        if include_lab:
+            kernel = kernel * self.lab.scale
+            bias = bias * self.lab.scale + self.lab.bias
+        return kernel, bias
+
+    def fused_kernel_bias(self) -> tuple[np.ndarray, np.ndarray]:
+        """The eval-mode branch sum as one conv (weight, bias), computed in float64 numpy (used by :meth:`rep`)."""
+        k = self.kernel_size
+        in_per_group = self.in_channels // self.groups
+        kernel = np.zeros((self.out_channels, in_per_group, k, k), dtype=np.float64)
+        bias = np.zeros((self.out_channels,), dtype=np.float64)
+        for branch in self.conv_kxk:
+            scale, shift = _bn_scale_shift(branch.bn)
+            kernel += branch.conv.weight.numpy().astype(np.float64) * scale[:, None, None, None]
+            bias += shift
+        if self.conv_1x1 is not None:
+            scale, shift = _bn_scale_shift(self.conv_1x1.bn)
+            w = self.conv_1x1.conv.weight.numpy().astype(np.float64) * scale[:, None, None, None]
+            kernel[:, :, k // 2, k // 2] += w[:, :, 0, 0]  # a 1x1 kernel is the centre tap of a kxk one
+            bias += shift
+        if self.identity is not None:
+            scale, shift = _bn_scale_shift(self.identity)
+            channels = np.arange(self.in_channels)
+            kernel[channels, channels % in_per_group, k // 2, k // 2] += scale
+            bias += shift
+        return kernel, bias
+
+    @paddle.no_grad()
+    def rep(self) -> None:
+        """Fuse the branches into ``reparam_conv`` in place (export / inference). Idempotent."""
+        if self.is_repped:
+            return
+        kernel, bias = self.fused_kernel_bias()
+        self.reparam_conv = nn.Conv2D(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            groups=self.groups,
+        )
+        self.reparam_conv.weight.set_value(kernel.astype(np.float32))
+        self.reparam_conv.bias.set_value(bias.astype(np.float32))
+        # Drop the training branches so the fused layer holds each parameter once.
+        del self.conv_kxk
+        self.conv_1x1 = None
+        self.identity = None
+        if hasattr(self, "identity_kernel"):
+            del self.identity_kernel
+        self.is_repped = True
+
+
+class SqueezeExcite(nn.Layer):
+    """Channel attention: global average -> 1x1 reduce -> ReLU -> 1x1 expand -> hard-sigmoid (slope 1/6)."""
+
+    def __init__(self, channels: int, reduction: int = 4, lr_mult: float = 1.0):
+        super().__init__()
+        def attr():
+            return ParamAttr(learning_rate=lr_mult)
+
+        self.conv1 = nn.Conv2D(channels, channels // reduction, 1, weight_attr=attr(), bias_attr=attr())
+        self.conv2 = nn.Conv2D(channels // reduction, channels, 1, weight_attr=attr(), bias_attr=attr())
+
+    def forward(self, x):
+        w = F.adaptive_avg_pool2d(x, 1)
+        w = F.hardsigmoid(self.conv2(F.relu(self.conv1(w))))
+        return x * w
+
+
+class LCNetV3Block(nn.Layer):
+    """Depthwise :class:`LearnableRepLayer` (-> optional squeeze-excite) -> pointwise :class:`LearnableRepLayer`."""
+
+    def __init__(self, in_channels, out_channels, stride, kernel, use_se=False, num_branches=4, lr_mult=1.0, lab_lr=0.1):
+        super().__init__()
+        self.use_se = use_se
+        self.dw_conv = LearnableRepLayer(
+            in_channels, in_channels, kernel, stride, groups=in_channels, num_branches=num_branches,
+            lr_mult=lr_mult, lab_lr=lab_lr,
+        )
+        if use_se:
+            self.se = SqueezeExcite(in_channels, lr_mult=lr_mult)
+        self.pw_conv = LearnableRepLayer(
+            in_channels, out_channels, 1, 1, num_branches=num_branches, lr_mult=lr_mult, lab_lr=lab_lr
+        )
+
+    def forward(self, x):
+        x = self.dw_conv(x)
+        if self.use_se:
+            x = self.se(x)
+        return self.pw_conv(x)
+
+
+class PPLCNetV3(nn.Layer):
+    """PPLCNetV3 backbone. ``det=True``: 4 projected maps; ``det=False``: one pooled rec sequence map.
+
+    ``out_channels`` is a list of 4 ints (det) or one int (rec), for building the neck/head.
+    """
+
+    def __init__(
+        self,
+        scale: float = 1.0,
+        det: bool = False,
+        num_branches: int = 4,
+        lr_mult_list: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
+        lab_lr: float = 0.1,
+        train_time_steps: int = 40,
+        eval_pool: tuple[int, int] = (3, 2),
+    ):
+        super().__init__()
+        if len(lr_mult_list) != 6:
+            raise ValueError(f"PPLCNetV3: lr_mult_list needs 6 entries (stem + 5 stages), got {len(lr_mult_list)}")
+        self.scale = scale
+        self.det = det
+        self.train_time_steps = train_time_steps
+        self.eval_pool = list(eval_pool)
+        stages = DET_STAGES if det else REC_STAGES
+
+        self.conv1 = ConvBN(3, make_divisible(16 * scale), 3, stride=2, lr_mult=lr_mult_list[0])
+        for index, specs in enumerate(stages):
+            blocks = nn.Sequential(
+                *[
+                    LCNetV3Block(
+                        make_divisible(spec.in_channels * scale),
+                        make_divisible(spec.out_channels * scale),
+                        spec.stride,
+                        spec.kernel,
+                        use_se=spec.use_se,
+                        num_branches=num_branches,
+                        lr_mult=lr_mult_list[index + 1],
+                        lab_lr=lab_lr,
+                    )
+                    for spec in specs
+                ]
+            )
+            setattr(self, f"blocks{index + 2}", blocks)
+
+        if det:
+            # Outputs of blocks3..blocks6, each projected by a biased 1x1 conv.
+            stage_channels = [make_divisible(stages[i][-1].out_channels * scale) for i in range(1, 5)]
+            projected = [int(c * scale) for c in DET_PROJECTION_CHANNELS]
+            self.layer_list = nn.LayerList(
+                [nn.Conv2D(cin, cout, 1) for cin, cout in zip(stage_channels, projected)]
+            )
+            self.out_channels: list[int] | int = projected
+        else:
+            self.out_channels = make_divisible(512 * scale)
+
+    def forward(self, x):
+        x = self.blocks2(self.conv1(x))
+        if self.det:
+            features = []
+            for stage, proj in zip((self.blocks3, self.blocks4, self.blocks5, self.blocks6), self.layer_list):
+                x = stage(x)
+                features.append(proj(x))
+            return features
+        x = self.blocks6(self.blocks5(self.blocks4(self.blocks3(x))))
+        if self.training:
+            return F.adaptive_avg_pool2d(x, [1, self.train_time_steps])
+        return F.avg_pool2d(x, self.eval_pool, self.eval_pool)

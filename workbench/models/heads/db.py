@@ -1,0 +1,101 @@
+"""Differentiable Binarization (DB) head, https://arxiv.org/abs/1911.08947.
+
+:class:`DBBranch` is one prediction branch (3x3 conv+BN+ReLU, 2x transposed conv+BN+ReLU, 2x transposed conv to
+one channel, sigmoid): from the stride-4 neck map it predicts a full-resolution map. :class:`DBHead` has two
+of them, ``binarize`` (shrink / probability map P) and ``thresh`` (threshold map T), and in training also the
+approximate binary map ``B = 1 / (1 + exp(-k (P - T)))``.
+
+``PFHeadLocal`` (server detector) reuses :class:`DBBranch` through ``forward(x, return_features=True)``, which
+also returns the 2x-upsampled feature map that feeds its local refinement module.
+"""
+
+from __future__ import annotations
+
+import math
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle import ParamAttr
+from paddle.nn.initializer import Constant, KaimingUniform, Uniform
+
+__all__ = ["DBBranch", "DBHead"]
+
+
+def _uniform_bias(fan_in: int) -> ParamAttr:
+    bound = 1.0 / math.sqrt(fan_in)
+    return ParamAttr(initializer=Uniform(-bound, bound))
+
+
+def _zero_nans(x):
+    # ``fix_nan``: a BN over a degenerate batch can yield NaN; upstream zeroes them in training.
+    return paddle.where(paddle.isnan(x), paddle.zeros_like(x), x)
+
+
+class DBBranch(nn.Layer):
+    """conv1 (k0 x k0) -> conv_bn1 + ReLU -> conv2 (2x up) -> conv_bn2 + ReLU -> conv3 (2x up, 1 channel)."""
+
+    def __init__(self, in_channels: int, kernel_list: tuple[int, int, int] = (3, 2, 2), fix_nan: bool = False):
+        super().__init__()
+        mid = in_channels // 4
+        self.conv1 = nn.Conv2D(in_channels, mid, kernel_list[0], padding=kernel_list[0] // 2, bias_attr=False)
+        self.conv_bn1 = nn.BatchNorm2D(
+            mid, weight_attr=ParamAttr(initializer=Constant(1.0)), bias_attr=ParamAttr(initializer=Constant(1e-4))
+        )
+        self.conv2 = nn.Conv2DTranspose(
+            mid, mid, kernel_list[1], stride=2,
+            weight_attr=ParamAttr(initializer=KaimingUniform()), bias_attr=_uniform_bias(mid),
+        )
+        self.conv_bn2 = nn.BatchNorm2D(
+            mid, weight_attr=ParamAttr(initializer=Constant(1.0)), bias_attr=ParamAttr(initializer=Constant(1e-4))
+        )
+        self.conv3 = nn.Conv2DTranspose(
+            mid, 1, kernel_list[2], stride=2,
+            weight_attr=ParamAttr(initializer=KaimingUniform()), bias_attr=_uniform_bias(mid),
+        )
+        self.fix_nan = fix_nan
+
+    def features(self, x):
+        """The stride-2 feature map after ``conv_bn2`` + ReLU (input of ``conv3``)."""
+        x = F.relu(self.conv_bn1(self.conv1(x)))
+        if self.fix_nan and self.training:
+            x = _zero_nans(x)
+        x = F.relu(self.conv_bn2(self.conv2(x)))
+        if self.fix_nan and self.training:
+            x = _zero_nans(x)
+        return x
+
+    def logits(self, x):
+        """Pre-sigmoid full-resolution map ``[N, 1, H, W]``."""
+        return self.conv3(self.features(x))
+
+    def forward(self, x, return_features: bool = False):
+        f = self.features(x)
+        prob = F.sigmoid(self.conv3(f))
+        return (prob, f) if return_features else prob
+
+
+class DBHead(nn.Layer):
+    """Eval: probability map ``[N, 1, H, W]``. Train: ``{"maps": [N, 3, H, W]}`` = shrink, threshold, binary."""
+
+    def __init__(self, in_channels: int, k: int = 50, kernel_list=(3, 2, 2), fix_nan: bool = False):
+        super().__init__()
+        self.k = k
+        self.binarize = DBBranch(in_channels, kernel_list, fix_nan)
+        self.thresh = DBBranch(in_channels, kernel_list, fix_nan)
+
+    def step_function(self, shrink, threshold):
+        """Approximate binarisation ``1 / (1 + exp(-k (P - T)))`` (upstream's exact formula, not ``sigmoid``)."""
+        return paddle.reciprocal(1 + paddle.exp(-self.k * (shrink - threshold)))
+
+    def forward(self, x):
+        shrink = self.binarize(x)
+        if not self.training:
+            return shrink
+        threshold = self.thresh(x)
+        binary = self.step_function(shrink, threshold)
+        return {"maps": paddle.concat([shrink, threshold, binary], axis=1)}
+
+    def drop_training_branches(self) -> None:
+        """Remove ``thresh`` (unused in eval) before export."""
+        self.thresh = None

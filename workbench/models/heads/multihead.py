@@ -1,0 +1,85 @@
+"""MultiHead: the PP-OCRv4/v5 recognition head = a CTC branch and an NRTR (GTC) branch on one backbone map.
+
+* CTC branch: ``ctc_encoder`` (SVTR neck, detached input when ``use_guide``) -> ``ctc_head`` (linear).
+* GTC branch (training only): ``before_gtc`` (flatten + bias-free linear C -> nrtr_dim) -> ``gtc_head`` (NRTR).
+
+Eval returns the CTC probabilities ``[N, T, C]`` only (the export graph); train returns
+``{"ctc": logits, "ctc_neck": [N, T, dims], "gtc": NRTR logits [N, M+1, vocab]}`` and needs the targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import paddle
+import paddle.nn as nn
+
+from workbench.models.heads.ctc import CTCHead
+from workbench.models.heads.nrtr import NRTRDecoder
+from workbench.models.necks.svtr import SVTRSequenceEncoder
+
+__all__ = ["SequenceProjection", "MultiHead"]
+
+
+class SequenceProjection(nn.Layer):
+    """``[N, C, T] -> [N, T, out]`` with a bias-free linear layer (upstream ``FCTranspose``)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.fc = nn.Linear(in_channels, out_channels, bias_attr=False)
+
+    def forward(self, x):
+        return self.fc(x.transpose([0, 2, 1]))
+
+
+def _as_tensor(value, name: str):
+    if isinstance(value, paddle.Tensor):
+        return value
+    if value is None:
+        raise ValueError(f"MultiHead (train mode): targets[{name!r}] is missing")
+    return paddle.to_tensor(value)
+
+
+class MultiHead(nn.Layer):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        svtr: Mapping | None = None,
+        fc_decay: float = 1e-5,
+        nrtr_dim: int = 384,
+        nrtr_layers: int = 4,
+        nrtr_heads: int | None = None,
+        max_text_length: int = 25,
+    ):
+        """``num_classes``: CTC classes (dictionary lines + 2). NRTR vocabulary = ``num_classes + 4``."""
+        super().__init__()
+        self.num_classes = num_classes
+        self.ctc_encoder = SVTRSequenceEncoder(in_channels, **dict(svtr or {}))
+        self.ctc_head = CTCHead(self.ctc_encoder.out_channels, num_classes, fc_decay=fc_decay)
+        self.before_gtc = nn.Sequential(nn.Flatten(2), SequenceProjection(in_channels, nrtr_dim))
+        self.gtc_head = NRTRDecoder(
+            vocab_size=num_classes + 4,
+            d_model=nrtr_dim,
+            nhead=nrtr_heads,
+            num_layers=nrtr_layers,
+            max_text_length=max_text_length,
+        )
+
+    def forward(self, x, targets: Mapping | None = None):
+        neck = self.ctc_encoder(x)
+        ctc = self.ctc_head(neck)
+        if not self.training:
+            return ctc
+        if targets is None:
+            raise ValueError("MultiHead in train mode needs targets with 'label_gtc' and 'length'")
+        label_gtc = _as_tensor(targets.get("label_gtc"), "label_gtc")
+        length = _as_tensor(targets.get("length"), "length")
+        gtc = self.gtc_head(self.before_gtc(x), label_gtc, length)
+        return {"ctc": ctc, "ctc_neck": neck, "gtc": gtc}
+
+    def drop_training_branches(self) -> None:
+        """Remove the NRTR branch (unused in eval) before export."""
+        self.before_gtc = None
+        self.gtc_head = None

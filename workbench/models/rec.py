@@ -1,0 +1,25 @@
+"""RecModel: backbone -> head (state-dict prefixes ``backbone.``, ``head.``; the CTC neck lives in the head).
+
+``forward(x [N, 3, 48, W], targets=None)``:
+* eval -> CTC probabilities ``[N, T, C]`` (softmax; C = dictionary lines + 2: blank 0, dictionary, space last);
+* train -> ``{"ctc": logits [N, T, C], "ctc_neck": [N, T, D], "gtc": NRTR logits [N, M+1, V]}``. ``targets``
+  is a mapping with ``label_gtc`` ``[N, Lmax]`` int64 and ``length`` ``[N]`` int64 (teacher forcing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import paddle.nn as nn
+
+__all__ = ["RecModel"]
+
+
+class RecModel(nn.Layer):
+    def __init__(self, backbone: nn.Layer, head: nn.Layer):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x, targets: Mapping | None = None):
+        return self.head(self.backbone(x), targets)
