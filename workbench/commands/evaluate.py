@@ -108,8 +108,9 @@ def run_eval(cfg, run_dir: Path | None = None) -> dict:
 def main(argv: list[str]) -> int:
     import hydra
 
-    from workbench.config.compose import recipes_dir
+    from workbench.config.compose import recipes_dir, register_schema
 
+    register_schema()
     sys.argv = ["wb-eval", *argv]
     if not any(a.startswith("hydra.run.dir=") for a in argv):
         sys.argv.append("hydra.run.dir=runs/${task}/eval_${now:%Y-%m-%d_%H-%M-%S}")

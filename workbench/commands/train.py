@@ -44,8 +44,9 @@ def run_training(cfg, run_dir: Path | None = None):
 def main(argv: list[str]) -> int:
     import hydra
 
-    from workbench.config.compose import recipes_dir
+    from workbench.config.compose import recipes_dir, register_schema
 
+    register_schema()
     sys.argv = ["wb-train", *argv]
     result = {}
 

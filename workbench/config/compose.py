@@ -54,3 +54,15 @@ def flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[name] = value
     return out
+
+
+SCHEMA_NAME = "wb_schema"
+
+
+def register_schema() -> None:
+    """Make the typed schema the base of the primary config (``recipes/train.yaml`` lists it first), so Hydra
+    knows every key — ``data.max_train_samples=64`` works without the YAML listing it — and rejects unknown or
+    ill-typed ones while composing."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)

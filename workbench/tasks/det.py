@@ -149,7 +149,7 @@ class DetTask(Task):
         from workbench.data.check import check_sources
 
         report = check_sources(
-            "det", self.files.train, self.files.val, min_text_size=self.cfg.data.targets.get("min_text_size", 8),
+            "det", [p for p, _ in self.files.train], [p for p, _ in self.files.val], min_text_size=self.cfg.data.targets.get("min_text_size", 8),
             policy=self.policy, root=self.cfg.data.root, progress=False,
         )
         (run_dir / "data_check.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))

@@ -178,7 +178,7 @@ class RecTask(Task):
         from workbench.data.check import check_sources
 
         report = check_sources(
-            "rec", self.files.train, self.files.val, self.charset, max_text_length=self.cfg.model.max_text_length,
+            "rec", [p for p, _ in self.files.train], [p for p, _ in self.files.val], self.charset, max_text_length=self.cfg.model.max_text_length,
             nrtr=True, policy=self.policy, root=self.cfg.data.root, progress=False,
         )
         (run_dir / "data_check.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
