@@ -131,7 +131,8 @@ class PositionalEncoding(nn.Layer):
     def __init__(self, dim: int, dropout: float = 0.1, max_len: int = 5000):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
-        self.register_buffer("pe", sinusoidal_table(max_len, dim), persistable=True)
+        table = sinusoidal_table(max_len, dim).astype(paddle.get_default_dtype())
+        self.register_buffer("pe", table, persistable=True)
 
     def forward(self, x):
         x = x + self.pe[: x.shape[1]].transpose([1, 0, 2])
