@@ -98,7 +98,8 @@ def test_train_path_equals_branch_sum(name):
 
 def test_stacked_and_pointwise_paths_are_selected():
     assert _randomised(CONFIGS["dw5_identity_stacked"]).stack_branches
-    assert not _randomised(CONFIGS["dw3_identity"]).stack_branches
+    assert _randomised(CONFIGS["dw3_identity"]).stack_branches
+    assert not _randomised(CONFIGS["dw3_identity"], branches=1).stack_branches
     assert _randomised(CONFIGS["pw_identity"]).pointwise
     assert not _randomised(CONFIGS["dw3_identity"]).pointwise
 
