@@ -120,7 +120,8 @@ def test_multi_loss_is_weighted_sum(ctc_problem):
     rng = np.random.default_rng(2)
     label_gtc = np.array([[2, 5, 5, 6, 3], [2, 7, 3, 0, 0], [2, 6, 8, 6, 9]], dtype=np.int64)
     label_gtc = np.concatenate([label_gtc, np.array([[0], [0], [3]])], axis=1)
-    predictions = {"ctc": paddle.to_tensor(logits), "gtc": paddle.to_tensor(rng.normal(size=(3, 5, 10)).astype("float32"))}
+    gtc_logits = rng.normal(size=(3, 5, 10)).astype("float32")
+    predictions = {"ctc": paddle.to_tensor(logits), "gtc": paddle.to_tensor(gtc_logits)}
     batch = {"label_ctc": labels, "label_gtc": label_gtc, "length": lengths}
     single = MultiLoss()(predictions, batch)
     weighted = MultiLoss(ctc_weight=0.5, nrtr_weight=2.0)(predictions, batch)
@@ -177,7 +178,8 @@ def test_db_loss_parts_and_total():
     out = DBLoss()({"maps": maps}, batch)
     assert set(out) == {"loss", "loss_shrink_maps", "loss_threshold_maps", "loss_binary_maps", "loss_cbn"}
     sm, mk = _t(batch["shrink_map"]), _t(batch["shrink_mask"])
-    np.testing.assert_allclose(float(out["loss_shrink_maps"]), 5 * float(balanced_dice_loss(maps[:, 0], sm, mk)), rtol=1e-6)
+    expected_shrink = 5 * float(balanced_dice_loss(maps[:, 0], sm, mk))
+    np.testing.assert_allclose(float(out["loss_shrink_maps"]), expected_shrink, rtol=1e-6)
     np.testing.assert_allclose(
         float(out["loss_threshold_maps"]),
         10 * float(masked_l1_loss(maps[:, 1], _t(batch["threshold_map"]), _t(batch["threshold_mask"]))),
@@ -208,5 +210,6 @@ def test_losses_backpropagate():
 
 
 def test_missing_batch_key_is_named():
+    batch = {"shrink_map": np.zeros((1, 4, 4)), "shrink_mask": np.ones((1, 4, 4))}
     with pytest.raises(KeyError, match="threshold_map"):
-        DBLoss()({"maps": _t(np.zeros((1, 3, 4, 4)))}, {"shrink_map": np.zeros((1, 4, 4)), "shrink_mask": np.zeros((1, 4, 4))})
+        DBLoss()({"maps": _t(np.zeros((1, 3, 4, 4)))}, batch)

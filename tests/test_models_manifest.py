@@ -19,7 +19,7 @@ MODELS = [
 
 
 def _layout(model) -> list[list]:
-    return [[key, list(value.shape), str(value.dtype).replace("paddle.", "")] for key, value in model.state_dict().items()]
+    return [[key, list(v.shape), str(v.dtype).replace("paddle.", "")] for key, v in model.state_dict().items()]
 
 
 @pytest.mark.parametrize("name", MODELS)

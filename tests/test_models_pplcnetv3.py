@@ -124,7 +124,8 @@ def test_backbone_output_shapes(det):
     net.eval()
     if det:
         outs = net(paddle.rand([1, 3, 64, 96]))
-        assert [list(o.shape) for o in outs] == [[1, c, 64 // s, 96 // s] for c, s in zip(net.out_channels, (4, 8, 16, 32))]
+        expected = [[1, c, 64 // s, 96 // s] for c, s in zip(net.out_channels, (4, 8, 16, 32))]
+        assert [list(o.shape) for o in outs] == expected
     else:
         # eval: T = W / 8; train: fixed 40 steps whatever the width
         assert list(net(paddle.rand([1, 3, 48, 160])).shape) == [1, net.out_channels, 1, 20]

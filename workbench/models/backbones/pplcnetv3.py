@@ -510,7 +510,9 @@ class SqueezeExcite(nn.Layer):
 class LCNetV3Block(nn.Layer):
     """Depthwise :class:`LearnableRepLayer` (-> optional squeeze-excite) -> pointwise :class:`LearnableRepLayer`."""
 
-    def __init__(self, in_channels, out_channels, stride, kernel, use_se=False, num_branches=4, lr_mult=1.0, lab_lr=0.1):
+    def __init__(
+        self, in_channels, out_channels, stride, kernel, use_se=False, num_branches=4, lr_mult=1.0, lab_lr=0.1
+    ):
         super().__init__()
         self.use_se = use_se
         self.dw_conv = LearnableRepLayer(

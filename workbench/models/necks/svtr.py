@@ -60,7 +60,9 @@ class Mlp(nn.Layer):
 class GlobalAttention(nn.Layer):
     """Multi-head self-attention over all positions (fused ``qkv`` projection, ``proj`` output)."""
 
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
+    def __init__(
+        self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0
+    ):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"GlobalAttention: dim {dim} is not divisible by num_heads {num_heads}")
