@@ -15,6 +15,8 @@ MODELS = [
     "en_PP-OCRv5_mobile_rec",
     "PP-OCRv4_mobile_rec",
     "en_PP-OCRv4_mobile_rec",
+    "PP-OCRv5_server_det",
+    "PP-OCRv5_server_rec",
 ]
 
 

@@ -408,3 +408,33 @@ def test_lkpan_without_intracl_has_no_intracl_blocks():
     assert not any(k.startswith("incl") for k in neck.state_dict())
     out = neck([paddle.rand([1, c, 32 // s, 32 // s]) for c, s in zip([8, 16, 32, 64], [1, 2, 4, 8])])
     assert list(out.shape) == [1, 16, 32, 32]
+
+
+def test_pfheadlocal_eval_and_train_outputs_feed_the_db_loss():
+    """The assembled server head: eval = 0.5·(shrink + refined); train = upstream's dict, accepted by DBLoss."""
+    import paddle
+
+    from workbench.losses.db import DBLoss
+    from workbench.models.heads.db import PFHeadLocal
+
+    paddle.seed(0)
+    head = PFHeadLocal(64, k=50, mode="large")
+    x = paddle.randn([2, 64, 16, 16])
+    head.eval()
+    prob = head(x)
+    shrink, feature = head.binarize(x, return_features=True)
+    assert prob.shape == [2, 1, 64, 64]
+    assert float(prob.min()) >= 0.0 and float(prob.max()) <= 1.0
+    assert not paddle.allclose(prob, shrink).item()  # the refinement changes the map
+    head.train()
+    out = head(x)
+    assert sorted(out) == ["cbn_maps", "distance_maps", "maps"]
+    assert out["maps"].shape == [2, 3, 64, 64]
+    paddle.allclose(out["maps"][:, :1], out["distance_maps"])
+    gt = (paddle.rand([2, 64, 64]) > 0.7).astype("float32")
+    ones = paddle.ones([2, 64, 64])
+    losses = DBLoss()(out, {"shrink_map": gt, "shrink_mask": ones, "threshold_map": ones * 0.5,
+                            "threshold_mask": ones})
+    assert float(losses["loss_cbn"]) > 0
+    losses["loss"].backward()
+    assert head.cbn_layer.last_1.weight.grad is not None

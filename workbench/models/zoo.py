@@ -250,19 +250,55 @@ def _test_specs() -> tuple[ModelSpec, ...]:
     )
 
 
-def _server_specs() -> tuple[ModelSpec, ...]:
-    """Hook for the server models (filled in with the PPHGNetV2 backbone + LKPAN neck).
+def hgnet_pfhead(*, neck_channels: int = 256, k: int = 50, mode: str = "large") -> DetModel:
+    """PPHGNetV2_B4 (det) + LKPAN(256, IntraCL) + PFHeadLocal: the PP-OCRv5 server detector."""
+    from workbench.models.backbones.pphgnetv2 import pphgnetv2_b4
+    from workbench.models.heads.db import PFHeadLocal
+    from workbench.models.necks.lkpan import LKPAN
 
-    Add here, in the same style as :func:`_mobile_specs`:
-    * ``PP-OCRv5_server_det``: builder = PPHGNetV2_B4(det=True) (``backbones/pphgnetv2.py``) + LKPAN(256,
-      intracl) (``necks/lkpan.py``) + ``heads/db.py: PFHeadLocal(k=50, mode="large")``, wrapped in
-      :class:`DetModel`; manifest/paddlex_name = the name; pretrained URL from ``_PRETRAINED``.
-    * ``PP-OCRv5_server_rec``: builder = PPHGNetV2_B4(text_rec=True) + :class:`MultiHead` (same SVTR/CTC/NRTR
-      settings as mobile; pass the backbone's ``out_channels``), wrapped in :class:`RecModel`; dictionary
-      ``_PPOCRV5_DICT``; image_shape (3, 48, 320); max_text_length 25.
-    Rec builders must take ``num_classes`` (CTC classes) as their first argument; :func:`build_model` supplies it.
-    """
-    return ()
+    backbone = pphgnetv2_b4(det=True)
+    neck = LKPAN(backbone.out_channels, neck_channels, mode="large", intracl=True)
+    return DetModel(backbone, neck, PFHeadLocal(neck.out_channels, k=k, mode=mode))
+
+
+def hgnet_multihead(num_classes: int, *, nrtr_dim: int = 384, max_text_length: int = 25) -> RecModel:
+    """PPHGNetV2_B4 (text_rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]: the PP-OCRv5 server recogniser."""
+    from workbench.models.backbones.pphgnetv2 import pphgnetv2_b4
+
+    backbone = pphgnetv2_b4(text_rec=True)
+    svtr = dict(dims=120, depth=2, hidden_dims=120, num_heads=8, kernel_size=(1, 3), use_guide=True)
+    head = MultiHead(backbone.out_channels, num_classes, svtr=svtr, nrtr_dim=nrtr_dim, max_text_length=max_text_length)
+    return RecModel(backbone, head)
+
+
+def _server_specs() -> tuple[ModelSpec, ...]:
+    return (
+        ModelSpec(
+            name="PP-OCRv5_server_det",
+            task="det",
+            builder=hgnet_pfhead,
+            description="PPHGNetV2_B4 (det) + LKPAN(256, IntraCL) + PFHeadLocal(k=50, large)",
+            manifest="PP-OCRv5_server_det",
+            pretrained_url=_PRETRAINED.format("PP-OCRv5_server_det"),
+            paddlex_name="PP-OCRv5_server_det",
+            preprocess=_DET_PREPROCESS,
+            postprocess=_DET_POSTPROCESS,
+        ),
+        ModelSpec(
+            name="PP-OCRv5_server_rec",
+            task="rec",
+            builder=hgnet_multihead,
+            description="PPHGNetV2_B4 (text_rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]",
+            manifest="PP-OCRv5_server_rec",
+            pretrained_url=_PRETRAINED.format("PP-OCRv5_server_rec"),
+            paddlex_name="PP-OCRv5_server_rec",
+            dictionary=_PPOCRV5_DICT,
+            image_shape=(3, 48, 320),
+            max_text_length=25,
+            preprocess=_REC_PREPROCESS,
+            postprocess=_REC_POSTPROCESS,
+        ),
+    )
 
 
 def _index(specs) -> Mapping[str, ModelSpec]:

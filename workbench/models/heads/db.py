@@ -19,7 +19,7 @@ import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingUniform, Uniform
 
-__all__ = ["DBBranch", "DBHead"]
+__all__ = ["DBBranch", "DBHead", "PFHeadLocal"]
 
 
 def _uniform_bias(fan_in: int) -> ParamAttr:
@@ -108,3 +108,27 @@ class DBHead(nn.Layer):
     def drop_training_branches(self) -> None:
         """Remove ``thresh`` (unused in eval) before export."""
         self.thresh = None
+
+
+class PFHeadLocal(DBHead):
+    """The PP-OCRv5 server det head: a DBHead whose shrink map is refined by a local module (``cbn_layer``).
+
+    Eval returns ``0.5 * (shrink + refined)``. Train returns upstream's dict (see ``pfhead_parts``): channel 0 of
+    ``maps`` is the refined map, and ``cbn_maps`` carries the binary map, which DBLoss scores a second time.
+    """
+
+    def __init__(self, in_channels: int, k: int = 50, mode: str = "large", fix_nan: bool = False):
+        from workbench.models.heads.pfhead_parts import build_cbn_layer
+
+        super().__init__(in_channels, k=k, fix_nan=fix_nan)
+        self.cbn_layer = build_cbn_layer(in_channels, mode)
+
+    def forward(self, x):
+        from workbench.models.heads import pfhead_parts as parts
+
+        shrink, feature = self.binarize(x, return_features=True)
+        refined = parts.refine_shrink_map(self.cbn_layer, shrink, feature)
+        if not self.training:
+            return parts.fuse_eval_maps(shrink, refined)
+        threshold = self.thresh(x)
+        return parts.train_outputs(refined, threshold, self.step_function(shrink, threshold))
