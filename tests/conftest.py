@@ -86,3 +86,20 @@ def mlflow_server(tmp_path_factory):
     server = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
     yield server
     server.stop()
+
+
+# --- tiny trained runs shared by export / analysis / compare tests ----------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_rec_run(shared_dir, tmp_path_factory):
+    """A rec_tiny run (2 epochs on 64 ICDAR 2015 crops): ``<run>/checkpoints/{best,latest}``."""
+    from tiny_runs import rec_config, train
+
+    return train(rec_config(shared_dir, tmp_path_factory.mktemp("tiny_rec") / "run"))
+
+
+@pytest.fixture(scope="session")
+def tiny_det_run(shared_dir, tmp_path_factory):
+    """A det_tiny run (4 steps on 8 ICDAR 2015 images, 320² crops)."""
+    from tiny_runs import det_config, train
+
+    return train(det_config(shared_dir, tmp_path_factory.mktemp("tiny_det") / "run"))

@@ -430,7 +430,7 @@ def test_pfheadlocal_eval_and_train_outputs_feed_the_db_loss():
     out = head(x)
     assert sorted(out) == ["cbn_maps", "distance_maps", "maps"]
     assert out["maps"].shape == [2, 3, 64, 64]
-    paddle.allclose(out["maps"][:, :1], out["distance_maps"])
+    assert paddle.allclose(out["maps"][:, :1], out["distance_maps"]).item()
     gt = (paddle.rand([2, 64, 64]) > 0.7).astype("float32")
     ones = paddle.ones([2, 64, 64])
     losses = DBLoss()(out, {"shrink_map": gt, "shrink_mask": ones, "threshold_map": ones * 0.5,

@@ -234,6 +234,7 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             task="det",
             builder=_tiny_db,
             description="test config: PPLCNetV3 x0.25 (2 branches) + RSEFPN(32) + DBHead",
+            paddlex_name="PP-OCRv5_mobile_det",  # same predictor family: exports run in PaddleX under this name
             preprocess=_DET_PREPROCESS,
             postprocess=_DET_POSTPROCESS,
         ),
@@ -242,6 +243,7 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             task="rec",
             builder=_tiny_multihead,
             description="test config: PPLCNetV3 x0.25 (2 branches) + MultiHead[SVTR(32) + CTC, NRTR(64, 1 layer)]",
+            paddlex_name="PP-OCRv5_mobile_rec",
             image_shape=(3, 48, 320),
             max_text_length=25,
             preprocess=_REC_PREPROCESS,
