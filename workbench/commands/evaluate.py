@@ -80,7 +80,9 @@ def run_eval(cfg, run_dir: Path | None = None) -> dict:
     weights = task.load_initial_weights(model)
     trainer = Trainer(typed, task, run_dir)
     result = trainer.evaluate(model, val)
-    files = task.write_report(result, run_dir / "report") if typed.eval.report else []
+    info = {"model": typed.model.name, "checkpoint": str(typed.checkpoint), "data": str(typed.data.val),
+            "weights": weights.source}
+    files = task.write_report(result, run_dir / "report", info=info) if typed.eval.report else []
     (run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
     print(f"\n{typed.model.name} on {typed.data.val}:")
     for k, v in sorted(result.metrics.items()):
@@ -102,7 +104,8 @@ def run_eval(cfg, run_dir: Path | None = None) -> dict:
         tracker.finish()
         if tracker.run_id:
             print(f"  MLflow run: {tracker.run_id}")
-    return result.metrics
+    return {"metrics": result.metrics, "run_id": tracker.run_id if typed.tracking.enabled else None,
+            "run_dir": run_dir}
 
 
 def main(argv: list[str]) -> int:

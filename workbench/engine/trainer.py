@@ -11,6 +11,7 @@ What it guarantees (each is a test):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -373,7 +374,8 @@ class Trainer:
                 ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())),
                 name, st.best_metric, st.best_step,
             )
-            self._last_eval = result
+            if better:
+                self._best_eval = result
         patience = cfg.trainer.early_stopping.patience
         if patience is not None and st.evals_without_improvement >= patience:
             log.info("early stopping: %s did not improve for %d evaluations", name, patience)
@@ -478,21 +480,54 @@ class Trainer:
             self.tracker.set_tags({"wb.resumed_at_step": self.state.global_step})
 
     def _finish_tracking(self) -> None:
+        """Report of the best evaluation, comparison with the baseline run, checkpoints: into the run dir + MLflow."""
         if not self.env.is_main:
             return
         st = self.state
         best = self.ckpt_dir / "best"
-        result = getattr(self, "_last_eval", None)
-        if result is not None and self.cfg.eval.report:
-            files = self.task.write_report(result, self.run_dir / "report")
-            for f in files:
-                self.tracker.log_artifact(f, "report")
+        result = getattr(self, "_best_eval", None)
+        info = {"model": self.cfg.model.name, "run_dir": str(self.run_dir), "best_step": st.best_step,
+                "mlflow_run": self.tracker.run_id}
+        if result is not None:
+            (self.run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
+            self.tracker.log_artifact(self.run_dir / "metrics.json")
+            if self.cfg.eval.report:
+                for f in self.task.write_report(result, self.run_dir / "report", info=info):
+                    self.tracker.log_artifact(f, "report")
+            if self.cfg.tracking.baseline_run:
+                self._compare_with_baseline(result)
         if self.cfg.tracking.log_checkpoints:
             if best.is_dir():
                 self.tracker.log_artifact(best, "checkpoints/best")
             self.tracker.log_artifact(self.ckpt_dir / "latest", "checkpoints/latest")
         self.tracker.log_metrics({"final/global_step": st.global_step}, step=st.global_step)
         self.tracker.finish("FINISHED")
+
+
+    def _compare_with_baseline(self, result: EvalResult) -> None:
+        """The guardrail against fine-tuning making things worse: this run's best evaluation next to the baseline
+        run's (e.g. `wb eval` of the stock weights), as metrics (``baseline/*``, ``vs_baseline/*``), a printed
+        table and the compare report (fixed / regressed samples) in the run."""
+        from workbench.analysis.compare import compare, format_text, load_side, write_outputs
+
+        ref = self.cfg.tracking.baseline_run
+        try:
+            base = load_side(ref, self.cfg.tracking.tracking_uri, workdir=self.run_dir / ".baseline")
+            mine = load_side(str(self.run_dir), self.cfg.tracking.tracking_uri)
+            c = compare(base, mine, self.cfg.eval.select_metric)
+        except Exception as exc:  # the comparison must not fail a finished training
+            log.warning("could not compare with baseline run %s: %s", ref, exc)
+            return
+        deltas = {}
+        for k, v in result.metrics.items():
+            if k in base.metrics:
+                deltas[f"baseline/{k}"] = base.metrics[k]
+                deltas[f"vs_baseline/{k}"] = v - base.metrics[k]
+        self.tracker.log_metrics(deltas, step=self.state.global_step)
+        self.tracker.set_tags({"wb.baseline_run": ref})
+        for f in write_outputs(c, self.run_dir / "compare_baseline"):
+            self.tracker.log_artifact(f, "compare_baseline")
+        log.info("compared with baseline %s:\n%s", ref, format_text(c))
 
 
 def _git_tags() -> dict:

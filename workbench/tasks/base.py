@@ -91,7 +91,7 @@ class Task(ABC):
     def score(self, records: list[dict]) -> EvalResult:
         """Metrics over all records of the evaluation set."""
 
-    def write_report(self, result: EvalResult, out_dir: Path) -> list[Path]:
+    def write_report(self, result: EvalResult, out_dir: Path, info: Optional[dict] = None) -> list[Path]:
         """Per-sample table + HTML report; returns the files written (logged to MLflow)."""
         return []
 

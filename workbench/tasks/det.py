@@ -230,12 +230,13 @@ class DetTask(Task):
                             if k in ("precision", "recall", "hmean")})
         return EvalResult(metrics, rows)
 
-    def write_report(self, result: EvalResult, out_dir: Path) -> list[Path]:
+    def write_report(self, result: EvalResult, out_dir: Path, info: Optional[dict] = None) -> list[Path]:
         try:
             from workbench.analysis.det_report import write_det_report
         except ImportError:
             return []
-        return write_det_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} detection")
+        return write_det_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} detection",
+                                info=info)
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def checkpoint_meta(self) -> dict:

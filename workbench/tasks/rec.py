@@ -250,12 +250,13 @@ class RecTask(Task):
         rows = [{**r, **m} for r, m in zip(records, metric.records())]
         return EvalResult(metrics, rows)
 
-    def write_report(self, result: EvalResult, out_dir: Path) -> list[Path]:
+    def write_report(self, result: EvalResult, out_dir: Path, info: Optional[dict] = None) -> list[Path]:
         try:
             from workbench.analysis.rec_report import write_rec_report
         except ImportError:  # reports not available in this build
             return []
-        return write_rec_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} recognition")
+        return write_rec_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} recognition",
+                                info=info)
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def checkpoint_meta(self) -> dict:
