@@ -45,7 +45,11 @@ def main(argv: list[str]) -> int:
     import hydra
 
     from workbench.config.compose import recipes_dir, register_schema
+    from workbench.engine.launch import maybe_launch
 
+    code = maybe_launch(argv)  # trainer.devices>1: run this command once per device under paddle's launcher
+    if code is not None:
+        return code
     register_schema()
     sys.argv = ["wb-train", *argv]
     result = {}

@@ -54,6 +54,10 @@ class TrainState:
     last_metrics: dict = field(default_factory=dict)
     rng: dict = field(default_factory=dict)
     finished: bool = False
+    # The batch geometry the position above was counted in (resume on another device count converts it).
+    world_size: int = 1
+    batch_size: int = 0
+    grad_accum_steps: int = 1
 
 
 def capture_rng() -> dict:

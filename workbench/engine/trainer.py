@@ -11,6 +11,7 @@ What it guarantees (each is a test):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -176,7 +177,11 @@ class Trainer:
 
         if resume_from is not None:
             self._restore(resume_from, model, optimizer, ema, scaler)
-        train_model = paddle.DataParallel(model) if env.enabled else model
+        # find_unused_parameters: some official graphs hold parameters no forward uses (server backbone
+        # last_conv/fc), and the NRTR branch is skipped when a batch has no NRTR labels.
+        train_model = paddle.DataParallel(model, find_unused_parameters=True) if env.enabled else model
+        self.state.world_size, self.state.batch_size, self.state.grad_accum_steps = (
+            env.world_size, cfg.data.batch_size, accum)
 
         self._start_tracking(resume_from, train_ds, val_ds, total_steps, steps_per_epoch)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -255,15 +260,18 @@ class Trainer:
             if batch is None:  # every sample of this batch was skipped by the data policy
                 st.batch_in_epoch += 1
                 continue
-            with paddle.amp.auto_cast(
-                enable=amp["enabled"], level=amp.get("level", "O1"), dtype=amp.get("dtype", "float16")
-            ):
-                losses, n = self.task.training_step(train_model, loss_fn, batch)
-            loss = losses["loss"] / accum
-            if scaler is not None:
-                scaler.scale(loss).backward()
-            else:
-                loss.backward()
+            # Gradients are all-reduced only on the micro-batch that completes an accumulation.
+            sync = not env.enabled or (micro + 1) % accum == 0
+            with contextlib.nullcontext() if sync else train_model.no_sync():
+                with paddle.amp.auto_cast(
+                    enable=amp["enabled"], level=amp.get("level", "O1"), dtype=amp.get("dtype", "float16")
+                ):
+                    losses, n = self.task.training_step(train_model, loss_fn, batch)
+                loss = losses["loss"] / accum
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                else:
+                    loss.backward()
             # Counted only once its gradients exist: an interrupted batch is redone on resume.
             st.batch_in_epoch += 1
             micro += 1
@@ -440,12 +448,35 @@ class Trainer:
             ema.set_state_dict(paddle.load(str(c.ema_file)))
         self.state = c.state
         self.state.finished = False
+        self._convert_position(optimizer)
         w = c.meta.get("weights") or {}
         self.weights_report = WeightsReport(**w) if w else WeightsReport()
         self._resumed_run_id = c.meta.get("mlflow_run_id")
         ckpt.restore_rng(c.state.rng)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", c.path, c.state.global_step, c.state.epoch,
                  c.state.batch_in_epoch)
+
+    def _convert_position(self, optimizer) -> None:
+        """Resume on another device count / batch size: keep the position in the data (samples consumed in the
+        epoch) and the learning-rate schedule's progress (samples seen); the step counter follows the new
+        global batch. Not bit-exact (the batches differ), but nothing is seen twice or skipped."""
+        st, env = self.state, self.env
+        accum = max(self.cfg.trainer.grad_accum_steps, 1)
+        old = (st.world_size, st.batch_size, st.grad_accum_steps)
+        new = (env.world_size, self.cfg.data.batch_size, accum)
+        if not st.batch_size or old == new:
+            return
+        consumed_in_epoch = st.batch_in_epoch * st.batch_size * st.world_size
+        st.batch_in_epoch = consumed_in_epoch // (new[1] * new[0])
+        st.batch_in_epoch -= st.batch_in_epoch % accum  # a whole number of optimizer steps
+        global_batch = new[0] * new[1] * accum
+        st.global_step = st.samples_seen // global_batch
+        sched = optimizer._learning_rate
+        sched.last_epoch = st.global_step
+        sched.last_lr = sched.get_lr()
+        log.warning("resuming with %d device(s) x batch %d x accum %d (checkpoint: %d x %d x %d): continuing at "
+                    "sample %d of epoch %d, step %d", *new, *old, st.batch_in_epoch * new[0] * new[1], st.epoch,
+                    st.global_step)
 
     # ------------------------------------------------------------------------------------------------------
     def _start_tracking(self, resume_from, train_ds, val_ds, total_steps, steps_per_epoch) -> None:
