@@ -30,6 +30,9 @@ def run_training(cfg, run_dir: Path | None = None):
 
         run_dir = Path(typed.trainer.output_dir or HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    from workbench.engine.launch import check_launched
+
+    check_launched(typed.trainer.devices, typed.trainer.nodes)
     env = detect_env()
     init(env)
     task = build_task(typed)
@@ -39,6 +42,49 @@ def run_training(cfg, run_dir: Path | None = None):
     state = trainer.fit()
     log.info("run dir: %s | best %s = %s (step %s)", run_dir, typed.eval.select_metric, state.best_metric, state.best_step)
     return state.best_metric
+
+
+def run_trial(cfg, job_dir: Path, overrides: list[str]) -> float:
+    """One sweep trial: a failure is recorded (trial.json, a FAILED MLflow child run) and returns NaN, so the
+    sweep goes on and Optuna marks the trial failed."""
+    from workbench.tracking.sweep import record_trial
+
+    try:
+        value = run_training(cfg, job_dir)
+    except Exception as exc:  # noqa: BLE001 - any trial failure is data for the sweep, not the end of it
+        log.exception("trial %s failed", job_dir.name)
+        run_id = _failed_child_run(cfg, job_dir, overrides, exc)
+        record_trial(job_dir, overrides=overrides, value=None, status="failed", run_id=run_id, error=repr(exc))
+        return float("nan")
+    run_id = _run_id_of(job_dir)
+    record_trial(job_dir, overrides=overrides, value=value, status="ok", run_id=run_id)
+    return float("nan") if value is None else float(value)
+
+
+def _run_id_of(job_dir: Path):
+    import json
+
+    f = job_dir / "mlflow_run.json"
+    return json.loads(f.read_text()).get("run_id") if f.is_file() else None
+
+
+def _failed_child_run(cfg, job_dir: Path, overrides: list[str], exc: Exception):
+    """The trainer marks its own run FAILED; when it failed before tracking started, leave a FAILED run anyway."""
+    import os
+
+    from workbench.tracking.mlflow import Tracker
+
+    run_id = _run_id_of(job_dir)
+    t = cfg.get("tracking", {})
+    if run_id or not t.get("enabled", True):
+        return run_id
+    tracker = Tracker(t.get("tracking_uri"), t.get("experiment", "ocr-workbench"), run_name=f"trial {job_dir.name}",
+                      parent_run_id=os.environ.get("WB_PARENT_RUN_ID"), tags={"wb.kind": "trial"},
+                      backlog_dir=job_dir)
+    tracker.log_params({"overrides": overrides})
+    tracker.log_text(repr(exc), "error.txt")
+    tracker.finish("FAILED")
+    return tracker.run_id
 
 
 def main(argv: list[str]) -> int:
@@ -56,8 +102,14 @@ def main(argv: list[str]) -> int:
 
     @hydra.main(config_path=str(recipes_dir()), config_name="train", version_base="1.3")
     def _app(cfg):
-        result["best"] = run_training(cfg)
-        return result["best"]
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN:
+            result["best"] = run_training(cfg)
+            return result["best"]
+        return run_trial(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
 
     _app()
     return 0

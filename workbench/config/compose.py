@@ -65,4 +65,22 @@ def register_schema() -> None:
     ill-typed ones while composing."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+    cs = ConfigStore.instance()
+    cs.store(name=SCHEMA_NAME, node=TrainConfig)
+    _register_optuna_schema(cs)
+
+
+def _register_optuna_schema(cs) -> None:
+    """``hydra/sweeper=optuna`` should maximise the recipe's metric over a declared search space out of the box.
+    ``recipes/hydra/sweeper/optuna.yaml`` says so on top of the plugin's structured config, which we re-register
+    as ``optuna_schema``: Hydra no longer allows a YAML file and a structured config of the same name to merge
+    implicitly (automatic schema matching), so the plugin's own entry is taken out of the store."""
+    try:
+        from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+    except ImportError:  # the [sweep] extra is not installed: hydra/sweeper=optuna will say so
+        return
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's one plugin scan (re-)registers the plugin's configs: let it happen first
+    cs.store(group="hydra/sweeper", name="optuna_schema", node=OptunaSweeperConf, provider="workbench")
+    cs.repo.get("hydra", {}).get("sweeper", {}).pop("optuna.yaml", None)

@@ -47,10 +47,7 @@ def maybe_launch(argv: list[str]) -> Optional[int]:
     """If the composed config asks for several devices and we are not a launched worker yet, launch the workers
     and return their exit code; otherwise return None (train in this process)."""
     if inside_launched_worker() or any(a in ("-m", "--multirun") for a in argv):
-        if any(a in ("-m", "--multirun") for a in argv) and _compose(argv).trainer.devices > 1:
-            raise ConfigError("trainer.devices>1 inside a sweep (-m) is not supported: run the sweep's trials one "
-                              "multi-device run at a time, or use a Hydra launcher that starts one job per node")
-        return None
+        return None  # a sweep's trials are checked in run_training (check_not_unlaunched)
     cfg = _compose(argv)
     t = cfg.trainer
     if t.devices <= 1 and t.nodes <= 1:
@@ -66,6 +63,15 @@ def maybe_launch(argv: list[str]) -> Optional[int]:
                          device=device, run_dir=run_dir.resolve())
     print("launching:", " ".join(cmd), flush=True)
     return subprocess.call(cmd)
+
+
+def check_launched(devices: int, nodes: int) -> None:
+    """Several devices need the launcher's workers; a process that was not launched must not pretend."""
+    if (devices > 1 or nodes > 1) and not inside_launched_worker():
+        raise ConfigError(
+            "trainer.devices>1 needs one process per device: run `wb train ... trainer.devices=N` (it launches "
+            "them), not a sweep (-m) trial or a direct call; sweeps run their trials one at a time per device"
+        )
 
 
 def _device_kind(want: str) -> str:

@@ -496,6 +496,9 @@ class Trainer:
             cfg.tracking.tracking_uri, cfg.tracking.experiment, run_name=cfg.tracking.run_name, run_id=run_id,
             parent_run_id=parent, tags=tags, backlog_dir=self.run_dir,
         )
+        if self.tracker.run_id:  # lets sweeps and tools find this run from its directory
+            (self.run_dir / "mlflow_run.json").write_text(json.dumps(
+                {"run_id": self.tracker.run_id, "tracking_uri": self.tracker.uri, "parent_run_id": parent}))
         if run_id is None:
             params = flatten(to_plain_dict(cfg))
             params.update({"derived.total_steps": total_steps, "derived.steps_per_epoch": steps_per_epoch,

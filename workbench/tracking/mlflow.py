@@ -107,11 +107,13 @@ class Tracker:
     def log_dict(self, data: dict, artifact_file: str) -> None:
         self._put("text", (json.dumps(data, indent=1, default=str), artifact_file))
 
-    def finish(self, status: str = "FINISHED", timeout: float = 120.0) -> None:
-        """Flush what is queued (up to ``timeout`` s), end the run, and write a backlog of what was not sent."""
+    def finish(self, status: Optional[str] = "FINISHED", timeout: float = 120.0) -> None:
+        """Flush what is queued (up to ``timeout`` s), end the run with ``status`` (None: leave it open), and write
+        a backlog of what was not sent."""
         if self.run_id is None:
             return
-        self._put("end", status)
+        if status is not None:
+            self._put("end", status)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
