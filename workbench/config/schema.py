@@ -37,6 +37,11 @@ class DemoConfig:
     n_train: int = 1000
     n_val: int = 100
     seed: int = 0
+    # The demo trains this small model from scratch (the recipe's official model needs real data and its
+    # pretrained weights to learn anything in minutes). Applies only while model.pretrained is null;
+    # null = keep the recipe's model.
+    model: Optional[str] = None
+    arch: dict = field(default_factory=dict)
 
 
 @dataclass

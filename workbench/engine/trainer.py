@@ -309,6 +309,10 @@ class Trainer:
                     self.tracker.log_metrics(metrics, step=st.global_step)
                     if bar is not None:
                         bar.set_postfix(loss=f"{avg['loss']:.4f}", lr=f"{optimizer.get_lr():.2e}", sps=f"{sps:.1f}")
+                    else:  # no bar (CI, log files): the same figures as a log line
+                        log.info("step %d/%d epoch %d: %s lr=%.2e samples/s=%.1f", st.global_step, total_steps,
+                                 st.epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in sorted(avg.items())),
+                                 optimizer.get_lr(), sps)
                 window_t0, window_samples, micro, sums = time.perf_counter(), 0, 0, {}
             if cfg.trainer.eval_every_steps and st.global_step % cfg.trainer.eval_every_steps == 0 and val_ds is not None:
                 if self._evaluate_and_checkpoint(model, optimizer, scheduler, ema, scaler, val_ds):

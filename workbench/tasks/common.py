@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from workbench.config.schema import DataConfig
+from workbench.config.schema import DataConfig, TrainConfig
 from workbench.errors import ConfigError
 
 log = logging.getLogger("workbench.data")
@@ -17,7 +17,8 @@ log = logging.getLogger("workbench.data")
 class DataFiles:
     train: list[tuple[Path, float]] = field(default_factory=list)
     val: list[tuple[Path, float]] = field(default_factory=list)
-    demo_dict: Optional[Path] = None  # set when the demo set is used (rec: its dictionary)
+    demo: bool = False  # the built-in demo set is used
+    demo_dict: Optional[Path] = None  # rec: the demo set's dictionary
 
 
 def _as_list(value) -> list[str]:
@@ -40,6 +41,7 @@ def resolve_data_files(data: DataConfig, kind: str) -> DataFiles:
         return DataFiles(
             train=[(Path(demo.train), 1.0)],
             val=[(Path(p), 1.0) for p in val] or [(Path(demo.val), 1.0)],
+            demo=True,
             demo_dict=Path(demo.dict_path) if getattr(demo, "dict_path", None) else None,
         )
     ratios = data.train_ratios or [1.0] * len(train)
@@ -51,3 +53,15 @@ def resolve_data_files(data: DataConfig, kind: str) -> DataFiles:
     if not val:
         log.warning("no data.val given: no evaluation, no best checkpoint (only 'latest')")
     return DataFiles(train=[(Path(p), float(r)) for p, r in zip(train, ratios)], val=[(Path(p), 1.0) for p in val])
+
+
+def apply_demo_model(cfg: TrainConfig, files: DataFiles) -> None:
+    """On the demo set, train ``data.demo.model`` from scratch unless starting weights were given (see DemoConfig)."""
+    demo = cfg.data.demo
+    if files.demo and demo.model and not cfg.model.pretrained and cfg.model.name != demo.model:
+        log.warning(
+            "demo: training %s from scratch on the synthetic set instead of %s (data.demo.model). Give data.train "
+            "(and model.pretrained) to fine-tune %s on your data.", demo.model, cfg.model.name, cfg.model.name,
+        )
+        cfg.model.name = demo.model
+        cfg.model.arch = dict(demo.arch)

@@ -21,7 +21,7 @@ from workbench.config.schema import DetEvalConfig, TrainConfig
 from workbench.data.findings import DataPolicy
 from workbench.errors import ConfigError
 from workbench.tasks.base import EvalResult, Task, WeightsReport
-from workbench.tasks.common import DataFiles, resolve_data_files
+from workbench.tasks.common import DataFiles, apply_demo_model, resolve_data_files
 
 log = logging.getLogger("workbench.det")
 
@@ -81,12 +81,13 @@ class DetTask(Task):
         super().__init__(cfg)
         from workbench.models import zoo
 
-        self.spec = zoo.get_spec(cfg.model.name)
-        if self.spec.task != "det":
-            raise ConfigError(f"model {cfg.model.name} is a {self.spec.task} model; the det recipe needs a det model")
         if cfg.data.eval_batch_size != 1:
             raise ConfigError("data.eval_batch_size must be 1 for detection (images keep their own sizes)")
         self.files: DataFiles = resolve_data_files(cfg.data, "det")
+        apply_demo_model(cfg, self.files)
+        self.spec = zoo.get_spec(cfg.model.name)
+        if self.spec.task != "det":
+            raise ConfigError(f"model {cfg.model.name} is a {self.spec.task} model; the det recipe needs a det model")
         self.policy = DataPolicy(cfg.data.policy)
         self._train = self._val = None
 
@@ -161,7 +162,7 @@ class DetTask(Task):
         return {
             "train_files": [str(p) for p, _ in self.files.train],
             "val_files": [str(p) for p, _ in self.files.val],
-            "demo": self.cfg.data.train is None,
+            "demo": self.files.demo,
             "train_images": len(train.samples),
             "val_images": len(val.samples) if val is not None else 0,
             "train_skipped": train.skip_counts(),

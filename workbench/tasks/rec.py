@@ -22,7 +22,7 @@ from workbench.data.charset import Charset
 from workbench.data.findings import DataPolicy
 from workbench.errors import ConfigError
 from workbench.tasks.base import EvalResult, Task, WeightsReport
-from workbench.tasks.common import DataFiles, resolve_data_files
+from workbench.tasks.common import DataFiles, apply_demo_model, resolve_data_files
 
 log = logging.getLogger("workbench.rec")
 
@@ -84,10 +84,11 @@ class RecTask(Task):
         super().__init__(cfg)
         from workbench.models import zoo
 
+        self.files: DataFiles = resolve_data_files(cfg.data, "rec")
+        apply_demo_model(cfg, self.files)
         self.spec = zoo.get_spec(cfg.model.name)
         if self.spec.task != "rec":
             raise ConfigError(f"model {cfg.model.name} is a {self.spec.task} model; the rec recipe needs a rec model")
-        self.files: DataFiles = resolve_data_files(cfg.data, "rec")
         self.charset = self._resolve_charset()
         self.policy = DataPolicy(cfg.data.policy)
         self._train = self._val = None
@@ -191,7 +192,7 @@ class RecTask(Task):
         return {
             "train_files": [str(p) for p, _ in self.files.train],
             "val_files": [str(p) for p, _ in self.files.val],
-            "demo": self.files.demo_dict is not None,
+            "demo": self.files.demo,
             "train_samples": len(train.samples),
             "val_samples": len(val.samples) if val is not None else 0,
             "train_skipped": train.skip_counts(),
