@@ -117,6 +117,7 @@ class Trainer:
         self.tracker: Tracker = Tracker.disabled()
         self.state = ckpt.TrainState()
         self.weights_report = WeightsReport()
+        self.step_log: list[dict] = []  # the figures of every logged step (benchmarks read them)
 
     # ------------------------------------------------------------------------------------------------------
     def fit(self) -> ckpt.TrainState:
@@ -305,6 +306,7 @@ class Trainer:
                 metrics = {f"train/{k}": v for k, v in avg.items()}
                 metrics["train/lr"] = optimizer.get_lr()
                 metrics["train/samples_per_sec"] = sps
+                self.step_log.append({"step": st.global_step, "time": time.time(), **metrics})
                 if env.is_main:
                     self.tracker.log_metrics(metrics, step=st.global_step)
                     if bar is not None:
