@@ -184,8 +184,8 @@ class Trainer:
         self.state.world_size, self.state.batch_size, self.state.grad_accum_steps = (
             env.world_size, cfg.data.batch_size, accum)
 
-        self._start_tracking(resume_from, train_ds, val_ds, total_steps, steps_per_epoch)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self._start_tracking(resume_from, train_ds, val_ds, total_steps, steps_per_epoch)
         max_epochs = cfg.trainer.epochs if not cfg.trainer.max_steps else math.ceil(total_steps / steps_per_epoch)
         log.info(
             "training %s: %d samples, %d steps/epoch, %d steps, device %s x%d",
