@@ -120,7 +120,10 @@ def main(argv: list[str]) -> int:
 
     @hydra.main(config_path=str(recipes_dir()), config_name="train", version_base="1.3")
     def _app(cfg):
-        run_eval(cfg)
+        from workbench.cli import user_errors_exit
+
+        with user_errors_exit("eval"):
+            run_eval(cfg)
 
     _app()
     return 0

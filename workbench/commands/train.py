@@ -105,9 +105,12 @@ def main(argv: list[str]) -> int:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
+        from workbench.cli import user_errors_exit
+
         hc = HydraConfig.get()
         if hc.mode != RunMode.MULTIRUN:
-            result["best"] = run_training(cfg)
+            with user_errors_exit("train"):
+                result["best"] = run_training(cfg)
             return result["best"]
         return run_trial(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
 
