@@ -95,3 +95,17 @@ def test_bad_label_line_fails_the_run_naming_file_and_line(shared_dir, tmp_path)
     assert r.returncode == 2
     assert f"{bad}:7" in r.stderr and "no_tab" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_multi_scale_batches_share_one_drawn_size_and_train(shared_dir, tmp_path):
+    from workbench.engine.loader import BatchLoader, EpochSampler
+
+    cfg = rec_config(shared_dir, tmp_path / "run", trainer__max_steps=3)
+    cfg.data.multi_scale = [[320, 32], [320, 48], [320, 64]]
+    task = build_task(cfg)
+    ds = task.train_dataset()
+    loader = BatchLoader(ds, EpochSampler(ds, 16, seed=cfg.seed), task.collate_train, batch_meta=task.batch_meta)
+    heights = [b["image"].shape[2] for b in loader.iter_epoch(0)]
+    assert set(heights) <= {32, 48, 64} and len(set(heights)) > 1
+    assert heights == [task.batch_meta(0, k)["image_shape"][1] for k in range(len(heights))]
+    train(cfg)  # every height trains (the backbone pools to a fixed sequence length)

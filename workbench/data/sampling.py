@@ -240,7 +240,8 @@ class SourceMixDataset:
         """Indices into ``self.samples`` that make up ``epoch`` (ratio subsets; the loader shuffles and shards)."""
         return self.epoch_order(epoch)
 
-    def load(self, index: int, rng: np.random.Generator, epoch: int = 0) -> dict | FailedSample:
+    def load(self, index: int, rng: np.random.Generator, epoch: int = 0, meta: dict | None = None
+             ) -> dict | FailedSample:
         """The item for ``self.samples[index]``, its augmentation randomness drawn from ``rng`` only, so the same
         (seed, epoch, index) gives the same item in any worker, in any run. Transforms that mix in other samples
         (``ext_data_num``: rec concatenation, det copy-paste) get them chosen by the same ``rng``."""
@@ -249,6 +250,8 @@ class SourceMixDataset:
         if isinstance(data, FailedSample):
             return data
         data["index"] = int(index)
+        if meta:  # batch-level settings (e.g. the multi-scale input size), for the transform
+            data.update(meta)
         if self.transform is None:
             return self._finish_item(data, sample)
         n_extra = getattr(self.transform, "ext_data_num", 0)

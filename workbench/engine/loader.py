@@ -15,7 +15,7 @@ import multiprocessing as mp
 from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -101,14 +101,14 @@ def _init_worker(dataset) -> None:
     _WORKER_DATASET = dataset
 
 
-def _load_in_worker(index: int, seed: int, epoch: int):
-    return _load(_WORKER_DATASET, index, seed, epoch)
+def _load_in_worker(index: int, seed: int, epoch: int, meta: Optional[dict] = None):
+    return _load(_WORKER_DATASET, index, seed, epoch, meta)
 
 
-def _load(dataset, index: int, seed: int, epoch: int):
+def _load(dataset, index: int, seed: int, epoch: int, meta: Optional[dict] = None):
     rng = np.random.default_rng(sample_seed(seed, epoch, index))
     if hasattr(dataset, "load"):
-        return dataset.load(index, rng=rng, epoch=epoch)
+        return dataset.load(index, rng=rng, epoch=epoch, **({"meta": meta} if meta else {}))
     return dataset[index]
 
 
@@ -128,7 +128,11 @@ class BatchLoader:
         num_workers: int = 0,
         prefetch_batches: int = 2,
         worker_type: str = "process",
+        batch_meta: Optional[Callable[[int, int], Optional[dict]]] = None,
     ):
+        """``batch_meta(epoch, batch_index)``: settings shared by all samples of a batch (e.g. the rec input size
+        of upstream's multi-scale sampler), passed to ``dataset.load(..., meta=...)``."""
+        self.batch_meta = batch_meta
         self.dataset = dataset
         self.sampler = sampler
         self.collate = collate
@@ -166,30 +170,32 @@ class BatchLoader:
 
     def iter_epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Any]:
         plan = self.sampler.plan(epoch)
-        batches: Sequence[list[int]] = plan.batches[start_batch:]
         seed = self.sampler.seed
+        metas = [self.batch_meta(epoch, k) if self.batch_meta else None for k in range(len(plan))]
+        batches = list(zip(plan.batches, metas))[start_batch:]
         pool = self._executor()
         if pool is None:
-            for b in batches:
-                yield self._collate([_load(self.dataset, i, seed, epoch) for i in b])
+            for b, meta in batches:
+                yield self._collate([_load(self.dataset, i, seed, epoch, meta) for i in b])
             return
-        submit = (
-            (lambda i: pool.submit(_load, self.dataset, i, seed, epoch))
-            if self.worker_type == "thread"
-            else (lambda i: pool.submit(_load_in_worker, i, seed, epoch))
-        )
+        if self.worker_type == "thread":
+            def submit(i, meta):
+                return pool.submit(_load, self.dataset, i, seed, epoch, meta)
+        else:
+            def submit(i, meta):
+                return pool.submit(_load_in_worker, i, seed, epoch, meta)
         pending: deque = deque()
         it = iter(batches)
         for _ in range(self.prefetch_batches):
-            b = next(it, None)
-            if b is None:
+            nxt = next(it, None)
+            if nxt is None:
                 break
-            pending.append([submit(i) for i in b])
+            pending.append([submit(i, nxt[1]) for i in nxt[0]])
         while pending:
             futures = pending.popleft()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append([submit(i) for i in nxt])
+                pending.append([submit(i, nxt[1]) for i in nxt[0]])
             yield self._collate([f.result() for f in futures])
 
     def _collate(self, samples: list) -> Any:

@@ -147,7 +147,8 @@ class Trainer:
             rank=env.rank,
             world_size=env.world_size,
         )
-        loader = BatchLoader(train_ds, sampler, self.task.collate_train, num_workers=cfg.data.num_workers)
+        loader = BatchLoader(train_ds, sampler, self.task.collate_train, num_workers=cfg.data.num_workers,
+                             batch_meta=self.task.batch_meta)
         batches_per_epoch = sampler.num_batches(0)
         if batches_per_epoch == 0:
             raise ConfigError(

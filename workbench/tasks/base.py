@@ -75,6 +75,10 @@ class Task(ABC):
         return {}
 
     # --- training ------------------------------------------------------------------------------------------
+    def batch_meta(self, epoch: int, batch_index: int) -> Optional[dict]:
+        """Settings shared by the samples of one training batch (None: nothing)."""
+        return None
+
     @abstractmethod
     def build_loss(self): ...
 

@@ -43,9 +43,11 @@ class RecTrainTransform:
     def __call__(self, data: dict, rng: Optional[np.random.Generator] = None) -> dict:
         from workbench.data.preprocess import resize_norm_rec_fixed
 
+        # a multi-scale batch carries its own input size (RecTask.batch_meta)
+        shape = tuple(data.pop("image_shape", self.image_shape))
         if self.augment is not None:
             data = self.augment(data, rng=rng)
-        data["image"], _ = resize_norm_rec_fixed(data["image"], self.image_shape)
+        data["image"], _ = resize_norm_rec_fixed(data["image"], shape)
         return data
 
 
@@ -201,6 +203,17 @@ class RecTask(Task):
         }
 
     # --- training ------------------------------------------------------------------------------------------
+    def batch_meta(self, epoch: int, batch_index: int) -> Optional[dict]:
+        """Upstream's MultiScaleSampler: each batch trains at one of ``data.multi_scale`` ([width, height] pairs,
+        e.g. [[320, 32], [320, 48], [320, 64]]), drawn from (seed, epoch, batch); the backbone pools every height
+        to the same 40 time steps."""
+        scales = self.cfg.data.multi_scale
+        if not scales:
+            return None
+        rng = np.random.default_rng([self.cfg.seed, epoch, batch_index, 0x5CA1E])
+        w, h = scales[int(rng.integers(len(scales)))]
+        return {"image_shape": [3, int(h), int(w)]}
+
     def build_loss(self):
         from workbench.losses.multi import MultiLoss
 
