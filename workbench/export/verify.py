@@ -21,7 +21,7 @@ model input            our preprocessing vs PaddleX's tensor        max abs diff
 det probability map    our model vs the exported graph in PaddleX   max abs diff ≤ max(``det_map_atol``, F·e)
 det boxes              our DB post-process vs PaddleX's boxes       same count, vertices ≤ ``box_px``
 rec probabilities      our model vs the exported graph in PaddleX   max abs diff ≤ max(``rec_prob_atol``, F·e)
-rec text               our CTC decode vs PaddleX's text             identical
+rec text               our CTC decode vs PaddleX's text             identical (or a numerical tie)
 scores                 box / text scores                            abs diff ≤ ``score_atol``
 =====================  ===========================================  ==============================
 
@@ -29,6 +29,10 @@ scores                 box / text scores                            abs diff ≤
 and ``F`` = ``noise_factor`` (4): two float32 evaluations of one function cannot be expected to agree better
 than their own rounding allows, and a barely trained model can amplify rounding a lot (the tiny test models reach
 e ≈ 2e-3 on det maps). A real export bug (wrong normalisation, fusion, dictionary) is orders of magnitude larger.
+
+A *numerical tie* is a text difference that comes only from steps where our two most likely classes are closer
+than twice the difference between the two graphs' probabilities there (see :func:`_text_agreement`); it is
+reported as such. PaddleX against PaddleX (pipeline vs ``paddleocr`` CLI, same settings) must be identical.
 
 Cropping and box sorting are PaddleX's own geometry (not something an export can change); the rec comparison
 runs on the crops PaddleX cut, after its boxes were checked equal to ours.
@@ -416,6 +420,28 @@ def _margin(probs: np.ndarray) -> float:
     return float((top2[..., 1] - top2[..., 0]).min()) if probs.size else float("inf")
 
 
+def _text_agreement(ours: str, theirs: str, p_ours: np.ndarray, p_theirs: np.ndarray) -> tuple[bool, str]:
+    """Texts must be identical. The one exception is a *numerical tie*: the two argmax paths differ only at
+    steps where our two most likely classes are closer than twice the probability difference between the two
+    graphs there — rounding decides such a step, in either graph (our own float32 run is no more "right" there).
+    Anything else is a mismatch."""
+    gap = f"smallest top-2 probability gap {_margin(p_ours):.1e}"
+    if ours == theirs:
+        return True, gap
+    if p_ours.shape != p_theirs.shape:
+        return False, f"ours {ours!r} vs PaddleX {theirs!r}; output shapes differ"
+    steps = np.nonzero(p_ours.argmax(-1) != p_theirs.argmax(-1))[0]
+    if not len(steps):
+        return False, f"ours {ours!r} vs PaddleX {theirs!r} from the same argmax path: the decoders differ"
+    top2 = np.sort(p_ours[steps], axis=-1)[:, -2:]
+    gaps = top2[:, 1] - top2[:, 0]
+    bound = 2 * np.abs(p_ours[steps] - p_theirs[steps]).max(axis=-1)
+    where = ", ".join(f"step {s}: gap {g:.1e} vs 2x diff {b:.1e}" for s, g, b in zip(steps, gaps, bound))
+    if np.all(gaps <= bound):
+        return True, f"numerical tie (ours {ours!r}, PaddleX {theirs!r}) at {where}"
+    return False, f"ours {ours!r} vs PaddleX {theirs!r}; argmax differs at {where}"
+
+
 def compare_rec_batch(report, stage, items, ours_x, their_x, wb: Workbench, their_probs, their_texts, their_scores,
                       tol: Tolerances) -> list[tuple[str, float]]:
     """Compare one rec batch; returns our decoded (text, score) per crop."""
@@ -430,9 +456,8 @@ def compare_rec_batch(report, stage, items, ours_x, their_x, wb: Workbench, thei
                f"float32 error of our model {f32_error:.2e}")
     decoded = wb.decoder(probs)
     for i, (item, (text, score)) in enumerate(zip(items, decoded)):
-        same = text == their_texts[i]
-        detail = "" if same else f"ours {text!r} vs PaddleX {their_texts[i]!r}; smallest top-2 margin {_margin(probs[i]):.2e}"
-        report.add(stage, item, "rec text (ours vs PaddleX)", text, their_texts[i], same, detail)
+        ok, detail = _text_agreement(text, their_texts[i], probs[i], np.asarray(their_probs)[i])
+        report.add(stage, item, "rec text (ours vs PaddleX)", text, their_texts[i], ok, detail)
         ds = abs(float(score) - float(their_scores[i]))
         report.add(stage, item, "rec score abs diff", ds, tol.score_atol, ds <= tol.score_atol)
     return decoded

@@ -1,0 +1,115 @@
+"""`wb export` refuses checkpoints that would deploy something other than what was trained."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from workbench.errors import ConfigError, ExportError
+from workbench.export.inference_model import load_export_source
+
+
+def _copy(run, tmp_path, name="ckpt"):
+    dst = tmp_path / name
+    shutil.copytree(run / "checkpoints" / "best", dst)
+    return dst
+
+
+def _edit_json(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_trained_checkpoints_load(tiny_rec_run, tiny_det_run):
+    rec = load_export_source(tiny_rec_run, "rec")
+    assert rec.paddlex_name == "PP-OCRv5_mobile_rec" and rec.charset.num_ctc_classes == 438
+    assert rec.path.name == "best" and rec.image_shape == (3, 48, 320)
+    det = load_export_source(tiny_det_run, "det", prefer="latest")
+    assert det.paddlex_name == "PP-OCRv5_mobile_det" and det.path.name == "latest"
+
+
+def test_untrained_checkpoint_is_refused(tiny_rec_run, tmp_path):
+    ckpt = _copy(tiny_rec_run, tmp_path)
+    _edit_json(ckpt / "meta.json", trained_steps=0)
+    _edit_json(ckpt / "state.json", global_step=0)
+    with pytest.raises(ExportError, match="never trained"):
+        load_export_source(ckpt, "rec")
+
+
+def test_incompletely_loaded_starting_weights_are_refused(tiny_det_run, tmp_path):
+    ckpt = _copy(tiny_det_run, tmp_path)
+    _edit_json(ckpt / "meta.json", weights_complete=False,
+               weights={"source": "PP-OCRv5_mobile_det", "loaded_keys": 800, "total_keys": 905})
+    with pytest.raises(ExportError, match=r"did not load completely.*800 of 905"):
+        load_export_source(ckpt, "det")
+
+
+def test_dictionary_that_does_not_fit_the_head_is_refused(tiny_rec_run, tmp_path):
+    """dict.txt one line short, with meta.json consistent with it: only the head shape can tell."""
+    from workbench.data.charset import Charset
+
+    ckpt = _copy(tiny_rec_run, tmp_path)
+    lines = (ckpt / "dict.txt").read_text(encoding="utf-8").splitlines()[:-1]
+    (ckpt / "dict.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    short = Charset.from_file(ckpt / "dict.txt")
+    _edit_json(ckpt / "meta.json", dictionary_sha256=short.sha256, num_ctc_classes=short.num_ctc_classes)
+    with pytest.raises(ExportError) as e:
+        load_export_source(ckpt, "rec")
+    msg = str(e.value)
+    assert "ctc_head" in msg and "435 lines" in msg and "trained with another dictionary" in msg
+
+
+def test_edited_dictionary_is_refused_by_its_hash(tiny_rec_run, tmp_path):
+    ckpt = _copy(tiny_rec_run, tmp_path)
+    lines = (ckpt / "dict.txt").read_text(encoding="utf-8").splitlines()
+    lines[0], lines[1] = lines[1], lines[0]  # same size, classes swapped: the head fits, decoding would be wrong
+    (ckpt / "dict.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ExportError, match="dictionary_sha256"):
+        load_export_source(ckpt, "rec")
+
+
+def test_other_dictionary_given_on_the_command_line_is_refused(tiny_rec_run, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("a\nb\nc\n")
+    with pytest.raises(ExportError, match="not the dictionary the checkpoint trained with"):
+        load_export_source(tiny_rec_run, "rec", dictionary=other)
+
+
+def test_model_trained_without_space_class_is_refused(tiny_rec_run, tmp_path):
+    ckpt = _copy(tiny_rec_run, tmp_path)
+    _edit_json(ckpt / "meta.json", use_space_char=False)
+    with pytest.raises(ExportError, match="use_space_char"):
+        load_export_source(ckpt, "rec")
+
+
+def test_wrong_task_and_missing_weights_are_refused(tiny_rec_run, tmp_path):
+    with pytest.raises(ExportError, match="task='rec'"):
+        load_export_source(tiny_rec_run, "det")
+    ckpt = _copy(tiny_rec_run, tmp_path)
+    import paddle
+
+    state = paddle.load(str(ckpt / "model.pdparams"))
+    state.pop(next(k for k in state if k.startswith("backbone.")))
+    paddle.save(state, str(ckpt / "model.pdparams"))
+    with pytest.raises(ExportError, match="missing in the file"):
+        load_export_source(ckpt, "rec")
+    with pytest.raises(ExportError, match="neither an existing path"):
+        load_export_source(tmp_path / "nothing_here", "rec")
+
+
+def test_command_line_is_typed(tmp_path):
+    from workbench.commands.export import parse_args, run_export
+
+    cfg = parse_args(["det=a", "box_thresh=0.5", "probe_images=[x.jpg,y.jpg]", "tolerances.det_map_atol=0.01"])
+    assert cfg.box_thresh == 0.5 and cfg.probe_images == ["x.jpg", "y.jpg"] and cfg.tolerances.det_map_atol == 0.01
+    with pytest.raises(ConfigError, match="box_tresh"):
+        parse_args(["box_tresh=0.5"])
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_args(["det", "run1"])
+    with pytest.raises(ConfigError, match="det= and/or rec="):
+        run_export(parse_args([f"out={tmp_path / 'x'}"]))
+    with pytest.raises(ConfigError, match="not both"):
+        run_export(parse_args(["rec=a", "det_model_dir=d", "det_model_name=PP-OCRv5_mobile_det"]))
