@@ -109,7 +109,7 @@ def test_command_line_is_typed(tmp_path):
         parse_args(["box_tresh=0.5"])
     with pytest.raises(ConfigError, match="key=value"):
         parse_args(["det", "run1"])
-    with pytest.raises(ConfigError, match="det= and/or rec="):
+    with pytest.raises(ConfigError, match="needs det=.* and/or rec="):
         run_export(parse_args([f"out={tmp_path / 'x'}"]))
     with pytest.raises(ConfigError, match="not both"):
         run_export(parse_args(["rec=a", "det_model_dir=d", "det_model_name=PP-OCRv5_mobile_det"]))
