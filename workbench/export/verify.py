@@ -662,19 +662,29 @@ def local_font() -> Optional[str]:
         return None
 
 
-def run_cli(folder: Path, images: list[Path], device: str, timeout: float = 600) -> tuple[dict, list[str], str]:
-    """``paddleocr ocr`` on the probe images, run inside ``folder`` (so the YAML's relative model dirs are what
-    it uses). Returns ``{image name: result}``, the command and its output."""
+def run_cli(folder: Path, images: list[Path], device: str, *, inside: bool = True,
+            timeout: float = 600) -> tuple[dict, list[str], str]:
+    """``paddleocr ocr`` on the probe images, as the README says: ``inside`` the folder (the YAML's relative model
+    dirs are what it uses), or from another directory with the model folders passed as flags. Returns
+    ``{image name: result}``, the command and its output."""
     from workbench.export.pipeline_yaml import PIPELINE_YAML, load_pipeline_config
 
+    folder = folder.resolve()
     config = load_pipeline_config(folder / PIPELINE_YAML, resolve_dirs=False)
     images_dir = images[0].parent
     if any(p.parent != images_dir for p in images):
         raise ExportError("verification: the CLI probe images must share one folder")
     with tempfile.TemporaryDirectory(prefix="wb-cli-") as save:
-        cmd = paddleocr_command(config, yaml_path=PIPELINE_YAML, image=str(images_dir.resolve()),
-                                extra=["--save_path", save, "--device", device])
-        proc = subprocess.run(_paddleocr_executable() + cmd[1:], cwd=folder, env=subprocess_env(),
+        if inside:
+            cwd, yaml_path, dirs = folder, PIPELINE_YAML, {}
+        else:
+            subs = config["SubModules"]
+            cwd, yaml_path = Path(save), str(folder / PIPELINE_YAML)
+            dirs = {f"{t}_dir": str(folder / subs[s]["model_dir"]) for t, s in
+                    (("det", "TextDetection"), ("rec", "TextRecognition")) if subs[s].get("model_dir")}
+        cmd = paddleocr_command(config, yaml_path=yaml_path, image=str(images_dir.resolve()), **dirs,
+                                extra=["--save_path", str(Path(save) / "out"), "--device", device])
+        proc = subprocess.run(_paddleocr_executable() + cmd[1:], cwd=cwd, env=subprocess_env(),
                               capture_output=True, text=True, timeout=timeout)
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
@@ -682,7 +692,7 @@ def run_cli(folder: Path, images: list[Path], device: str, timeout: float = 600)
                               f"{output[-3000:]}")
         results = {}
         for path in images:
-            f = Path(save) / f"{path.stem}_res.json"
+            f = Path(save) / "out" / f"{path.stem}_res.json"
             if not f.is_file():
                 raise ExportError(f"`paddleocr ocr` wrote no {f.name}; its output:\n{output[-3000:]}")
             data = json.loads(f.read_text(encoding="utf-8"))
@@ -766,8 +776,8 @@ def recheck(folder: str | Path, *, device: str = "cpu", cli: bool = True) -> Rep
     report = Report(tolerances=tol, facts={"recheck_of": str(folder.resolve()), **_versions()})
     _, results, _ = run_pipeline(folder, images, device)
     compare_with_expected(report, "pipeline", expected, {p.name: r for p, r in zip(images, results)}, tol)
-    if cli:
-        cli_results, cmd, _ = run_cli(folder, images, device)
+    if cli:  # the form for "anywhere else" (the export-time verification ran the one for inside the folder)
+        cli_results, cmd, _ = run_cli(folder, images, device, inside=False)
         report.facts["cli_command"] = " ".join(cmd)
         compare_with_expected(report, "cli", expected, cli_results, tol)
     return report
