@@ -109,6 +109,9 @@ def run_export(cfg: ExportConfig) -> ExportResult:
 
     t0 = time.perf_counter()
     _check_combination(cfg)
+    out = Path(cfg.out or Path(DEFAULT_EXPORT_ROOT) / time.strftime("%Y%m%d-%H%M%S"))
+    if out.exists() and not cfg.overwrite:
+        raise ExportError(f"{out} exists; choose another out= or pass overwrite=true")
     sources = {}
     for task in ("det", "rec"):
         ref = getattr(cfg, task)
@@ -116,9 +119,6 @@ def run_export(cfg: ExportConfig) -> ExportResult:
             sources[task] = load_export_source(ref, task, prefer=cfg.checkpoint, weights=cfg.weights,
                                                dictionary=cfg.rec_dict if task == "rec" else None,
                                                tracking_uri=cfg.tracking_uri)
-    out = Path(cfg.out or Path(DEFAULT_EXPORT_ROOT) / time.strftime("%Y%m%d-%H%M%S"))
-    if out.exists() and not cfg.overwrite:
-        raise ExportError(f"{out} exists; choose another out= or pass overwrite=true")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if work.exists():
@@ -357,8 +357,8 @@ def _log_to_mlflow(cfg: ExportConfig, sources: dict, folder: Path, report: dict,
 
 
 def _metric_key(text: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "_-./ " else "_" for c in text)
-    return "_".join(keep.replace(":", " ").split())
+    """``"pipeline: det box vertices max abs diff (px)"`` → ``pipeline_det_box_vertices_max_abs_diff_px``."""
+    return "_".join("".join(c if c.isalnum() else " " for c in text).split())
 
 
 def _source_tracking_uri(sources: dict) -> Optional[str]:

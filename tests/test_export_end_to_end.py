@@ -141,9 +141,17 @@ def test_single_module_export_logged_and_registered_in_mlflow(exported, tiny_det
     from workbench.commands.export import parse_args, run_export
 
     folder, _ = exported
+    client = MlflowClient(mlflow_server.uri)
+    # the det run as if it had been tracked: the export goes next to it and the run learns about the export
+    source_run = client.create_run(client.create_experiment("tiny-det-runs")).info.run_id
+    ckpt = tmp_path / "det_ckpt"
+    shutil.copytree(tiny_det_run / "checkpoints" / "best", ckpt)
+    meta = json.loads((ckpt / "meta.json").read_text())
+    (ckpt / "meta.json").write_text(json.dumps({**meta, "mlflow_run_id": source_run}))
+
     out = tmp_path / "det_only"
     result = run_export(parse_args([
-        f"det={tiny_det_run}", f"rec_model_dir={folder / 'rec'}", f"out={out}", "cli=false", "num_probe_images=1",
+        f"det={ckpt}", f"rec_model_dir={folder / 'rec'}", f"out={out}", "cli=false", "num_probe_images=1",
         f"tracking_uri={mlflow_server.uri}", "register=wb-test-receipts",
     ]))
     assert result.report["passed"]
@@ -152,9 +160,10 @@ def test_single_module_export_logged_and_registered_in_mlflow(exported, tiny_det
     whats = {c["what"] for c in result.report["checks"]}
     assert "det probability map max abs diff" in whats and "rec probabilities max abs diff" not in whats
 
-    client = MlflowClient(mlflow_server.uri)
     run = client.get_run(result.tracking["run_id"])
     assert run.data.tags["wb.kind"] == "export" and run.data.tags["wb.export.verified"] == "true"
+    assert run.data.tags["wb.export.det_run"] == source_run and result.tracking["experiment"] == "tiny-det-runs"
+    assert client.get_run(source_run).data.tags["wb.exported.det_only"] == run.info.run_id
     assert run.data.metrics["verify/failed"] == 0
     files = {a.path for a in client.list_artifacts(run.info.run_id, "export")}
     assert {"export/PaddleOCR.yaml", "export/verification.json", "export/det", "export/rec"} <= files

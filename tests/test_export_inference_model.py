@@ -1,4 +1,5 @@
-"""`wb export` refuses checkpoints that would deploy something other than what was trained."""
+"""Loading a checkpoint for export: which weights, and refusing checkpoints that would deploy something other
+than what was trained."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shutil
 
 import pytest
 
-from workbench.errors import ConfigError, ExportError
+from workbench.errors import ExportError
 from workbench.export.inference_model import load_export_source
 
 
@@ -100,16 +101,18 @@ def test_wrong_task_and_missing_weights_are_refused(tiny_rec_run, tmp_path):
         load_export_source(tmp_path / "nothing_here", "rec")
 
 
-def test_command_line_is_typed(tmp_path):
-    from workbench.commands.export import parse_args, run_export
+def test_ema_weights_are_exported_when_the_run_evaluated_with_them(tiny_det_run, tmp_path):
+    import numpy as np
+    import paddle
 
-    cfg = parse_args(["det=a", "box_thresh=0.5", "probe_images=[x.jpg,y.jpg]", "tolerances.det_map_atol=0.01"])
-    assert cfg.box_thresh == 0.5 and cfg.probe_images == ["x.jpg", "y.jpg"] and cfg.tolerances.det_map_atol == 0.01
-    with pytest.raises(ConfigError, match="box_tresh"):
-        parse_args(["box_tresh=0.5"])
-    with pytest.raises(ConfigError, match="key=value"):
-        parse_args(["det", "run1"])
-    with pytest.raises(ConfigError, match="needs det=.* and/or rec="):
-        run_export(parse_args([f"out={tmp_path / 'x'}"]))
-    with pytest.raises(ConfigError, match="not both"):
-        run_export(parse_args(["rec=a", "det_model_dir=d", "det_model_name=PP-OCRv5_mobile_det"]))
+    ckpt = _copy(tiny_det_run, tmp_path)
+    state = paddle.load(str(ckpt / "model.pdparams"))
+    key = next(k for k in state if k.endswith("weight"))
+    ema = {"updates": 7, **{k: paddle.to_tensor(np.asarray(v) + 1.0) for k, v in state.items()}}
+    paddle.save(ema, str(ckpt / "ema.pdparams"))
+    auto = load_export_source(ckpt, "det")
+    assert auto.weights_file == "ema.pdparams"
+    np.testing.assert_array_equal(np.asarray(auto.state_dict[key]), np.asarray(state[key]) + 1.0)
+    raw = load_export_source(ckpt, "det", weights="model")
+    assert raw.weights_file == "model.pdparams"
+    np.testing.assert_array_equal(np.asarray(raw.state_dict[key]), np.asarray(state[key]))
