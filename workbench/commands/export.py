@@ -234,11 +234,12 @@ def _build_and_verify(cfg: ExportConfig, sources: dict, work: Path, name: str) -
         t = time.perf_counter()
         if source is not None:
             files[task] = inference_model.save_inference_model(source, work / task)
-            from workbench.models import zoo
-
             if task == "det":
-                content = inference_yml.det_inference_config(
-                    source.paddlex_name, preprocess=dict(zoo.get_spec(source.model_name).preprocess), postprocess=det_post)
+                from workbench.models import zoo
+
+                preprocess = dict(zoo.get_spec(source.model_name).preprocess)
+                content = inference_yml.det_inference_config(source.paddlex_name, preprocess=preprocess,
+                                                             postprocess=det_post)
             else:
                 content = inference_yml.rec_inference_config(source.paddlex_name, image_shape=source.image_shape,
                                                              characters=source.charset.characters)
@@ -394,6 +395,12 @@ def _printable_command(result: ExportResult) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help", "help") for a in argv):
+        from omegaconf import OmegaConf
+
+        print(__doc__)
+        print("keys and defaults:\n" + OmegaConf.to_yaml(OmegaConf.structured(ExportConfig)))
+        return 0
     cfg = parse_args(argv)
     if cfg.check:
         from workbench.export.verify import recheck

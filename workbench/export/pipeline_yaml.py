@@ -103,7 +103,8 @@ def build_pipeline_config(
 
     config["use_textline_orientation"] = textline_orientation is not None
     if textline_orientation is not None:
-        _set_module(subs.setdefault("TextLineOrientation", {"module_name": "textline_orientation"}), textline_orientation)
+        section = subs.setdefault("TextLineOrientation", {"module_name": "textline_orientation"})
+        _set_module(section, textline_orientation)
 
     use_doc = doc_orientation is not None or doc_unwarping is not None
     config["use_doc_preprocessor"] = use_doc

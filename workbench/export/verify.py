@@ -139,7 +139,8 @@ class Report:
         lines = [f"# Export verification: {'PASSED' if self.passed else 'FAILED'}", ""]
         lines += ["Tolerances: " + ", ".join(f"{k}={v}" for k, v in asdict(self.tolerances).items()), ""]
         if self.failures():
-            lines += ["## Failures", "", "| stage | item | what | value | limit | detail |", "|---|---|---|---|---|---|"]
+            lines += ["## Failures", "", "| stage | item | what | value | limit | detail |",
+                      "|---|---|---|---|---|---|"]
             lines += [f"| {c.stage} | {c.item} | {c.what} | {_short(c.value)} | {_short(c.limit)} | {c.detail} |"
                       for c in self.failures()]
             lines.append("")
@@ -682,7 +683,10 @@ def run_cli(folder: Path, images: list[Path], device: str, *, inside: bool = Tru
             cwd, yaml_path = Path(save), str(folder / PIPELINE_YAML)
             dirs = {f"{t}_dir": str(folder / subs[s]["model_dir"]) for t, s in
                     (("det", "TextDetection"), ("rec", "TextRecognition")) if subs[s].get("model_dir")}
-        cmd = paddleocr_command(config, yaml_path=yaml_path, image=str(images_dir.resolve()), **dirs,
+        image_arg = str(images_dir.resolve())
+        if inside and images_dir.resolve().is_relative_to(folder):
+            image_arg = str(images_dir.resolve().relative_to(folder))  # e.g. probes/images
+        cmd = paddleocr_command(config, yaml_path=yaml_path, image=image_arg, **dirs,
                                 extra=["--save_path", str(Path(save) / "out"), "--device", device])
         proc = subprocess.run(_paddleocr_executable() + cmd[1:], cwd=cwd, env=subprocess_env(),
                               capture_output=True, text=True, timeout=timeout)
@@ -751,16 +755,31 @@ def verify_export(folder: str | Path, *, det_source=None, rec_source=None, probe
             report.facts["cli_command"] = " ".join(cmd)
             compare_with_expected(report, "cli", report.expected, results, tol)
             timings["cli"] = time.perf_counter() - t
-    except ExportError as exc:
-        report.add("run", "PaddleX", "ran to completion", False, True, False, str(exc).splitlines()[0][:300])
-        report.facts["error"] = str(exc)
     except Exception as exc:  # PaddleX refusing the folder is exactly what verification must catch, loudly
-        report.add("run", "PaddleX", "ran to completion", False, True, False, f"{type(exc).__name__}: {exc}"[:300])
-        report.facts["error"] = f"{type(exc).__name__}: {exc}"
+        text = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
+        report.add("run", "PaddleX", "ran to completion", False, True, False,
+                   text.splitlines()[0][:300] + _stock_hint(folder))
+        report.facts["error"] = text
     report.facts.update(_versions(), device=device, seconds={k: round(v, 2) for k, v in timings.items()},
                         probes={"images": [p.name for p in probes.images], "crops": [p.name for p in probes.crops]})
     report.write(folder)
     return report
+
+
+def _stock_hint(folder: Path) -> str:
+    """Stock modules (``model_dir: null``) are downloaded by PaddleX: say so when a run failed."""
+    from workbench.export.pipeline_yaml import PIPELINE_YAML, load_pipeline_config
+
+    try:
+        subs = load_pipeline_config(folder / PIPELINE_YAML, resolve_dirs=False)["SubModules"]
+    except Exception:
+        return ""
+    stock = [f"{key} {sec['model_name']}" for key, sec in subs.items()
+             if key in ("TextDetection", "TextRecognition") and not sec.get("model_dir")]
+    if not stock:
+        return ""
+    return (f" (stock model(s) {', '.join(stock)} have model_dir null: PaddleX downloads them; offline, give "
+            "det_model_dir= / rec_model_dir= with a local model folder)")
 
 
 def recheck(folder: str | Path, *, device: str = "cpu", cli: bool = True) -> Report:
