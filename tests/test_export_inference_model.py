@@ -116,3 +116,29 @@ def test_ema_weights_are_exported_when_the_run_evaluated_with_them(tiny_det_run,
     raw = load_export_source(ckpt, "det", weights="model")
     assert raw.weights_file == "model.pdparams"
     np.testing.assert_array_equal(np.asarray(raw.state_dict[key]), np.asarray(state[key]))
+
+
+@pytest.mark.parametrize("task", ["rec", "det"])
+def test_saved_graph_is_the_fused_eval_forward_with_dynamic_shapes(task, tiny_rec_run, tiny_det_run, tmp_path):
+    import numpy as np
+    import paddle
+
+    from workbench.export.inference_model import build_model, save_inference_model
+
+    source = load_export_source(tiny_rec_run if task == "rec" else tiny_det_run, task)
+    facts = save_inference_model(source, tmp_path)
+    assert (tmp_path / facts["graph"]).is_file() and (tmp_path / facts["params"]).is_file()
+    trained = build_model(source)
+    n_train = sum(int(p.size) for p in trained.parameters())
+    assert facts["num_parameters"] < n_train  # rep branches fused, NRTR / DB threshold branch dropped
+    loaded = paddle.jit.load(str(tmp_path / "inference"))
+    loaded.eval()
+    rng = np.random.default_rng(0)
+    shapes = [(1, 3, 48, 96), (2, 3, 48, 320)] if task == "rec" else [(1, 3, 64, 96), (1, 3, 160, 128)]
+    for shape in shapes:  # several sizes through one saved graph
+        x = paddle.to_tensor(rng.uniform(-1, 1, shape).astype("float32"))
+        ours, theirs = trained(x).numpy(), loaded(x).numpy()
+        assert theirs.shape == ours.shape
+        np.testing.assert_allclose(theirs, ours, atol=5e-3 if task == "det" else 1e-4)
+    if task == "rec":
+        assert ours.shape[-1] == source.charset.num_ctc_classes  # the CTC head only: [N, T, classes]
