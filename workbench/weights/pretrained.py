@@ -1,0 +1,150 @@
+"""Starting weights: resolve what the user named, then load it strictly.
+
+Upstream skips a tensor whose shape does not fit with only a warning (PaddleOCR #10666, PaddleX #2579: accuracy
+stuck at 0 after a dictionary change) and "exports" random weights when a path is wrong (#5225). Here every
+missing, unexpected or shape-mismatched key is an error that lists them. The one exception is explicit: when the
+recipe sets ``model.reinit_head_on_dict_change=true``, the dictionary-sized head tensors that do not fit are
+re-initialised, and that is logged and recorded in the checkpoint and MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from workbench.errors import WeightsError
+from workbench.tasks.base import WeightsReport
+
+log = logging.getLogger("workbench.weights")
+
+
+def resolve_weights_file(ref: str, tracking_uri: Optional[str] = None) -> Path:
+    """A ``.pdparams`` file for ``ref``: a file, a checkpoint / run dir, an MLflow run id, or an official model name
+    (downloaded into the cache)."""
+    from workbench.engine.checkpoint import MODEL_FILE, is_checkpoint_dir
+
+    p = Path(ref).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        if is_checkpoint_dir(p):
+            return p / MODEL_FILE
+        from workbench.tracking.runs import resolve_checkpoint
+
+        return resolve_checkpoint(str(p), prefer="best", tracking_uri=tracking_uri) / MODEL_FILE
+    from workbench.models import zoo
+
+    if ref in zoo.list_models():
+        return fetch_official_pretrained(ref)
+    from workbench.tracking.mlflow import looks_like_run_id
+
+    if looks_like_run_id(ref):
+        from workbench.tracking.runs import resolve_checkpoint
+
+        return resolve_checkpoint(ref, prefer="best", tracking_uri=tracking_uri) / MODEL_FILE
+    raise WeightsError(
+        f"model.pretrained={ref!r}: no such file or directory, and not an official model name "
+        f"({', '.join(n for n in zoo.list_models() if zoo.get_spec(n).pretrained_url)})"
+    )
+
+
+def fetch_official_pretrained(name: str) -> Path:
+    from workbench.models import zoo
+    from workbench.weights.fetch import cache_dir, fetch
+
+    spec = zoo.get_spec(name)
+    if not spec.pretrained_url:
+        raise WeightsError(f"{name} has no official pretrained weights")
+    dest = cache_dir() / "pretrained" / Path(spec.pretrained_url).name
+    return fetch(spec.pretrained_url, dest, sha256=getattr(spec, "pretrained_sha256", None))
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """A state dict from a .pdparams file, as numpy float32 arrays (fp16 files are cast: see the parity fixtures)."""
+    import paddle
+
+    try:
+        raw = paddle.load(str(path))
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a readable Paddle weights file ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise WeightsError(f"{path}: expected a dict of tensors (a .pdparams state dict), got {type(raw).__name__}")
+    out = {}
+    for k, v in raw.items():
+        arr = v.numpy() if hasattr(v, "numpy") else np.asarray(v)
+        if arr.dtype in (np.float16, np.float64) or str(arr.dtype) == "bfloat16":
+            arr = arr.astype(np.float32)
+        out[k] = arr
+    return out
+
+
+def load_strict(
+    model,
+    state: dict,
+    *,
+    source: str,
+    resizable_keys: tuple[str, ...] = (),
+    allow_reinit: bool = False,
+    optional_missing: tuple[str, ...] = (),
+) -> WeightsReport:
+    """Load ``state`` into ``model``; every key must be present with the right shape.
+
+    ``resizable_keys``: the dictionary-sized tensors. If only those mismatch and ``allow_reinit`` is true, they keep
+    the model's fresh initialisation (logged). ``optional_missing``: buffers a file may legitimately omit because
+    the model builds them deterministically (e.g. the NRTR sinusoidal table).
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and k not in optional_missing]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        (k, tuple(state[k].shape), tuple(own[k].shape)) for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    resizable = [m for m in mismatched if m[0] in resizable_keys]
+    fatal_mismatch = [m for m in mismatched if m[0] not in resizable_keys]
+    if resizable and not allow_reinit:
+        fatal_mismatch += resizable
+    if missing or unexpected or fatal_mismatch:
+        lines = [f"{source} does not fit the model {type(model).__name__}:"]
+        if fatal_mismatch:
+            lines.append(f"  {len(fatal_mismatch)} shape mismatches (key: file shape vs model shape):")
+            lines += [f"    {k}: {a} vs {b}" for k, a, b in fatal_mismatch[:30]]
+        if missing:
+            lines.append(f"  {len(missing)} keys missing from the file: " + ", ".join(missing[:30]))
+        if unexpected:
+            lines.append(f"  {len(unexpected)} unexpected keys in the file: " + ", ".join(unexpected[:30]))
+        if resizable and not allow_reinit:
+            lines.append(
+                "  The dictionary-sized head does not fit: the dictionary differs from the one these weights were "
+                "trained with. If that is intended, set model.reinit_head_on_dict_change=true to re-initialise "
+                "those tensors (the rest of the model is still fine-tuned from the weights)."
+            )
+        raise WeightsError("\n".join(lines))
+    import paddle
+
+    to_load = {k: v for k, v in state.items() if k not in {m[0] for m in resizable}}
+    for k, v in to_load.items():
+        if str(own[k].dtype) != "paddle.float32" and own[k].dtype != paddle.float32:
+            to_load[k] = v.astype(str(own[k].dtype).replace("paddle.", ""))
+    model.set_state_dict({k: paddle.to_tensor(v) for k, v in to_load.items()})
+    reinit = [m[0] for m in resizable]
+    report = WeightsReport(source=source, loaded_keys=len(to_load), total_keys=len(own) - len(
+        [k for k in optional_missing if k in own and k not in state]), reinitialised=reinit)
+    if reinit:
+        msg = f"re-initialised {len(reinit)} dictionary-sized tensors (dictionary changed): {', '.join(reinit)}"
+        log.warning(msg)
+        report.notes.append(msg)
+    omitted = [k for k in optional_missing if k in own and k not in state]
+    if omitted:
+        report.notes.append(f"built by the model, not in the file: {', '.join(omitted)}")
+    log.info("loaded %d/%d tensors from %s", report.loaded_keys, len(own), source)
+    return report
+
+
+def fetch_dictionary(spec) -> Path:
+    """An official dictionary (``zoo.DictionarySpec``) from the cache, downloaded and sha256-checked if needed."""
+    from workbench.weights.fetch import cache_dir, fetch
+
+    return fetch(spec.url, cache_dir() / "dictionaries" / spec.file_name, sha256=spec.sha256)
