@@ -58,6 +58,7 @@ __all__ = [
     "Slot",
     "Unit",
     "compare_with_source",
+    "ctc_classes",
     "extract_units",
     "import_inference_model",
     "inference_source_kind",
@@ -870,7 +871,7 @@ def resolve_model_name(kind: str, source: Path, model_name: Optional[str], yml: 
     raise WeightsError(f"{source}: cannot tell which model this is; pass --model (one of: {', '.join(names)})")
 
 
-def _ctc_classes(units: list[Unit]) -> Optional[int]:
+def ctc_classes(units: list[Unit]) -> Optional[int]:
     linear = [u for u in units if u.kind == "linear"]
     return int(linear[-1].tensors["weight"].shape[1]) if linear else None
 
@@ -907,7 +908,7 @@ def import_inference_model(
 
     build_kwargs = {}
     if spec.task == "rec":
-        graph_classes = _ctc_classes(units)
+        graph_classes = ctc_classes(units)
         if graph_classes is None:
             raise WeightsError(f"{source}: no linear layer found: this is not a recognition model")
         if num_classes is not None and num_classes != graph_classes:
@@ -990,7 +991,7 @@ def import_inference_model(
     dictionary = None
     if yml is not None and spec.task == "rec":
         dictionary = ((yml.get("PostProcess") or {}).get("character_dict")) or None
-    log.info(report.summary())
+    log.debug(report.summary())
     return ImportedModel(model, report, yml, dictionary)
 
 
