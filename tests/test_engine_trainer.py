@@ -123,3 +123,32 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert (latest / "state.json").read_text() == before
     assert json.loads(before)["global_step"] == 8
     assert not [p for p in latest.parent.iterdir() if p.name.startswith(".")], "temp dirs cleaned up"
+
+
+def test_amp_plan_is_checked_before_any_gpu_work(tmp_path):
+    from workbench.engine.trainer import amp_plan
+    from workbench.errors import ConfigError
+
+    cfg = make_cfg(tmp_path)
+    assert amp_plan(cfg, "cpu") == {"enabled": False}
+    cfg.trainer.amp.enabled = True
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        amp_plan(cfg, "cpu")
+    cfg.trainer.amp.dtype = "bfloat16"
+    assert amp_plan(cfg, "gpu") == {"enabled": True, "level": "O1", "dtype": "bfloat16", "use_scaler": False}
+    cfg.trainer.amp.dtype, cfg.trainer.amp.level = "float16", "O2"
+    assert amp_plan(cfg, "gpu")["use_scaler"] is True
+    cfg.trainer.amp.level = "O3"
+    with pytest.raises(ConfigError, match="O1 or O2"):
+        amp_plan(cfg, "gpu")
+
+
+def test_lr_scales_with_the_global_batch_when_asked(tmp_path):
+    from workbench.engine.trainer import scaled_lr
+
+    cfg = make_cfg(tmp_path)
+    cfg.optim.lr, cfg.data.batch_size = 1e-3, 8
+    assert scaled_lr(cfg, 4) == 1e-3  # no base_batch_size: no scaling
+    cfg.optim.base_batch_size = 64
+    cfg.trainer.grad_accum_steps = 2
+    assert scaled_lr(cfg, 4) == pytest.approx(1e-3 * 8 * 4 * 2 / 64)

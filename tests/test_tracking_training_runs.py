@@ -70,3 +70,22 @@ def test_finetune_run_is_compared_with_its_baseline(shared_dir, tmp_path, mlflow
     assert ft.data.tags["wb.baseline_run"] == baseline_id
     arts = _artifacts(client, ft.info.run_id)
     assert "compare_baseline/compare.html" in arts and "compare_baseline/compare.json" in arts
+
+
+def test_detection_run_is_tracked(shared_dir, tmp_path, mlflow_server):
+    from tiny_runs import det_config
+
+    cfg = det_config(shared_dir, tmp_path / "run")
+    cfg.tracking.enabled = True
+    cfg.tracking.tracking_uri = mlflow_server.uri
+    cfg.tracking.experiment = "test-det-training"
+    train(cfg)
+    client = MlflowClient(mlflow_server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("test-det-training").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["model.name"] == "det_tiny"
+    m = run.data.metrics
+    assert {"eval/hmean", "eval/precision", "eval/recall", "eval/hmean_upstream_resize", "train/loss_shrink_maps",
+            "train/loss_threshold_maps", "train/loss_binary_maps"} <= set(m)
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 4
+    arts = _artifacts(client, run.info.run_id)
+    assert "report/report.html" in arts and "report/boxes.csv" in arts and "checkpoints/best/model.pdparams" in arts
