@@ -440,3 +440,37 @@ def test_a_training_step_runs_on_imported_weights(task_name, request, stock, dat
     optimizer = paddle.optimizer.Adam(learning_rate=1e-4, parameters=model.parameters())
     optimizer.step()
     assert not np.array_equal(before, params[imported_key].numpy())
+
+
+@pytest.mark.parametrize("name", ["det_tiny", "rec_tiny"])
+def test_tiny_model_round_trip_through_an_inference_folder(name, tmp_path):
+    """Our own training model -> inference folder -> import: same function as the folder (Paddle Inference) and
+    as the original model. Fast, needs nothing from ../shared, and exercises 2-branch rep layers."""
+    import string
+
+    from test_models_rep import _randomise_bn
+    from workbench.models import zoo
+    from workbench.models.backbones.pplcnetv3 import LearnableAffineBlock
+
+    rng = np.random.default_rng(5)
+    paddle.seed(5)
+    chars = list(string.ascii_lowercase + string.digits) if name == "rec_tiny" else None
+    model = zoo.build_model(name, **({"num_classes": len(chars) + 2} if chars else {}))
+    _randomise_bn(model, seed=5)
+    for layer in model.sublayers():
+        if isinstance(layer, LearnableAffineBlock):  # non-trivial affines: a swapped pair would show
+            layer.scale.set_value(rng.uniform(0.5, 1.5, 1).astype("float32"))
+            layer.bias.set_value(rng.normal(0, 0.2, 1).astype("float32"))
+    model.eval()
+    shape = (2, 3, 48, 160) if chars else (2, 3, 96, 128)
+    x = rng.normal(0, 1, shape).astype("float32")
+    with paddle.no_grad():
+        expected = model(paddle.to_tensor(x)).numpy()
+
+    folder = export_inference_folder(model, name, tmp_path / "infer", dictionary=chars)
+    result = imp.import_inference_model(folder, calibration=[x])
+    assert result.report.model_name == name and result.report.unfused_rep_layers > 0
+    parity = imp.compare_with_source(result.model, imp.PaddleInferenceModel(folder), [x])
+    assert parity["max_abs_diff"] <= 1e-4, parity
+    with paddle.no_grad():
+        np.testing.assert_allclose(result.model(paddle.to_tensor(x)).numpy(), expected, atol=1e-4)

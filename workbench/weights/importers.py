@@ -355,13 +355,12 @@ def _format_signature(signature: tuple) -> str:
     return " ".join(str(r) for r in rest)
 
 
-def _channel_vector(value: Optional[np.ndarray], channels: int, axis_ok=(0, 1)) -> Optional[np.ndarray]:
-    """``value`` as a per-channel vector if it broadcasts along the channel axis ([C], [1, C, 1, 1], [C, 1, 1])."""
-    if value is None or value.dtype.kind != "f" or value.size != channels:
+def _conv_bias(value: Optional[np.ndarray], channels: int) -> Optional[np.ndarray]:
+    """``value`` as a conv bias if adding it to an NCHW map adds one number per channel: shape [1, C, 1, 1] or
+    [C, 1, 1]. (A [C] vector would broadcast along W, so it is not a channel bias.)"""
+    if value is None or value.dtype.kind != "f":
         return None
-    shape = [s for s in value.shape]
-    non_one = [i for i, s in enumerate(shape) if s != 1]
-    if channels == 1 or (len(non_one) == 1 and (len(shape) in (1, 3) or non_one[0] in axis_ok)):
+    if tuple(value.shape) in ((1, channels, 1, 1), (channels, 1, 1)):
         return value.reshape(-1).astype(np.float32)
     return None
 
@@ -403,7 +402,7 @@ def extract_units(graph: InferenceGraph) -> list[Unit]:
         index = sole_consumer(value, "add")
         if index is not None:
             const, name, _ = const_operand(nodes[index])
-            vector = _channel_vector(const, channels)
+            vector = _conv_bias(const, channels)
             if vector is not None:
                 used.add(index)
                 return vector, name, nodes[index].outputs[0]
@@ -891,7 +890,8 @@ def import_inference_model(
     ``num_classes`` (rec): CTC classes to expect (dictionary lines + 2); None = whatever the graph has.
     ``calibration``: batches of preprocessed model inputs for the BN statistics (see the module docstring);
     None = synthetic text images (:func:`synthetic_inputs`). ``seed`` seeds the fresh initialisation of the parts
-    the graph lacks and the branch split, so an import is reproducible.
+    the graph lacks (through Paddle's and numpy's global generators, which the model builders draw from) and the
+    branch split, so an import is reproducible.
     """
     import paddle
 
@@ -960,7 +960,7 @@ def import_inference_model(
         if key in covered:
             continue
         owner = key.rsplit(".", 1)[0]
-        if owner in called and key in fused_state and ".act.lab" not in key:
+        if owner in called and key in fused_state:
             raise WeightsError(f"internal: {key} is used by the forward but was not imported")
         group, why = _why(key)
         entry = initialised.setdefault(group, {"group": group, "tensors": 0, "params": 0, "why": why})
