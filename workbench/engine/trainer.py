@@ -307,9 +307,12 @@ class Trainer:
                 metrics = {f"train/{k}": v for k, v in avg.items()}
                 metrics["train/lr"] = optimizer.get_lr()
                 metrics["train/samples_per_sec"] = sps
-                self.step_log.append({"step": st.global_step, "time": time.time(), **metrics})
+                row = {"step": st.global_step, "time": time.time(), **metrics}
+                self.step_log.append(row)
                 if env.is_main:
                     self.tracker.log_metrics(metrics, step=st.global_step)
+                    with open(self.run_dir / "train_log.jsonl", "a") as f:  # the same figures, without MLflow
+                        f.write(json.dumps(row) + "\n")
                     if bar is not None:
                         bar.set_postfix(loss=f"{avg['loss']:.4f}", lr=f"{optimizer.get_lr():.2e}", sps=f"{sps:.1f}")
                     else:  # no bar (CI, log files): the same figures as a log line

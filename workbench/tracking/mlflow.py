@@ -268,3 +268,58 @@ def list_artifacts(run_id: str, path: Optional[str] = None, tracking_uri: Option
     """Paths of the artifacts directly under ``path`` of a run (``[]`` when there are none)."""
     client = _client(resolve_tracking_uri(tracking_uri))
     return [a.path for a in client.list_artifacts(run_id, path)]
+
+
+# --- export bundles (wb export): synchronous, so the caller knows whether they arrived ----------------------------
+def create_run(experiment: str, run_name: str, tags: dict, tracking_uri: Optional[str] = None) -> str:
+    """A new run in ``experiment`` (created when missing); returns its id."""
+    client = _client(resolve_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    run = client.create_run(exp_id, run_name=run_name, tags={"mlflow.runName": run_name, **tags})
+    return run.info.run_id
+
+
+def experiment_of(run_id: str, tracking_uri: Optional[str] = None) -> str:
+    """The name of the experiment a run belongs to."""
+    client = _client(resolve_tracking_uri(tracking_uri))
+    return client.get_experiment(client.get_run(run_id).info.experiment_id).name
+
+
+def log_run_bundle(run_id: str, *, folder: str | Path, artifact_path: str, params: dict, metrics: dict,
+                   tags: dict, tracking_uri: Optional[str] = None, end: bool = True) -> None:
+    """Params, metrics, tags and a folder of artifacts on one run, then end it (status FINISHED)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = _client(resolve_tracking_uri(tracking_uri))
+    ts = int(time.time() * 1000)
+    items = [Param(k, _param_value(v)) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+    client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if _is_number(v)],
+                     tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    client.log_artifacts(run_id, str(folder), artifact_path)
+    if end:
+        client.set_terminated(run_id, status="FINISHED")
+
+
+def set_tags(run_id: str, tags: dict, tracking_uri: Optional[str] = None) -> None:
+    from mlflow.entities import RunTag
+
+    _client(resolve_tracking_uri(tracking_uri)).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def register_model_version(name: str, run_id: str, artifact_path: str, *, description: str = "",
+                           tags: Optional[dict] = None, tracking_uri: Optional[str] = None) -> str:
+    """Register ``runs:/<run_id>/<artifact_path>`` as a new version of registered model ``name``; returns the
+    version number."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(resolve_tracking_uri(tracking_uri))
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+    mv = client.create_model_version(name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id,
+                                     description=description or None, tags={k: str(v) for k, v in (tags or {}).items()})
+    return str(mv.version)

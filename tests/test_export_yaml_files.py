@@ -1,0 +1,113 @@
+"""inference.yml and PaddleOCR.yaml: what PaddleX reads, written so that it reads back exactly."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from workbench.errors import ExportError
+from workbench.export import inference_yml, pipeline_yaml
+from workbench.export.pipeline_yaml import ModuleRef
+
+
+def test_pipeline_config_starts_from_paddlex_default_and_sets_our_modules():
+    default = pipeline_yaml.paddlex_default_ocr_config()
+    det = ModuleRef("PP-OCRv5_mobile_det", "det", {"box_thresh": 0.45, "limit_side_len": 736},
+                    engine_config=pipeline_yaml.PADDLE_RUN_MODE)
+    rec = ModuleRef("PP-OCRv5_mobile_rec", "rec", {"score_thresh": 0.2})
+    config = pipeline_yaml.build_pipeline_config(det, rec, base=default)
+
+    subs = config["SubModules"]
+    assert subs["TextDetection"]["model_name"] == "PP-OCRv5_mobile_det" and subs["TextDetection"]["model_dir"] == "det"
+    assert subs["TextDetection"]["box_thresh"] == 0.45 and subs["TextDetection"]["limit_side_len"] == 736
+    # untouched defaults come from paddlex's own file
+    assert subs["TextDetection"]["unclip_ratio"] == default["SubModules"]["TextDetection"]["unclip_ratio"]
+    assert subs["TextDetection"]["engine_config"] == {"paddle_static": {"run_mode": "paddle"}}
+    assert subs["TextRecognition"]["score_thresh"] == 0.2 and subs["TextRecognition"]["model_dir"] == "rec"
+    assert config["use_doc_preprocessor"] is False and config["use_textline_orientation"] is False
+    doc = config["SubPipelines"]["DocPreprocessor"]
+    assert doc["use_doc_orientation_classify"] is False and doc["use_doc_unwarping"] is False
+    assert default["use_doc_preprocessor"] is True  # the default was copied, not modified
+
+
+def test_pipeline_config_switches_optional_steps_on_only_with_their_models():
+    config = pipeline_yaml.build_pipeline_config(
+        ModuleRef("PP-OCRv5_mobile_det", "det"), ModuleRef("PP-OCRv5_mobile_rec", None),
+        textline_orientation=ModuleRef("PP-LCNet_x1_0_textline_ori", "textline_orientation"))
+    assert config["use_textline_orientation"] is True and config["use_doc_preprocessor"] is False
+    assert config["SubModules"]["TextLineOrientation"]["model_dir"] == "textline_orientation"
+    assert config["SubModules"]["TextRecognition"]["model_dir"] is None  # stock model: PaddleX fetches it
+
+
+def test_unknown_module_setting_is_an_error():
+    with pytest.raises(ExportError, match="box_tresh"):
+        pipeline_yaml.build_pipeline_config(ModuleRef("PP-OCRv5_mobile_det", "det", {"box_tresh": 0.5}),
+                                            ModuleRef("PP-OCRv5_mobile_rec", "rec"))
+
+
+def test_pipeline_yaml_reads_back_and_resolves_dirs_against_its_folder(tmp_path):
+    config = pipeline_yaml.build_pipeline_config(
+        ModuleRef("PP-OCRv5_mobile_det", "det", engine_config=pipeline_yaml.PADDLE_RUN_MODE),
+        ModuleRef("PP-OCRv5_mobile_rec", "rec"))
+    path = pipeline_yaml.dump_pipeline_yaml(config, tmp_path / "PaddleOCR.yaml", header=["test"])
+    text = path.read_text()
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "engine_config:")
+    assert lines[at - 3].strip().startswith("#") and "oneDNN" in " ".join(lines[at - 3: at])  # says why
+    assert str(tmp_path) not in text  # nothing machine-specific
+    raw = pipeline_yaml.load_pipeline_config(path, resolve_dirs=False)
+    assert raw == config
+    resolved = pipeline_yaml.load_pipeline_config(path)
+    assert resolved["SubModules"]["TextDetection"]["model_dir"] == str((tmp_path / "det").resolve())
+    assert resolved["SubModules"]["TextLineOrientation"]["model_dir"] is None
+    # PaddleX's own reader agrees with ours
+    from paddlex.inference import load_pipeline_config
+
+    assert pipeline_yaml._plain(load_pipeline_config(str(path))) == config
+
+
+def test_graph_needs_paddle_run_mode_looks_for_interpolation_ops(tmp_path):
+    (tmp_path / "inference.json").write_text('{"ops": ["pd_op.conv2d", "pd_op.nearest_interp"]}')
+    assert pipeline_yaml.graph_needs_paddle_run_mode(tmp_path)
+    (tmp_path / "inference.json").write_text('{"ops": ["pd_op.conv2d", "pd_op.softmax"]}')
+    assert not pipeline_yaml.graph_needs_paddle_run_mode(tmp_path)
+
+
+TRICKY = ["a", "yes", "no", "null", "~", "1", "0.5", " ", ":", "#", "'", '"', "-", "[", "&", "*", "é", "中", "\\"]
+
+
+def test_rec_inference_yml_keeps_every_dictionary_line_a_string(tmp_path):
+    content = inference_yml.rec_inference_config("PP-OCRv5_mobile_rec", image_shape=(3, 48, 320), characters=TRICKY)
+    path = inference_yml.write_inference_yml(tmp_path, content, {"checkpoint": "x"})
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert data["PostProcess"]["character_dict"] == TRICKY
+    assert data["Global"]["model_name"] == "PP-OCRv5_mobile_rec"
+    ops = data["PreProcess"]["transform_ops"]
+    assert {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}} in ops  # else PaddleX feeds RGB crops
+    assert {"RecResizeImg": {"image_shape": [3, 48, 320]}} in ops
+    # PaddleX's decoder built from this file has blank + dictionary + space classes
+    from paddlex.inference.models.text_recognition.processors import CTCLabelDecode
+
+    decoder = CTCLabelDecode(character_list=data["PostProcess"]["character_dict"])
+    assert len(decoder.character) == len(TRICKY) + 2 and decoder.character[1:-1] == TRICKY
+    assert inference_yml.model_name_of(tmp_path) == "PP-OCRv5_mobile_rec"
+
+
+def test_det_inference_yml_has_db_postprocess_and_normalisation(tmp_path):
+    post = {"thresh": 0.25, "box_thresh": 0.5, "max_candidates": 500, "unclip_ratio": 1.8, "score_mode": "slow"}
+    content = inference_yml.det_inference_config(
+        "PP-OCRv5_mobile_det", preprocess={"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
+        postprocess=post)
+    path = inference_yml.write_inference_yml(tmp_path, content)
+    text = path.read_text()
+    assert "&id" not in text  # no YAML anchors: readable
+    data = inference_yml.read_inference_yml(tmp_path)
+    assert data["PostProcess"] == {"name": "DBPostProcess", **post}
+    norm = next(op["NormalizeImage"] for op in data["PreProcess"]["transform_ops"] if "NormalizeImage" in op)
+    assert norm["scale"] == pytest.approx(1 / 255) and norm["order"] == "hwc"
+
+
+def test_model_folder_without_model_name_is_refused(tmp_path):
+    (tmp_path / "inference.yml").write_text("PreProcess: {}\n")
+    with pytest.raises(ExportError, match="Global.model_name"):
+        inference_yml.model_name_of(tmp_path)
