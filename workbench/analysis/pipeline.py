@@ -52,7 +52,7 @@ log = logging.getLogger("workbench.analyze")
 
 #: what ``stock`` means: the official PP-OCRv5 mobile models
 STOCK_MODELS = {"det": "PP-OCRv5_mobile_det", "rec": "PP-OCRv5_mobile_rec"}
-#: the pipeline YAML file an export folder holds
+#: the pipeline YAML file an export folder holds (``wb export`` writes it)
 PIPELINE_YAML = "PaddleOCR.yaml"
 #: a crop this many times taller than wide is turned by 90° before recognition (PaddleX's get_rotate_crop_image)
 TURN_RATIO = 1.5
@@ -69,7 +69,8 @@ class PipelineSettings:
     thresh: float = 0.3
     box_thresh: float = 0.6
     unclip_ratio: float = 1.5
-    max_candidates: int = 1000  # from the det model's inference.yml, not the pipeline YAML
+    max_candidates: int = 1000  # max_candidates and score_mode: the det model's inference.yml, not the pipeline YAML
+    score_mode: str = "fast"
     rec_batch_size: int = 6
     score_thresh: float = 0.0  # text_rec_score_thresh
 
@@ -89,6 +90,26 @@ class PipelineSettings:
             rec_batch_size=int(rec.get("batch_size", 1)),
             score_thresh=float(rec.get("score_thresh", 0.0)),
         )
+
+    @classmethod
+    def for_checkpoints(cls, det: "LoadedModel", rec: "LoadedModel") -> "PipelineSettings":
+        """The settings ``wb export`` writes for these models: the det run's evaluation resize and post-process
+        (``meta.json``, ``eval.det.score_mode``) and the rec run's ``eval.rec.score_thresh``; the pipeline YAML's
+        defaults for stock models and bare weight files."""
+        import yaml
+
+        values: dict = {}
+        if det.checkpoint is not None:
+            values.update(det.checkpoint.meta.get("resize") or {})
+            values.update(det.checkpoint.meta.get("postprocess") or {})
+            eval_det = ((yaml.safe_load(det.checkpoint.config_yaml or "") or {}).get("eval") or {}).get("det") or {}
+            values["score_mode"] = eval_det.get("score_mode", "fast")
+        if rec.checkpoint is not None:
+            eval_rec = ((yaml.safe_load(rec.checkpoint.config_yaml or "") or {}).get("eval") or {}).get("rec") or {}
+            if "score_thresh" in eval_rec:
+                values["score_thresh"] = float(eval_rec["score_thresh"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     def with_overrides(self, **values) -> "PipelineSettings":
         """A copy with the values that are not ``None`` replaced (command-line overrides)."""
@@ -190,30 +211,58 @@ class LoadedModel:
     model: Any
     charset: Any = None  # rec
     image_shape: tuple = (3, 48, 320)  # rec input (C, H, W)
+    checkpoint: Any = None  # the workbench checkpoint it came from (engine.checkpoint.Checkpoint), if any
 
 
 def load_model(ref: str, task: str, *, model_name: Optional[str] = None, rec_dict: Optional[str] = None,
                tracking_uri: Optional[str] = None, fuse: bool = True) -> LoadedModel:
-    """Our ``task`` model for ``ref`` — ``stock``, an official name, a run id / run dir / checkpoint dir, or a
-    ``.pdparams`` file — resolved exactly as ``wb eval`` resolves ``checkpoint=`` (model name, dictionary and
-    architecture from a workbench checkpoint; weights loaded strictly). ``model_name``: the zoo model a bare
-    ``.pdparams`` holds (default: the stock model's; a checkpoint's own name always wins). ``fuse``: fold the
-    re-parameterisable layers, as the exported inference graph does."""
-    from workbench.commands.evaluate import apply_checkpoint_to_config
+    """Our ``task`` model for ``ref``, in eval mode.
+
+    * a run id / run dir / checkpoint dir (or its ``model.pdparams``): exactly what ``wb export`` would ship — the
+      checks, the training dictionary, and the EMA weights when the checkpoint has them
+      (:func:`workbench.export.inference_model.load_export_source`);
+    * ``stock``, an official name, or a bare ``.pdparams`` (of ``model_name``, default the stock model): the task's
+      own resolution (official dictionary and weights fetched into the cache; strict loading).
+
+    ``rec_dict`` overrides the dictionary of a bare rec ``.pdparams`` (a checkpoint's must agree with its own).
+    ``fuse``: fold the re-parameterisable layers, as the exported inference graph does.
+    """
+    from workbench.engine.checkpoint import is_checkpoint_dir
+    from workbench.tracking.mlflow import looks_like_run_id
+
+    path = Path(ref)
+    if path.is_dir() or looks_like_run_id(ref) or (path.is_file() and is_checkpoint_dir(path.parent)
+                                                   and path.suffix == ".pdparams"):
+        from workbench.export.inference_model import build_model, load_export_source
+
+        source = load_export_source(path.parent if path.is_file() else ref, task, dictionary=rec_dict,
+                                    tracking_uri=tracking_uri)
+        loaded = LoadedModel(task=task, name=source.model_name, ref=ref, model=build_model(source),
+                             source=str(source.path / source.weights_file), charset=source.charset,
+                             image_shape=tuple(source.image_shape), checkpoint=source.checkpoint)
+    else:
+        loaded = _load_by_task(ref, task, model_name=model_name, rec_dict=rec_dict)
+    loaded.model.eval()
+    if fuse:
+        from workbench.models.rep import fuse_for_inference
+
+        fuse_for_inference(loaded.model)
+    return loaded
+
+
+def _load_by_task(ref: str, task: str, *, model_name: Optional[str], rec_dict: Optional[str]) -> LoadedModel:
+    """``stock`` / an official name / a bare ``.pdparams``, resolved by the det / rec task as ``wb eval`` does."""
     from workbench.config.schema import TrainConfig
     from workbench.models import zoo
     from workbench.tasks import build_task
 
-    name_ref = STOCK_MODELS[task] if ref == "stock" else ref
+    official = STOCK_MODELS[task] if ref == "stock" else (ref if ref in zoo.list_models() else None)
     cfg = TrainConfig(task=task)
-    cfg.model.name = name_ref if name_ref in zoo.list_models() else (model_name or STOCK_MODELS[task])
-    cfg.tracking.tracking_uri = tracking_uri
+    cfg.model.name = official or model_name or STOCK_MODELS[task]
+    cfg.model.pretrained = official or ref
     cfg.data.eval_batch_size = 1
     if rec_dict and task == "rec":
         cfg.model.character_dict = str(rec_dict)
-    apply_checkpoint_to_config(cfg, name_ref)
-    if rec_dict and task == "rec":
-        cfg.model.character_dict = str(rec_dict)  # the command line wins over the checkpoint's dictionary
     # The task resolves dictionary, model and weights; it checks that data files exist but never reads them here.
     cfg.data.train = cfg.data.val = __file__
     try:
@@ -221,20 +270,13 @@ def load_model(ref: str, task: str, *, model_name: Optional[str] = None, rec_dic
         model = t.build_model()
         report = t.load_initial_weights(model)
     except WeightsError as exc:
-        if ref == "stock" or name_ref in zoo.list_models():
-            raise WeightsError(
-                f"{task}={ref}: the official {cfg.model.name} weights are not available here.\n{exc}\n"
-                f"Without internet access, put the official file at the path above, or import the stock ONNX model "
-                f"with `wb weights import` and pass {task}=<the imported .pdparams>."
-            ) from None
-        raise
-    if report.source is None:
-        raise WeightsError(f"{task}={ref}: no weights to load (model {cfg.model.name})")
-    model.eval()
-    if fuse:
-        from workbench.models.rep import fuse_for_inference
-
-        fuse_for_inference(model)
+        if official is None:
+            raise
+        raise WeightsError(
+            f"{task}={ref}: the official {official} weights are not available here.\n{exc}\n"
+            f"Without internet access, put the official file at the path above, or import the stock ONNX model "
+            f"with `wb weights import` and pass {task}=<the imported .pdparams>."
+        ) from None
     spec = zoo.get_spec(cfg.model.name)
     return LoadedModel(task=task, name=cfg.model.name, ref=ref, source=str(report.source), model=model,
                        charset=getattr(t, "charset", None), image_shape=tuple(spec.image_shape or (3, 48, 320)))
@@ -256,7 +298,8 @@ class WorkbenchPipeline:
         self.resize = DetResize(limit_side_len=settings.limit_side_len, limit_type=settings.limit_type,
                                 max_side_limit=settings.max_side_limit)
         self.post = DBPostProcess(thresh=settings.thresh, box_thresh=settings.box_thresh,
-                                  max_candidates=settings.max_candidates, unclip_ratio=settings.unclip_ratio)
+                                  max_candidates=settings.max_candidates, unclip_ratio=settings.unclip_ratio,
+                                  score_mode=settings.score_mode)
         self.decoder = CTCDecoder(rec.charset)
 
     def describe(self) -> dict:
@@ -337,27 +380,24 @@ def is_inference_model_dir(path: str | Path) -> bool:
 
 
 def read_pipeline_yaml(path: str | Path) -> tuple[dict, Path]:
-    """A pipeline YAML (or the folder holding ``PaddleOCR.yaml``) with its ``model_dir`` paths made absolute."""
+    """A pipeline YAML (or the folder holding ``PaddleOCR.yaml``), read as ``wb export`` writes it, with its
+    ``model_dir`` paths made absolute against the YAML's folder; every named folder must exist."""
     import yaml
+
+    from workbench.errors import ExportError
+    from workbench.export.pipeline_yaml import load_pipeline_config
 
     p = Path(path)
     file = p / PIPELINE_YAML if p.is_dir() else p
     try:
-        config = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        config = load_pipeline_config(file)
+    except (OSError, yaml.YAMLError, ExportError) as exc:
         raise ConfigError(f"{file}: not a readable pipeline YAML ({exc})") from None
-    if not isinstance(config, dict) or config.get("pipeline_name") != "OCR":
+    if config.get("pipeline_name") != "OCR":
         raise ConfigError(f"{file}: not a PaddleX OCR pipeline config (pipeline_name: OCR)")
-    config = copy.deepcopy(config)
     for name, module in (config.get("SubModules") or {}).items():
-        if isinstance(module, dict) and module.get("model_dir"):
-            model_dir = Path(module["model_dir"])
-            if not model_dir.is_absolute():
-                model_dir = (file.parent / model_dir).resolve()
-            if not model_dir.is_dir():
-                raise ConfigError(f"{file}: SubModules.{name}.model_dir {module['model_dir']} → {model_dir} "
-                                  "does not exist")
-            module["model_dir"] = str(model_dir)
+        if isinstance(module, dict) and module.get("model_dir") and not Path(module["model_dir"]).is_dir():
+            raise ConfigError(f"{file}: SubModules.{name}.model_dir → {module['model_dir']} does not exist")
     return config, file
 
 
@@ -411,6 +451,14 @@ class PaddleXPipeline:
             config["use_doc_preprocessor"] = False
         self.config = config
         self.settings = settings or PipelineSettings.from_pipeline_config(config)
+        det_dir = (config.get("SubModules", {}).get("TextDetection") or {}).get("model_dir")
+        if det_dir and (Path(det_dir) / "inference.yml").is_file():  # what PaddleX's det model reads from there
+            import yaml
+
+            post = (yaml.safe_load((Path(det_dir) / "inference.yml").read_text(encoding="utf-8")) or {}).get(
+                "PostProcess") or {}
+            self.settings = replace(self.settings, max_candidates=int(post.get("max_candidates", 1000)),
+                                    score_mode=str(post.get("score_mode", "fast")))
         config["SubModules"]["TextRecognition"]["batch_size"] = self.settings.rec_batch_size
         self.source = source
         self.device = device
@@ -418,10 +466,11 @@ class PaddleXPipeline:
         engine_config = {"run_mode": run_mode} if run_mode else None
         try:
             self.pipeline = paddlex.create_pipeline(config=config, device=device, engine_config=engine_config)
+            # the GT crops are read by the same recognition model, configured as the pipeline's module
             rec = config["SubModules"]["TextRecognition"]
             self.rec_model = paddlex.create_model(model_name=rec["model_name"], model_dir=rec.get("model_dir"),
                                                   device=device, batch_size=self.settings.rec_batch_size,
-                                                  engine_config=engine_config)
+                                                  engine_config=engine_config or rec.get("engine_config"))
         except Exception as exc:  # PaddleX raises plain exceptions; say which config failed
             raise WorkbenchError(f"PaddleX could not create the OCR pipeline from {source}: "
                                  f"{exc.__class__.__name__}: {exc}") from exc
@@ -519,10 +568,10 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
         raise ConfigError(f"{which}={det if inference_dirs[0] else rec} is an exported inference model and the "
                           "other is not: give both as inference models (run by PaddleX) or both as weights / runs")
     _set_paddle_device(device)
-    s = PipelineSettings().with_overrides(**overrides)
-    return WorkbenchPipeline(load_model(det, "det", model_name=det_model, tracking_uri=tracking_uri),
-                             load_model(rec, "rec", model_name=rec_model, rec_dict=rec_dict,
-                                        tracking_uri=tracking_uri), s)
+    det_loaded = load_model(det, "det", model_name=det_model, tracking_uri=tracking_uri)
+    rec_loaded = load_model(rec, "rec", model_name=rec_model, rec_dict=rec_dict, tracking_uri=tracking_uri)
+    s = PipelineSettings.for_checkpoints(det_loaded, rec_loaded).with_overrides(**overrides)
+    return WorkbenchPipeline(det_loaded, rec_loaded, s)
 
 
 def _set_paddle_device(device: str) -> None:

@@ -92,16 +92,16 @@ class _Images:
         return self.cache[key]
 
 
-def draw_image(image: np.ndarray, row: dict, outcomes: dict[int, str], max_side: int = 760) -> np.ndarray:
-    """The image scaled to fit, GT boxes in their outcome's colour (failing ones numbered), predicted boxes thin."""
+def _draw(canvas: np.ndarray, row: dict, outcomes: dict[int, str], scale: float, offset=(0.0, 0.0),
+          numbers: bool = True) -> np.ndarray:
+    """Draw the predicted boxes (thin) and the GT boxes (outcome colours, failing ones numbered) onto ``canvas``,
+    which shows the image region starting at ``offset`` (x, y) scaled by ``scale``."""
     import cv2
 
-    h0, w0 = image.shape[:2]
-    canvas = H.fit(image, max_side, max_side).copy()
-    scale = canvas.shape[1] / w0
+    shift = np.asarray(offset, dtype=np.float64)
 
     def pts(poly):
-        return np.round(np.asarray(poly, dtype=np.float64).reshape(-1, 2) * scale).astype(np.int32)
+        return np.round((np.asarray(poly, dtype=np.float64).reshape(-1, 2) - shift) * scale).astype(np.int32)
 
     status = row.get("pred_status") or []
     for j, poly in enumerate(row.get("pred_polys") or []):
@@ -110,16 +110,36 @@ def draw_image(image: np.ndarray, row: dict, outcomes: dict[int, str], max_side:
                       cv2.LINE_AA)
     for g, poly in enumerate(row.get("gt_polys") or []):
         outcome = outcomes.get(g)
-        if outcome is None:
-            cv2.polylines(canvas, [pts(poly)], True, DONT_CARE_COLOUR, 1, cv2.LINE_AA)
-            continue
-        cv2.polylines(canvas, [pts(poly)], True, COLOURS[outcome], 2, cv2.LINE_AA)
-        if outcome != CORRECT:
+        colour = DONT_CARE_COLOUR if outcome is None else COLOURS[outcome]
+        cv2.polylines(canvas, [pts(poly)], True, colour, 1 if outcome is None else 2, cv2.LINE_AA)
+        if numbers and outcome not in (None, CORRECT):
             p = pts(poly)
             x, y = int(p[:, 0].min()), max(10, int(p[:, 1].min()) - 3)
-            for colour, thick in (((255, 255, 255), 3), (COLOURS[outcome], 1)):
-                cv2.putText(canvas, str(g), (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, thick, cv2.LINE_AA)
+            for c, thick in (((255, 255, 255), 3), (colour, 1)):
+                cv2.putText(canvas, str(g), (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, c, thick, cv2.LINE_AA)
     return canvas
+
+
+def draw_image(image: np.ndarray, row: dict, outcomes: dict[int, str], max_side: int = 760) -> np.ndarray:
+    """The image scaled to fit, GT boxes in their outcome's colour (failing ones numbered), predicted boxes thin."""
+    canvas = H.fit(image, max_side, max_side).copy()
+    return _draw(canvas, row, outcomes, canvas.shape[1] / image.shape[1])
+
+
+def zoom_on(image: np.ndarray, row: dict, outcomes: dict[int, str], g: int, max_width: int = 300,
+            max_height: int = 110) -> np.ndarray:
+    """The neighbourhood of GT ``g`` (its box plus a margin of about one text height), enlarged, boxes drawn."""
+    poly = np.asarray(row["gt_polys"][g], dtype=np.float64).reshape(-1, 2)
+    x0, y0 = poly.min(axis=0)
+    x1, y1 = poly.max(axis=0)
+    margin = max(12.0, 0.8 * min(x1 - x0, y1 - y0))
+    h, w = image.shape[:2]
+    x0, y0 = int(max(0, x0 - margin)), int(max(0, y0 - margin))
+    x1, y1 = int(min(w, x1 + margin)), int(min(h, y1 + margin))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((1, 1, 3), np.uint8)
+    canvas = H.fit(image[y0:y1, x0:x1], max_width, max_height, upscale=4).copy()
+    return _draw(canvas, row, outcomes, canvas.shape[1] / (x1 - x0), (x0, y0), numbers=False)
 
 
 def _crop_picture(image: Optional[np.ndarray], poly, title: str) -> H.Markup:
@@ -232,6 +252,12 @@ def _image_card(rank: int, row: dict, gts: list[dict], images: _Images) -> H.Mar
            f'{" · " + summary if summary else ""}</span>')
     items = []
     failing = [g for g in gts if g["outcome"] != CORRECT]
+    if image is not None and failing:
+        zooms = "".join(
+            f'<div><img src="{H.data_uri(zoom_on(image, row, outcomes, g["index"]), quality=85)}" '
+            f'alt="GT {g["index"]}"><div class="path">#{g["index"]} {H.esc(_label(g["outcome"]))}</div></div>'
+            for g in failing[:6])
+        items.append(f'<div style="display:flex;flex-wrap:wrap;gap:8px;margin:4px 0 6px">{zooms}</div>')
     for g in failing[:12]:
         read = g.get("pred_text")
         read_s = f' → “{H.esc(read)}”' if read is not None else ""
@@ -241,7 +267,8 @@ def _image_card(rank: int, row: dict, gts: list[dict], images: _Images) -> H.Mar
     if len(failing) > 12:
         items.append(f'<div class="meta">… +{len(failing) - 12} more</div>')
     where = f'{row["image"]} · {row.get("image_path", "")} · {row.get("width")}×{row.get("height")}'
-    return H.Markup(f'<div class="case" id="img-{rank}"><div class="top">{top}</div><div class="pic">{pic}</div>'
+    return H.Markup(f'<div class="case" id="img-{rank}" data-image="{H.esc(row["image"])}"><div class="top">{top}'
+                    f'</div><div class="pic">{pic}</div>'
                     f'{"".join(items)}<div class="path">{H.esc(where)}</div></div>')
 
 
@@ -251,9 +278,8 @@ def _slice_table(gts: Sequence[dict], bins: H.Bins, value_of) -> H.Markup:
     for i in sorted(groups, key=lambda i: (i < 0, i)):
         items = groups[i]
         c = Counter(g["outcome"] for g in items)
-        rows.append([bins.label(i), len(items), c.get(CORRECT, 0) / len(items), H.bar(c.get(CORRECT, 0), len(items),
-                                                                                      "ok")]
-                    + [c.get(o, 0) for o in OUTCOMES if o != CORRECT])
+        rows.append([bins.label(i), len(items), H.pct(c.get(CORRECT, 0), len(items)),
+                     H.bar(c.get(CORRECT, 0), len(items), "ok")] + [c.get(o, 0) for o in OUTCOMES if o != CORRECT])
     return H.table(["slice", "texts", "correct", ""] + [_label(o) for o in OUTCOMES if o != CORRECT], rows,
                    cls="slices", text_columns=(3,))
 
@@ -345,7 +371,8 @@ def write_pipeline_report(
             continue
         n = v["by_outcome"].get(o, 0)
         cards = "".join(_gt_card(g, pictures) for g in items)
-        gallery_html.append(f'<h3 id="gallery-{o}">{H.badge(_label(o), BADGE_KIND.get(o, ""))} {n} texts — '
+        gallery_html.append(f'<h3 id="gallery-{o}">{H.badge(_label(o), BADGE_KIND.get(o, ""))} {n} '
+                            f'text{"s" if n != 1 else ""} — '
                             f'{H.esc(DESCRIPTIONS[o])} (showing {len(items)})</h3><div class="cases">{cards}</div>')
 
     body = [H.section("verdict", "Verdict: which module to fine-tune first",
