@@ -192,3 +192,22 @@ def test_verdict_ranks_modules_and_lists_the_worst_examples_first():
     assert det.errors == 2 and det.recoverable == 1  # only one lost text is read right from its GT box
     assert v.total == 6 and v.correct == 1 and v.by_outcome[MISSED] == 2
     assert v.headline.startswith("Fine-tune the text recognition first: 3 of the 5 errors")
+
+
+def test_misreads_differing_only_in_case_or_spaces_are_pointed_out():
+    rows = [
+        {"id": "a", "outcome": MISREAD_REC, "text": "TAX INVOICE", "pred_text": "Tax Invoice"},
+        {"id": "b", "outcome": MISREAD_REC, "text": "TAX INVOICE", "pred_text": "TAXINVOICE"},
+        {"id": "c", "outcome": MISREAD_CROP, "text": "TAX INVOICE", "pred_text": "TaxInvoice"},
+        {"id": "d", "outcome": MISREAD_REC, "text": "TOTAL", "pred_text": "T0TAL"},
+    ]
+    notes = verdict(rows).notes
+    assert len(notes) == 3
+    assert notes[0].startswith("1 of the 4 misreads differ from the GT only in letter case:")
+    assert notes[1].startswith("1 of the 4 misreads differ from the GT only in spaces:")
+    assert "letter case and spaces" in notes[2] and notes[2].endswith("case_insensitive=true ignore_space=true")
+    assert verdict(rows, compare=TextCompare(case_insensitive=True, ignore_space=True)).notes == []
+    spaces_ignored = [r for r in rows if r["id"] != "b"]  # "b" would have been correct with ignore_space
+    only_case = verdict(spaces_ignored, compare=TextCompare(ignore_space=True)).notes
+    assert only_case == ["2 of the 3 misreads differ from the GT only in letter case: if that does not matter for "
+                         "you, analyse with case_insensitive=true"]

@@ -413,6 +413,7 @@ class Verdict:
     first: Optional[str]  # the module to work on first (None: nothing failed)
     headline: str
     advice: list  # one sentence per module with errors
+    notes: list = field(default_factory=list)  # e.g. misreads that differ from the GT only in case / spaces
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -433,7 +434,7 @@ ADVICE = {
 
 
 def verdict(rows: Iterable[dict], false_positives: Sequence[str] = (), score_thresh: float = 0.0,
-            max_examples: int = 8) -> Verdict:
+            max_examples: int = 8, compare: TextCompare = TextCompare()) -> Verdict:
     """Rank the modules by attributed errors.
 
     ``rows``: per-GT dicts with at least ``id``, ``outcome`` and ``perfect_correct`` (:meth:`GTOutcome.to_dict`
@@ -489,7 +490,30 @@ def verdict(rows: Iterable[dict], false_positives: Sequence[str] = (), score_thr
             headline += f" (text_rec_score_thresh={score_thresh:g})"
     return Verdict(total=total, correct=correct, by_outcome={k: by_outcome.get(k, 0) for k in OUTCOMES},
                    false_positives=len(false_positives), modules=modules, first=first, headline=headline,
-                   advice=advice)
+                   advice=advice, notes=near_miss_notes(rows, compare))
+
+
+def near_miss_notes(rows: Sequence[dict], compare: TextCompare) -> list[str]:
+    """Misreads that the comparison options would forgive: differing only in letter case and / or spaces."""
+    misread = [r for r in rows if r["outcome"] in (MISREAD_REC, MISREAD_CROP, ORIENTATION)
+               and r.get("pred_text") is not None]
+    relaxed = {
+        "letter case": (TextCompare(True, compare.ignore_space), "case_insensitive=true"),
+        "spaces": (TextCompare(compare.case_insensitive, True), "ignore_space=true"),
+        "letter case and spaces": (TextCompare(True, True), "case_insensitive=true ignore_space=true"),
+    }
+    if compare.case_insensitive:
+        relaxed.pop("letter case"), relaxed.pop("letter case and spaces")
+    if compare.ignore_space:
+        relaxed.pop("spaces"), relaxed.pop("letter case and spaces", None)
+    notes, counted = [], set()
+    for what, (cmp, option) in relaxed.items():
+        hits = [i for i, r in enumerate(misread) if i not in counted and cmp.equal(r["pred_text"], r["text"])]
+        counted.update(hits)
+        if hits:
+            notes.append(f"{len(hits)} of the {len(misread)} misreads differ from the GT only in {what}: if that does "
+                         f"not matter for you, analyse with {option}")
+    return notes
 
 
 def _outcome_list(counts: dict) -> str:

@@ -165,6 +165,7 @@ def _verdict_section(v: dict, shown: set[str], score_thresh: float) -> H.Markup:
     errors = v["total"] - v["correct"] + v["false_positives"]
     kind = "ok" if not v["modules"] else "warn"
     parts = [H.banner(v["headline"], kind)]
+    parts += [H.Markup(f'<p class="note">Note: {H.esc(n)}</p>') for n in v.get("notes") or []]
     acc = v["correct"] / v["total"] if v["total"] else None
     cards = [("texts read correctly", H.Markup(f"{v['correct']}/{v['total']}"),
               f"{H.pct(v['correct'], v['total'])} of the care GT texts"),

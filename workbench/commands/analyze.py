@@ -160,7 +160,7 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
     wall = time.perf_counter() - t_start
     timings = summarize_timings(image_rows, wall)
     false_positives = [f"{r['image']}:box{j}" for r in image_rows for j in r["false_positives"]]
-    v = verdict(gts, false_positives, score_thresh=runner.settings.score_thresh)
+    v = verdict(gts, false_positives, score_thresh=runner.settings.score_thresh, compare=compare)
     info = {"data": str(data), **runner.describe(),
             "text comparison": f"case-insensitive={cfg.case_insensitive}, ignore spaces={cfg.ignore_space}",
             "matching": ", ".join(f"{k}={v_}" for k, v_ in asdict(rules).items()),
@@ -234,6 +234,7 @@ def format_verdict(result: dict) -> str:
     lines.append(f"  {'false positives':<17}{v.false_positives:>7}{'':>8}  {MODULE_OF['missed']} (kept readings of "
                  "boxes that match no text)")
     lines.append(f"\nVerdict: {v.headline}")
+    lines += [f"  Note: {n}" for n in v.notes]
     if v.modules:
         lines.append(f"  {'module':<24}{'errors':>7}{'recoverable':>13}  examples")
         for m in v.modules:
