@@ -211,3 +211,13 @@ def test_misreads_differing_only_in_case_or_spaces_are_pointed_out():
     only_case = verdict(spaces_ignored, compare=TextCompare(ignore_space=True)).notes
     assert only_case == ["2 of the 3 misreads differ from the GT only in letter case: if that does not matter for "
                          "you, analyse with case_insensitive=true"]
+
+
+def test_images_without_gt_or_without_boxes():
+    nothing = attribute_image(image([], [], gt=[], gt_texts=[], perfect=[]))
+    assert nothing.gts == [] and nothing.pred_status == []
+    only_noise = attribute_image(image([HELLO], ["HELLO"], gt=[], gt_texts=[], perfect=[]))
+    assert only_noise.gts == [] and only_noise.false_positives == [0]
+    blind = attribute_image(image([], []))
+    assert outcomes(blind) == [MISSED] * 3 and all(g.iou == 0.0 and g.coverage == 0.0 for g in blind.gts)
+    assert verdict([{**g.to_dict(), "id": str(g.index)} for g in blind.gts]).modules[0].recoverable == 3

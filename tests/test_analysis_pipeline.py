@@ -79,6 +79,8 @@ def test_settings_from_a_pipeline_yaml_use_paddlex_defaults_for_absent_keys():
     assert (s.limit_side_len, s.limit_type, s.unclip_ratio, s.rec_batch_size) == (960, "max", 2.0, 1)
     assert (s.thresh, s.score_thresh) == (0.2, 0.5)
     assert PipelineSettings().with_overrides(score_thresh=0.3, thresh=None).score_thresh == 0.3
+    with pytest.raises(ConfigError, match=r"limit_type='maximum': choose min, max or resize_long; rec_batch_size=0"):
+        PipelineSettings().with_overrides(limit_type="maximum", rec_batch_size=0)
 
 
 # --- references → runner -----------------------------------------------------------------------------------------

@@ -74,6 +74,23 @@ class PipelineSettings:
     rec_batch_size: int = 6
     score_thresh: float = 0.0  # text_rec_score_thresh
 
+    def __post_init__(self):
+        problems = []
+        if self.limit_type not in ("min", "max", "resize_long"):
+            problems.append(f"limit_type={self.limit_type!r}: choose min, max or resize_long")
+        if self.score_mode not in ("fast", "slow"):
+            problems.append(f"score_mode={self.score_mode!r}: choose fast or slow")
+        for key in ("limit_side_len", "max_side_limit", "max_candidates", "rec_batch_size"):
+            if int(getattr(self, key)) < 1:
+                problems.append(f"{key}={getattr(self, key)} must be >= 1")
+        for key in ("thresh", "box_thresh"):
+            if not 0.0 <= float(getattr(self, key)) <= 1.0:
+                problems.append(f"{key}={getattr(self, key)} must be within [0, 1]")
+        if self.unclip_ratio <= 0:
+            problems.append(f"unclip_ratio={self.unclip_ratio} must be > 0")
+        if problems:
+            raise ConfigError("pipeline settings: " + "; ".join(problems))
+
     @classmethod
     def from_pipeline_config(cls, config: dict) -> "PipelineSettings":
         """Settings of a PaddleX OCR pipeline config; absent keys take PaddleX's code defaults (which differ from
