@@ -199,7 +199,7 @@ def _outcome_table(v: dict) -> H.Markup:
         rows.append((H.badge(_label(o), BADGE_KIND.get(o, "")), n, H.pct(n, total),
                      H.bar(n, max(total, 1), "ok" if o == CORRECT else "bad"), MODULE_OF.get(o, "–"), DESCRIPTIONS[o]))
     rows.append((H.badge("false positive", "bad"), v["false_positives"], "", "", MODULE_OF.get(MISSED),
-                 "a box that matches no GT text and whose reading passed the threshold"))
+                 "a box that matches no GT text, with a non-empty reading that passed the threshold"))
     return H.table(["outcome", "texts", "share", "", "module", "meaning"], rows, text_columns=(3, 4, 5))
 
 
