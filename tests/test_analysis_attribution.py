@@ -6,7 +6,8 @@ import pytest
 
 from workbench.analysis.attribution import (
     BELOW_THRESHOLD, CORRECT, DETECTION, FALSE_POSITIVE, MERGED, MISREAD_CROP, MISREAD_REC, MISSED, ORIENTATION,
-    ORIENTATION_MODULE, RECOGNITION, SPLIT, THRESHOLD, ImageInput, MatchRules, TextCompare, attribute_image, verdict,
+    ORIENTATION_MODULE, RECOGNITION, SPLIT, THRESHOLD, ImageInput, MatchRules, TextCompare, attribute_image,
+    boxes_to_turn, verdict,
 )
 
 
@@ -124,6 +125,18 @@ def test_upside_down_text_read_right_when_turned_is_an_orientation_error():
     world = att.gts[1]
     assert world.outcome == ORIENTATION and world.module == ORIENTATION_MODULE and world.rotated_correct
     assert world.detail.startswith("read right when turned 180°")
+
+
+def test_upside_down_crop_of_a_detected_box_is_an_orientation_error():
+    inp = image([HELLO, WORLD, BELOW], ["HELLO", "ᗡ˥ᴚOM", "BELOW"])
+    att = attribute_image(inp)
+    assert att.gts[1].outcome == MISREAD_CROP and boxes_to_turn(att) == [1]
+    inp.pred_rotated = [None, ("WORLD", 0.9), None]
+    att = attribute_image(inp)
+    world = att.gts[1]
+    assert world.outcome == ORIENTATION and world.pred_rotated_correct and world.pred_rotated_text == "WORLD"
+    assert world.detail == "the detected box's crop is upside down: read right when turned 180°"
+    assert boxes_to_turn(att) == [1]
 
 
 def test_vertical_text_misread_is_an_orientation_error():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from workbench.analysis.attribution import (
-    BELOW_THRESHOLD, CORRECT, MERGED, MISREAD_CROP, MISREAD_REC, MISSED, SPLIT,
+    BELOW_THRESHOLD, CORRECT, MERGED, MISREAD_CROP, MISREAD_REC, MISSED, ORIENTATION, SPLIT,
 )
 from workbench.analysis.pipeline import (
     PageResult, PipelineSettings, WorkbenchPipeline, analyze_image, crop_is_turned, crop_quad, load_model,
@@ -168,7 +168,8 @@ class ScriptedPipeline:
     Script per image (keyed by image path): ``drop`` (GT indices not detected), ``merge`` (a pair of GT indices
     detected as one box), ``misread`` (GT index → wrong text; the GT crop is still read right → crop quality),
     ``unreadable`` (GT indices the recogniser also misreads from the GT box → recognition), ``split`` (GT index
-    cut in two halves), ``low`` (GT index read right with score 0.1), ``noise`` (add a kept false positive)."""
+    cut in two halves), ``low`` (GT index read right with score 0.1), ``upside`` (GT index whose detected box is
+    read right only when turned 180°), ``noise`` (add a kept false positive)."""
 
     kind = "scripted"
 
@@ -213,6 +214,9 @@ class ScriptedPipeline:
                     scores.append(0.9)
                 continue
             polys.append(np.asarray(poly).astype(np.int16))
+            if g == script.get("upside"):
+                self.known[turn_180(crop_quad(image, polys[-1])).tobytes()] = text
+                text = text[::-1] + "~"
             texts.append(script.get("misread", {}).get(g, text))
             scores.append(0.1 if g == script.get("low") else 0.95)
         if merged:
@@ -257,12 +261,13 @@ def scripted_analysis(data_dir, tmp_path_factory):
         str(i1.image_path): {"merge": [c1[0], c1[1]]} if len(c1) >= 2 else {},
         str(i2.image_path): {"unreadable": [c2[0]], "misread": {c2[0]: "GARBLED"}},
         str(s0.image_path): {"split": cs[0], "low": cs[1]},
+        str(i3.image_path): {"upside": _care(i3)[0]},
     }
     runner = ScriptedPipeline(samples, scripts)
     cfg = AnalyzeConfig(data=str(label), out=str(out / "report"), max_cases=3, examples_per_outcome=4)
     result = run_analysis(cfg, runner=runner)
     expected = {(i0.line, c0[0]): MISSED, (i0.line, c0[1]): MISREAD_CROP, (i2.line, c2[0]): MISREAD_REC,
-                (s0.line, cs[0]): SPLIT, (s0.line, cs[1]): BELOW_THRESHOLD}
+                (s0.line, cs[0]): SPLIT, (s0.line, cs[1]): BELOW_THRESHOLD, (i3.line, _care(i3)[0]): ORIENTATION}
     if len(c1) >= 2:
         expected.update({(i1.line, c1[0]): MERGED, (i1.line, c1[1]): MERGED})
     return result, expected, samples
@@ -292,6 +297,7 @@ def test_report_and_tables_on_shared_data(scripted_analysis):
     # the worst images: the scripted ones, drawn, most errors first
     worst = re.findall(r'<div class="case" id="img-\d+" data-image="([^"]+)">', html)
     assert len(worst) == 3 and worst[0] == f"mixed_det.txt:{samples[0].line}"
+    assert "the detected box&#x27;s crop is upside down" in html
     for outcome in set(expected.values()):
         assert f'id="gallery-{outcome}"' in html
     rows = [json.loads(line) for line in (out / "attribution.jsonl").read_text().splitlines()]

@@ -10,7 +10,9 @@ in original image pixels:
 * the *perfect-crop* reading of each GT: the GT box cropped exactly as the pipeline crops a detected box, read by
   the same recogniser — what the pipeline would output if detection were perfect;
 * for GT whose perfect crop is misread, the reading of that crop turned by 180°, and whether the pipeline's crop
-  rule turns the GT crop by 90° (taller than wide: ``h / w >= 1.5``).
+  rule turns the GT crop by 90° (taller than wide: ``h / w >= 1.5``);
+* for matched boxes that are misread, the reading of the box's crop turned by 180° (a first attribution says which
+  boxes: :func:`boxes_to_turn`).
 
 Geometry (shapely areas; thresholds in :class:`MatchRules`), decided in this order for every care GT:
 
@@ -32,8 +34,9 @@ case-insensitive and/or ignoring spaces):
 
 * **correct** — read right, and the score passes the threshold;
 * **below_threshold** — read right, but dropped by ``text_rec_score_thresh``;
-* **orientation** — misread, the perfect crop is misread too, and the 180°-turned perfect crop is read right, or the
-  pipeline turns the crop by 90° (a vertical / steeply rotated text line);
+* **orientation** — misread, and the detected box's crop turned by 180° is read right (the pipeline's crop of a
+  vertical or upside-down line came out upside down); or the perfect crop is misread too, and either the
+  180°-turned perfect crop is read right or the pipeline turns the crop by 90° (a vertical / steeply rotated line);
 * **misread_crop** — misread, but the perfect crop is read right: the detected box's geometry (too tight, too
   loose, tilted) ruined the crop — a detection (box quality) error;
 * **misread_rec** — misread, and the perfect crop is misread too: a recognition error.
@@ -157,6 +160,8 @@ class ImageInput:
     vertical: Optional[Sequence[bool]] = None
     #: per prediction: the text-line orientation model's decision (1 = turned by 180°), -1 / None when unused
     pred_angles: Optional[Sequence[int]] = None
+    #: per prediction: the reading of its crop turned by 180°, None where it was not computed
+    pred_rotated: Optional[Sequence[Optional[Reading]]] = None
 
 
 @dataclass
@@ -177,8 +182,10 @@ class GTOutcome:
     perfect_text: Optional[str] = None
     perfect_score: Optional[float] = None
     perfect_correct: Optional[bool] = None
-    rotated_text: Optional[str] = None
+    rotated_text: Optional[str] = None  # the perfect crop turned by 180°
     rotated_correct: Optional[bool] = None
+    pred_rotated_text: Optional[str] = None  # the matched box's crop turned by 180°
+    pred_rotated_correct: Optional[bool] = None
     vertical: bool = False
     merged_with: list = field(default_factory=list)  # other GT inside the merging box
     split_parts: list = field(default_factory=list)  # the boxes a split GT was cut into, left to right
@@ -376,9 +383,15 @@ def _text_outcome(base, inp: ImageInput, g: int, j: int, kept: bool, compare: Te
     o = base(g, CORRECT, pred=j, pred_text=text, pred_score=score, kept=kept)
     angle = inp.pred_angles[j] if inp.pred_angles is not None else None
     turned = " (the orientation model turned this crop by 180°)" if angle == 1 else ""
+    if inp.pred_rotated is not None and inp.pred_rotated[j] is not None:
+        o.pred_rotated_text = inp.pred_rotated[j][0]
+        o.pred_rotated_correct = compare.equal(o.pred_rotated_text, o.text)
     if compare.equal(text, o.text):
         if not kept:
             o.outcome, o.detail = BELOW_THRESHOLD, f"score {score:.3f} < threshold {inp.score_thresh:g}"
+    elif o.pred_rotated_correct:
+        o.outcome = ORIENTATION
+        o.detail = "the detected box's crop is upside down: read right when turned 180°" + turned
     elif not o.perfect_correct and (o.rotated_correct or o.vertical):
         o.outcome = ORIENTATION
         o.detail = ("read right when turned 180°" if o.rotated_correct
@@ -390,6 +403,13 @@ def _text_outcome(base, inp: ImageInput, g: int, j: int, kept: bool, compare: Te
         o.detail = "misread from the GT box too" if o.perfect_text is not None else "no GT-crop reading available"
     o.module = MODULE_OF.get(o.outcome)
     return o
+
+
+def boxes_to_turn(attribution: ImageAttribution) -> list[int]:
+    """The matched boxes whose reading is wrong: their crops turned by 180° tell an upside-down crop (orientation)
+    from a misread. Read them and attribute again with ``ImageInput.pred_rotated``."""
+    return sorted({g.pred for g in attribution.gts
+                   if g.outcome in (MISREAD_CROP, MISREAD_REC, ORIENTATION) and g.pred is not None})
 
 
 def _missed_detail(o: GTOutcome, cover_row: np.ndarray, iou_row: np.ndarray, pred_gt: list,

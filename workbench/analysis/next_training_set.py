@@ -16,10 +16,10 @@ datasets.
 
 What goes where:
 
-* **rec** — a care GT text the recogniser fails on *from the GT box itself*: outcomes ``misread_rec`` and
-  ``orientation``, GT lost by detection (missed / merged / split / misread_crop) whose perfect crop is misread too
-  (fixing detection alone would not recover them), and ``below_threshold`` (read right, but with too little
-  confidence).
+* **rec** — a care GT text the recogniser fails on *from the GT box itself*: outcome ``misread_rec``; ``orientation``
+  and the GT lost by detection (missed / merged / split / misread_crop) whose perfect crop is misread too (fixing
+  detection or the crop's orientation alone would not recover them); and ``below_threshold`` (read right, but with
+  too little confidence). An upside-down crop that the GT box fixes is no recognition data: it is not written.
 * **det** — an image with at least one detection error (missed, merged, split, misread_crop, or a false positive
   that passed the score threshold), with its complete original annotation (don't-care boxes included).
 """
@@ -43,9 +43,9 @@ REC_DIR, DET_DIR, LABEL_FILE, MANIFEST = "rec", "det", "label.txt", "manifest.js
 def rec_reason(outcome: dict) -> Optional[str]:
     """Why a GT (an :class:`~workbench.analysis.attribution.GTOutcome` dict) goes into the rec set, or None."""
     o = outcome["outcome"]
-    if o in (MISREAD_REC, ORIENTATION, BELOW_THRESHOLD):
+    if o in (MISREAD_REC, BELOW_THRESHOLD):
         return o
-    if MODULE_OF.get(o) == DETECTION and outcome.get("perfect_correct") is False:
+    if outcome.get("perfect_correct") is False and (o == ORIENTATION or MODULE_OF.get(o) == DETECTION):
         return f"{o}, and misread from the GT box"
     return None
 

@@ -615,8 +615,9 @@ class AnalyzedImage:
 def analyze_image(runner, image: np.ndarray, gt_polys: Sequence, gt_texts: Sequence[str],
                   gt_ignore: Sequence[bool], *, compare=None, rules=None) -> AnalyzedImage:
     """Run the pipeline on one BGR image, read every care GT box as the pipeline would crop it (and, where that
-    reading is wrong, the crop turned by 180°), and attribute each GT text to an outcome."""
-    from workbench.analysis.attribution import ImageInput, MatchRules, TextCompare, attribute_image
+    reading is wrong, the crop turned by 180°), attribute each GT text to an outcome, and where a matched box is
+    misread, read its crop turned by 180° and attribute again (an upside-down crop is an orientation error)."""
+    from workbench.analysis.attribution import ImageInput, MatchRules, TextCompare, attribute_image, boxes_to_turn
 
     compare = compare or TextCompare()
     rules = rules or MatchRules()
@@ -647,5 +648,15 @@ def analyze_image(runner, image: np.ndarray, gt_polys: Sequence, gt_texts: Seque
         vertical=[g in care and crop_is_turned(gt_polys[g]) for g in range(n)], pred_angles=page.angles,
     )
     attribution = attribute_image(inp, compare, rules)
-    timings["attribution"] = time.perf_counter() - t1
+    spent = time.perf_counter() - t1
+    misread = boxes_to_turn(attribution)
+    if misread:  # an upside-down crop of a detected box is an orientation error: read those turned, attribute again
+        box_crops = [turn_180(crop_quad(image, page.polys[j])) for j in misread]
+        inp.pred_rotated = [None] * len(page.polys)
+        for j, reading in zip(misread, runner.recognize(box_crops, timings, key="turned_rec_infer")):
+            inp.pred_rotated[j] = reading
+        t2 = time.perf_counter()
+        attribution = attribute_image(inp, compare, rules)
+        spent += time.perf_counter() - t2
+    timings["attribution"] = spent
     return AnalyzedImage(page=page, attribution=attribution, gt_crops=crops, timings=timings)

@@ -58,7 +58,7 @@ LENGTH_BINS = H.Bins((1, 2, 4, 7, 11, 16, 26), integer=True)
 
 GT_COLUMNS = ("id", "image", "label_file", "line", "index", "text", "outcome", "module", "detail", "pred", "iou",
               "coverage", "pred_text", "pred_score", "kept", "perfect_text", "perfect_score", "perfect_correct",
-              "rotated_text", "rotated_correct", "vertical", "merged_with", "split_parts", "text_in_pred",
+              "rotated_text", "rotated_correct", "pred_rotated_text", "pred_rotated_correct", "vertical", "merged_with", "split_parts", "text_in_pred",
               "box_height", "image_path", "gt_poly")
 
 
@@ -224,6 +224,7 @@ def _gt_card(gt: dict, images: _Images) -> H.Markup:
     kept = "" if gt.get("kept") in (None, True) else " · below the threshold"
     lines = [_reading_line("pipeline reading", gt.get("pred_text"), gt["text"], gt.get("pred_score"), kept),
              _reading_line("GT-box reading", gt.get("perfect_text"), gt["text"], gt.get("perfect_score")),
+             _reading_line("detected box turned 180°", gt.get("pred_rotated_text"), gt["text"], None),
              _reading_line("GT box turned 180°", gt.get("rotated_text"), gt["text"], None)]
     if gt.get("pred_text") is None:
         lines.insert(0, f'<div class="meta"><b>GT</b> “{H.esc(gt["text"])}” · nothing read there</div>')
