@@ -95,7 +95,7 @@ def test_wrong_task_and_missing_weights_are_refused(tiny_rec_run, tmp_path):
     state = paddle.load(str(ckpt / "model.pdparams"))
     state.pop(next(k for k in state if k.startswith("backbone.")))
     paddle.save(state, str(ckpt / "model.pdparams"))
-    with pytest.raises(ExportError, match="missing in the file"):
+    with pytest.raises(ExportError, match="missing from the file"):
         load_export_source(ckpt, "rec")
     with pytest.raises(ExportError, match="neither an existing path"):
         load_export_source(tmp_path / "nothing_here", "rec")

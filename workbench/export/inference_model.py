@@ -221,34 +221,22 @@ def build_model(source: ExportSource):
 
 
 def load_exactly(model, state: dict, *, where: str, source: Optional[ExportSource] = None) -> None:
-    """Load ``state`` into ``model`` only if every tensor is there with the right shape, and nothing else is."""
-    import numpy as np
+    """Load ``state`` into ``model`` only if every tensor is there with the right shape, and nothing else is
+    (``weights.pretrained.load_strict`` with no exceptions), naming a dictionary/head mismatch as such."""
+    from workbench.errors import WeightsError
+    from workbench.weights.pretrained import load_strict
 
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [
-        (k, list(own[k].shape), list(np.shape(state[k]))) for k in own if k in state
-        and list(own[k].shape) != list(np.shape(state[k]))
-    ]
-    if not (missing or unexpected or mismatched):
-        model.set_state_dict(state)
-        return
-    lines = [f"{where}: the weights do not fit {type(model).__name__}"
-             + (f" ({source.model_name})" if source else "")]
-    if mismatched:
-        lines.append("  shape mismatch: " + "; ".join(f"{k} model {a} vs file {b}" for k, a, b in mismatched[:8]))
-        if source is not None and source.charset is not None and any("head" in k for k, _, _ in mismatched):
+    try:
+        load_strict(model, state, source=where)
+    except WeightsError as exc:
+        lines = [str(exc)]
+        if source is not None and source.charset is not None and "head." in str(exc) and "mismatch" in str(exc):
             lines.append(
                 f"  the dictionary ({source.charset.source}: {len(source.charset)} lines → "
                 f"{source.charset.num_ctc_classes} CTC classes) does not match the trained head: this checkpoint "
                 "was trained with another dictionary"
             )
-    if missing:
-        lines.append(f"  missing in the file ({len(missing)}): {', '.join(missing[:8])}")
-    if unexpected:
-        lines.append(f"  not in the model ({len(unexpected)}): {', '.join(unexpected[:8])}")
-    raise ExportError("\n".join(lines))
+        raise ExportError("\n".join(lines)) from None
 
 
 def input_spec(source: ExportSource):
