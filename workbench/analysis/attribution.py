@@ -467,8 +467,8 @@ ADVICE = {
     DETECTION: "fine-tune the text detector on these images (det label file in next_training_set/det); "
                "or first try the detection settings (thresh, box_thresh, unclip_ratio)",
     RECOGNITION: "fine-tune the text recogniser on these crops (rec label file in next_training_set/rec)",
-    ORIENTATION_MODULE: "enable the text-line orientation model (use_textline_orientation) or fine-tune it; "
-                        "rotated crops are in next_training_set/rec",
+    ORIENTATION_MODULE: "enable the text-line orientation model (use_textline_orientation: it turns upside-down "
+                        "crops) or fine-tune it; vertical text needs a recogniser trained on it",
     THRESHOLD: "lower text_rec_score_thresh (no training needed)",
 }
 
