@@ -47,7 +47,8 @@ threshold and is not empty — a dropped or empty reading puts no text into the 
 
 Modules: missed / merged / split / misread_crop / false positives → text detection; misread_rec → text recognition;
 orientation → text-line orientation; below_threshold → the score threshold (a pipeline setting, no training).
-:func:`verdict` ranks the modules by the errors attributed to them.
+:func:`verdict` ranks the modules by the errors that would be gone if the module were perfect (for detection: the
+lost texts whose GT box is read right, and the false positives), then by the errors attributed to them.
 """
 
 from __future__ import annotations
@@ -438,9 +439,11 @@ class ModuleErrors:
     module: str
     errors: int
     outcomes: dict  # outcome -> count (plus "false_positive" for detection)
-    #: errors this module alone would fix: GT whose perfect crop is read right (detection), all (others)
+    #: GT texts this module alone would recover: those whose perfect crop is read right (detection), all (others)
     recoverable: int
     examples: list  # GT ids, most telling first
+    #: errors gone if this module were perfect: the recoverable texts, plus the false positives for detection
+    fixable: int = 0
 
 
 @dataclass
@@ -449,7 +452,7 @@ class Verdict:
     correct: int
     by_outcome: dict
     false_positives: int  # kept readings of boxes that match no GT
-    modules: list  # ModuleErrors, most errors first
+    modules: list  # ModuleErrors, most fixable errors first
     first: Optional[str]  # the module to work on first (None: nothing failed)
     headline: str
     advice: list  # one sentence per module with errors
@@ -475,7 +478,7 @@ ADVICE = {
 
 def verdict(rows: Iterable[dict], false_positives: Sequence[str] = (), score_thresh: float = 0.0,
             max_examples: int = 8, compare: TextCompare = TextCompare()) -> Verdict:
-    """Rank the modules by attributed errors.
+    """Rank the modules by the errors a perfect module would remove, then by attributed errors.
 
     ``rows``: per-GT dicts with at least ``id``, ``outcome`` and ``perfect_correct`` (:meth:`GTOutcome.to_dict`
     plus an ``id``); ``false_positives``: ids of the boxes that matched nothing and passed the threshold (they count
@@ -513,8 +516,11 @@ def verdict(rows: Iterable[dict], false_positives: Sequence[str] = (), score_thr
         examples = [r["id"] for r in sorted(items, key=badness)[:max_examples]]
         if module == DETECTION and len(examples) < max_examples:
             examples += list(false_positives[: max_examples - len(examples)])
-        modules.append(ModuleErrors(module, errors, counts, recoverable, examples))
-    modules.sort(key=lambda m: (-m.errors, m.module))
+        fixable = recoverable + (len(false_positives) if module == DETECTION else 0)
+        modules.append(ModuleErrors(module, errors, counts, recoverable, examples, fixable))
+    # first: the module whose perfection removes the most errors (a lost text whose GT box is misread too would
+    # only turn into a recognition error), then the one causing the most
+    modules.sort(key=lambda m: (-m.fixable, -m.errors, m.module))
     total, correct = len(rows), by_outcome.get(CORRECT, 0)
     first = modules[0].module if modules else None
     advice = [f"{m.module}: {m.errors} error{'s' if m.errors != 1 else ''} — {ADVICE[m.module]}" for m in modules]
@@ -524,8 +530,12 @@ def verdict(rows: Iterable[dict], false_positives: Sequence[str] = (), score_thr
     else:
         m = modules[0]
         what = "adjust" if first == THRESHOLD else "fine-tune"
-        headline = (f"{what.capitalize()} the {first} first: {m.errors} of the {total - correct + len(false_positives)}"
-                    f" errors ({_outcome_list(m.outcomes)}). {correct}/{total} texts read correctly.")
+        all_errors = total - correct + len(false_positives)
+        headline = (f"{what.capitalize()} the {first} first: it causes {m.errors} of the {all_errors} errors "
+                    f"({_outcome_list(m.outcomes)}), and {m.fixable} would be gone if it were perfect")
+        if len(modules) > 1:
+            headline += f" ({modules[1].module}: {modules[1].fixable})"
+        headline += f". {correct}/{total} texts read correctly."
         if first == THRESHOLD:
             headline += f" (text_rec_score_thresh={score_thresh:g})"
     return Verdict(total=total, correct=correct, by_outcome={k: by_outcome.get(k, 0) for k in OUTCOMES},

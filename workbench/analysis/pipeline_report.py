@@ -181,10 +181,10 @@ def _verdict_section(v: dict, shown: set[str], score_thresh: float) -> H.Markup:
             examples = H.join((H.Markup(f'<a href="#{_anchor(e)}">{H.esc(e)}</a>') if e in shown else H.esc(e)
                                for e in m["examples"][:5]), ", ")
             rows.append((H.Markup(f"<b>{H.esc(m['module'])}</b>"), m["errors"], H.pct(m["errors"], errors),
-                         H.bar(m["errors"], max(errors, 1), "bad"), outs, m["recoverable"],
+                         H.bar(m["errors"], max(errors, 1), "bad"), outs, m.get("fixable", m["recoverable"]),
                          H.Markup(f'<span class="mono" style="font-size:12px">{examples}</span>')))
-        parts.append(H.table(["module", "errors", "share", "", "what failed", "recovered if this module were "
-                              "perfect", "examples"], rows, text_columns=(3, 4, 6)))
+        parts.append(H.table(["module", "errors", "share", "", "what failed", "gone if this module were perfect",
+                              "examples"], rows, text_columns=(3, 4, 6)))
         parts.append(H.Markup("<ul>" + "".join(f"<li>{H.esc(a)}</li>" for a in v["advice"]) + "</ul>"))
     if acc is not None and v["by_outcome"].get(BELOW_THRESHOLD):
         parts.append(H.Markup(f'<p class="note">text_rec_score_thresh = {score_thresh:g}</p>'))
@@ -380,8 +380,9 @@ def write_pipeline_report(
     body = [H.section("verdict", "Verdict: which module to fine-tune first",
                       _verdict_section(v, shown, score_thresh),
                       "Every care GT text gets one outcome; errors are attributed to the module that caused them. "
-                      "“Recovered if this module were perfect”: for detection, the lost texts whose GT box the "
-                      "recogniser reads right.")]
+                      "“Gone if this module were perfect” decides the order: for detection, the lost texts whose GT "
+                      "box the recogniser reads right, plus the false positives (the other lost texts would become "
+                      "recognition errors).")]
     body.append(H.section("outcomes", "Outcomes", _outcome_table(v)))
     if next_set:
         body.append(H.section("next", "Next training set", H.kv_table({

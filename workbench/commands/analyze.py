@@ -236,12 +236,12 @@ def format_verdict(result: dict) -> str:
     lines.append(f"\nVerdict: {v.headline}")
     lines += [f"  Note: {n}" for n in v.notes]
     if v.modules:
-        lines.append(f"  {'module':<24}{'errors':>7}{'recoverable':>13}  examples")
+        lines.append(f"  {'module':<24}{'errors':>7}{'gone if perfect':>17}  examples")
         for m in v.modules:
-            lines.append(f"  {m.module:<24}{m.errors:>7}{m.recoverable:>13}  {', '.join(m.examples[:3])}")
+            lines.append(f"  {m.module:<24}{m.errors:>7}{m.fixable:>17}  {', '.join(m.examples[:3])}")
         lines += [f"  - {a}" for a in v.advice]
-    lines.append("  (recoverable: texts this module alone would fix; for detection, lost texts whose GT box is read "
-                 "right)")
+        lines.append("  (gone if perfect: for detection, the lost texts whose GT box is read right + the false "
+                     "positives)")
     report = next((str(f) for f in result["files"] if str(f).endswith("report.html")), "")
     lines.append(f"\nReport: {report}")
     n = result.get("next_training_set")
