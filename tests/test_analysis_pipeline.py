@@ -388,3 +388,17 @@ def test_wb_analyze_pipeline_with_trained_runs(tiny_det_run, tiny_rec_run, data_
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["info"]["det"].startswith("det_tiny") and summary["settings"]["thresh"] == 0.2
     assert summary["timings"]["inference_s"] > 0 and (tmp_path / "out" / "report.html").is_file()
+
+
+def test_pictures_of_small_receipts_on_large_scans_are_cropped_to_the_text_area():
+    from workbench.analysis.pipeline_report import draw_image, text_area
+
+    row = {"gt_polys": [[[1000, 1000], [1400, 1000], [1400, 1100], [1000, 1100]]],
+           "pred_polys": [[[1200, 1500], [1300, 1500], [1300, 1540], [1200, 1540]]], "pred_status": ["matched"]}
+    assert text_area(row, (4000, 3000)) == (880, 880, 1520, 1660)  # margin: 3% of the long side
+    spread = {"gt_polys": [[[10, 10], [90, 10], [90, 20], [10, 20]], [[20, 80], [95, 80], [95, 95], [20, 95]]]}
+    assert text_area(spread, (100, 100)) == (0, 0, 100, 100)  # text all over the image: kept whole
+    image = np.full((4000, 3000, 3), 255, np.uint8)
+    picture = draw_image(image, row, {0: CORRECT})
+    assert max(picture.shape[:2]) == 760 and picture.shape[0] > picture.shape[1]  # the 640 x 780 area
+    assert (picture != 255).any()  # the boxes are drawn

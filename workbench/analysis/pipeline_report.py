@@ -120,10 +120,29 @@ def _draw(canvas: np.ndarray, row: dict, outcomes: dict[int, str], scale: float,
     return canvas
 
 
+def text_area(row: dict, shape: tuple, min_share: float = 0.6) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``: the part of the image holding all GT and predicted boxes, with a margin, when that is
+    less than ``min_share`` of the image (a small receipt on a large scan), else the whole image."""
+    h, w = shape[:2]
+    polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in (row.get("gt_polys") or [])
+             + (row.get("pred_polys") or [])]
+    if not polys:
+        return 0, 0, w, h
+    pts = np.concatenate(polys)
+    margin = max(20.0, 0.03 * max(h, w))
+    x0, y0 = (max(0, int(v - margin)) for v in pts.min(axis=0))
+    x1, y1 = int(min(w, pts[:, 0].max() + margin)), int(min(h, pts[:, 1].max() + margin))
+    if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) >= min_share * w * h:
+        return 0, 0, w, h
+    return x0, y0, x1, y1
+
+
 def draw_image(image: np.ndarray, row: dict, outcomes: dict[int, str], max_side: int = 760) -> np.ndarray:
-    """The image scaled to fit, GT boxes in their outcome's colour (failing ones numbered), predicted boxes thin."""
-    canvas = H.fit(image, max_side, max_side).copy()
-    return _draw(canvas, row, outcomes, canvas.shape[1] / image.shape[1])
+    """The image (cropped to its text area when that is small) scaled to fit, GT boxes in their outcome's colour
+    (failing ones numbered), predicted boxes thin."""
+    x0, y0, x1, y1 = text_area(row, image.shape)
+    canvas = H.fit(image[y0:y1, x0:x1], max_side, max_side).copy()
+    return _draw(canvas, row, outcomes, canvas.shape[1] / (x1 - x0), (x0, y0))
 
 
 def zoom_on(image: np.ndarray, row: dict, outcomes: dict[int, str], g: int, max_width: int = 300,
@@ -268,7 +287,9 @@ def _image_card(rank: int, row: dict, gts: list[dict], images: _Images) -> H.Mar
                      f'“{H.esc(g["text"])}”{read_s}</div>')
     if len(failing) > 12:
         items.append(f'<div class="meta">… +{len(failing) - 12} more</div>')
-    where = f'{row["image"]} · {row.get("image_path", "")} · {row.get("width")}×{row.get("height")}'
+    whole = image is None or text_area(row, image.shape) == (0, 0, image.shape[1], image.shape[0])
+    cropped = "" if whole else " · picture cropped to the text area"
+    where = f'{row["image"]} · {row.get("image_path", "")} · {row.get("width")}×{row.get("height")}{cropped}'
     return H.Markup(f'<div class="case" id="img-{rank}" data-image="{H.esc(row["image"])}"><div class="top">{top}'
                     f'</div><div class="pic">{pic}</div>'
                     f'{"".join(items)}<div class="path">{H.esc(where)}</div></div>')
