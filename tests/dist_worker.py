@@ -40,8 +40,6 @@ def toy(out: Path, batch_size: int, resume: str | None) -> None:
 
 
 def rec_eval(out: Path, run_dir: str) -> None:
-    import paddle
-
     from tiny_runs import rec_config
     from workbench.commands.evaluate import apply_checkpoint_to_config
     from workbench.engine.trainer import Trainer

@@ -34,11 +34,7 @@ def check_recipe(overrides: list[str]) -> int:
     with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
         cfg = to_typed(compose(config_name="train", overrides=overrides))
     task = build_task(cfg)
-    options = {"policy": task.policy, "root": cfg.data.root}
-    if cfg.task == "rec":
-        options.update(charset=task.charset, max_text_length=cfg.model.max_text_length, nrtr=True)
-    else:
-        options.update(min_text_size=cfg.data.targets.get("min_text_size", 8))
-    report = run_check(cfg.task, [p for p, _ in task.files.train], [p for p, _ in task.files.val], **options)
+    report = run_check(cfg.task, [p for p, _ in task.files.train], [p for p, _ in task.files.val],
+                       **task.check_options())
     print(report.summary())
     return report.exit_code

@@ -22,7 +22,7 @@ log = logging.getLogger("workbench.eval")
 
 def apply_checkpoint_to_config(cfg, ref: str):
     """Point ``cfg.model`` at the weights ``ref``; a workbench checkpoint also fixes model name and dictionary."""
-    from workbench.engine.checkpoint import CONFIG_FILE, DICT_FILE, is_checkpoint_dir, read_checkpoint
+    from workbench.engine.checkpoint import DICT_FILE, is_checkpoint_dir, read_checkpoint
     from workbench.tracking.mlflow import looks_like_run_id
 
     path = Path(ref)

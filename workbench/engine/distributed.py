@@ -91,10 +91,3 @@ def all_gather_objects(env: DistEnv, obj) -> list:
         n = int(s.numpy()[0])
         out.append(pickle.loads(t.numpy()[:n].tobytes()))
     return out
-
-
-def broadcast_object(env: DistEnv, obj, src: int = 0):
-    """Rank ``src``'s object on every rank."""
-    if not env.enabled:
-        return obj
-    return all_gather_objects(env, obj)[src]

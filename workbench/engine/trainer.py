@@ -26,7 +26,7 @@ import numpy as np
 from workbench.config.compose import flatten, to_plain_dict
 from workbench.config.schema import TrainConfig
 from workbench.engine import checkpoint as ckpt
-from workbench.engine.distributed import DistEnv, all_gather_objects, all_reduce_mean, barrier, broadcast_object
+from workbench.engine.distributed import DistEnv, all_gather_objects, all_reduce_mean, barrier
 from workbench.engine.loader import BatchLoader, EpochSampler
 from workbench.engine.schedule import build_scheduler
 from workbench.errors import ConfigError

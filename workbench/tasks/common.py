@@ -1,14 +1,18 @@
-"""Pieces both tasks share: which label files to use (the user's, or the built-in demo set)."""
+"""What the rec and det tasks share: which label files to use (the user's, or the built-in demo set), the data
+policy, cached datasets, the data check run before training, and strict loading of the starting weights."""
 
 from __future__ import annotations
 
+import json
 import logging
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from workbench.config.schema import DataConfig, TrainConfig
 from workbench.errors import ConfigError
+from workbench.tasks.base import Task, WeightsReport
 
 log = logging.getLogger("workbench.data")
 
@@ -65,3 +69,65 @@ def apply_demo_model(cfg: TrainConfig, files: DataFiles) -> None:
         )
         cfg.model.name = demo.model
         cfg.model.arch = dict(demo.arch)
+
+
+class LabelFileTask(Task):
+    """A Task trained on PaddleOCR label files. Subclasses build their datasets (``build_dataset``) and say how
+    the data check sees their data (``check_options``)."""
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
+        from workbench.data.findings import DataPolicy
+        from workbench.models import zoo
+
+        self.files: DataFiles = resolve_data_files(cfg.data, self.name)
+        apply_demo_model(cfg, self.files)
+        self.spec = zoo.get_spec(cfg.model.name)
+        if self.spec.task != self.name:
+            raise ConfigError(f"model {cfg.model.name} is a {self.spec.task} model; the {self.name} recipe needs a "
+                              f"{self.name} model (e.g. model={zoo.list_models(self.name)[0]})")
+        self.policy = DataPolicy(cfg.data.policy)
+        self._datasets: dict[str, object] = {}
+
+    # --- data ----------------------------------------------------------------------------------------------
+    @abstractmethod
+    def build_dataset(self, files: list[tuple[Path, float]], *, train: bool): ...
+
+    def _cached(self, split: str, files, train: bool):
+        if split not in self._datasets:
+            ds = self.build_dataset(files, train=train)
+            limit = self.cfg.data.max_train_samples if train else self.cfg.data.max_val_samples
+            if limit:
+                ds.limit(limit)
+            self._datasets[split] = ds
+        return self._datasets[split]
+
+    def train_dataset(self):
+        return self._cached("train", self.files.train, True)
+
+    def val_dataset(self):
+        return self._cached("val", self.files.val, False) if self.files.val else None
+
+    @abstractmethod
+    def check_options(self) -> dict:
+        """Keyword arguments of ``workbench.data.check.check_sources`` for this task's data."""
+
+    def check_data(self, run_dir: Path) -> None:
+        from workbench.data.check import check_sources
+
+        report = check_sources(self.name, [p for p, _ in self.files.train], [p for p, _ in self.files.val],
+                               progress=False, **self.check_options())
+        (run_dir / "data_check.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+        log.info("data check:\n%s", report.summary())
+        report.raise_if_failed()
+
+    # --- weights -------------------------------------------------------------------------------------------
+    def load_pretrained(self, model, **strict_options) -> WeightsReport:
+        """``model.pretrained`` (file, checkpoint, run, official name) loaded strictly into ``model``."""
+        ref = self.cfg.model.pretrained
+        if not ref:
+            return WeightsReport()
+        from workbench.weights.pretrained import load_strict, read_state_dict, resolve_weights_file
+
+        path = resolve_weights_file(ref, self.cfg.tracking.tracking_uri)
+        return load_strict(model, read_state_dict(path), source=str(path), **strict_options)

@@ -10,7 +10,6 @@ Where each piece comes from:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Optional
@@ -18,10 +17,9 @@ from typing import Optional
 import numpy as np
 
 from workbench.config.schema import DetEvalConfig, TrainConfig
-from workbench.data.findings import DataPolicy
 from workbench.errors import ConfigError
-from workbench.tasks.base import EvalResult, Task, WeightsReport
-from workbench.tasks.common import DataFiles, apply_demo_model, resolve_data_files
+from workbench.tasks.base import EvalResult, WeightsReport
+from workbench.tasks.common import LabelFileTask
 
 log = logging.getLogger("workbench.det")
 
@@ -74,22 +72,13 @@ class DetEvalTransform:
         return data
 
 
-class DetTask(Task):
+class DetTask(LabelFileTask):
     name = "det"
 
     def __init__(self, cfg: TrainConfig):
-        super().__init__(cfg)
-        from workbench.models import zoo
-
         if cfg.data.eval_batch_size != 1:
             raise ConfigError("data.eval_batch_size must be 1 for detection (images keep their own sizes)")
-        self.files: DataFiles = resolve_data_files(cfg.data, "det")
-        apply_demo_model(cfg, self.files)
-        self.spec = zoo.get_spec(cfg.model.name)
-        if self.spec.task != "det":
-            raise ConfigError(f"model {cfg.model.name} is a {self.spec.task} model; the det recipe needs a det model")
-        self.policy = DataPolicy(cfg.data.policy)
-        self._train = self._val = None
+        super().__init__(cfg)
 
     # --- model ---------------------------------------------------------------------------------------------
     def build_model(self):
@@ -98,16 +87,10 @@ class DetTask(Task):
         return zoo.build_model(self.cfg.model.name, **dict(self.cfg.model.arch))
 
     def load_initial_weights(self, model) -> WeightsReport:
-        ref = self.cfg.model.pretrained
-        if not ref:
-            return WeightsReport()
-        from workbench.weights.pretrained import load_strict, read_state_dict, resolve_weights_file
-
-        path = resolve_weights_file(ref, self.cfg.tracking.tracking_uri)
-        return load_strict(model, read_state_dict(path), source=str(path))
+        return self.load_pretrained(model)
 
     # --- data ----------------------------------------------------------------------------------------------
-    def _dataset(self, files, *, train: bool):
+    def build_dataset(self, files, *, train: bool):
         from workbench.data.det import DetDataset
 
         d = self.cfg.data
@@ -123,21 +106,7 @@ class DetTask(Task):
             if e.also_upstream_mode:
                 resizes["alt"] = det_resize(e, "upstream" if e.resize_mode == "pipeline" else "pipeline")
             transform = DetEvalTransform(resizes)
-        ds = DetDataset(files, transform, self.policy, root=d.root, seed=self.cfg.seed, shuffle=False)
-        limit = d.max_train_samples if train else d.max_val_samples
-        if limit:
-            ds.limit(limit)
-        return ds
-
-    def train_dataset(self):
-        if self._train is None:
-            self._train = self._dataset(self.files.train, train=True)
-        return self._train
-
-    def val_dataset(self):
-        if self._val is None and self.files.val:
-            self._val = self._dataset(self.files.val, train=False)
-        return self._val
+        return DetDataset(files, transform, self.policy, root=d.root, seed=self.cfg.seed, shuffle=False)
 
     def collate_train(self, samples):
         from workbench.data.det import collate_det
@@ -146,16 +115,9 @@ class DetTask(Task):
 
     collate_eval = collate_train
 
-    def check_data(self, run_dir: Path) -> None:
-        from workbench.data.check import check_sources
-
-        report = check_sources(
-            "det", [p for p, _ in self.files.train], [p for p, _ in self.files.val], min_text_size=self.cfg.data.targets.get("min_text_size", 8),
-            policy=self.policy, root=self.cfg.data.root, progress=False,
-        )
-        (run_dir / "data_check.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
-        log.info("data check:\n%s", report.summary())
-        report.raise_if_failed()
+    def check_options(self) -> dict:
+        return {"min_text_size": self.cfg.data.targets.get("min_text_size", 8), "policy": self.policy,
+                "root": self.cfg.data.root}
 
     def data_summary(self) -> dict:
         train, val = self.train_dataset(), self.val_dataset()

@@ -10,7 +10,6 @@ Where each piece comes from:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Optional
@@ -19,10 +18,9 @@ import numpy as np
 
 from workbench.config.schema import TrainConfig
 from workbench.data.charset import Charset
-from workbench.data.findings import DataPolicy
 from workbench.errors import ConfigError
-from workbench.tasks.base import EvalResult, Task, WeightsReport
-from workbench.tasks.common import DataFiles, apply_demo_model, resolve_data_files
+from workbench.tasks.base import EvalResult, WeightsReport
+from workbench.tasks.common import LabelFileTask
 
 log = logging.getLogger("workbench.rec")
 
@@ -79,21 +77,12 @@ def dictionary_sized_keys(model, num_classes: int) -> tuple[str, ...]:
                  and ("ctc_head" in k or "embedding" in k or "tgt_word_prj" in k))
 
 
-class RecTask(Task):
+class RecTask(LabelFileTask):
     name = "rec"
 
     def __init__(self, cfg: TrainConfig):
         super().__init__(cfg)
-        from workbench.models import zoo
-
-        self.files: DataFiles = resolve_data_files(cfg.data, "rec")
-        apply_demo_model(cfg, self.files)
-        self.spec = zoo.get_spec(cfg.model.name)
-        if self.spec.task != "rec":
-            raise ConfigError(f"model {cfg.model.name} is a {self.spec.task} model; the rec recipe needs a rec model")
         self.charset = self._resolve_charset()
-        self.policy = DataPolicy(cfg.data.policy)
-        self._train = self._val = None
 
     # --- dictionary ----------------------------------------------------------------------------------------
     def _resolve_charset(self) -> Charset:
@@ -122,23 +111,15 @@ class RecTask(Task):
         return zoo.build_model(self.cfg.model.name, charset=self.charset, **dict(self.cfg.model.arch))
 
     def load_initial_weights(self, model) -> WeightsReport:
-        ref = self.cfg.model.pretrained
-        if not ref:
-            return WeightsReport()
-        from workbench.weights.pretrained import load_strict, read_state_dict, resolve_weights_file
-
-        path = resolve_weights_file(ref, self.cfg.tracking.tracking_uri)
-        return load_strict(
+        return self.load_pretrained(
             model,
-            read_state_dict(path),
-            source=str(path),
             resizable_keys=dictionary_sized_keys(model, self.charset.num_ctc_classes),
             allow_reinit=self.cfg.model.reinit_head_on_dict_change,
             optional_missing=(NRTR_PE_KEY,),
         )
 
     # --- data ----------------------------------------------------------------------------------------------
-    def _dataset(self, files, *, train: bool):
+    def build_dataset(self, files, *, train: bool):
         from workbench.data.rec import RecDataset
 
         d = self.cfg.data
@@ -151,24 +132,10 @@ class RecTask(Task):
             transform = RecTrainTransform(augment, d.image_shape)
         else:
             transform = RecEvalTransform(self.cfg.eval.rec.resize_mode, d.image_shape)
-        ds = RecDataset(
+        return RecDataset(
             files, self.charset, transform, self.policy, self.cfg.model.max_text_length, nrtr=True,
             root=d.root, seed=self.cfg.seed, shuffle=False, for_eval=not train,
         )
-        limit = d.max_train_samples if train else d.max_val_samples
-        if limit:
-            ds.limit(limit)
-        return ds
-
-    def train_dataset(self):
-        if self._train is None:
-            self._train = self._dataset(self.files.train, train=True)
-        return self._train
-
-    def val_dataset(self):
-        if self._val is None and self.files.val:
-            self._val = self._dataset(self.files.val, train=False)
-        return self._val
 
     def collate_train(self, samples):
         from workbench.data.rec import collate_rec
@@ -177,16 +144,9 @@ class RecTask(Task):
 
     collate_eval = collate_train
 
-    def check_data(self, run_dir: Path) -> None:
-        from workbench.data.check import check_sources
-
-        report = check_sources(
-            "rec", [p for p, _ in self.files.train], [p for p, _ in self.files.val], self.charset, max_text_length=self.cfg.model.max_text_length,
-            nrtr=True, policy=self.policy, root=self.cfg.data.root, progress=False,
-        )
-        (run_dir / "data_check.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
-        log.info("data check:\n%s", report.summary())
-        report.raise_if_failed()
+    def check_options(self) -> dict:
+        return {"charset": self.charset, "max_text_length": self.cfg.model.max_text_length, "nrtr": True,
+                "policy": self.policy, "root": self.cfg.data.root}
 
     def data_summary(self) -> dict:
         train = self.train_dataset()

@@ -54,8 +54,11 @@ def fetch(
     progress: bool = True,
     timeout: float = 60.0,
     max_attempts: int = 3,
+    offline_mode: Optional[bool] = None,
 ) -> Path:
-    """Download ``url`` to ``dest`` unless a verified copy is already there; returns ``dest``."""
+    """Download ``url`` to ``dest`` unless a verified copy is already there; returns ``dest``.
+
+    ``offline_mode``: never touch the network (None = ``$WB_OFFLINE``)."""
     dest = Path(dest)
     if dest.is_file():
         if sha256 is None or sha256_of(dest) == sha256:
@@ -63,7 +66,7 @@ def fetch(
         bad = dest.with_name(dest.name + ".corrupt")
         os.replace(dest, bad)
         log.warning("%s failed its sha256 check; moved to %s and downloading again", dest, bad)
-    if offline():
+    if offline() if offline_mode is None else offline_mode:
         raise WeightsError(
             f"offline mode (WB_OFFLINE=1): {dest.name} is not in the cache.\n"
             f"  Download it elsewhere from {url}\n  and put it at {dest}"

@@ -51,15 +51,69 @@ def resolve_weights_file(ref: str, tracking_uri: Optional[str] = None) -> Path:
     )
 
 
-def fetch_official_pretrained(name: str) -> Path:
+def official_pretrained_url(name: str, mirror: Optional[str] = None) -> str:
+    """Where ``name``'s official ``*_pretrained.pdparams`` is downloaded from: the official URL, or the same file
+    name under ``mirror`` (a URL prefix; default ``$WB_WEIGHTS_MIRROR``) for machines that reach a mirror only."""
+    import os
+
     from workbench.models import zoo
-    from workbench.weights.fetch import cache_dir, fetch
 
     spec = zoo.get_spec(name)
     if not spec.pretrained_url:
-        raise WeightsError(f"{name} has no official pretrained weights")
-    dest = cache_dir() / "pretrained" / Path(spec.pretrained_url).name
-    return fetch(spec.pretrained_url, dest, sha256=getattr(spec, "pretrained_sha256", None))
+        with_weights = [n for n in zoo.list_models() if zoo.get_spec(n).pretrained_url]
+        raise WeightsError(f"{name} has no official pretrained weights (models that have: {', '.join(with_weights)})")
+    mirror = mirror or os.environ.get("WB_WEIGHTS_MIRROR")
+    if mirror:
+        return mirror.rstrip("/") + "/" + spec.pretrained_url.rsplit("/", 1)[1]
+    return spec.pretrained_url
+
+
+def fetch_official_pretrained(
+    name: str,
+    *,
+    cache: Optional[Path] = None,
+    mirror: Optional[str] = None,
+    offline: Optional[bool] = None,
+    progress: bool = True,
+) -> Path:
+    """``name``'s official training weights in the cache (``<cache>/pretrained/<file>``), downloaded if needed.
+
+    No sha256 is published for these files, so the first verified download records its digest next to it
+    (``<file>.sha256``) and later uses check the cached copy against it (a file damaged on disk is fetched again).
+    """
+    from workbench.models import zoo
+    from workbench.weights.fetch import cache_dir, fetch, sha256_of
+
+    url = official_pretrained_url(name, mirror)
+    dest = Path(cache or cache_dir()) / "pretrained" / url.rsplit("/", 1)[1]
+    known = getattr(zoo.get_spec(name), "pretrained_sha256", None)
+    recorded = dest.with_name(dest.name + ".sha256")
+    cached = dest.is_file()
+    if known is None and cached and recorded.is_file():
+        known = recorded.read_text().split()[0]
+    path = fetch(url, dest, sha256=known, progress=progress, offline_mode=offline)
+    if not (cached and recorded.is_file()):  # a fresh download (or no record yet): record what we verified
+        recorded.write_text(f"{sha256_of(path)}  {path.name}\n")
+    return path
+
+
+def check_state_dict_fits(name: str, path: Path) -> int:
+    """Raise WeightsError unless ``path`` is a state dict with exactly the keys and shapes of ``name``'s training
+    graph (what a truncated / corrupted / wrong file fails). Returns the number of tensors."""
+    from workbench.models import zoo
+    from workbench.tasks.rec import NRTR_PE_KEY
+
+    state = read_state_dict(path)
+    own = zoo.build_model(name).state_dict()
+    missing = [k for k in own if k not in state and k != NRTR_PE_KEY]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        raise WeightsError(
+            f"{path} is not {name}'s training state dict: {len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(mismatched)} mis-shaped tensors (first: {(missing + unexpected + mismatched)[:3]})"
+        )
+    return len(state)
 
 
 def read_state_dict(path: str | Path) -> dict:
