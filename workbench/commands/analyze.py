@@ -62,6 +62,7 @@ class AnalyzeConfig:
     iou: float = 0.5
     merge_cover: float = 0.5
     split_cover: float = 0.5
+    loose_cover: float = 0.5
     # report
     max_cases: int = 40
     examples_per_outcome: int = 12
@@ -123,7 +124,8 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
                           limit_type=cfg.limit_type, max_side_limit=cfg.max_side_limit,
                           rec_batch_size=cfg.rec_batch_size))
     compare = TextCompare(case_insensitive=cfg.case_insensitive, ignore_space=cfg.ignore_space)
-    rules = MatchRules(iou=cfg.iou, merge_cover=cfg.merge_cover, split_cover=cfg.split_cover)
+    rules = MatchRules(iou=cfg.iou, merge_cover=cfg.merge_cover, split_cover=cfg.split_cover,
+                       loose_cover=cfg.loose_cover)
 
     image_rows, gts, skipped = [], [], []
     next_set = NextTrainingSet(out_dir / "next_training_set") if cfg.next_training_set else None
