@@ -1,0 +1,662 @@
+"""The general OCR pipeline (detection → crops → recognition), run for analysis, with every reading kept.
+
+Two runners give the same per-image result (:class:`PageResult`) and can both read arbitrary crops
+(``recognize``), which the attribution uses to read the ground-truth boxes ("perfect crops"):
+
+* :class:`WorkbenchPipeline` — our det + rec models in this process (run dirs, checkpoints, ``.pdparams``,
+  MLflow run ids, official names, ``stock``). It replicates PaddleX 3.7's OCR pipeline
+  (``paddlex/inference/pipelines/ocr/pipeline.py``, ``text_type: general``) step by step:
+
+  1. detection: resize as ``DetResizeForTest`` with the pipeline YAML's ``limit_side_len`` / ``limit_type`` /
+     ``max_side_limit`` (:class:`~workbench.data.preprocess.DetResize`), ImageNet normalisation in PaddleX's float32
+     arithmetic, the model, PaddleX's ``DBPostProcess`` (:class:`~workbench.postprocess.db.DBPostProcess`, quads);
+  2. the boxes sorted top to bottom, left to right (:func:`sort_quad_boxes` = ``SortQuadBoxes``);
+  3. each box cropped as ``CropByPolys(det_box_type="quad")``: the box's minimum-area rectangle warped upright
+     (:func:`crop_quad`; a crop at least 1.5× taller than wide is turned by 90°); boxes whose crop is empty are
+     dropped;
+  4. no document preprocessing and no text-line orientation model (they are not models we train);
+  5. recognition: the crops sorted by aspect ratio, read in batches of ``TextRecognition.batch_size``, each crop
+     resized to height 48 keeping its ratio and the batch right-padded to its widest crop
+     (:func:`~workbench.data.preprocess.preprocess_rec_batch`), greedy CTC decoding;
+  6. ``text_rec_score_thresh``: PaddleX drops readings scoring below it. Here every reading is kept with its score;
+     :meth:`PageResult.kept` applies the threshold exactly as PaddleX does (``score >= thresh``).
+
+  Crops are fed in OpenCV's BGR order, as PaddleX does for models whose ``inference.yml`` says
+  ``DecodeImage: {img_mode: BGR}`` (upstream's export, and ours).
+
+* :class:`PaddleXPipeline` — an exported pipeline folder (``PaddleOCR.yaml`` + inference model folders), or two
+  inference model folders, through the real ``paddlex.create_pipeline``. Its ``model_dir`` paths are resolved
+  against the folder. It runs with ``text_rec_score_thresh=0`` so every reading comes back, and the configured
+  threshold is applied afterwards (the same ``>=`` test). Document preprocessing (orientation / unwarping) is
+  switched off: it moves pixels, and the ground truth is in the original image's coordinates. The text-line
+  orientation model runs if the YAML enables it.
+
+:func:`load_pipeline` turns the command line's ``det=`` / ``rec=`` references into one of the two.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from workbench.errors import ConfigError, WeightsError, WorkbenchError
+
+log = logging.getLogger("workbench.analyze")
+
+#: what ``stock`` means: the official PP-OCRv5 mobile models
+STOCK_MODELS = {"det": "PP-OCRv5_mobile_det", "rec": "PP-OCRv5_mobile_rec"}
+#: the pipeline YAML file an export folder holds (``wb export`` writes it)
+PIPELINE_YAML = "PaddleOCR.yaml"
+#: a crop this many times taller than wide is turned by 90° before recognition (PaddleX's get_rotate_crop_image)
+TURN_RATIO = 1.5
+
+
+# --- settings ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The OCR pipeline's knobs. Defaults: the PaddleX 3.7 ``OCR`` pipeline YAML (what ``PaddleOCR.yaml`` holds)."""
+
+    limit_side_len: int = 64
+    limit_type: str = "min"
+    max_side_limit: int = 4000
+    thresh: float = 0.3
+    box_thresh: float = 0.6
+    unclip_ratio: float = 1.5
+    max_candidates: int = 1000  # max_candidates and score_mode: the det model's inference.yml, not the pipeline YAML
+    score_mode: str = "fast"
+    rec_batch_size: int = 6
+    score_thresh: float = 0.0  # text_rec_score_thresh
+
+    def __post_init__(self):
+        problems = []
+        if self.limit_type not in ("min", "max", "resize_long"):
+            problems.append(f"limit_type={self.limit_type!r}: choose min, max or resize_long")
+        if self.score_mode not in ("fast", "slow"):
+            problems.append(f"score_mode={self.score_mode!r}: choose fast or slow")
+        for key in ("limit_side_len", "max_side_limit", "max_candidates", "rec_batch_size"):
+            if int(getattr(self, key)) < 1:
+                problems.append(f"{key}={getattr(self, key)} must be >= 1")
+        for key in ("thresh", "box_thresh"):
+            if not 0.0 <= float(getattr(self, key)) <= 1.0:
+                problems.append(f"{key}={getattr(self, key)} must be within [0, 1]")
+        if self.unclip_ratio <= 0:
+            problems.append(f"unclip_ratio={self.unclip_ratio} must be > 0")
+        if problems:
+            raise ConfigError("pipeline settings: " + "; ".join(problems))
+
+    @classmethod
+    def from_pipeline_config(cls, config: dict) -> "PipelineSettings":
+        """Settings of a PaddleX OCR pipeline config; absent keys take PaddleX's code defaults (which differ from
+        the YAML's: 960 / max / unclip 2.0, batch size 1)."""
+        sub = config.get("SubModules", {})
+        det, rec = sub.get("TextDetection", {}) or {}, sub.get("TextRecognition", {}) or {}
+        return cls(
+            limit_side_len=int(det.get("limit_side_len", 960)),
+            limit_type=str(det.get("limit_type", "max")),
+            max_side_limit=int(det.get("max_side_limit", 4000)),
+            thresh=float(det.get("thresh", 0.3)),
+            box_thresh=float(det.get("box_thresh", 0.6)),
+            unclip_ratio=float(det.get("unclip_ratio", 2.0)),
+            rec_batch_size=int(rec.get("batch_size", 1)),
+            score_thresh=float(rec.get("score_thresh", 0.0)),
+        )
+
+    @classmethod
+    def for_checkpoints(cls, det: "LoadedModel", rec: "LoadedModel") -> "PipelineSettings":
+        """The settings ``wb export`` writes for these models: the det run's evaluation resize and post-process
+        (``meta.json``, ``eval.det.score_mode``) and the rec run's ``eval.rec.score_thresh``; the pipeline YAML's
+        defaults for stock models and bare weight files."""
+        import yaml
+
+        values: dict = {}
+        if det.checkpoint is not None:
+            values.update(det.checkpoint.meta.get("resize") or {})
+            values.update(det.checkpoint.meta.get("postprocess") or {})
+            eval_det = ((yaml.safe_load(det.checkpoint.config_yaml or "") or {}).get("eval") or {}).get("det") or {}
+            values["score_mode"] = eval_det.get("score_mode", "fast")
+        if rec.checkpoint is not None:
+            eval_rec = ((yaml.safe_load(rec.checkpoint.config_yaml or "") or {}).get("eval") or {}).get("rec") or {}
+            if "score_thresh" in eval_rec:
+                values["score_thresh"] = float(eval_rec["score_thresh"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def with_overrides(self, **values) -> "PipelineSettings":
+        """A copy with the values that are not ``None`` replaced (command-line overrides)."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+# --- results ----------------------------------------------------------------------------------------------------
+@dataclass
+class PageResult:
+    """One image through the pipeline: every detected box (the pipeline's order) with its reading.
+
+    ``polys``: ``[4, 2]`` integer arrays in original image pixels. ``scores``: recognition scores (no threshold
+    applied). ``det_scores``: box scores (``None`` when the runner does not expose them: PaddleX's pipeline drops
+    them). ``angles``: the text-line orientation model's class per box (1 = turned by 180°), -1 when not used.
+    ``timings``: seconds per stage; keys ending in ``_infer`` are model inference.
+    """
+
+    polys: list
+    texts: list
+    scores: list
+    det_scores: Optional[list] = None
+    angles: Optional[list] = None
+    timings: dict = field(default_factory=dict)
+
+    def kept(self, score_thresh: float) -> list[int]:
+        """Indices of the readings the pipeline outputs at ``text_rec_score_thresh=score_thresh``."""
+        return [i for i, s in enumerate(self.scores) if s >= score_thresh]
+
+
+# --- the pipeline's geometry (PaddleX's SortQuadBoxes / CropByPolys) ---------------------------------------------
+def sort_quad_boxes(polys: Sequence) -> list[int]:
+    """The order PaddleX's ``SortQuadBoxes`` puts boxes in, as indices: by the first point's (y, x), then one
+    backwards pass per box that swaps neighbours less than 10 px apart in y when they are out of order in x."""
+    tops = [(int(p[0][1]), int(p[0][0])) for p in polys]
+    order = sorted(range(len(polys)), key=lambda i: tops[i])  # stable, as Python's sorted on the boxes
+    for i in range(len(order) - 1):
+        for j in range(i, -1, -1):
+            (y1, x1), (y0, x0) = tops[order[j + 1]], tops[order[j]]
+            if abs(y1 - y0) < 10 and x1 < x0:
+                order[j], order[j + 1] = order[j + 1], order[j]
+            else:
+                break
+    return order
+
+
+def crop_corners(points) -> np.ndarray:
+    """The corners (TL, TR, BR, BL as float32 ``[4, 2]``) PaddleX warps a box from: the minimum-area rectangle of
+    the integer-truncated points, its corners ordered by x (stable), then by y within the left and right pairs."""
+    rect = cv2.minAreaRect(np.asarray(points).astype(np.int32).reshape(-1, 2))
+    corners = sorted(list(cv2.boxPoints(rect)), key=lambda p: p[0])
+    top_left, bottom_left = (corners[0], corners[1]) if corners[1][1] > corners[0][1] else (corners[1], corners[0])
+    top_right, bottom_right = (corners[2], corners[3]) if corners[3][1] > corners[2][1] else (corners[3], corners[2])
+    return np.array([top_left, top_right, bottom_right, bottom_left])
+
+
+def _crop_size(corners: np.ndarray) -> tuple[int, int]:
+    """(width, height) of the warped crop: the longer of each pair of opposite sides, truncated (float32 norms)."""
+    width = int(max(np.linalg.norm(corners[0] - corners[1]), np.linalg.norm(corners[2] - corners[3])))
+    height = int(max(np.linalg.norm(corners[0] - corners[3]), np.linalg.norm(corners[1] - corners[2])))
+    return width, height
+
+
+def crop_is_turned(points) -> bool:
+    """Whether the pipeline turns this box's crop by 90° (it is at least 1.5× taller than wide)."""
+    width, height = _crop_size(crop_corners(points))
+    return width > 0 and height / width >= TURN_RATIO
+
+
+def crop_quad(image: np.ndarray, points) -> np.ndarray:
+    """The crop the pipeline reads for a box: ``get_minarea_rect_crop`` + ``get_rotate_crop_image`` (perspective
+    warp to the rectangle, bicubic, replicated border; turned by 90° counter-clockwise when ``h / w >= 1.5``).
+    A degenerate box gives an empty ``[0, 0, 3]`` array."""
+    corners = crop_corners(points)
+    width, height = _crop_size(corners)
+    if width < 1 or height < 1:
+        return np.zeros((0, 0) + image.shape[2:], dtype=image.dtype)
+    target = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    matrix = cv2.getPerspectiveTransform(corners, target)
+    crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE,
+                               flags=cv2.INTER_CUBIC)
+    if crop.shape[0] * 1.0 / crop.shape[1] >= TURN_RATIO:
+        crop = np.ascontiguousarray(np.rot90(crop))
+    return crop
+
+
+def turn_180(crop: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(crop[::-1, ::-1])
+
+
+# --- our models in process --------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    """A det or rec model ready for inference, and where it came from."""
+
+    task: str
+    name: str  # zoo name
+    ref: str  # what the user gave
+    source: str  # the weights file
+    model: Any
+    charset: Any = None  # rec
+    image_shape: tuple = (3, 48, 320)  # rec input (C, H, W)
+    checkpoint: Any = None  # the workbench checkpoint it came from (engine.checkpoint.Checkpoint), if any
+
+
+def load_model(ref: str, task: str, *, model_name: Optional[str] = None, rec_dict: Optional[str] = None,
+               tracking_uri: Optional[str] = None, fuse: bool = True) -> LoadedModel:
+    """Our ``task`` model for ``ref``, in eval mode.
+
+    * a run id / run dir / checkpoint dir (or its ``model.pdparams``): exactly what ``wb export`` would ship — the
+      checks, the training dictionary, and the EMA weights when the checkpoint has them
+      (:func:`workbench.export.inference_model.load_export_source`);
+    * ``stock``, an official name, or a bare ``.pdparams`` (of ``model_name``, default the stock model): the task's
+      own resolution (official dictionary and weights fetched into the cache; strict loading).
+
+    ``rec_dict`` overrides the dictionary of a bare rec ``.pdparams`` (a checkpoint's must agree with its own).
+    ``fuse``: fold the re-parameterisable layers, as the exported inference graph does.
+    """
+    from workbench.engine.checkpoint import is_checkpoint_dir
+    from workbench.tracking.mlflow import looks_like_run_id
+
+    path = Path(ref)
+    if path.is_dir() or looks_like_run_id(ref) or (path.is_file() and is_checkpoint_dir(path.parent)
+                                                   and path.suffix == ".pdparams"):
+        from workbench.export.inference_model import build_model, load_export_source
+
+        source = load_export_source(path.parent if path.is_file() else ref, task, dictionary=rec_dict,
+                                    tracking_uri=tracking_uri)
+        loaded = LoadedModel(task=task, name=source.model_name, ref=ref, model=build_model(source),
+                             source=str(source.path / source.weights_file), charset=source.charset,
+                             image_shape=tuple(source.image_shape), checkpoint=source.checkpoint)
+    else:
+        loaded = _load_by_task(ref, task, model_name=model_name, rec_dict=rec_dict)
+    loaded.model.eval()
+    if fuse:
+        from workbench.models.rep import fuse_for_inference
+
+        fuse_for_inference(loaded.model)
+    return loaded
+
+
+def _load_by_task(ref: str, task: str, *, model_name: Optional[str], rec_dict: Optional[str]) -> LoadedModel:
+    """``stock`` / an official name / a bare ``.pdparams``, resolved by the det / rec task as ``wb eval`` does."""
+    from workbench.config.schema import TrainConfig
+    from workbench.models import zoo
+    from workbench.tasks import build_task
+
+    official = STOCK_MODELS[task] if ref == "stock" else (ref if ref in zoo.list_models() else None)
+    cfg = TrainConfig(task=task)
+    cfg.model.name = official or model_name or STOCK_MODELS[task]
+    cfg.model.pretrained = official or ref
+    cfg.data.eval_batch_size = 1
+    if rec_dict and task == "rec":
+        cfg.model.character_dict = str(rec_dict)
+    # The task resolves dictionary, model and weights; it checks that data files exist but never reads them here.
+    cfg.data.train = cfg.data.val = __file__
+    try:
+        t = build_task(cfg)
+        model = t.build_model()
+        report = t.load_initial_weights(model)
+    except WeightsError as exc:
+        if official is None:
+            raise
+        raise WeightsError(
+            f"{task}={ref}: the official {official} weights are not available here.\n{exc}\n"
+            f"Without internet access, put the official file at the path above, or import the stock ONNX model "
+            f"with `wb weights import` and pass {task}=<the imported .pdparams>."
+        ) from None
+    spec = zoo.get_spec(cfg.model.name)
+    return LoadedModel(task=task, name=cfg.model.name, ref=ref, source=str(report.source), model=model,
+                       charset=getattr(t, "charset", None), image_shape=tuple(spec.image_shape or (3, 48, 320)))
+
+
+class WorkbenchPipeline:
+    """Our det + rec models, run like PaddleX's OCR pipeline (module docstring)."""
+
+    kind = "workbench"
+
+    def __init__(self, det: LoadedModel, rec: LoadedModel, settings: PipelineSettings = PipelineSettings()):
+        from workbench.data.preprocess import DetResize
+        from workbench.postprocess.ctc import CTCDecoder
+        from workbench.postprocess.db import DBPostProcess
+
+        if det.task != "det" or rec.task != "rec":
+            raise ConfigError(f"det={det.ref} is a {det.task} model, rec={rec.ref} a {rec.task} model")
+        self.det, self.rec, self.settings = det, rec, settings
+        self.resize = DetResize(limit_side_len=settings.limit_side_len, limit_type=settings.limit_type,
+                                max_side_limit=settings.max_side_limit)
+        self.post = DBPostProcess(thresh=settings.thresh, box_thresh=settings.box_thresh,
+                                  max_candidates=settings.max_candidates, unclip_ratio=settings.unclip_ratio,
+                                  score_mode=settings.score_mode)
+        self.decoder = CTCDecoder(rec.charset)
+
+    def describe(self) -> dict:
+        return {"runner": "workbench (in process)", "det": f"{self.det.name} ({self.det.ref})",
+                "det_weights": self.det.source, "rec": f"{self.rec.name} ({self.rec.ref})",
+                "rec_weights": self.rec.source, "dictionary": getattr(self.rec.charset, "source", None)}
+
+    def detect(self, image: np.ndarray, timings: Optional[dict] = None) -> tuple[list, list]:
+        """Boxes and box scores of one BGR image, in the pipeline's order."""
+        import paddle
+
+        from workbench.data.preprocess import normalize_det
+
+        resized, shape = self.resize(image)
+        x = normalize_det(resized, arithmetic="paddlex")[None]
+        t0 = time.perf_counter()
+        with paddle.no_grad():
+            prob = self.det.model(paddle.to_tensor(x)).numpy()
+        t1 = time.perf_counter()
+        polys, scores = self.post(prob, shape.as_array()[None])[0]
+        order = sort_quad_boxes(polys)
+        if timings is not None:
+            timings["det_infer"] = timings.get("det_infer", 0.0) + t1 - t0
+            timings["det_post"] = timings.get("det_post", 0.0) + time.perf_counter() - t1
+        return [np.asarray(polys[i]) for i in order], [float(scores[i]) for i in order]
+
+    def recognize(self, crops: Sequence[np.ndarray], timings: Optional[dict] = None,
+                  key: str = "rec_infer") -> list[tuple[str, float]]:
+        """Readings of BGR crops: sorted by aspect ratio, read in batches of ``rec_batch_size`` (as the pipeline)."""
+        import paddle
+
+        from workbench.data.preprocess import preprocess_rec_batch
+
+        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / float(crops[i].shape[0]))
+        out: list = [None] * len(crops)
+        size = max(1, int(self.settings.rec_batch_size))
+        spent = 0.0
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            x = preprocess_rec_batch([crops[i] for i in batch], self.rec.image_shape)
+            t0 = time.perf_counter()
+            with paddle.no_grad():
+                probs = self.rec.model(paddle.to_tensor(x)).numpy()
+            spent += time.perf_counter() - t0
+            for i, reading in zip(batch, self.decoder(probs)):
+                out[i] = reading
+        if timings is not None:
+            timings[key] = timings.get(key, 0.0) + spent
+        return out
+
+    def run(self, image: np.ndarray) -> PageResult:
+        timings: dict = {}
+        t0 = time.perf_counter()
+        polys, det_scores = self.detect(image, timings)
+        t1 = time.perf_counter()
+        crops = [crop_quad(image, p) for p in polys]
+        keep = [i for i, c in enumerate(crops) if c.size > 0]  # the pipeline drops boxes with an empty crop
+        polys, det_scores, crops = [polys[i] for i in keep], [det_scores[i] for i in keep], [crops[i] for i in keep]
+        timings["crop"] = time.perf_counter() - t1
+        readings = self.recognize(crops, timings)
+        timings["pipeline"] = time.perf_counter() - t0
+        return PageResult(polys=polys, texts=[r[0] for r in readings], scores=[float(r[1]) for r in readings],
+                          det_scores=det_scores, angles=[-1] * len(polys), timings=timings)
+
+
+# --- the real PaddleX pipeline ----------------------------------------------------------------------------------
+def is_pipeline_export(path: str | Path) -> bool:
+    p = Path(path)
+    return (p.is_dir() and (p / PIPELINE_YAML).is_file()) or (p.is_file() and p.suffix in (".yaml", ".yml")
+                                                               and p.name != "inference.yml")
+
+
+def is_inference_model_dir(path: str | Path) -> bool:
+    """A PaddleX inference model folder: ``inference.yml`` + ``inference.json`` / ``.pdmodel`` + ``.pdiparams``."""
+    p = Path(path)
+    return (p.is_dir() and (p / "inference.yml").is_file() and (p / "inference.pdiparams").is_file()
+            and ((p / "inference.json").is_file() or (p / "inference.pdmodel").is_file()))
+
+
+def read_pipeline_yaml(path: str | Path) -> tuple[dict, Path]:
+    """A pipeline YAML (or the folder holding ``PaddleOCR.yaml``), read as ``wb export`` writes it, with its
+    ``model_dir`` paths made absolute against the YAML's folder; every named folder must exist."""
+    import yaml
+
+    from workbench.errors import ExportError
+    from workbench.export.pipeline_yaml import load_pipeline_config
+
+    p = Path(path)
+    file = p / PIPELINE_YAML if p.is_dir() else p
+    try:
+        config = load_pipeline_config(file)
+    except (OSError, yaml.YAMLError, ExportError) as exc:
+        raise ConfigError(f"{file}: not a readable pipeline YAML ({exc})") from None
+    if config.get("pipeline_name") != "OCR":
+        raise ConfigError(f"{file}: not a PaddleX OCR pipeline config (pipeline_name: OCR)")
+    for name, module in (config.get("SubModules") or {}).items():
+        if isinstance(module, dict) and module.get("model_dir") and not Path(module["model_dir"]).is_dir():
+            raise ConfigError(f"{file}: SubModules.{name}.model_dir → {module['model_dir']} does not exist")
+    return config, file
+
+
+def pipeline_config_for_models(det_dir: str | Path, rec_dir: str | Path,
+                               settings: PipelineSettings = PipelineSettings()) -> dict:
+    """An OCR pipeline config for two inference model folders (their ``inference.yml`` names the models)."""
+    import yaml
+
+    def model_name(d):
+        meta = yaml.safe_load((Path(d) / "inference.yml").read_text(encoding="utf-8")) or {}
+        name = (meta.get("Global") or {}).get("model_name")
+        if not name:
+            raise ConfigError(f"{d}/inference.yml has no Global.model_name")
+        return name
+
+    s = settings
+    return {
+        "pipeline_name": "OCR", "text_type": "general", "use_doc_preprocessor": False,
+        "use_textline_orientation": False,
+        "SubModules": {
+            "TextDetection": {"module_name": "text_detection", "model_name": model_name(det_dir),
+                              "model_dir": str(Path(det_dir).resolve()), "limit_side_len": s.limit_side_len,
+                              "limit_type": s.limit_type, "max_side_limit": s.max_side_limit, "thresh": s.thresh,
+                              "box_thresh": s.box_thresh, "unclip_ratio": s.unclip_ratio},
+            "TextRecognition": {"module_name": "text_recognition", "model_name": model_name(rec_dir),
+                                "model_dir": str(Path(rec_dir).resolve()), "batch_size": s.rec_batch_size,
+                                "score_thresh": s.score_thresh},
+        },
+    }
+
+
+class PaddleXPipeline:
+    """An OCR pipeline config run by ``paddlex.create_pipeline`` (module docstring).
+
+    ``run_mode``: PaddleX's predictor run mode (``paddle``, ``mkldnn``, ...); ``None`` = PaddleX's default for the
+    device. ``settings`` override the config's detection parameters and threshold (passed to ``predict``).
+    """
+
+    kind = "paddlex"
+
+    def __init__(self, config: dict, *, settings: Optional[PipelineSettings] = None, device: str = "cpu",
+                 run_mode: Optional[str] = None, source: str = ""):
+        import paddlex
+
+        config = copy.deepcopy(config)
+        if config.get("text_type", "general") != "general":
+            raise ConfigError(f"{source}: text_type {config.get('text_type')!r}; the analysis needs 'general'")
+        if config.get("use_doc_preprocessor"):
+            log.info("document preprocessing switched off for the analysis: it moves pixels away from the "
+                     "ground truth's coordinates")
+            config["use_doc_preprocessor"] = False
+        self.config = config
+        self.settings = settings or PipelineSettings.from_pipeline_config(config)
+        det_dir = (config.get("SubModules", {}).get("TextDetection") or {}).get("model_dir")
+        if det_dir and (Path(det_dir) / "inference.yml").is_file():  # what PaddleX's det model reads from there
+            import yaml
+
+            post = (yaml.safe_load((Path(det_dir) / "inference.yml").read_text(encoding="utf-8")) or {}).get(
+                "PostProcess") or {}
+            self.settings = replace(self.settings, max_candidates=int(post.get("max_candidates", 1000)),
+                                    score_mode=str(post.get("score_mode", "fast")))
+        config["SubModules"]["TextRecognition"]["batch_size"] = self.settings.rec_batch_size
+        self.source = source
+        self.device = device
+        self.run_mode = run_mode
+        engine_config = {"run_mode": run_mode} if run_mode else None
+        try:
+            self.pipeline = paddlex.create_pipeline(config=config, device=device, engine_config=engine_config)
+            # the GT crops are read by the same recognition model, configured as the pipeline's module
+            rec = config["SubModules"]["TextRecognition"]
+            self.rec_model = paddlex.create_model(model_name=rec["model_name"], model_dir=rec.get("model_dir"),
+                                                  device=device, batch_size=self.settings.rec_batch_size,
+                                                  engine_config=engine_config or rec.get("engine_config"))
+        except Exception as exc:  # PaddleX raises plain exceptions; say which config failed
+            raise WorkbenchError(f"PaddleX could not create the OCR pipeline from {source}: "
+                                 f"{exc.__class__.__name__}: {exc}") from exc
+
+    def describe(self) -> dict:
+        sub = self.config.get("SubModules", {})
+        out = {"runner": "PaddleX pipeline", "config": self.source, "device": self.device,
+               "run_mode": self.run_mode or "PaddleX default",
+               "text-line orientation": bool(self.config.get("use_textline_orientation"))}
+        for key in ("TextDetection", "TextRecognition"):
+            if key in sub:
+                out[key] = f"{sub[key].get('model_name')} ({sub[key].get('model_dir')})"
+        return out
+
+    def _call(self, what: str, fn):
+        try:
+            return fn()
+        except Exception as exc:
+            hint = ""
+            if "onednn" in str(exc).lower() or "mkldnn" in str(exc).lower():
+                hint = " (a oneDNN failure: try paddlex_run_mode=paddle)"
+            raise WorkbenchError(f"PaddleX failed on {what}: {exc.__class__.__name__}: {exc}{hint}") from exc
+
+    def run(self, image: np.ndarray) -> PageResult:
+        s = self.settings
+        t0 = time.perf_counter()
+        result = self._call("an image", lambda: list(self.pipeline.predict(
+            image, text_det_limit_side_len=s.limit_side_len, text_det_limit_type=s.limit_type,
+            text_det_max_side_limit=s.max_side_limit, text_det_thresh=s.thresh, text_det_box_thresh=s.box_thresh,
+            text_det_unclip_ratio=s.unclip_ratio, text_rec_score_thresh=0.0))[0])
+        spent = time.perf_counter() - t0
+        polys = [np.asarray(p) for p in result["dt_polys"]]
+        texts, scores = list(result["rec_texts"]), [float(x) for x in result["rec_scores"]]
+        if len(texts) != len(polys):
+            raise WorkbenchError(f"PaddleX returned {len(polys)} boxes but {len(texts)} readings at threshold 0")
+        angles = [int(a) for a in result.get("textline_orientation_angles", [-1] * len(polys))]
+        return PageResult(polys=polys, texts=texts, scores=scores, det_scores=None, angles=angles,
+                          timings={"pipeline_infer": spent, "pipeline": spent})
+
+    def recognize(self, crops: Sequence[np.ndarray], timings: Optional[dict] = None,
+                  key: str = "rec_infer") -> list[tuple[str, float]]:
+        if not crops:
+            return []
+        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / float(crops[i].shape[0]))
+        t0 = time.perf_counter()
+        results = self._call("crops", lambda: list(self.rec_model.predict([crops[i] for i in order])))
+        if timings is not None:
+            timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+        out: list = [None] * len(crops)
+        for i, r in zip(order, results):
+            out[i] = (str(r["rec_text"]), float(r["rec_score"]))
+        return out
+
+
+# --- from the command line's references ------------------------------------------------------------------------
+def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[str] = None,
+                  settings: Optional[dict] = None, rec_dict: Optional[str] = None,
+                  det_model: Optional[str] = None, rec_model: Optional[str] = None, device: str = "cpu",
+                  paddlex_run_mode: Optional[str] = None, tracking_uri: Optional[str] = None):
+    """The runner for ``det=`` / ``rec=`` / ``pipeline=`` (see ``wb analyze``).
+
+    * ``pipeline=<export folder | pipeline YAML>``, or ``det=<export folder>`` (``rec`` omitted or the same):
+      the real PaddleX pipeline;
+    * ``det=<inference model folder> rec=<inference model folder>``: the real PaddleX pipeline on the two models;
+    * anything else (``stock``, an official name, a run id / run dir / checkpoint dir, a ``.pdparams``): our
+      models in process. ``None`` means ``stock``.
+
+    ``settings``: command-line overrides of :class:`PipelineSettings` fields (``None`` values are ignored).
+    """
+    overrides = {k: v for k, v in (settings or {}).items() if v is not None}
+    for ref in (det, rec):
+        if ref is not None and ref != pipeline and is_pipeline_export(ref):
+            if pipeline is not None:
+                raise ConfigError(f"two pipelines given: pipeline={pipeline} and {ref}")
+            pipeline = ref
+    if pipeline is not None:
+        others = {r for r in (det, rec) if r is not None and r != pipeline}
+        if others:
+            raise ConfigError(f"an exported pipeline ({pipeline}) holds both models; drop det=/rec= "
+                              f"({', '.join(sorted(others))}) or give two model references instead")
+        if not is_pipeline_export(pipeline):
+            raise ConfigError(f"pipeline={pipeline}: no {PIPELINE_YAML} there")
+        config, file = read_pipeline_yaml(pipeline)
+        s = PipelineSettings.from_pipeline_config(config).with_overrides(**overrides)
+        return PaddleXPipeline(config, settings=s, device=device, run_mode=paddlex_run_mode, source=str(file))
+    det, rec = det or "stock", rec or "stock"
+    inference_dirs = [is_inference_model_dir(r) for r in (det, rec)]
+    if all(inference_dirs):
+        s = PipelineSettings().with_overrides(**overrides)
+        config = pipeline_config_for_models(det, rec, s)
+        return PaddleXPipeline(config, settings=s, device=device, run_mode=paddlex_run_mode,
+                               source=f"det={det} rec={rec}")
+    if any(inference_dirs):
+        which = "det" if inference_dirs[0] else "rec"
+        raise ConfigError(f"{which}={det if inference_dirs[0] else rec} is an exported inference model and the "
+                          "other is not: give both as inference models (run by PaddleX) or both as weights / runs")
+    _set_paddle_device(device)
+    det_loaded = load_model(det, "det", model_name=det_model, tracking_uri=tracking_uri)
+    rec_loaded = load_model(rec, "rec", model_name=rec_model, rec_dict=rec_dict, tracking_uri=tracking_uri)
+    s = PipelineSettings.for_checkpoints(det_loaded, rec_loaded).with_overrides(**overrides)
+    return WorkbenchPipeline(det_loaded, rec_loaded, s)
+
+
+def _set_paddle_device(device: str) -> None:
+    import paddle
+
+    if device == "cpu":
+        paddle.set_device("cpu")
+        return
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if device.startswith("gpu") and not has_gpu:
+        raise ConfigError(f"device={device} but this Paddle has no usable GPU")
+    paddle.set_device(device if device.startswith("gpu") else ("gpu" if has_gpu else "cpu"))
+
+
+# --- one image, attributed --------------------------------------------------------------------------------------
+@dataclass
+class AnalyzedImage:
+    page: PageResult
+    attribution: Any  # attribution.ImageAttribution
+    gt_crops: list  # per GT: the "perfect crop" (BGR), None for don't care or a box too thin to crop
+    timings: dict
+
+
+def analyze_image(runner, image: np.ndarray, gt_polys: Sequence, gt_texts: Sequence[str],
+                  gt_ignore: Sequence[bool], *, compare=None, rules=None) -> AnalyzedImage:
+    """Run the pipeline on one BGR image, read every care GT box as the pipeline would crop it (and, where that
+    reading is wrong, the crop turned by 180°), attribute each GT text to an outcome, and where a matched box is
+    misread, read its crop turned by 180° and attribute again (an upside-down crop is an orientation error)."""
+    from workbench.analysis.attribution import ImageInput, MatchRules, TextCompare, attribute_image, boxes_to_turn
+
+    compare = compare or TextCompare()
+    rules = rules or MatchRules()
+    page = runner.run(image)
+    timings = dict(page.timings)
+    t0 = time.perf_counter()
+    n = len(gt_polys)
+    care = [g for g in range(n) if not gt_ignore[g] and str(gt_texts[g]).strip()]
+    crops: list = [None] * n
+    for g in care:
+        crop = crop_quad(image, gt_polys[g])
+        crops[g] = crop if crop.size else None
+    readable = [g for g in care if crops[g] is not None]
+    perfect: list = [None] * n
+    rotated: list = [None] * n
+    timings["gt_crop"] = time.perf_counter() - t0
+    for g, reading in zip(readable, runner.recognize([crops[g] for g in readable], timings, key="gt_rec_infer")):
+        perfect[g] = reading
+    wrong = [g for g in readable if not compare.equal(perfect[g][0], gt_texts[g])]
+    if wrong:
+        turned = runner.recognize([turn_180(crops[g]) for g in wrong], timings, key="gt_rec_infer")
+        for g, reading in zip(wrong, turned):
+            rotated[g] = reading
+    t1 = time.perf_counter()
+    inp = ImageInput(
+        gt_polys=gt_polys, gt_texts=gt_texts, gt_ignore=gt_ignore, pred_polys=page.polys, pred_texts=page.texts,
+        pred_scores=page.scores, score_thresh=runner.settings.score_thresh, perfect=perfect, rotated=rotated,
+        vertical=[g in care and crop_is_turned(gt_polys[g]) for g in range(n)], pred_angles=page.angles,
+    )
+    attribution = attribute_image(inp, compare, rules)
+    spent = time.perf_counter() - t1
+    misread = boxes_to_turn(attribution)
+    if misread:  # an upside-down crop of a detected box is an orientation error: read those turned, attribute again
+        box_crops = [turn_180(crop_quad(image, page.polys[j])) for j in misread]
+        inp.pred_rotated = [None] * len(page.polys)
+        for j, reading in zip(misread, runner.recognize(box_crops, timings, key="turned_rec_infer")):
+            inp.pred_rotated[j] = reading
+        t2 = time.perf_counter()
+        attribution = attribute_image(inp, compare, rules)
+        spent += time.perf_counter() - t2
+    timings["attribution"] = spent
+    return AnalyzedImage(page=page, attribution=attribution, gt_crops=crops, timings=timings)
