@@ -153,3 +153,19 @@ def test_det_contract_and_a_fast_training_step():
         durations.append(time.perf_counter() - start)
     assert list(out["maps"].shape) == [4, 3, 128, 128]
     assert min(durations) < 2.0, durations
+
+
+def test_the_demo_cnn_is_a_ctc_recogniser_with_pp_ocr_sequence_layout():
+    """rec_demo_cnn: [N, 3, 48, W] -> CTC probabilities [N, W/8, C] (what PaddleX's CTCLabelDecode reads); training
+    returns CTC logits only and the multi-head loss scores it with a zero NRTR term."""
+    model = zoo.build_model("rec_demo_cnn", num_classes=12)
+    model.eval()
+    probs = model(paddle.rand([2, 3, 48, 200]))
+    assert probs.shape == [2, 25, 12]
+    np.testing.assert_allclose(probs.sum(-1).numpy(), 1.0, rtol=1e-5)
+    model.train()
+    out = model(paddle.rand([2, 3, 48, 160]))
+    assert set(out) == {"ctc"} and out["ctc"].shape == [2, 20, 12]
+    batch = {"label_ctc": paddle.to_tensor([[1, 2, 0], [3, 0, 0]], "int64"), "length": paddle.to_tensor([2, 1], "int64")}
+    loss = MultiLoss()(out, batch)
+    assert float(loss["loss_nrtr"]) == 0.0 and float(loss["loss"]) == float(loss["loss_ctc"]) > 0

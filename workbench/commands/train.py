@@ -25,6 +25,7 @@ def run_training(cfg, run_dir: Path | None = None):
     from workbench.config.schema import TrainConfig
 
     typed = cfg if isinstance(cfg, TrainConfig) else to_typed(cfg)
+    _command_line_beats_demo_overrides(typed)
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
@@ -42,6 +43,19 @@ def run_training(cfg, run_dir: Path | None = None):
     state = trainer.fit()
     log.info("run dir: %s | best %s = %s (step %s)", run_dir, typed.eval.select_metric, state.best_metric, state.best_step)
     return state.best_metric
+
+
+def _command_line_beats_demo_overrides(typed) -> None:
+    """A value given on the command line (``trainer.epochs=3``) is not replaced by ``data.demo.overrides``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from workbench.tasks.common import command_line_keys, drop_demo_overrides
+
+    if not HydraConfig.initialized() or not typed.data.demo.overrides:
+        return
+    dropped = drop_demo_overrides(typed, command_line_keys(list(HydraConfig.get().overrides.task)))
+    if dropped:
+        log.info("demo: the command line sets %s (data.demo.overrides not applied there)", ", ".join(dropped))
 
 
 def run_trial(cfg, job_dir: Path, overrides: list[str]) -> float:

@@ -25,23 +25,39 @@ class ModelConfig:
     # Re-initialise dictionary-sized head tensors when the pretrained head does not fit the dictionary.
     # Off by default: a mismatch is an error, because a silently re-initialised head is upstream's "acc stuck at 0".
     reinit_head_on_dict_change: bool = False
+    # Rec only: what an *untrained* NRTR branch may do to the backbone. Upstream's CTC branch detaches its input
+    # (use_guide), so only NRTR's gradient trains the backbone; starting weights without a trained NRTR branch
+    # (ONNX / inference-model imports) would then have pretrained features reshaped by a random decoder.
+    #   auto:    protect when the starting weights carry no trained NRTR branch (their import record says so)
+    #   protect: always -- the CTC loss trains the backbone, NRTR learns on detached features
+    #   upstream: upstream's wiring, whatever the weights
+    untrained_nrtr: str = "auto"
     # Free-form architecture overrides passed to the zoo builder (used by the tiny test configs).
     arch: dict = field(default_factory=dict)
 
 
 @dataclass
 class DemoConfig:
-    """Built-in synthetic data used when ``data.train`` is not given."""
+    """Built-in synthetic data used when ``data.train`` is not given.
+
+    The demo *trains from scratch* when it runs on this data with no ``model.pretrained``: then ``model`` /
+    ``arch`` replace the recipe's model and ``overrides`` replace recipe values (see
+    ``workbench.tasks.common.apply_demo_settings``). With your own data none of this applies.
+    """
 
     dir: str = "datasets/demo"
     n_train: int = 1000
     n_val: int = 100
     seed: int = 0
+    # Rec only: how the synthetic crops look (workbench.data.synth.REC_STYLES: "simple" | "realistic").
+    style: str = "realistic"
     # The demo trains this small model from scratch (the recipe's official model needs real data and its
-    # pretrained weights to learn anything in minutes). Applies only while model.pretrained is null;
-    # null = keep the recipe's model.
+    # pretrained weights to learn anything in minutes). null = keep the recipe's model.
     model: Optional[str] = None
     arch: dict = field(default_factory=dict)
+    # Recipe values for the from-scratch demo, as a nested mapping under data / optim / trainer / eval, e.g.
+    # {optim: {lr: 2e-3}, trainer: {epochs: 6}}. A key also given on the command line keeps the command line's value.
+    overrides: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -44,7 +44,9 @@ from workbench.errors import DataError
 
 __all__ = [
     "DEMO_ALPHABET",
+    "REC_STYLES",
     "DemoSet",
+    "RecStyle",
     "demo_font_paths",
     "det_demo_sample",
     "generate_det_demo",
@@ -52,6 +54,7 @@ __all__ = [
     "rec_demo_sample",
     "render_det_image",
     "render_rec_image",
+    "rec_style",
 ]
 
 GENERATOR_VERSION = 1
@@ -77,6 +80,58 @@ _WORDS = (
     "coffee bread milk apple orange hotel taxi train ticket gate seat exit entry north south east west"
 ).split()
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True)
+class RecStyle:
+    """How the rec demo crops look: text length and case, fonts, sizes, rotation, blur, noise, backgrounds.
+
+    Two presets (``REC_STYLES``):
+
+    * ``realistic``: everything the generator can do -- texts of 1-12 characters in any case (70 characters),
+      six DejaVu fonts (sans, bold, oblique, mono, serif, serif bold) at 22-40 px, rotation up to 3 degrees,
+      blur and noise on 30 % of the crops each, solid / gradient / paper backgrounds.
+    * ``simple``: what a model trained from scratch on two CPU cores can learn in minutes (the built-in rec
+      demo) -- the same kinds of texts, upper-cased and at most 8 characters (about 40 characters in all),
+      DejaVu Sans and Sans Bold at 28-36 px, no rotation, blur or noise, solid backgrounds. Colours still vary
+      (any pair with a luma difference of at least 100).
+    """
+
+    name: str
+    max_len: int = 12
+    uppercase: bool = False
+    fonts: tuple[str, ...] = ()  # font file names (of _FONT_FILES); empty = all of them
+    font_size: tuple[int, int] = (22, 40)  # inclusive
+    max_angle: float = 3.0  # degrees, uniform in [-max_angle, max_angle]
+    blur_p: float = 0.3
+    noise_p: float = 0.3
+    backgrounds: tuple[str, ...] = ("solid", "gradient", "paper")
+
+    def font_paths(self, available: list[Path]) -> list[Path]:
+        if not self.fonts:
+            return available
+        chosen = [p for p in available if p.name in self.fonts]
+        if not chosen:
+            raise DataError(f"synth: style {self.name!r} needs fonts {self.fonts}, found none in {available}")
+        return chosen
+
+
+REC_STYLES: dict[str, RecStyle] = {
+    "realistic": RecStyle("realistic"),
+    "simple": RecStyle(
+        "simple", max_len=8, uppercase=True, fonts=("DejaVuSans.ttf", "DejaVuSans-Bold.ttf"), font_size=(28, 36),
+        max_angle=0.0, blur_p=0.0, noise_p=0.0, backgrounds=("solid",),
+    ),
+}
+
+
+def rec_style(name: str | RecStyle) -> RecStyle:
+    if isinstance(name, RecStyle):
+        return name
+    try:
+        return REC_STYLES[name]
+    except KeyError:
+        raise DataError(f"synth: unknown rec demo style {name!r}; choose one of {sorted(REC_STYLES)}") from None
 
 
 @dataclass(frozen=True)
@@ -173,9 +228,12 @@ def _contrasting_color(rng: np.random.Generator, background_luma: float) -> np.n
     return np.full(3, rng.integers(0, 40) if dark else rng.integers(215, 256), np.float32)
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Solid, linear gradient, or smooth noise ("paper"), float32 BGR in [0, 255]."""
-    kind = rng.integers(0, 3)
+_BACKGROUNDS = ("solid", "gradient", "paper")
+
+
+def _background(rng: np.random.Generator, h: int, w: int, kinds: tuple[str, ...] = _BACKGROUNDS) -> np.ndarray:
+    """Solid, linear gradient, or smooth noise ("paper"), float32 BGR in [0, 255]; one of ``kinds``."""
+    kind = _BACKGROUNDS.index(kinds[int(rng.integers(0, len(kinds)))])
     base = rng.integers(0, 256, size=3).astype(np.float32)
     if kind == 0:
         image = np.broadcast_to(base, (h, w, 3)).copy()
@@ -217,23 +275,37 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def render_rec_image(rng: np.random.Generator, fonts: list[Path]) -> tuple[np.ndarray, str]:
-    """One rec sample: (BGR uint8 image, text)."""
-    text = _random_text(rng)
-    font = _font(str(fonts[int(rng.integers(0, len(fonts)))]), int(rng.integers(22, 41)))
+def _style_text(rng: np.random.Generator, style: RecStyle) -> str:
+    if not style.uppercase and style.max_len == 12:
+        return _random_text(rng)  # the realistic style: cut at 12 characters
+    while True:  # redraw rather than cut ("2026-12-" would be a strange text)
+        text = _random_text(rng, max_len=64)
+        if len(text) <= style.max_len:
+            return text.upper() if style.uppercase else text
+
+
+def render_rec_image(
+    rng: np.random.Generator, fonts: list[Path], style: str | RecStyle = "realistic"
+) -> tuple[np.ndarray, str]:
+    """One rec sample in ``style`` (see :class:`RecStyle`): (BGR uint8 image, text)."""
+    style = rec_style(style)
+    fonts = style.font_paths(fonts)
+    text = _style_text(rng, style)
+    low, high = style.font_size
+    font = _font(str(fonts[int(rng.integers(0, len(fonts)))]), int(rng.integers(low, high + 1)))
     ink = _ink_mask(text, font)
     pad_x, pad_y = rng.integers(2, 10, size=2), rng.integers(2, 8, size=2)
     ink = np.pad(ink, ((pad_y[0], pad_y[1]), (pad_x[0], pad_x[1])))
     h, w = ink.shape
-    angle = rng.uniform(-3, 3)
+    angle = rng.uniform(-style.max_angle, style.max_angle)
     if abs(angle) > 0.5:  # slight rotation on the same canvas (the padding absorbs it)
         matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
         ink = cv2.warpAffine(ink, matrix, (w, h), flags=cv2.INTER_LINEAR)
-    background = _background(rng, h, w)
+    background = _background(rng, h, w, style.backgrounds)
     image = _compose(background, ink, _contrasting_color(rng, float(np.mean(background @ [0.114, 0.587, 0.299]))))
-    if rng.random() < 0.3:
+    if rng.random() < style.blur_p:
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.4, 1.0))
-    if rng.random() < 0.3:
+    if rng.random() < style.noise_p:
         image = image + rng.normal(0, rng.uniform(2, 8), size=image.shape)
     return _to_uint8(image), text
 
@@ -304,9 +376,11 @@ def render_det_image(
     return _to_uint8(image), lines, ink_total
 
 
-def rec_demo_sample(seed: int, split_id: int, index: int, fonts: list[Path] | None = None) -> tuple[np.ndarray, str]:
+def rec_demo_sample(
+    seed: int, split_id: int, index: int, fonts: list[Path] | None = None, style: str | RecStyle = "realistic"
+) -> tuple[np.ndarray, str]:
     """Rec demo image ``index`` of split ``split_id`` (0 train, 1 val), exactly as the generator writes it."""
-    return render_rec_image(np.random.default_rng([seed, split_id, index]), fonts or demo_font_paths())
+    return render_rec_image(np.random.default_rng([seed, split_id, index]), fonts or demo_font_paths(), style)
 
 
 def det_demo_sample(
@@ -391,11 +465,17 @@ def _check_counts(n_train: int, n_val: int) -> None:
 _SPLITS = (("train", 0), ("val", 1))
 
 
-def generate_rec_demo(out_dir: str | os.PathLike, n_train: int = 2000, n_val: int = 200, seed: int = 0) -> DemoSet:
-    """Write (or keep) the synthetic rec demo set in ``out_dir``; see the module docstring for the layout."""
+def generate_rec_demo(
+    out_dir: str | os.PathLike, n_train: int = 2000, n_val: int = 200, seed: int = 0, style: str = "realistic"
+) -> DemoSet:
+    """Write (or keep) the synthetic rec demo set in ``out_dir``; see the module docstring for the layout and
+    :class:`RecStyle` for the ``style`` presets."""
     _check_counts(n_train, n_val)
+    rec_style(style)  # unknown names fail before anything is written
     root = Path(out_dir)
     params = {"kind": "rec", "version": GENERATOR_VERSION, "n_train": n_train, "n_val": n_val, "seed": seed}
+    if style != "realistic":  # a realistic set keeps the manifest it had before styles existed
+        params["style"] = style
     owned = ["images", "train.txt", "val.txt", "dict.txt"]
     result = DemoSet(root, root / "train.txt", root / "val.txt", root / "dict.txt", generated=False)
     if _is_complete(root, params):
@@ -407,7 +487,7 @@ def generate_rec_demo(out_dir: str | os.PathLike, n_train: int = 2000, n_val: in
         count = n_train if split == "train" else n_val
         lines = []
         for index in range(count):
-            image, text = rec_demo_sample(seed, split_id, index, fonts)
+            image, text = rec_demo_sample(seed, split_id, index, fonts, style)
             rel = f"images/{split}_{index:06d}.png"
             cv2.imwrite(str(root / rel), image)
             lines.append(f"{rel}\t{text}")

@@ -152,6 +152,18 @@ def _tiny_multihead(num_classes: int, **overrides) -> RecModel:
     return pplcnetv3_multihead(num_classes, **{**config, **overrides})
 
 
+def compact_cnn_ctc(
+    num_classes: int, *, widths: tuple[int, ...] = (32, 64, 128, 128, 128), max_text_length: int = 25
+) -> RecModel:
+    """CompactCNN + CTC-only head: the built-in demo's from-scratch recogniser (see ``backbones/compact_cnn.py``).
+    ``max_text_length`` is accepted like every rec builder's; CTC needs no bound (T = W/8)."""
+    from workbench.models.backbones.compact_cnn import CompactCNN
+    from workbench.models.heads.ctc import SequenceCTCHead
+
+    backbone = CompactCNN(tuple(widths))
+    return RecModel(backbone, SequenceCTCHead(backbone.out_channels, num_classes))
+
+
 # ----------------------------------------------------------------------------------------------- the table
 
 
@@ -244,6 +256,17 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             builder=_tiny_multihead,
             description="test config: PPLCNetV3 x0.25 (2 branches) + MultiHead[SVTR(32) + CTC, NRTR(64, 1 layer)]",
             paddlex_name="PP-OCRv5_mobile_rec",
+            image_shape=(3, 48, 320),
+            max_text_length=25,
+            preprocess=_REC_PREPROCESS,
+            postprocess=_REC_POSTPROCESS,
+        ),
+        ModelSpec(
+            name="rec_demo_cnn",
+            task="rec",
+            builder=compact_cnn_ctc,
+            description="demo config: CompactCNN (5 conv-BN-ReLU stages) + CTC; learns from scratch in minutes",
+            paddlex_name="PP-OCRv5_mobile_rec",  # CTC probabilities [N, T, C]: PaddleX's rec predictor runs it
             image_shape=(3, 48, 320),
             max_text_length=25,
             preprocess=_REC_PREPROCESS,

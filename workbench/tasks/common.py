@@ -8,6 +8,7 @@ import logging
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Optional
 
 from workbench.config.schema import DataConfig, TrainConfig
@@ -39,8 +40,11 @@ def resolve_data_files(data: DataConfig, kind: str) -> DataFiles:
     if not train:
         from workbench.data import synth
 
-        gen = synth.generate_rec_demo if kind == "rec" else synth.generate_det_demo
-        demo = gen(data.demo.dir, data.demo.n_train, data.demo.n_val, data.demo.seed)
+        d = data.demo
+        if kind == "rec":
+            demo = synth.generate_rec_demo(d.dir, d.n_train, d.n_val, d.seed, style=d.style)
+        else:
+            demo = synth.generate_det_demo(d.dir, d.n_train, d.n_val, d.seed)
         log.info("no data.train given: using the built-in %s demo set in %s", kind, demo.root)
         return DataFiles(
             train=[(Path(demo.train), 1.0)],
@@ -59,16 +63,107 @@ def resolve_data_files(data: DataConfig, kind: str) -> DataFiles:
     return DataFiles(train=[(Path(p), float(r)) for p, r in zip(train, ratios)], val=[(Path(p), 1.0) for p in val])
 
 
-def apply_demo_model(cfg: TrainConfig, files: DataFiles) -> None:
-    """On the demo set, train ``data.demo.model`` from scratch unless starting weights were given (see DemoConfig)."""
+# Recipe sections the demo may set values in (not the model: data.demo.model / arch say which one; not tracking).
+DEMO_OVERRIDE_SECTIONS = ("data", "optim", "trainer", "eval")
+
+
+def demo_trains_from_scratch(cfg: TrainConfig, files: DataFiles) -> bool:
+    """The demo settings apply: the built-in demo set is used and no starting weights were given."""
+    return files.demo and not cfg.model.pretrained
+
+
+def apply_demo_settings(cfg: TrainConfig, files: DataFiles) -> None:
+    """On the demo set, trained from scratch: ``data.demo.model`` / ``arch`` replace the recipe's model and
+    ``data.demo.overrides`` replace recipe values, so the demo learns visibly in minutes on a CPU.
+
+    Nothing changes with your own data (``data.train`` given) or with ``model.pretrained``. The effective values
+    are what the run logs, tracks and checkpoints (``config.yaml``).
+    """
+    if not demo_trains_from_scratch(cfg, files):
+        return
     demo = cfg.data.demo
-    if files.demo and demo.model and not cfg.model.pretrained and cfg.model.name != demo.model:
+    if demo.model and cfg.model.name != demo.model:
         log.warning(
             "demo: training %s from scratch on the synthetic set instead of %s (data.demo.model). Give data.train "
             "(and model.pretrained) to fine-tune %s on your data.", demo.model, cfg.model.name, cfg.model.name,
         )
         cfg.model.name = demo.model
         cfg.model.arch = dict(demo.arch)
+    if demo.overrides:
+        _merge_overrides(cfg, demo.overrides)
+        log.info("demo: recipe values replaced for the from-scratch demo (data.demo.overrides): %s",
+                 ", ".join(f"{k}={v}" for k, v in _leaves(demo.overrides)))
+
+
+def _leaves(tree: Mapping, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            out += _leaves(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def _merge_overrides(cfg: TrainConfig, overrides: Mapping) -> None:
+    """Merge ``overrides`` into ``cfg`` in place, validated against the schema like any recipe value."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    unknown = [k for k in overrides if k not in DEMO_OVERRIDE_SECTIONS]
+    if unknown:
+        raise ConfigError(f"data.demo.overrides: {', '.join(map(str, unknown))} cannot be set for the demo "
+                          f"(allowed sections: {', '.join(DEMO_OVERRIDE_SECTIONS)})")
+    for key, value in overrides.items():
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"data.demo.overrides.{key} must be a mapping of {key} keys, got {value!r}")
+    try:
+        merged = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cfg), dict(overrides)))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"data.demo.overrides: {exc}".strip()) from None
+    for section in overrides:
+        setattr(cfg, section, getattr(merged, section))
+
+
+def drop_demo_overrides(cfg: TrainConfig, keys) -> list[str]:
+    """Remove from ``data.demo.overrides`` every value that ``keys`` (dotted keys set explicitly, e.g. on the
+    command line: ``trainer.epochs``, or a whole group: ``optim``) also set, so the explicit value wins.
+    Returns the dropped override keys."""
+    keys = [k for k in keys if k]
+
+    def covered(path: str) -> bool:
+        return any(path == k or path.startswith(k + ".") or k.startswith(path + ".") for k in keys)
+
+    def prune(tree: Mapping, prefix: str) -> tuple[dict, list[str]]:
+        kept, dropped = {}, []
+        for key, value in tree.items():
+            path = f"{prefix}{key}"
+            if covered(path) and not (isinstance(value, Mapping) and any(k.startswith(path + ".") for k in keys)):
+                dropped += [leaf for leaf, _ in _leaves(value, path + ".")] if isinstance(value, Mapping) else [path]
+            elif isinstance(value, Mapping):
+                sub, sub_dropped = prune(value, path + ".")
+                dropped += sub_dropped
+                if sub:
+                    kept[key] = sub
+            else:
+                kept[key] = value
+        return kept, dropped
+
+    kept, dropped = prune(cfg.data.demo.overrides, "")
+    cfg.data.demo.overrides = kept
+    return dropped
+
+
+def command_line_keys(overrides: list[str]) -> list[str]:
+    """Dotted keys of Hydra command-line overrides: ``trainer.epochs=3`` -> ``trainer.epochs``,
+    ``+x.y=1`` -> ``x.y``, ``optim=det_adam_cosine`` -> ``optim``."""
+    keys = []
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~").strip()
+        if "@" in key:  # group@package: the package is where the values land
+            key = key.split("@", 1)[1]
+        keys.append(key)
+    return keys
 
 
 class LabelFileTask(Task):
@@ -81,7 +176,7 @@ class LabelFileTask(Task):
         from workbench.models import zoo
 
         self.files: DataFiles = resolve_data_files(cfg.data, self.name)
-        apply_demo_model(cfg, self.files)
+        apply_demo_settings(cfg, self.files)
         self.spec = zoo.get_spec(cfg.model.name)
         if self.spec.task != self.name:
             raise ConfigError(f"model {cfg.model.name} is a {self.spec.task} model; the {self.name} recipe needs a "
@@ -131,3 +226,4 @@ class LabelFileTask(Task):
 
         path = resolve_weights_file(ref, self.cfg.tracking.tracking_uri)
         return load_strict(model, read_state_dict(path), source=str(path), **strict_options)
+

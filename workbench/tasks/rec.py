@@ -10,6 +10,7 @@ Where each piece comes from:
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Optional
@@ -108,7 +109,31 @@ class RecTask(LabelFileTask):
     def build_model(self):
         from workbench.models import zoo
 
-        return zoo.build_model(self.cfg.model.name, charset=self.charset, **dict(self.cfg.model.arch))
+        model = zoo.build_model(self.cfg.model.name, charset=self.charset, **dict(self.cfg.model.arch))
+        if self.protects_backbone_from_nrtr and hasattr(model.head, "protect_backbone"):
+            model.head.protect_backbone()
+        return model
+
+    @functools.cached_property
+    def protects_backbone_from_nrtr(self) -> bool:
+        """``model.untrained_nrtr`` resolved: see ``ModelConfig`` and ``MultiHead.protect_backbone``."""
+        m = self.cfg.model
+        if m.untrained_nrtr not in ("auto", "protect", "upstream"):
+            raise ConfigError(f"model.untrained_nrtr={m.untrained_nrtr!r}: choose auto, protect or upstream")
+        if m.untrained_nrtr != "auto":
+            return m.untrained_nrtr == "protect"
+        if not m.pretrained:
+            return False
+        from workbench.weights.pretrained import nrtr_branch_untrained, resolve_weights_file
+
+        weights = resolve_weights_file(m.pretrained, self.cfg.tracking.tracking_uri)
+        if not nrtr_branch_untrained(weights):
+            return False
+        log.warning(
+            "%s carries no trained NRTR branch (imported inference model): the CTC loss trains the backbone and "
+            "NRTR learns on detached features, so the random decoder cannot reshape pretrained features "
+            "(model.untrained_nrtr=upstream for upstream's wiring)", weights)
+        return True
 
     def load_initial_weights(self, model) -> WeightsReport:
         return self.load_pretrained(
@@ -243,6 +268,7 @@ class RecTask(LabelFileTask):
             "num_ctc_classes": self.charset.num_ctc_classes,
             "image_shape": list(self.cfg.data.image_shape),
             "max_text_length": self.cfg.model.max_text_length,
+            "nrtr_backbone_protected": self.protects_backbone_from_nrtr,
         }
 
     def dictionary_lines(self) -> list[str]:

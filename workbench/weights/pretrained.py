@@ -9,6 +9,7 @@ re-initialised, and that is logged and recorded in the checkpoint and MLflow.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Optional
@@ -49,6 +50,26 @@ def resolve_weights_file(ref: str, tracking_uri: Optional[str] = None) -> Path:
         f"model.pretrained={ref!r}: no such file or directory, and not an official model name "
         f"({', '.join(n for n in zoo.list_models() if zoo.get_spec(n).pretrained_url)})"
     )
+
+
+def nrtr_branch_untrained(weights: Path) -> bool:
+    """True when ``weights`` carry no trained NRTR branch: an import whose record (``<stem>.import.json``, written
+    by ``wb weights import``) lists the branch as initialised, or a checkpoint trained from such weights with the
+    backbone protected (its ``meta.json`` says so; NRTR then never shaped the backbone)."""
+    record = weights.with_name(weights.stem + ".import.json")
+    if record.is_file():
+        try:
+            parts = json.loads(record.read_text(encoding="utf-8")).get("initialised") or []
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"{record}: unreadable import record ({exc})") from None
+        return any(str(p.get("group", "")).startswith("head.gtc_head") for p in parts if isinstance(p, dict))
+    meta = weights.parent / "meta.json"
+    if meta.is_file():
+        try:
+            return bool(json.loads(meta.read_text(encoding="utf-8")).get("nrtr_backbone_protected"))
+        except (OSError, ValueError):
+            return False
+    return False
 
 
 def official_pretrained_url(name: str, mirror: Optional[str] = None) -> str:

@@ -10,7 +10,7 @@ from paddle import ParamAttr
 from paddle.nn.initializer import Uniform
 from paddle.regularizer import L2Decay
 
-__all__ = ["CTCHead"]
+__all__ = ["CTCHead", "SequenceCTCHead"]
 
 
 class CTCHead(nn.Layer):
@@ -33,3 +33,17 @@ class CTCHead(nn.Layer):
     def forward(self, x):
         logits = self.fc(x)
         return logits if self.training else F.softmax(logits, axis=-1)
+
+
+class SequenceCTCHead(nn.Layer):
+    """``[N, C, 1, T]`` backbone map -> :class:`CTCHead`. A CTC-only rec head (no NRTR branch, no neck): train
+    returns ``{"ctc": logits}``, eval the probabilities."""
+
+    def __init__(self, in_channels: int, num_classes: int, fc_decay: float = 1e-5):
+        super().__init__()
+        self.ctc_head = CTCHead(in_channels, num_classes, fc_decay=fc_decay)
+        self.num_classes = num_classes
+
+    def forward(self, x, targets=None):
+        out = self.ctc_head(x.squeeze(2).transpose([0, 2, 1]))
+        return {"ctc": out} if self.training else out

@@ -3,6 +3,10 @@
 * CTC branch: ``ctc_encoder`` (SVTR neck, detached input when ``use_guide``) -> ``ctc_head`` (linear).
 * GTC branch (training only): ``before_gtc`` (flatten + bias-free linear C -> nrtr_dim) -> ``gtc_head`` (NRTR).
 
+:meth:`MultiHead.protect_backbone` rewires training for starting weights whose NRTR branch is untrained (an
+imported inference model has none): the CTC loss trains the backbone and NRTR learns on detached features, so a
+random decoder cannot reshape pretrained features. Eval (and export) is unaffected.
+
 Eval returns the CTC probabilities ``[N, T, C]`` only (the export graph); train returns
 ``{"ctc": logits, "ctc_neck": [N, T, dims], "gtc": NRTR logits [N, M+1, vocab]}`` and needs the targets.
 """
@@ -66,6 +70,12 @@ class MultiHead(nn.Layer):
             num_layers=nrtr_layers,
             max_text_length=max_text_length,
         )
+        self.gtc_detached = False
+
+    def protect_backbone(self) -> None:
+        """CTC trains the backbone (no guide), NRTR's gradient stops at its input. See the module docstring."""
+        self.ctc_encoder.encoder.use_guide = False
+        self.gtc_detached = True
 
     def forward(self, x, targets: Mapping | None = None):
         neck = self.ctc_encoder(x)
@@ -76,7 +86,7 @@ class MultiHead(nn.Layer):
             raise ValueError("MultiHead in train mode needs targets with 'label_gtc' and 'length'")
         label_gtc = _as_tensor(targets.get("label_gtc"), "label_gtc")
         length = _as_tensor(targets.get("length"), "length")
-        gtc = self.gtc_head(self.before_gtc(x), label_gtc, length)
+        gtc = self.gtc_head(self.before_gtc(x.detach() if self.gtc_detached else x), label_gtc, length)
         return {"ctc": ctc, "ctc_neck": neck, "gtc": gtc}
 
     def drop_training_branches(self) -> None:
