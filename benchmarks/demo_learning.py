@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 METRIC = {"rec_finetune": ("acc", "norm_edit_dis"), "det_finetune": ("hmean", "precision", "recall")}
 EVAL = re.compile(r"eval @ step (\d+) \(epoch \d+\): (.*?)(?: \| best|$)")

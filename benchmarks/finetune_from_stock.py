@@ -136,7 +136,7 @@ def main() -> None:
            "--calib", str(train_file), "--probe", str(held_file), "--probe-count", "16" if task == "rec" else "4"]
     if task == "rec":
         cmd += ["--dict", str(STOCK / "ppocrv5_dict.txt")]
-    printed = wb(cmd, out / "import.log")
+    wb(cmd, out / "import.log")
     parity = json.loads(weights.with_name(f"stock_{task}.import.json").read_text())["parity"]
 
     data = [f"data.train={train_file}", f"data.val={held_file}", "data.policy=skip", "trainer.progress_bar=false"]
