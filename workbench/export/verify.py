@@ -209,6 +209,8 @@ def validation_files(checkpoint) -> tuple[list[Path], Optional[str]]:
         return [], None
     data = (yaml.safe_load(text) or {}).get("data") or {}
     val = data.get("val")
+    if not val and not data.get("train") and (data.get("demo") or {}).get("dir"):
+        val = str(Path(data["demo"]["dir"]) / "val.txt")  # a demo run: its generated validation set
     files = [val] if isinstance(val, str) else list(val or [])
     return [Path(f) for f in files if f and Path(f).is_file()], data.get("root")
 
