@@ -677,28 +677,35 @@ def _pick(report: Report, n: int) -> list:
     return [ok[i] for i in sorted(idx)]
 
 
-def _rec_montage(report: Report, path: Path, plt) -> Path | None:
+def _montage(picks: list, path: Path, plt, *, cols: int, cell: tuple[float, float], dpi: int, title: str,
+             draw) -> Path | None:
+    """A grid of ``picks``; ``draw(image, sample) -> (image, caption)`` decorates each cell."""
     import cv2
 
-    picks = _pick(report, 24)
     if not picks:
         return None
-    cols = 4
     rows = int(np.ceil(len(picks) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.2, rows * 1.1), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell[0], rows * cell[1]), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, s in zip(axes.ravel(), picks):
         img = cv2.imread(str(s.image_path), cv2.IMREAD_COLOR)
         if img is None:
             continue
+        img, caption = draw(img, s)
         ax.imshow(img[:, :, ::-1])
-        ax.set_title(_clip(s.text, 30), fontsize=8)
-    fig.suptitle(f"{len(picks)} random training crops", fontsize=9)
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def _rec_montage(report: Report, path: Path, plt) -> Path | None:
+    picks = _pick(report, 24)
+    return _montage(picks, path, plt, cols=4, cell=(3.2, 1.1), dpi=90, title=f"{len(picks)} random training crops",
+                    draw=lambda img, s: (img, _clip(s.text, 30)))
 
 
 def _rec_histograms(report: Report, path: Path, plt) -> Path:
@@ -742,30 +749,16 @@ def _rec_size_histograms(report: Report, path: Path, plt) -> Path:
 def _det_montage(report: Report, path: Path, plt) -> Path | None:
     import cv2
 
-    picks = _pick(report, 6)
-    if not picks:
-        return None
-    cols = 3
-    rows = int(np.ceil(len(picks) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 4.2, rows * 3.2), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, s in zip(axes.ravel(), picks):
-        img = cv2.imread(str(s.image_path), cv2.IMREAD_COLOR)
-        if img is None:
-            continue
+    def draw(img, s):
         scale = min(1.0, 900 / max(img.shape[:2]))
         img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else img.copy()
         for pts, ign in zip(s.polys, s.ignore_tags):
             color = (0, 0, 255) if ign else (0, 200, 0)
             cv2.polylines(img, [np.round(pts * scale).astype(np.int32)], True, color, 2)
-        ax.imshow(img[:, :, ::-1])
-        ax.set_title(f"{Path(s.rel_path).name}: {len(s.polys)} boxes", fontsize=8)
-    fig.suptitle("random training images (green: text, red: don't care)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+        return img, f"{Path(s.rel_path).name}: {len(s.polys)} boxes"
+
+    return _montage(_pick(report, 6), path, plt, cols=3, cell=(4.2, 3.2), dpi=80,
+                    title="random training images (green: text, red: don't care)", draw=draw)
 
 
 def _det_histograms(report: Report, path: Path, plt) -> Path:
