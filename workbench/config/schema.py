@@ -32,6 +32,10 @@ class ModelConfig:
     #   protect: always -- the CTC loss trains the backbone, NRTR learns on detached features
     #   upstream: upstream's wiring, whatever the weights
     untrained_nrtr: str = "auto"
+    # BatchNorms normalise with their running statistics during training and do not update them (scale and shift
+    # still train). For small-batch fine-tuning, where batch statistics of a few augmented crops are noisy and
+    # differ from the pretrained model's; off = upstream's behaviour.
+    freeze_bn: bool = False
     # Free-form architecture overrides passed to the zoo builder (used by the tiny test configs).
     arch: dict = field(default_factory=dict)
 

@@ -233,6 +233,17 @@ class Trainer:
         return st
 
     # ------------------------------------------------------------------------------------------------------
+    def _train_mode(self, model) -> None:
+        """``model.train()``; with ``model.freeze_bn`` every BatchNorm stays in eval mode: it normalises with its
+        running statistics and does not update them (its scale and shift still train)."""
+        model.train()
+        if self.cfg.model.freeze_bn:
+            import paddle.nn as nn
+
+            for layer in model.sublayers():
+                if isinstance(layer, (nn.BatchNorm, nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.SyncBatchNorm)):
+                    layer.eval()
+
     def _train_epoch(
         self, train_model, model, loss_fn, loader, optimizer, scheduler, scaler, ema, amp,
         steps_per_epoch, total_steps, accum, val_ds,
@@ -241,7 +252,7 @@ class Trainer:
         import paddle
 
         cfg, st, env = self.cfg, self.state, self.env
-        train_model.train()
+        self._train_mode(train_model)
         bar = None
         if env.is_main and cfg.trainer.progress_bar:
             from tqdm import tqdm
@@ -323,7 +334,7 @@ class Trainer:
             if cfg.trainer.eval_every_steps and st.global_step % cfg.trainer.eval_every_steps == 0 and val_ds is not None:
                 if self._evaluate_and_checkpoint(model, optimizer, scheduler, ema, scaler, val_ds):
                     return True
-                train_model.train()
+                self._train_mode(train_model)
             if st.global_step >= total_steps:
                 if bar is not None:
                     bar.close()
@@ -355,7 +366,7 @@ class Trainer:
                     records.extend(self.task.predict(model, batch))
         if backup is not None:
             model.set_state_dict(backup)
-        model.train()
+        self._train_mode(model)
         if env.enabled:
             shards = all_gather_objects(env, records)
             records = [r for shard in shards for r in shard]
