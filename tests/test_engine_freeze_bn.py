@@ -32,5 +32,18 @@ def test_frozen_batch_norms_keep_their_statistics(shared_dir, tmp_path):
     assert all(np.array_equal(frozen[k], before[k]) for k in stats)
     assert any(not np.allclose(frozen[k], before[k]) for k in convs), "the rest must still train"
 
-    free = _trained(train(det_config(shared_dir, tmp_path / "free", model__pretrained=str(start))))
+    free = _trained(train(det_config(shared_dir, tmp_path / "free", model__pretrained=str(start),
+                                     model__freeze_bn=False)))
     assert any(not np.allclose(free[k], before[k]) for k in stats), "upstream's behaviour updates them"
+
+
+def test_frozen_by_default_only_when_fine_tuning(shared_dir, tmp_path):
+    from workbench.engine.trainer import Trainer
+    from workbench.tasks.det import DetTask
+
+    def frozen(**over):
+        cfg = det_config(shared_dir, tmp_path / "x", **over)
+        return Trainer(cfg, DetTask(cfg), tmp_path / "x").batch_norms_frozen
+
+    assert frozen(model__pretrained="w.pdparams") and not frozen()
+    assert not frozen(model__pretrained="w.pdparams", model__freeze_bn=False) and frozen(model__freeze_bn=True)

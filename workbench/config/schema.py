@@ -33,9 +33,11 @@ class ModelConfig:
     #   upstream: upstream's wiring, whatever the weights
     untrained_nrtr: str = "auto"
     # BatchNorms normalise with their running statistics during training and do not update them (scale and shift
-    # still train). For small-batch fine-tuning, where batch statistics of a few augmented crops are noisy and
-    # differ from the pretrained model's; off = upstream's behaviour.
-    freeze_bn: bool = False
+    # still train): batch statistics of a few augmented crops are noisy and unlike the pretrained model's.
+    # null = on when starting from model.pretrained (fine-tuning), off from scratch; false = upstream's behaviour.
+    # Measured (benchmarks/finetune_from_stock.py): det 60 steps x 4, hmean 0.400 -> 0.225 with free BatchNorms,
+    # 0.398 frozen; rec 120 steps x 16, acc 0.681 -> 0.643 free, 0.673 frozen.
+    freeze_bn: Optional[bool] = None
     # Free-form architecture overrides passed to the zoo builder (used by the tiny test configs).
     arch: dict = field(default_factory=dict)
 
@@ -156,7 +158,9 @@ class TrainerConfig:
     master: Optional[str] = None
     node_rank: int = 0
     sync_bn: bool = False
-    num_threads: Optional[int] = None  # CPU threads for Paddle (null = all cores)
+    # CPU math threads of Paddle (null = Paddle's default, OMP_NUM_THREADS). On small CPUs more threads can be
+    # slower: benchmarks/bench_data_parallel.py prints 1 vs all-core figures.
+    num_threads: Optional[int] = None
     progress_bar: bool = True
     deterministic: bool = True
 

@@ -56,7 +56,9 @@ def set_device(cfg: TrainConfig, env: DistEnv) -> str:
     device = "gpu" if (want == "gpu" or (want == "auto" and has_gpu)) else "cpu"
     paddle.set_device(f"gpu:{env.local_rank}" if device == "gpu" else "cpu")
     if device == "cpu" and cfg.trainer.num_threads:
-        paddle.set_num_threads(cfg.trainer.num_threads) if hasattr(paddle, "set_num_threads") else None
+        from paddle.base import core  # Paddle 3 has no public setter for its CPU math threads
+
+        core.set_num_threads(int(cfg.trainer.num_threads))
     return device
 
 
@@ -192,6 +194,9 @@ class Trainer:
             "training %s: %d samples, %d steps/epoch, %d steps, device %s x%d",
             cfg.model.name, len(train_ds), steps_per_epoch, total_steps, device, env.world_size,
         )
+        if self.batch_norms_frozen:
+            log.info("BatchNorms frozen: they normalise with the starting weights' running statistics "
+                     "(model.freeze_bn=false for upstream's batch statistics)")
 
         st = self.state
         stop = False
@@ -233,11 +238,16 @@ class Trainer:
         return st
 
     # ------------------------------------------------------------------------------------------------------
+    @property
+    def batch_norms_frozen(self) -> bool:
+        m = self.cfg.model
+        return bool(m.pretrained) if m.freeze_bn is None else bool(m.freeze_bn)
+
     def _train_mode(self, model) -> None:
-        """``model.train()``; with ``model.freeze_bn`` every BatchNorm stays in eval mode: it normalises with its
-        running statistics and does not update them (its scale and shift still train)."""
+        """``model.train()``; with frozen BatchNorms (``model.freeze_bn``, see ``ModelConfig``) every BatchNorm stays
+        in eval mode: it normalises with its running statistics and does not update them (scale and shift train)."""
         model.train()
-        if self.cfg.model.freeze_bn:
+        if self.batch_norms_frozen:
             import paddle.nn as nn
 
             for layer in model.sublayers():
