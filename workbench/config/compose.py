@@ -84,3 +84,24 @@ def _register_optuna_schema(cs) -> None:
     Plugins.instance()  # Hydra's one plugin scan (re-)registers the plugin's configs: let it happen first
     cs.store(group="hydra/sweeper", name="optuna_schema", node=OptunaSweeperConf, provider="workbench")
     cs.repo.get("hydra", {}).get("sweeper", {}).pop("optuna.yaml", None)
+
+
+def parse_key_values(schema: type, argv: list[str], command: str, example: str, required: dict | None = None):
+    """``key=value`` command-line arguments (OmegaConf dotlist) typed by the dataclass ``schema``: a word without
+    ``=``, an unknown key or a badly typed value is a ConfigError naming the key and listing the known ones.
+    ``required``: key -> how to write it (``{"data": "data=<det label file>"}``) for keys marked ``???``.
+    Returns the ``schema`` instance."""
+    bad = [a for a in argv if "=" not in a]
+    if bad:
+        raise ConfigError(f"{command} takes key=value arguments, got {' '.join(bad)}; e.g. {example}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
+        for key in merged:
+            if OmegaConf.is_missing(merged, key):
+                raise ConfigError(f"{(required or {}).get(key, key + '=<...>')} is required; e.g. {example}")
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        msg = str(exc).splitlines()[0]
+        key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
+        known = ", ".join(schema.__dataclass_fields__)
+        raise ConfigError(f"{command}: {key}: {msg}\n  known keys: {known}") from None
