@@ -3,6 +3,7 @@ policy, cached datasets, the data check run before training, and strict loading 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from abc import abstractmethod
@@ -219,11 +220,19 @@ class LabelFileTask(Task):
     # --- weights -------------------------------------------------------------------------------------------
     def load_pretrained(self, model, **strict_options) -> WeightsReport:
         """``model.pretrained`` (file, checkpoint, run, official name) loaded strictly into ``model``."""
-        ref = self.cfg.model.pretrained
-        if not ref:
+        path = self.pretrained_file
+        if path is None:
             return WeightsReport()
-        from workbench.weights.pretrained import load_strict, read_state_dict, resolve_weights_file
+        from workbench.weights.pretrained import load_strict, read_state_dict
 
-        path = resolve_weights_file(ref, self.cfg.tracking.tracking_uri)
         return load_strict(model, read_state_dict(path), source=str(path), **strict_options)
+
+    @functools.cached_property
+    def pretrained_file(self) -> Optional[Path]:
+        """``model.pretrained`` resolved once to a ``.pdparams`` file (an official name is fetched and checked)."""
+        if not self.cfg.model.pretrained:
+            return None
+        from workbench.weights.pretrained import resolve_weights_file
+
+        return resolve_weights_file(self.cfg.model.pretrained, self.cfg.tracking.tracking_uri)
 

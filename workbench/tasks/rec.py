@@ -122,11 +122,11 @@ class RecTask(LabelFileTask):
             raise ConfigError(f"model.untrained_nrtr={m.untrained_nrtr!r}: choose auto, protect or upstream")
         if m.untrained_nrtr != "auto":
             return m.untrained_nrtr == "protect"
-        if not m.pretrained:
+        weights = self.pretrained_file
+        if weights is None:
             return False
-        from workbench.weights.pretrained import nrtr_branch_untrained, resolve_weights_file
+        from workbench.weights.pretrained import nrtr_branch_untrained
 
-        weights = resolve_weights_file(m.pretrained, self.cfg.tracking.tracking_uri)
         if not nrtr_branch_untrained(weights):
             return False
         log.warning(
