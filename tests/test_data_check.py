@@ -12,7 +12,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from workbench.data.check import check_sources, clean_label_path, main
+from workbench.commands.data import check_files as main
+from workbench.data.check import check_sources, clean_label_path
 from workbench.data.findings import DataPolicy
 from workbench.errors import DataError
 

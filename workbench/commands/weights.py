@@ -90,7 +90,12 @@ def fetch_command(args) -> int:
         raise WeightsError(f"{exc}\n  The file was moved to {bad}; run the command again to download it anew.") from None
     print(f"{args.name}: {path}")
     print(f"  {path.stat().st_size:,} bytes, sha256 {sha256_of(path)}, {tensors} tensors fit the training graph")
-    print(f"  use it: wb train recipe=... model.name={args.name} model.pretrained={args.name}")
+    from workbench.models import zoo
+    from workbench.tasks import registry
+
+    recipe = registry.get(zoo.get_spec(args.name).task).recipe
+    print(f"  use it: wb train recipe={recipe} model.name={args.name} model.pretrained={args.name} "
+          "data.train=... data.val=...")
     return 0
 
 
@@ -162,6 +167,7 @@ def import_command(args) -> int:
     import paddle
 
     from workbench.models import zoo
+    from workbench.tasks import registry
     from workbench.weights import importers as imp
 
     source = args.source.expanduser()
@@ -234,11 +240,11 @@ def import_command(args) -> int:
         if cached is None:
             usage += f" model.character_dict={dict_path}"
     out.with_name(out.stem + ".import.json").write_text(json.dumps(record, indent=1, ensure_ascii=False, default=str))
+    recipe = registry.get(spec.task).recipe
     print(f"wrote {out} (+ {out.stem}.import.json{', ' + out.stem + '.dict.txt' if charset is not None else ''})")
-    print(f"  fine-tune: wb train recipe={spec.task}_finetune {usage} data.train=... data.val=...")
-    print(f"  baseline:  wb eval recipe={spec.task}_finetune checkpoint={out} data.val=..."
-          + ("" if charset is None or record["dictionary"]["official_copy_in_cache"] else
-             f" model.character_dict={record['dictionary']['file']}"))
+    print(f"  fine-tune: wb train recipe={recipe} {usage} data.train=... data.val=...")
+    # `wb eval` reads the model name and the dictionary from the files written beside the weights
+    print(f"  baseline:  wb eval recipe={recipe} checkpoint={out} data.val=...")
     return 0
 
 

@@ -40,6 +40,16 @@ def to_typed(cfg: DictConfig) -> TrainConfig:
         raise ConfigError(f"invalid config: {exc}".strip()) from None
 
 
+def compose_train_config(overrides: list[str]) -> TrainConfig:
+    """The typed config of ``wb train`` / ``wb eval`` for Hydra ``overrides`` (``recipe=rec_finetune``, ...),
+    composed outside a Hydra app (the data check, the multi-device launcher, the Python API)."""
+    from hydra import compose, initialize_config_dir
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
+        return to_typed(compose(config_name="train", overrides=list(overrides)))
+
+
 def to_plain_dict(cfg: TrainConfig) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 

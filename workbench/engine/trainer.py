@@ -17,9 +17,9 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from workbench.engine.distributed import DistEnv, all_gather_objects, all_reduce
 from workbench.engine.loader import BatchLoader, EpochSampler
 from workbench.engine.schedule import build_scheduler
 from workbench.errors import ConfigError
-from workbench.tasks.base import EvalResult, Task, WeightsReport
+from workbench.engine.task import EvalResult, Task, WeightsReport
 from workbench.tracking.mlflow import RUN_DIR_TAG, Tracker
 
 log = logging.getLogger("workbench.train")
@@ -109,8 +109,23 @@ def build_optimizer(cfg: TrainConfig, model, scheduler):
     raise ConfigError(f"optim.name={o.name!r}: choose adam or adamw")
 
 
+@dataclass
+class FinishedTraining:
+    """What an after-training hook gets: the run's best evaluation, on the main process, before the tracking run
+    is closed (so the hook can log into it)."""
+
+    run_dir: Path
+    best: EvalResult
+    global_step: int
+    tracker: Tracker
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, task: Task, run_dir: Path, env: Optional[DistEnv] = None):
+    """``after_training``: callables run with a :class:`FinishedTraining` when training ends with a best
+    evaluation (e.g. the baseline comparison ``workbench.api`` wires in when ``tracking.baseline_run`` is set)."""
+
+    def __init__(self, cfg: TrainConfig, task: Task, run_dir: Path, env: Optional[DistEnv] = None,
+                 after_training: Sequence[Callable[[FinishedTraining], None]] = ()):
         self.cfg = cfg
         self.task = task
         self.run_dir = Path(run_dir)
@@ -120,6 +135,7 @@ class Trainer:
         self.state = ckpt.TrainState()
         self.weights_report = WeightsReport()
         self.step_log: list[dict] = []  # the figures of every logged step (benchmarks read them)
+        self.after_training = list(after_training)
 
     # ------------------------------------------------------------------------------------------------------
     def fit(self) -> ckpt.TrainState:
@@ -460,7 +476,7 @@ class Trainer:
         ref = self.cfg.trainer.resume
         if not ref:
             return None
-        from workbench.tracking.runs import resolve_checkpoint
+        from workbench.engine.runs import resolve_checkpoint
 
         path = resolve_checkpoint(ref, prefer="latest", tracking_uri=self.cfg.tracking.tracking_uri)
         return ckpt.read_checkpoint(path)
@@ -545,7 +561,7 @@ class Trainer:
             self.tracker.set_tags({"wb.resumed_at_step": self.state.global_step})
 
     def _finish_tracking(self) -> None:
-        """Report of the best evaluation, comparison with the baseline run, checkpoints: into the run dir + MLflow."""
+        """Report of the best evaluation, the after-training hooks, checkpoints: into the run dir + MLflow."""
         if not self.env.is_main:
             return
         st = self.state
@@ -559,40 +575,15 @@ class Trainer:
             if self.cfg.eval.report:
                 for f in self.task.write_report(result, self.run_dir / "report", info=info):
                     self.tracker.log_artifact(f, "report")
-            if self.cfg.tracking.baseline_run:
-                self._compare_with_baseline(result)
+            finished = FinishedTraining(self.run_dir, result, st.global_step, self.tracker)
+            for hook in self.after_training:
+                hook(finished)
         if self.cfg.tracking.log_checkpoints:
             if best.is_dir():
                 self.tracker.log_artifact(best, "checkpoints/best")
             self.tracker.log_artifact(self.ckpt_dir / "latest", "checkpoints/latest")
         self.tracker.log_metrics({"final/global_step": st.global_step}, step=st.global_step)
         self.tracker.finish("FINISHED")
-
-
-    def _compare_with_baseline(self, result: EvalResult) -> None:
-        """The guardrail against fine-tuning making things worse: this run's best evaluation next to the baseline
-        run's (e.g. `wb eval` of the stock weights), as metrics (``baseline/*``, ``vs_baseline/*``), a printed
-        table and the compare report (fixed / regressed samples) in the run."""
-        from workbench.analysis.compare import compare, format_text, load_side, write_outputs
-
-        ref = self.cfg.tracking.baseline_run
-        try:
-            base = load_side(ref, self.cfg.tracking.tracking_uri, workdir=self.run_dir / ".baseline")
-            mine = load_side(str(self.run_dir), self.cfg.tracking.tracking_uri)
-            c = compare(base, mine, self.cfg.eval.select_metric)
-        except Exception as exc:  # the comparison must not fail a finished training
-            log.warning("could not compare with baseline run %s: %s", ref, exc)
-            return
-        deltas = {}
-        for k, v in result.metrics.items():
-            if k in base.metrics:
-                deltas[f"baseline/{k}"] = base.metrics[k]
-                deltas[f"vs_baseline/{k}"] = v - base.metrics[k]
-        self.tracker.log_metrics(deltas, step=self.state.global_step)
-        self.tracker.set_tags({"wb.baseline_run": ref})
-        for f in write_outputs(c, self.run_dir / "compare_baseline"):
-            self.tracker.log_artifact(f, "compare_baseline")
-        log.info("compared with baseline %s:\n%s", ref, format_text(c))
 
 
 def _git_tags() -> dict:

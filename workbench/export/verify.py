@@ -349,20 +349,29 @@ class Workbench:
 
     ``det_map`` / ``rec_probs`` also return the float32 error of that prediction: the max abs difference to the
     same model run in float64 (built on first use), which sets how close two float32 graphs can be expected to be.
+    ``sources``: the exported modules by task (``ExportSource``).
     """
 
-    def __init__(self, det_source=None, rec_source=None):
+    def __init__(self, sources: dict):
         from workbench.export.inference_model import build_model
 
-        self.det_source, self.rec_source = det_source, rec_source
-        self.det_model = build_model(det_source) if det_source is not None else None
-        self.rec_model = build_model(rec_source) if rec_source is not None else None
+        self.sources = dict(sources)
+        self.models = {task: build_model(source) for task, source in self.sources.items()}
         self._f64: dict = {}
         self.decoder = None
-        if rec_source is not None:
+        if self.rec_source is not None:
             from workbench.postprocess.ctc import CTCDecoder
 
-            self.decoder = CTCDecoder(rec_source.charset.characters, use_space_char=True)
+            self.decoder = CTCDecoder(self.rec_source.charset.characters, use_space_char=True)
+
+    # the OCR pipeline's two stages: detection on images, recognition on the crops it cuts
+    @property
+    def det_source(self):
+        return self.sources.get("det")
+
+    @property
+    def rec_source(self):
+        return self.sources.get("rec")
 
     def det_input(self, image: np.ndarray, resize) -> tuple[np.ndarray, Any]:
         from workbench.data.preprocess import normalize_det
@@ -375,11 +384,10 @@ class Workbench:
 
         from workbench.export.inference_model import build_model
 
-        model = self.det_model if task == "det" else self.rec_model
         if task not in self._f64:
-            self._f64[task] = build_model(self.det_source if task == "det" else self.rec_source).to(dtype="float64")
+            self._f64[task] = build_model(self.sources[task]).to(dtype="float64")
         with paddle.no_grad():
-            out = model(paddle.to_tensor(x)).numpy()
+            out = self.models[task](paddle.to_tensor(x)).numpy()
             exact = self._f64[task](paddle.to_tensor(x.astype(np.float64))).numpy()
         return out, _max_diff(out, exact)
 
@@ -482,25 +490,17 @@ def _det_postprocess(det_yml: dict, params: Optional[dict] = None):
 
 
 def verify_files(report: Report, folder: Path, wb: Workbench) -> None:
-    """inference.yml says what the workbench trained: names, dictionary (line for line), input shape."""
+    """inference.yml says what the workbench trained: the model name, and what the task's export writer checks
+    (rec: the dictionary line for line, the input shape)."""
     from workbench.export.inference_yml import read_inference_yml
 
-    for task, source in (("det", wb.det_source), ("rec", wb.rec_source)):
-        if source is None:
-            continue
+    for task, source in wb.sources.items():
         yml = read_inference_yml(folder / task)
         name = (yml.get("Global") or {}).get("model_name")
         report.add("files", f"{task}/inference.yml", "Global.model_name", name, source.paddlex_name,
                    name == source.paddlex_name)
-        if task == "rec":
-            chars = yml["PostProcess"].get("character_dict")
-            same = chars == list(source.charset.characters)
-            report.add("files", "rec/inference.yml", "character_dict equals the training dictionary",
-                       f"{len(chars or [])} lines", f"{len(source.charset)} lines", same)
-            shape = next(op["RecResizeImg"]["image_shape"] for op in yml["PreProcess"]["transform_ops"]
-                         if "RecResizeImg" in op)
-            report.add("files", "rec/inference.yml", "RecResizeImg.image_shape", shape, list(source.image_shape),
-                       list(shape) == list(source.image_shape))
+        for check in source.writer.file_checks(yml, source):
+            report.add("files", f"{task}/inference.yml", check.what, check.value, check.limit, check.passed)
 
 
 def verify_modules(report: Report, folder: Path, wb: Workbench, probes: Probes, tol: Tolerances, device: str,
@@ -729,10 +729,11 @@ def compare_with_expected(report: Report, stage: str, expected: dict, results: d
 # ----------------------------------------------------------------------------------------------- entry points
 
 
-def verify_export(folder: str | Path, *, det_source=None, rec_source=None, probes: Probes,
-                  tolerances: Optional[Tolerances] = None, device: str = "cpu", cli: bool = True,
-                  det_engine_config: Optional[dict] = None) -> Report:
-    """Run every stage on an export folder; writes the report into it and returns it (does not raise)."""
+def verify_export(folder: str | Path, sources: dict, *, probes: Probes, tolerances: Optional[Tolerances] = None,
+                  device: str = "cpu", cli: bool = True, engine_configs: Optional[dict] = None) -> Report:
+    """Run every stage on an export folder; writes the report into it and returns it (does not raise).
+    ``sources``: the exported modules by task; ``engine_configs``: PaddleX engine settings by task (the ones
+    the pipeline YAML gives the module)."""
     import paddle
 
     folder = Path(folder)
@@ -741,12 +742,12 @@ def verify_export(folder: str | Path, *, det_source=None, rec_source=None, probe
     paddle.set_device(device)
     timings = {}
     t = time.perf_counter()
-    wb = Workbench(det_source, rec_source)
+    wb = Workbench(sources)
     verify_files(report, folder, wb)
     timings["load"] = time.perf_counter() - t
     try:
         t = time.perf_counter()
-        verify_modules(report, folder, wb, probes, tol, device, det_engine_config)
+        verify_modules(report, folder, wb, probes, tol, device, (engine_configs or {}).get("det"))
         timings["module"] = time.perf_counter() - t
         t = time.perf_counter()
         report.expected = verify_pipeline(report, folder, wb, probes, tol, device)

@@ -19,13 +19,15 @@ import numpy as np
 
 from workbench.config.schema import TrainConfig
 from workbench.data.charset import Charset
+from workbench.data.check.rec import RecLabelCheck
 from workbench.errors import ConfigError
-from workbench.tasks.base import EvalResult, WeightsReport
+from workbench.engine.task import EvalResult, WeightsReport
 from workbench.tasks.common import LabelFileTask
+from workbench.tasks.entry import TaskEntry
+from workbench.tasks.rec_export import RecExportWriter
 
 log = logging.getLogger("workbench.rec")
 
-NRTR_PE_KEY = "head.gtc_head.positional_encoding.pe"
 
 
 class RecTrainTransform:
@@ -136,6 +138,8 @@ class RecTask(LabelFileTask):
         return True
 
     def load_initial_weights(self, model) -> WeightsReport:
+        from workbench.models.rec import NRTR_PE_KEY
+
         return self.load_pretrained(
             model,
             resizable_keys=dictionary_sized_keys(model, self.charset.num_ctc_classes),
@@ -169,9 +173,16 @@ class RecTask(LabelFileTask):
 
     collate_eval = collate_train
 
-    def check_options(self) -> dict:
-        return {"charset": self.charset, "max_text_length": self.cfg.model.max_text_length, "nrtr": True,
-                "policy": self.policy, "root": self.cfg.data.root}
+    @staticmethod
+    def make_demo(demo):
+        from workbench.data import synth
+
+        return synth.generate_rec_demo(demo.dir, demo.n_train, demo.n_val, demo.seed, style=demo.style)
+
+    def label_check(self):
+        from workbench.data.check.rec import RecLabelCheck
+
+        return RecLabelCheck(self.charset, self.cfg.model.max_text_length, nrtr=True)
 
     def data_summary(self) -> dict:
         train = self.train_dataset()
@@ -260,7 +271,7 @@ class RecTask(LabelFileTask):
     # --- checkpoints ---------------------------------------------------------------------------------------
     def checkpoint_meta(self) -> dict:
         return {
-            "task": "rec",
+            "task": self.name,
             "model_name": self.cfg.model.name,
             "arch": dict(self.cfg.model.arch),
             "dictionary_sha256": self.charset.sha256,
@@ -274,3 +285,10 @@ class RecTask(LabelFileTask):
     def dictionary_lines(self) -> list[str]:
         return list(self.charset.characters)
 
+
+
+ENTRY = TaskEntry(
+    name="rec", title="text recognition", task=RecTask, export_writer=RecExportWriter(), label_check=RecLabelCheck,
+    pipeline_module="TextRecognition", stock_model="PP-OCRv5_mobile_rec", select_metric="acc",
+    recipe="rec_finetune",
+)

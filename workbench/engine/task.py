@@ -1,7 +1,8 @@
-"""What the generic trainer needs to know about a module (recognition, detection).
+"""The Task interface: what the generic trainer needs to know about a module (recognition, detection, ...).
 
-The trainer owns the loop, optimisation, checkpoints, tracking and devices; a Task owns everything OCR-specific:
-the model and its starting weights, the data, the loss, and how predictions are scored.
+It lives in the engine, the layer that calls it; the tasks (``workbench.tasks``) implement it. The trainer owns
+the loop, optimisation, checkpoints, tracking and devices; a Task owns everything OCR-specific: the model and its
+starting weights, the data, the loss, and how predictions are scored.
 Evaluation is split in two so that it is exact under data parallelism: every rank ``predict``s its shard of the
 evaluation set into plain per-sample records, the records are gathered, and ``score`` computes the metrics once
 over all of them.

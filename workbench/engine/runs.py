@@ -1,4 +1,8 @@
-"""Resolve what users type as a model reference — run dir, checkpoint dir, MLflow run id — to a checkpoint dir."""
+"""A run's checkpoints: a run dir, a checkpoint dir or an MLflow run id → a checkpoint dir.
+
+The engine owns the checkpoint layout (``checkpoint.py``) and asks tracking only for what MLflow knows (a run's
+recorded directory, its logged artifacts). ``trainer.resume`` is answered here; every other reference to weights
+(official names, ``.pdparams`` files, export folders, ...) by ``workbench.weights.refs``, which uses this too."""
 
 from __future__ import annotations
 
