@@ -10,8 +10,8 @@ import pytest
 
 from analysis_samples import care_indices, det_rows, det_samples, perfect_predictions, rec_rows, rec_samples
 from workbench.analysis.compare import compare, format_text, load_side
-from workbench.analysis.det_report import write_det_report
-from workbench.analysis.rec_report import write_rec_report
+from workbench.reports.det_report import write_det_report
+from workbench.reports.rec_report import write_rec_report
 from workbench.commands.compare import main
 from workbench.errors import WorkbenchError
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from workbench.analysis import html as H
-from workbench.analysis.records import KEY_SCHEMES, display_path, read_jsonl, short_key
+from workbench.reports import html as H
+from workbench.reports.records import KEY_SCHEMES, display_path, read_jsonl, short_key
 from workbench.errors import WorkbenchError
 
 #: metric deltas smaller than this are "unchanged" (float noise of re-evaluations)
@@ -503,7 +503,7 @@ def _rec_card(item: dict, kind: str) -> H.Markup:
 
 
 def _det_card(item: dict, ra: dict, rb: dict, kind: str) -> H.Markup:
-    from workbench.analysis.det_report import draw
+    from workbench.reports.det_report import draw
 
     image = H.read_image(rb.get("image_path") or ra.get("image_path"))
     if image is None:
@@ -552,7 +552,7 @@ def write_html(c: Comparison, path: Path, max_cases: int = 100) -> Path:
         note = (f"Regressed first ({len(c.regressed)}: right in A, wrong in B), then fixed ({len(c.fixed)}); "
                 f"at most {max_cases} of each shown. 'Right' as {c.metric} counts it.")
     else:
-        from workbench.analysis.det_report import COLOURS, _hex
+        from workbench.reports.det_report import COLOURS, _hex
 
         ka, kb = {}, {}
         if c.a.records and c.b.records:

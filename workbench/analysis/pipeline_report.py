@@ -28,12 +28,12 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from workbench.analysis import html as H
+from workbench.reports import html as H
 from workbench.analysis.attribution import (
     BELOW_THRESHOLD, CORRECT, DESCRIPTIONS, FALSE_POSITIVE, MERGED, MISREAD_CROP, MISREAD_REC, MISSED, MODULE_OF,
     ORIENTATION, OUTCOMES, SPLIT, Verdict,
 )
-from workbench.analysis.records import plain, write_csv, write_jsonl
+from workbench.reports.records import plain, write_csv, write_jsonl
 
 #: outcome colours, BGR for OpenCV (the legend shows the same)
 COLOURS = {
@@ -439,7 +439,7 @@ def write_pipeline_report(
 
 def gt_rows(image_row: dict, outcomes: Sequence[dict]) -> list[dict]:
     """Per-GT rows for the tables: the outcome dicts with the image's identity, the GT polygon and box height."""
-    from workbench.analysis.det_report import box_geometry
+    from workbench.reports.det_report import box_geometry
 
     out = []
     for o in outcomes:

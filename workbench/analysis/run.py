@@ -170,7 +170,7 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
 
 
 def _image_row(sample, image, page, att, score_thresh: float, timings: dict) -> dict:
-    from workbench.analysis.records import short_key
+    from workbench.reports.records import short_key
 
     h, w = image.shape[:2]
     row = {"image_path": str(sample.image_path), "label_file": sample.file, "line": sample.line}

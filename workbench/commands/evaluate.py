@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     @hydra.main(config_path=str(recipes_dir()), config_name="train", version_base="1.3")
     def _app(cfg):
         from workbench.api.evaluation import run_eval
-        from workbench.cli import user_errors_exit
+        from workbench.commands import user_errors_exit
 
         with user_errors_exit("eval"):
             out = run_eval(cfg)

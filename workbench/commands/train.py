@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
         from hydra.types import RunMode
 
         from workbench.api.training import run_training, run_trial
-        from workbench.cli import user_errors_exit
+        from workbench.commands import user_errors_exit
 
         hc = HydraConfig.get()
         if hc.mode != RunMode.MULTIRUN:

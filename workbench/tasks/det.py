@@ -203,7 +203,7 @@ class DetTask(LabelFileTask):
 
     def write_report(self, result: EvalResult, out_dir: Path, info: Optional[dict] = None) -> list[Path]:
         try:
-            from workbench.analysis.det_report import write_det_report
+            from workbench.reports.det_report import write_det_report
         except ImportError:
             return []
         return write_det_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} detection",

@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 from rapidfuzz.distance import Levenshtein
 
-from workbench.analysis import html as H
-from workbench.analysis.records import (
+from workbench.reports import html as H
+from workbench.reports.records import (
     display_path, plain_rows, sample_key, short_key, write_csv, write_jsonl, write_summary,
 )
 

@@ -26,8 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from workbench.analysis import html as H
-from workbench.analysis.records import (
+from workbench.reports import html as H
+from workbench.reports.records import (
     display_path, plain_rows, sample_key, short_key, write_csv, write_jsonl, write_summary,
 )
 
