@@ -2,13 +2,14 @@
 
 The Python API (``workbench.api``) is reachable from here: ``workbench.compose``, ``workbench.train``,
 ``workbench.evaluate``, ``workbench.export_pipeline``, ``workbench.analyze_pipeline``, ``workbench.compare``,
-``workbench.check_data``. Importing ``workbench`` imports none of them (Paddle, MLflow and Hydra take seconds):
-each is looked up when first used.
+``workbench.check_data``, ``workbench.fetch_weights``, ``workbench.import_weights``. Importing ``workbench``
+imports none of them (Paddle, MLflow and Hydra take seconds): each is looked up when first used.
 """
 
 __version__ = "0.1.0"
 
-_API = ("analyze_pipeline", "check_data", "compare", "compose", "evaluate", "export_pipeline", "train")
+_API = ("analyze_pipeline", "check_data", "compare", "compose", "evaluate", "export_pipeline", "fetch_weights",
+        "import_weights", "train")
 
 
 def __getattr__(name: str):

@@ -12,6 +12,9 @@
     ana = workbench.analyze_pipeline(data="/my/det_labels.txt", det="stock", rec=str(run.run_dir))
     cmp = workbench.compare("<baseline run id>", str(run.run_dir))           # Comparison (+ files written)
     rep = workbench.check_data(["recipe=rec_finetune", "data.train=/my/train.txt"])   # data check Report
+    imp = workbench.import_weights("models/PP-OCRv5_mobile_rec.onnx", "weights/v5_rec.pdparams",
+                                   model="PP-OCRv5_mobile_rec", dictionary="ppocrv5_dict.txt")
+    path = workbench.fetch_weights("PP-OCRv5_mobile_det")      # official *_pretrained.pdparams, checked
 
 Every function takes the same settings as its command (typed: a misspelt key is an error naming it) and returns
 what the command prints from. Importing ``workbench`` stays cheap: each function imports its work when called.
@@ -22,7 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["analyze_pipeline", "check_data", "compare", "compose", "evaluate", "export_pipeline", "train"]
+__all__ = ["analyze_pipeline", "check_data", "compare", "compose", "evaluate", "export_pipeline", "fetch_weights",
+           "import_weights", "train"]
 
 
 def compose(overrides: list[str]):
@@ -91,6 +95,24 @@ def check_data(recipe, *, out: Optional[str | Path] = None):
     task = build_task(cfg)
     return run_check(task.label_check(), [p for p, _ in task.files.train], [p for p, _ in task.files.val],
                      out_dir=out, policy=task.policy, root=cfg.data.root)
+
+
+def fetch_weights(name: str, **options) -> Path:
+    """``wb weights fetch``: ``name``'s official training weights in the cache, checked against the training graph
+    (``options``: ``cache``, ``mirror``, ``offline``, ``progress``)."""
+    from workbench.weights.pretrained import fetch_checked
+
+    return fetch_checked(name, **options)[0]
+
+
+def import_weights(source: str | Path, out: str | Path, **options):
+    """``wb weights import``: an ONNX export or a Paddle inference folder → ``out`` (``.pdparams``), checked
+    against the source runtime, with ``<out>.import.json`` (and ``<out>.dict.txt``) beside it. ``options``: the
+    fields of ``workbench.weights.importing.ImportOptions`` (``model``, ``dictionary``, ``calib``, ``probe``, ...).
+    Returns an ``ImportOutcome`` (``record``, ``parity``, ``usage``)."""
+    from workbench.weights.importing import ImportOptions, import_weights as run
+
+    return run(ImportOptions(source=Path(source), out=Path(out), **options))
 
 
 def _typed(schema, keys: dict, what: str):

@@ -89,6 +89,24 @@ def fetch_official_pretrained(
     return path
 
 
+def fetch_checked(name: str, **fetch_options) -> tuple[Path, int]:
+    """``wb weights fetch``: ``name``'s official weights in the cache (:func:`fetch_official_pretrained`), checked
+    against the training graph; a file that does not fit is moved aside (``<file>.corrupt``) so the next fetch
+    downloads it anew. Returns the path and the number of tensors."""
+    import os
+
+    path = fetch_official_pretrained(name, **fetch_options)
+    try:
+        tensors = check_state_dict_fits(name, path)
+    except WeightsError as exc:
+        bad = path.with_name(path.name + ".corrupt")
+        os.replace(path, bad)
+        path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+        raise WeightsError(f"{exc}\n  The file was moved to {bad}; run the command again to download it anew.") \
+            from None
+    return path, tensors
+
+
 def check_state_dict_fits(name: str, path: Path) -> int:
     """Raise WeightsError unless ``path`` is a state dict with exactly the keys and shapes of ``name``'s training
     graph (what a truncated / corrupted / wrong file fails). Returns the number of tensors."""
