@@ -110,16 +110,15 @@ class PipelineSettings:
         """The settings ``wb export`` writes for these models: the det run's evaluation resize and post-process
         (``meta.json``, ``eval.det.score_mode``) and the rec run's ``eval.rec.score_thresh``; the pipeline YAML's
         defaults for stock models and bare weight files."""
-        import yaml
+        from workbench.tasks.export_writer import recorded_eval_settings
 
         values: dict = {}
         if det.checkpoint is not None:
             values.update(det.checkpoint.meta.get("resize") or {})
             values.update(det.checkpoint.meta.get("postprocess") or {})
-            eval_det = ((yaml.safe_load(det.checkpoint.config_yaml or "") or {}).get("eval") or {}).get("det") or {}
-            values["score_mode"] = eval_det.get("score_mode", "fast")
+            values["score_mode"] = recorded_eval_settings(det.checkpoint, "det").get("score_mode", "fast")
         if rec.checkpoint is not None:
-            eval_rec = ((yaml.safe_load(rec.checkpoint.config_yaml or "") or {}).get("eval") or {}).get("rec") or {}
+            eval_rec = recorded_eval_settings(rec.checkpoint, "rec")
             if "score_thresh" in eval_rec:
                 values["score_thresh"] = float(eval_rec["score_thresh"])
         known = set(cls.__dataclass_fields__)
@@ -570,23 +569,13 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
         which = "det" if inference_dirs[0] else "rec"
         raise ConfigError(f"{which}={det if inference_dirs[0] else rec} is an exported inference model and the "
                           "other is not: give both as inference models (run by PaddleX) or both as weights / runs")
-    _set_paddle_device(device)
+    from workbench.engine.device import set_device
+
+    set_device(device)
     det_loaded = load_model(det, "det", model_name=det_model, tracking_uri=tracking_uri)
     rec_loaded = load_model(rec, "rec", model_name=rec_model, rec_dict=rec_dict, tracking_uri=tracking_uri)
     s = PipelineSettings.for_checkpoints(det_loaded, rec_loaded).with_overrides(**overrides)
     return WorkbenchPipeline(det_loaded, rec_loaded, s)
-
-
-def _set_paddle_device(device: str) -> None:
-    import paddle
-
-    if device == "cpu":
-        paddle.set_device("cpu")
-        return
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if device.startswith("gpu") and not has_gpu:
-        raise ConfigError(f"device={device} but this Paddle has no usable GPU")
-    paddle.set_device(device if device.startswith("gpu") else ("gpu" if has_gpu else "cpu"))
 
 
 # --- one image, attributed --------------------------------------------------------------------------------------

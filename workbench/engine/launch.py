@@ -53,7 +53,9 @@ def maybe_launch(argv: list[str], prepare: Optional[Callable] = None) -> Optiona
     t = cfg.trainer
     if t.devices <= 1 and t.nodes <= 1:
         return None
-    device = _device_kind(t.device)
+    from workbench.engine.device import device_kind
+
+    device = device_kind(t.device, key="trainer.device")
     run_dir = Path(t.output_dir or Path("runs") / cfg.task / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     run_dir.mkdir(parents=True, exist_ok=True)
     if prepare is not None:
@@ -71,15 +73,6 @@ def check_launched(devices: int, nodes: int) -> None:
             "trainer.devices>1 needs one process per device: run `wb train ... trainer.devices=N` (it launches "
             "them), not a sweep (-m) trial or a direct call; sweeps run their trials one at a time per device"
         )
-
-
-def _device_kind(want: str) -> str:
-    import paddle
-
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if want == "gpu" and not has_gpu:
-        raise ConfigError("trainer.device=gpu but this Paddle has no usable GPU")
-    return "gpu" if (has_gpu and want in ("auto", "gpu")) else "cpu"
 
 
 def _compose(argv: list[str]):

@@ -47,19 +47,11 @@ def seed_everything(seed: int) -> None:
 
 
 def set_device(cfg: TrainConfig, env: DistEnv) -> str:
-    import paddle
+    """``trainer.device`` for this process (its GPU is the launcher's local rank); ``trainer.num_threads`` on CPU."""
+    from workbench.engine.device import set_device as use_device
 
-    want = cfg.trainer.device
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if want == "gpu" and not has_gpu:
-        raise ConfigError("trainer.device=gpu but this Paddle has no usable GPU (install paddlepaddle-gpu)")
-    device = "gpu" if (want == "gpu" or (want == "auto" and has_gpu)) else "cpu"
-    paddle.set_device(f"gpu:{env.local_rank}" if device == "gpu" else "cpu")
-    if device == "cpu" and cfg.trainer.num_threads:
-        from paddle.base import core  # Paddle 3 has no public setter for its CPU math threads
-
-        core.set_num_threads(int(cfg.trainer.num_threads))
-    return device
+    return use_device(cfg.trainer.device, key="trainer.device", local_rank=env.local_rank,
+                      num_threads=cfg.trainer.num_threads)
 
 
 def amp_plan(cfg: TrainConfig, device: str) -> dict:

@@ -26,10 +26,10 @@ from typing import Literal, Optional
 
 from workbench.engine.checkpoint import Checkpoint
 from workbench.errors import ExportError, WorkbenchError
+from workbench.paddlex_files import MODEL_FILE_PREFIX  # inference.json / .pdiparams / .yml
 
 log = logging.getLogger("workbench.export")
 
-MODEL_FILE_PREFIX = "inference"  # PaddleX looks for inference.json / inference.pdiparams / inference.yml
 
 __all__ = ["ExportSource", "load_export_source", "build_model", "save_inference_model", "MODEL_FILE_PREFIX"]
 

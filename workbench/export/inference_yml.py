@@ -25,9 +25,9 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+from workbench import paddlex_files
 from workbench.errors import ExportError
-
-INFERENCE_YML = "inference.yml"
+from workbench.paddlex_files import INFERENCE_YML
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -67,17 +67,9 @@ def write_inference_yml(model_dir: str | Path, config: dict, provenance: Optiona
 
 
 def read_inference_yml(path: str | Path) -> dict[str, Any]:
-    """Read an ``inference.yml`` (or a model folder holding one) the way PaddleX does (``yaml.SafeLoader``)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / INFERENCE_YML
-    if not path.is_file():
-        raise ExportError(f"{path} not found: not a PaddleX inference model folder")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.load(f, Loader=yaml.SafeLoader)
-    if not isinstance(data, dict):
-        raise ExportError(f"{path}: not a YAML mapping")
-    return data
+    """Read an ``inference.yml`` (or a model folder holding one) the way PaddleX does; :class:`ExportError`
+    naming the file when it is missing or not a mapping."""
+    return paddlex_files.read_inference_yml(path, error=ExportError)
 
 
 def model_name_of(model_dir: str | Path) -> str:

@@ -32,8 +32,9 @@ from typing import Any, Optional
 import yaml
 
 from workbench.errors import ExportError
+from workbench import paddlex_files
 
-PIPELINE_YAML = "PaddleOCR.yaml"
+PIPELINE_YAML = paddlex_files.PIPELINE_YAML  # the file an export folder holds
 
 # Paddle Inference ops that crash under oneDNN in Paddle 3.3 (PIR attribute conversion of their scale list).
 ONEDNN_UNSAFE_OPS = ("nearest_interp", "bilinear_interp")

@@ -27,9 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from workbench.reports import html as H
-from workbench.reports.records import (
-    display_path, plain_rows, sample_key, short_key, write_csv, write_jsonl, write_summary,
-)
+from workbench.reports.records import display_path, sample_key, short_key, write_csv, write_record_files
 
 #: drawing colours, BGR for OpenCV; the legend shows the same colours
 COLOURS = {
@@ -335,11 +333,9 @@ def write_det_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
-    table_rows = plain_rows(rows)
+    table_rows, files = write_record_files(rows, out_dir, task="det", title=title, metrics=metrics, info=info)
     boxes = box_rows(table_rows)
-    files = [write_jsonl(table_rows, out_dir / "records.jsonl"), write_csv(table_rows, out_dir / "records.csv"),
-             write_csv(boxes, out_dir / "boxes.csv", columns=BOX_COLUMNS),
-             write_summary(out_dir, "det", title, dict(metrics), info, len(rows))]
+    files.insert(2, write_csv(boxes, out_dir / "boxes.csv", columns=BOX_COLUMNS))
 
     n = len(table_rows)
     boxes_of: dict[int, dict[int, dict]] = {}

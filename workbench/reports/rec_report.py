@@ -25,9 +25,7 @@ from typing import Any, Sequence
 from rapidfuzz.distance import Levenshtein
 
 from workbench.reports import html as H
-from workbench.reports.records import (
-    display_path, plain_rows, sample_key, short_key, write_csv, write_jsonl, write_summary,
-)
+from workbench.reports.records import display_path, sample_key, short_key, write_record_files
 
 #: the fixed evaluation input of PP-OCR rec models; wider crops are squeezed horizontally by the fixed resize
 FIXED_EVAL_RATIO = 320 / 48
@@ -287,9 +285,7 @@ def write_rec_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
-    table_rows = plain_rows(rows)
-    files = [write_jsonl(table_rows, out_dir / "records.jsonl"), write_csv(table_rows, out_dir / "records.csv"),
-             write_summary(out_dir, "rec", title, dict(metrics), info, len(rows))]
+    table_rows, files = write_record_files(rows, out_dir, task="rec", title=title, metrics=metrics, info=info)
 
     n = len(rows)
     order = case_order(rows)

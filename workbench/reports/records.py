@@ -89,6 +89,16 @@ def write_summary(out_dir: Path, task: str, title: str, metrics: dict, info: dic
     return path
 
 
+def write_record_files(rows: Sequence[dict], out_dir: Path, *, task: str, title: str, metrics: dict,
+                       info: dict | None) -> tuple[list[dict], list[Path]]:
+    """What every module report writes first: ``records.jsonl``, ``records.csv`` (the rows without pixel
+    columns) and ``summary.json``. Returns the plain rows and the files."""
+    table_rows = plain_rows(rows)
+    files = [write_jsonl(table_rows, out_dir / "records.jsonl"), write_csv(table_rows, out_dir / "records.csv"),
+             write_summary(out_dir, task, title, dict(metrics), info, len(rows))]
+    return table_rows, files
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     rows = []
     with Path(path).open(encoding="utf-8") as fh:

@@ -209,6 +209,27 @@ class LabelFileTask(Task):
     def label_check(self):
         """This task's data check (a ``workbench.data.check.LabelCheck``) with the model's settings."""
 
+    #: what one sample of the label files is, in the data summary's keys (``train_samples`` / ``train_images``)
+    sample_unit = "samples"
+
+    def summary_extras(self) -> dict:
+        """Task-specific facts of the data summary (rec: the dictionary)."""
+        return {}
+
+    def data_summary(self) -> dict:
+        train, val = self.train_dataset(), self.val_dataset()
+        unit = self.sample_unit
+        return {
+            "train_files": [str(p) for p, _ in self.files.train],
+            "val_files": [str(p) for p, _ in self.files.val],
+            "demo": self.files.demo,
+            f"train_{unit}": len(train.samples),
+            f"val_{unit}": len(val.samples) if val is not None else 0,
+            "train_skipped": train.skip_counts(),
+            **self.summary_extras(),
+            "fingerprints": {"train": train.fingerprint(), **({"val": val.fingerprint()} if val is not None else {})},
+        }
+
     def check_data(self, run_dir: Path) -> None:
         from workbench.data.check import check_sources
 

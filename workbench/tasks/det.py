@@ -77,6 +77,7 @@ class DetEvalTransform:
 
 class DetTask(LabelFileTask):
     name = "det"
+    sample_unit = "images"
 
     def __init__(self, cfg: TrainConfig):
         if cfg.data.eval_batch_size != 1:
@@ -126,18 +127,6 @@ class DetTask(LabelFileTask):
 
     def label_check(self):
         return DetLabelCheck(self.cfg.data.targets.get("min_text_size", 8))
-
-    def data_summary(self) -> dict:
-        train, val = self.train_dataset(), self.val_dataset()
-        return {
-            "train_files": [str(p) for p, _ in self.files.train],
-            "val_files": [str(p) for p, _ in self.files.val],
-            "demo": self.files.demo,
-            "train_images": len(train.samples),
-            "val_images": len(val.samples) if val is not None else 0,
-            "train_skipped": train.skip_counts(),
-            "fingerprints": {"train": train.fingerprint(), **({"val": val.fingerprint()} if val is not None else {})},
-        }
 
     # --- training ------------------------------------------------------------------------------------------
     def build_loss(self):

@@ -184,19 +184,9 @@ class RecTask(LabelFileTask):
 
         return RecLabelCheck(self.charset, self.cfg.model.max_text_length, nrtr=True)
 
-    def data_summary(self) -> dict:
-        train = self.train_dataset()
-        val = self.val_dataset()
-        return {
-            "train_files": [str(p) for p, _ in self.files.train],
-            "val_files": [str(p) for p, _ in self.files.val],
-            "demo": self.files.demo,
-            "train_samples": len(train.samples),
-            "val_samples": len(val.samples) if val is not None else 0,
-            "train_skipped": train.skip_counts(),
-            "dictionary": {"source": self.charset.source, "size": len(self.charset), "sha256": self.charset.sha256},
-            "fingerprints": {"train": train.fingerprint(), **({"val": val.fingerprint()} if val is not None else {})},
-        }
+    def summary_extras(self) -> dict:
+        return {"dictionary": {"source": self.charset.source, "size": len(self.charset),
+                               "sha256": self.charset.sha256}}
 
     # --- training ------------------------------------------------------------------------------------------
     def batch_meta(self, epoch: int, batch_index: int) -> Optional[dict]:
