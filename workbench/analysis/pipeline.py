@@ -528,10 +528,20 @@ class PaddleXPipeline:
 
 
 # --- from the command line's references ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadOptions:
+    """How ``wb analyze`` loads the models behind ``det=`` / ``rec=`` (see :func:`load_model`) and runs them."""
+
+    rec_dict: Optional[str] = None  # the dictionary of a bare rec .pdparams
+    det_model: Optional[str] = None  # the zoo names of bare .pdparams files
+    rec_model: Optional[str] = None
+    device: str = "cpu"  # cpu | gpu | gpu:N | auto
+    paddlex_run_mode: Optional[str] = None  # PaddleX runner: paddle | mkldnn | ... (None: PaddleX's default)
+    tracking_uri: Optional[str] = None
+
+
 def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[str] = None,
-                  settings: Optional[dict] = None, rec_dict: Optional[str] = None,
-                  det_model: Optional[str] = None, rec_model: Optional[str] = None, device: str = "cpu",
-                  paddlex_run_mode: Optional[str] = None, tracking_uri: Optional[str] = None):
+                  settings: Optional[dict] = None, options: LoadOptions = LoadOptions()):
     """The runner for ``det=`` / ``rec=`` / ``pipeline=`` (see ``wb analyze``).
 
     * ``pipeline=<export folder | pipeline YAML>``, or ``det=<export folder>`` (``rec`` omitted or the same):
@@ -542,6 +552,7 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
 
     ``settings``: command-line overrides of :class:`PipelineSettings` fields (``None`` values are ignored).
     """
+    device, paddlex_run_mode = options.device, options.paddlex_run_mode
     overrides = {k: v for k, v in (settings or {}).items() if v is not None}
     for ref in (det, rec):
         if ref is not None and ref != pipeline and is_pipeline_export(ref):
@@ -572,8 +583,9 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
     from workbench.engine.device import set_device
 
     set_device(device)
-    det_loaded = load_model(det, "det", model_name=det_model, tracking_uri=tracking_uri)
-    rec_loaded = load_model(rec, "rec", model_name=rec_model, rec_dict=rec_dict, tracking_uri=tracking_uri)
+    det_loaded = load_model(det, "det", model_name=options.det_model, tracking_uri=options.tracking_uri)
+    rec_loaded = load_model(rec, "rec", model_name=options.rec_model, rec_dict=options.rec_dict,
+                            tracking_uri=options.tracking_uri)
     s = PipelineSettings.for_checkpoints(det_loaded, rec_loaded).with_overrides(**overrides)
     return WorkbenchPipeline(det_loaded, rec_loaded, s)
 

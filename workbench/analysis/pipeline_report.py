@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -320,23 +321,31 @@ def _timing_table(timings: dict) -> H.Markup:
 
 
 # --- the report ---------------------------------------------------------------------------------------------------
-def write_pipeline_report(
-    images: Sequence[dict],
-    gts: Sequence[dict],
-    verdict: Verdict | dict,
-    out_dir: str | Path,
-    *,
-    title: str = "OCR pipeline: error attribution",
-    info: Optional[dict] = None,
-    settings: Optional[dict] = None,
-    timings: Optional[dict] = None,
-    next_set: Optional[dict] = None,
-    max_cases: int = 40,
-    examples_per_outcome: int = 12,
-) -> list[Path]:
+@dataclass
+class RunFacts:
+    """What the report says about the run besides its rows: where it came from (``info``), the pipeline settings,
+    the timings (:func:`summarize_timings`) and the next training set (``NextTrainingSet.close()``)."""
+
+    info: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    next_set: dict = field(default_factory=dict)
+
+
+@dataclass
+class PageOptions:
+    title: str = "OCR pipeline: error attribution"
+    max_cases: int = 40  # images pictured, worst first
+    examples_per_outcome: int = 12
+
+
+def write_pipeline_report(images: Sequence[dict], gts: Sequence[dict], verdict: Verdict | dict, out_dir: str | Path,
+                          *, facts: RunFacts = RunFacts(), page: PageOptions = PageOptions()) -> list[Path]:
     """Write the tables, ``summary.json`` and ``report.html`` (module docstring); returns the files written."""
     import json
 
+    title, max_cases, examples_per_outcome = page.title, page.max_cases, page.examples_per_outcome
+    info, settings, timings, next_set = facts.info, facts.settings, facts.timings, facts.next_set
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     v = plain(verdict.to_dict() if isinstance(verdict, Verdict) else dict(verdict))

@@ -85,8 +85,10 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
     config); writes the outputs and returns ``{"verdict", "summary", "files", "out_dir", "images", "gts"}``."""
     from workbench.analysis.attribution import MatchRules, TextCompare, verdict
     from workbench.analysis.next_training_set import NextTrainingSet
-    from workbench.analysis.pipeline import analyze_image, load_pipeline
-    from workbench.analysis.pipeline_report import gt_rows, summarize_timings, write_pipeline_report
+    from workbench.analysis.pipeline import LoadOptions, analyze_image, load_pipeline
+    from workbench.analysis.pipeline_report import (
+        PageOptions, RunFacts, gt_rows, summarize_timings, write_pipeline_report,
+    )
     from workbench.data.images import read_image
     from workbench.data.labels import read_det_labels
     from workbench.errors import DataError
@@ -107,9 +109,10 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     if runner is None:
         runner = load_pipeline(
-            cfg.det, cfg.rec, pipeline=cfg.pipeline, rec_dict=cfg.rec_dict, det_model=cfg.det_model,
-            rec_model=cfg.rec_model, device=cfg.device, paddlex_run_mode=cfg.paddlex_run_mode,
-            tracking_uri=cfg.tracking_uri,
+            cfg.det, cfg.rec, pipeline=cfg.pipeline,
+            options=LoadOptions(rec_dict=cfg.rec_dict, det_model=cfg.det_model, rec_model=cfg.rec_model,
+                                device=cfg.device, paddlex_run_mode=cfg.paddlex_run_mode,
+                                tracking_uri=cfg.tracking_uri),
             settings=dict(score_thresh=cfg.score_thresh, thresh=cfg.det_thresh, box_thresh=cfg.box_thresh,
                           unclip_ratio=cfg.unclip_ratio, limit_side_len=cfg.limit_side_len,
                           limit_type=cfg.limit_type, max_side_limit=cfg.max_side_limit,
@@ -143,9 +146,7 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
             gts += gt_rows(row, outcomes)
             if next_set is not None:
                 t1 = time.perf_counter()
-                next_set.add(image_path=sample.image_path, rel_path=sample.rel_path, label_file=sample.file,
-                             line=sample.line, gt_polys=sample.polys, gt_texts=texts, outcomes=outcomes,
-                             pred_status=att.pred_status, gt_crops=result.gt_crops)
+                next_set.add(sample, outcomes=outcomes, pred_status=att.pred_status, gt_crops=result.gt_crops)
                 row["timings"]["next_training_set"] = time.perf_counter() - t1
             progress(k + 1, row)
     finally:
@@ -160,9 +161,10 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
             "images skipped (unreadable)": len(skipped), "label lines excluded (errors)": len(errors)}
     t_report = time.perf_counter()
     files = write_pipeline_report(
-        image_rows, gts, v, out_dir, info=info, settings=asdict(runner.settings), timings=timings,
-        next_set=next_info, max_cases=cfg.max_cases, examples_per_outcome=cfg.examples_per_outcome,
-        title=f"OCR pipeline on {data.parent.name}/{data.name}: error attribution")
+        image_rows, gts, v, out_dir,
+        facts=RunFacts(info=info, settings=asdict(runner.settings), timings=timings, next_set=next_info or {}),
+        page=PageOptions(title=f"OCR pipeline on {data.parent.name}/{data.name}: error attribution",
+                         max_cases=cfg.max_cases, examples_per_outcome=cfg.examples_per_outcome))
     report_s = time.perf_counter() - t_report
     return {"verdict": v, "timings": timings, "report_s": report_s, "files": files, "out_dir": out_dir,
             "images": image_rows, "gts": gts, "next_training_set": next_info, "skipped": skipped,
