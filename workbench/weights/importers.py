@@ -134,13 +134,18 @@ def read_onnx(path: str | Path) -> InferenceGraph:
             continue
         op, norm = node.op_type, {}
         if op in ("Conv", "ConvTranspose"):
-            if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
-                raise WeightsError(f"{path}: {node.name}: auto_pad={attrs['auto_pad']!r} is not supported")
+            pads = tuple(attrs.get("pads", (0, 0, 0, 0)))  # ONNX: top, left, bottom, right
+            auto_pad = attrs.get("auto_pad", b"NOTSET")
+            auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+            if auto_pad in ("SAME_UPPER", "SAME_LOWER") and op == "Conv":
+                pads = _same_pads(attrs, auto_pad, path, node.name)
+            elif auto_pad not in ("NOTSET", "VALID"):
+                raise WeightsError(f"{path}: {node.name}: auto_pad={auto_pad!r} is not supported")
             norm = {
                 "stride": tuple(attrs.get("strides", (1, 1))),
                 "groups": int(attrs.get("group", 1)),
                 "dilation": tuple(attrs.get("dilations", (1, 1))),
-                "pads": tuple(attrs.get("pads", (0, 0, 0, 0))),  # ONNX: top, left, bottom, right
+                "pads": pads,
             }
             if op == "ConvTranspose":
                 norm["output_padding"] = tuple(attrs.get("output_padding", (0, 0)))
@@ -155,6 +160,23 @@ def read_onnx(path: str | Path) -> InferenceGraph:
             op, norm = op.lower(), {k: v for k, v in attrs.items() if not isinstance(v, (bytes, onnx.TensorProto))}
         nodes.append(Node(op, inputs, list(node.output), norm, node.name))
     return InferenceGraph(str(path), "onnx", nodes, constants)
+
+
+def _same_pads(attrs: dict, auto_pad: str, path, name: str) -> tuple[int, int, int, int]:
+    """Explicit (top, left, bottom, right) pads of a stride-1 SAME conv (PP-OCRv6's 2x2 stem convs): a total of
+    ``dilation * (k - 1)`` per axis, the odd pixel at the end (SAME_UPPER) or the start (SAME_LOWER). With a
+    stride > 1 the padding would depend on the input size, which a static mapping cannot express."""
+    strides = tuple(attrs.get("strides", (1, 1)))
+    if any(int(v) != 1 for v in strides):
+        raise WeightsError(f"{path}: {name}: auto_pad={auto_pad} with strides {list(strides)} is not supported")
+    dilations = tuple(attrs.get("dilations", (1, 1)))
+    begin, end = [], []
+    for k, d in zip(attrs["kernel_shape"], dilations):
+        total = int(d) * (int(k) - 1)
+        small, large = total // 2, total - total // 2
+        begin.append(small if auto_pad == "SAME_UPPER" else large)
+        end.append(large if auto_pad == "SAME_UPPER" else small)
+    return (begin[0], begin[1], end[0], end[1])
 
 
 def _paddle_files(folder: Path) -> tuple[Path, Path]:
@@ -582,6 +604,14 @@ class Slot:
     @property
     def signature(self) -> tuple:
         layer = self.layer
+        if self.kind == "conv1d":
+            # exporters write a 1-D conv as a 2-D conv of height 1 (unsqueeze -> Conv [.., 1, k] -> squeeze)
+            out_c, in_c, k = (int(v) for v in layer.weight.shape)
+            pad = int(layer._padding) if isinstance(layer._padding, int) else int(layer._padding[0])
+            return _signature("conv", (out_c, in_c, 1, k), {"stride": (1, int(layer._stride[0])),
+                                                            "groups": layer._groups,
+                                                            "dilation": (1, int(layer._dilation[0])),
+                                                            "pads": (0, pad, 0, pad)}, {})
         if self.kind in ("conv", "conv_transpose"):
             pads = _layer_pads(layer)
             return _signature(self.kind, layer.weight.shape, {"stride": tuple(layer._stride), "groups": layer._groups,
@@ -607,6 +637,7 @@ def _traced_kinds():
     return (
         (nn.Conv2DTranspose, "conv_transpose"),
         (nn.Conv2D, "conv"),
+        (nn.Conv1D, "conv1d"),
         ((nn.BatchNorm, nn.BatchNorm1D, nn.BatchNorm2D), "batch_norm"),
         (nn.Linear, "linear"),
         (nn.LayerNorm, "layer_norm"),
@@ -658,6 +689,7 @@ def trace_slots(model, example) -> tuple[list[Slot], set[str]]:
                                "shared layers")
         seen.add(name)
         slot = Slot(kind, name, layer)
+        # (a 1-D conv's BatchNorm stays a slot of its own: exporters put a squeeze between the two)
         if kind in ("conv", "conv_transpose") and i + 1 < len(calls):
             next_kind, next_name, next_layer, next_inputs, _ = calls[i + 1]
             if next_kind == "batch_norm" and next_inputs and next_inputs[0] is output:
@@ -719,7 +751,7 @@ def _assign(slot: Slot, unit: Unit) -> Optional[str]:
     from workbench.models.rep import set_identity_affine
 
     layer, t = slot.layer, unit.tensors
-    if slot.kind in ("conv", "conv_transpose"):
+    if slot.kind in ("conv", "conv_transpose", "conv1d"):
         _put(layer.weight, t["weight"], f"{slot.path}.weight")
         bias = t.get("bias")
         has_bn = "bn_scale" in t
@@ -827,6 +859,12 @@ _WHY = {
                 "the backbone -- the CTC branch detaches its input)",
     "before_gtc": "NRTR branch input projection: training only",
     "thresh": "DB threshold branch: training only (eval uses the probability map)",
+    "aux_binarize_p4": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
+    "aux_thresh_p4": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
+    "aux_binarize_p3": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
+    "aux_thresh_p3": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
+    "aux_binarize_p2": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
+    "aux_thresh_p2": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
     "act.lab": "activation affine of a stride-2 rep layer: such layers skip the activation, so it is never used",
 }
 
@@ -944,7 +982,12 @@ def import_inference_model(
     for path in rep_paths:
         kernel = fused_state[f"{path}.reparam_conv.weight"].numpy()
         bias = fused_state[f"{path}.reparam_conv.bias"].numpy()
-        unfuse_rep_layer(named[path], kernel, bias, rng=rng, jitter=jitter)
+        # a layer family with its own training form (PP-OCRv6's RepDWConv, DilatedReparamBlock) un-fuses itself
+        own = getattr(named[path], "unfuse", None)
+        if callable(own):
+            own(kernel, bias, rng=rng, jitter=jitter)
+        else:
+            unfuse_rep_layer(named[path], kernel, bias, rng=rng, jitter=jitter)
     covered = {k for p in rep_paths for k in train_state if k.startswith(p + ".") and not
                k.startswith((p + ".lab.", p + ".act."))}
     for key, value in fused_state.items():

@@ -1,6 +1,8 @@
-"""MultiHead: the PP-OCRv4/v5 recognition head = a CTC branch and an NRTR (GTC) branch on one backbone map.
+"""MultiHead: the PP-OCRv4/v5/v6 recognition head = a CTC branch and an NRTR (GTC) branch on one backbone map.
 
-* CTC branch: ``ctc_encoder`` (SVTR neck, detached input when ``use_guide``) -> ``ctc_head`` (linear).
+* CTC branch: ``ctc_encoder`` (v4/v5: SVTR neck, detached input when ``use_guide``; v6 small / medium: light SVTR;
+  v6 tiny: a plain reshape) -> ``ctc_head`` (a linear layer; v6 tiny: guide layer + two linear layers). The
+  builders pass the two layers in; without them the v4/v5 SVTR + linear pair is built from ``svtr``.
 * GTC branch (training only): ``before_gtc`` (flatten + bias-free linear C -> nrtr_dim) -> ``gtc_head`` (NRTR).
 
 :meth:`MultiHead.protect_backbone` rewires training for starting weights whose NRTR branch is untrained (an
@@ -51,6 +53,8 @@ class MultiHead(nn.Layer):
         num_classes: int,
         *,
         svtr: Mapping | None = None,
+        ctc_encoder: nn.Layer | None = None,
+        ctc_head: nn.Layer | None = None,
         fc_decay: float = 1e-5,
         nrtr_dim: int = 384,
         nrtr_layers: int = 4,
@@ -60,8 +64,10 @@ class MultiHead(nn.Layer):
         """``num_classes``: CTC classes (dictionary lines + 2). NRTR vocabulary = ``num_classes + 4``."""
         super().__init__()
         self.num_classes = num_classes
-        self.ctc_encoder = SVTRSequenceEncoder(in_channels, **dict(svtr or {}))
-        self.ctc_head = CTCHead(self.ctc_encoder.out_channels, num_classes, fc_decay=fc_decay)
+        self.ctc_encoder = ctc_encoder if ctc_encoder is not None else SVTRSequenceEncoder(in_channels,
+                                                                                            **dict(svtr or {}))
+        self.ctc_head = ctc_head if ctc_head is not None else CTCHead(self.ctc_encoder.out_channels, num_classes,
+                                                                      fc_decay=fc_decay)
         self.before_gtc = nn.Sequential(nn.Flatten(2), SequenceProjection(in_channels, nrtr_dim))
         self.gtc_head = NRTRDecoder(
             vocab_size=num_classes + 4,
@@ -74,7 +80,9 @@ class MultiHead(nn.Layer):
 
     def protect_backbone(self) -> None:
         """CTC trains the backbone (no guide), NRTR's gradient stops at its input. See the module docstring."""
-        self.ctc_encoder.encoder.use_guide = False
+        encoder = getattr(self.ctc_encoder, "encoder", None)
+        if encoder is not None and hasattr(encoder, "use_guide"):
+            encoder.use_guide = False
         self.gtc_detached = True
 
     def forward(self, x, targets: Mapping | None = None):
