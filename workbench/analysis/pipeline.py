@@ -52,6 +52,44 @@ log = logging.getLogger("workbench.analyze")
 
 #: what ``stock`` means: the official PP-OCRv5 mobile models
 STOCK_MODELS = {"det": "PP-OCRv5_mobile_det", "rec": "PP-OCRv5_mobile_rec"}
+#: every ``det=`` / ``rec=`` shortcut for official weights. ``stock-v6`` is what paddleocr 3.7 runs by default
+#: (PP-OCRv6 medium); the other sizes are spelled out.
+STOCK_ALIASES = {
+    "stock": STOCK_MODELS,
+    "stock-v5": STOCK_MODELS,
+    "stock-v6": {"det": "PP-OCRv6_medium_det", "rec": "PP-OCRv6_medium_rec"},
+    "stock-v6-medium": {"det": "PP-OCRv6_medium_det", "rec": "PP-OCRv6_medium_rec"},
+    "stock-v6-small": {"det": "PP-OCRv6_small_det", "rec": "PP-OCRv6_small_rec"},
+    "stock-v6-tiny": {"det": "PP-OCRv6_tiny_det", "rec": "PP-OCRv6_tiny_rec"},
+}
+
+
+def official_model(ref: str, task: str) -> Optional[str]:
+    """The zoo name a ``det=`` / ``rec=`` reference means when it asks for official weights: a ``stock*`` shortcut
+    (:data:`STOCK_ALIASES`) or an official name; ``None`` for anything else (runs, folders, files)."""
+    from workbench.models import zoo
+
+    if ref in STOCK_ALIASES:
+        return STOCK_ALIASES[ref][task]
+    if ref in zoo.list_models():
+        spec = zoo.get_spec(ref)
+        if spec.task != task:
+            raise ConfigError(f"{task}={ref} is a {spec.task} model")
+        return ref
+    return None
+
+
+def imported_model_name(weights: Path) -> Optional[str]:
+    """The zoo name recorded by ``wb weights import`` next to imported weights (``<stem>.import.json``)."""
+    import json
+
+    record = weights.with_name(weights.stem + ".import.json")
+    if not record.is_file():
+        return None
+    try:
+        return json.loads(record.read_text(encoding="utf-8")).get("model_name")
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{record}: unreadable import record ({exc})") from None
 #: the pipeline YAML file an export folder holds (``wb export`` writes it)
 PIPELINE_YAML = "PaddleOCR.yaml"
 #: a crop this many times taller than wide is turned by 90° before recognition (PaddleX's get_rotate_crop_image)
@@ -111,12 +149,17 @@ class PipelineSettings:
     @classmethod
     def for_checkpoints(cls, det: "LoadedModel", rec: "LoadedModel") -> "PipelineSettings":
         """The settings ``wb export`` writes for these models: the det run's evaluation resize and post-process
-        (``meta.json``, ``eval.det.score_mode``) and the rec run's ``eval.rec.score_thresh``; the pipeline YAML's
-        defaults for stock models and bare weight files."""
+        (``meta.json``, ``eval.det.score_mode``) and the rec run's ``eval.rec.score_thresh``; for stock models and
+        bare weight files the pipeline YAML's resize limits and the det model's own post-processing defaults
+        (``models.zoo.det_postprocess``)."""
         import yaml
 
+        from workbench.models import zoo
+
         values: dict = {}
-        if det.checkpoint is not None:
+        if det.checkpoint is None:
+            values.update(zoo.det_postprocess(det.name))  # the det model's own defaults (v6: 0.2 / 0.45 / 1.4)
+        else:
             values.update(det.checkpoint.meta.get("resize") or {})
             values.update(det.checkpoint.meta.get("postprocess") or {})
             eval_det = ((yaml.safe_load(det.checkpoint.config_yaml or "") or {}).get("eval") or {}).get("det") or {}
@@ -273,7 +316,9 @@ def _load_by_task(ref: str, task: str, *, model_name: Optional[str], rec_dict: O
     from workbench.models import zoo
     from workbench.tasks import build_task
 
-    official = STOCK_MODELS[task] if ref == "stock" else (ref if ref in zoo.list_models() else None)
+    official = official_model(ref, task)
+    if official is None and model_name is None:
+        model_name = imported_model_name(Path(ref))
     cfg = TrainConfig(task=task)
     cfg.model.name = official or model_name or STOCK_MODELS[task]
     cfg.model.pretrained = official or ref
@@ -552,8 +597,8 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
     * ``pipeline=<export folder | pipeline YAML>``, or ``det=<export folder>`` (``rec`` omitted or the same):
       the real PaddleX pipeline;
     * ``det=<inference model folder> rec=<inference model folder>``: the real PaddleX pipeline on the two models;
-    * anything else (``stock``, an official name, a run id / run dir / checkpoint dir, a ``.pdparams``): our
-      models in process. ``None`` means ``stock``.
+    * anything else (``stock`` / ``stock-v6`` ... (:data:`STOCK_ALIASES`), an official name, a run id / run dir /
+      checkpoint dir, a ``.pdparams``): our models in process. ``None`` means ``stock``.
 
     ``settings``: command-line overrides of :class:`PipelineSettings` fields (``None`` values are ignored).
     """
@@ -576,7 +621,10 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
     det, rec = det or "stock", rec or "stock"
     inference_dirs = [is_inference_model_dir(r) for r in (det, rec)]
     if all(inference_dirs):
-        s = PipelineSettings().with_overrides(**overrides)
+        from workbench.export.inference_yml import model_name_of
+        from workbench.models import zoo
+
+        s = PipelineSettings(**zoo.det_postprocess(model_name_of(det))).with_overrides(**overrides)
         config = pipeline_config_for_models(det, rec, s)
         return PaddleXPipeline(config, settings=s, device=device, run_mode=paddlex_run_mode,
                                source=f"det={det} rec={rec}")

@@ -48,7 +48,8 @@ class ExportConfig:
     textline_orientation_model_dir: Optional[str] = None
     doc_orientation_model_dir: Optional[str] = None
     doc_unwarping_model_dir: Optional[str] = None
-    # Detection limits and thresholds (default: the det run's evaluation settings, else PaddleX's defaults).
+    # Detection limits and thresholds (default: the det run's evaluation settings, else PaddleX's pipeline limits
+    # and the det model's own post-processing defaults, models.zoo.det_postprocess).
     limit_side_len: Optional[int] = None
     limit_type: Optional[str] = None
     max_side_limit: Optional[int] = None
@@ -167,32 +168,45 @@ def _copy_model_dir(src: str, dst: Path, expect_name: Optional[str] = None) -> s
     return name
 
 
+def _det_model_name(cfg: ExportConfig, source, base_det: dict) -> str:
+    """The detection module's model name: the exported run's, the copied folder's, or the stock one."""
+    if source is not None:
+        return source.model_name
+    if cfg.det_model_dir:
+        from workbench.export.inference_yml import model_name_of
+
+        return model_name_of(cfg.det_model_dir)
+    return cfg.det_model_name or base_det["model_name"]
+
+
 def _det_settings(cfg: ExportConfig, source, base_det: dict) -> tuple[dict, dict]:
-    """(pipeline YAML TextDetection params, inference.yml PostProcess) from the run, overridden by cfg."""
+    """(pipeline YAML TextDetection params, inference.yml PostProcess): resize limits from PaddleX's pipeline
+    defaults, post-processing from the det model's defaults (``zoo.det_postprocess``); both replaced by the run's
+    evaluation settings, then by cfg."""
     import yaml
 
-    pipeline = {k: base_det[k] for k in ("limit_side_len", "limit_type", "max_side_limit", "thresh", "box_thresh",
-                                         "unclip_ratio") if k in base_det}
-    post = {"max_candidates": 1000, "score_mode": "fast"}
+    from workbench.models import zoo
+
+    pipeline = {k: base_det[k] for k in ("limit_side_len", "limit_type", "max_side_limit") if k in base_det}
+    post = {**zoo.det_postprocess(_det_model_name(cfg, source, base_det)), "score_mode": "fast"}
     if source is not None:
         meta = source.checkpoint.meta
         pipeline.update(meta.get("resize") or {})
-        pp = dict(meta.get("postprocess") or {})
-        post["max_candidates"] = pp.pop("max_candidates", 1000)
-        pipeline.update(pp)
+        post.update({k: v for k, v in (meta.get("postprocess") or {}).items() if v is not None})
         eval_det = ((yaml.safe_load(source.checkpoint.config_yaml or "") or {}).get("eval") or {}).get("det") or {}
         post["score_mode"] = eval_det.get("score_mode", "fast")
         if eval_det.get("box_type", "quad") != "quad":
             raise ExportError(f"{source.path}: trained/evaluated with box_type={eval_det['box_type']!r}; the general "
                               "OCR pipeline crops 4-point boxes (box_type quad)")
-    for k in ("limit_side_len", "limit_type", "max_side_limit", "thresh", "box_thresh", "unclip_ratio"):
+    for k in ("limit_side_len", "limit_type", "max_side_limit"):
         if getattr(cfg, k) is not None:
             pipeline[k] = getattr(cfg, k)
-    if cfg.max_candidates is not None:
-        post["max_candidates"] = cfg.max_candidates
+    for k in ("thresh", "box_thresh", "unclip_ratio", "max_candidates"):
+        if getattr(cfg, k) is not None:
+            post[k] = getattr(cfg, k)
     if pipeline.get("limit_type") not in ("min", "max", "resize_long"):
         raise ConfigError(f"limit_type={pipeline.get('limit_type')!r}: choose min, max or resize_long")
-    post.update({k: pipeline[k] for k in ("thresh", "box_thresh", "unclip_ratio")})
+    pipeline.update({k: post[k] for k in ("thresh", "box_thresh", "unclip_ratio")})
     return pipeline, post
 
 

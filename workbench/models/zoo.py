@@ -36,6 +36,7 @@ __all__ = [
     "DictionarySpec",
     "ModelSpec",
     "build_model",
+    "det_postprocess",
     "get_spec",
     "list_models",
     "pplcnetv3_db",
@@ -502,6 +503,29 @@ def get_spec(name: str) -> ModelSpec:
         return MODELS[name]
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+
+
+#: the DB post-processing settings a det model's spec can set (PaddleX's DBPostProcess arguments)
+DET_POSTPROCESS_KEYS = ("thresh", "box_thresh", "unclip_ratio", "max_candidates")
+
+
+def det_postprocess(name: str, **given: Any) -> dict[str, Any]:
+    """DB post-processing for det model ``name``: each of :data:`DET_POSTPROCESS_KEYS` from ``given`` when it is
+    not ``None`` (the config / command line), else the model's own default (``ModelSpec.postprocess``: e.g. the
+    PP-OCRv6 inference configs' thresh 0.2 / box_thresh 0.45 / unclip 1.4 / 3000 candidates, v5's 0.3 / 0.6 / 1.5
+    / 1000). The one place these defaults are decided: evaluation, ``wb analyze`` and ``wb export`` call it.
+    A name the zoo does not know (a PaddleX model we do not train) gets the v5 / PaddleX pipeline defaults."""
+    unknown = set(given) - set(DET_POSTPROCESS_KEYS)
+    if unknown:
+        raise ConfigError(f"det post-processing: unknown settings {sorted(unknown)}; known: {DET_POSTPROCESS_KEYS}")
+    spec = MODELS.get(name)
+    if spec is not None and spec.task != "det":
+        raise ConfigError(f"{name} is a {spec.task} model: it has no detection post-processing")
+    defaults = dict(spec.postprocess) if spec is not None and spec.postprocess else dict(_DET_POSTPROCESS)
+    resolved = {key: defaults[key] for key in DET_POSTPROCESS_KEYS}
+    resolved.update({k: v for k, v in given.items() if v is not None})
+    return {"thresh": float(resolved["thresh"]), "box_thresh": float(resolved["box_thresh"]),
+            "unclip_ratio": float(resolved["unclip_ratio"]), "max_candidates": int(resolved["max_candidates"])}
 
 
 def build_model(name: str, *, num_classes: int | None = None, charset: Any = None, **overrides):
