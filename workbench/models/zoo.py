@@ -12,7 +12,8 @@ NRTR vocabulary ``C + 4``. Pass ``charset`` (anything with ``num_ctc_classes``, 
 or ``num_classes`` (= C); with neither, the official dictionary's size is used so the official pretrained
 weights load. The zoo never reads a dictionary file: ``ModelSpec.dictionary`` only says where to get it.
 
-Server models (PP-OCRv5_server_det / _rec) are not registered yet: see :func:`_server_specs`.
+Families (``ModelSpec.family``): PP-OCRv6 tiny / small / medium, PP-OCRv5 mobile (+ per-language recognisers) and
+server, PP-OCRv4 mobile and server (incl. ``_rec_doc``), PP-OCRv3 mobile det; plus small test / demo configs.
 """
 
 from __future__ import annotations
@@ -203,6 +204,13 @@ _REC_PREPROCESS = MappingProxyType({"image_shape": (3, 48, 320), "mean": 0.5, "s
 _REC_POSTPROCESS = MappingProxyType({"name": "CTCLabelDecode"})
 
 
+def _family(name: str) -> str:
+    """``PP-OCRv5 mobile`` for ``en_PP-OCRv5_mobile_rec``: the version and size of an official name."""
+    base = name.split("_PP-OCR", 1)[-1] if "_PP-OCR" in name else name.removeprefix("PP-OCR")
+    version, size = base.split("_")[:2]
+    return f"PP-OCR{version} {size}"
+
+
 def _mobile_det(name: str) -> ModelSpec:
     return ModelSpec(
         name=name,
@@ -214,6 +222,7 @@ def _mobile_det(name: str) -> ModelSpec:
         paddlex_name=name,
         preprocess=_DET_PREPROCESS,
         postprocess=_DET_POSTPROCESS,
+        family=_family(name),
     )
 
 
@@ -231,6 +240,7 @@ def _mobile_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
         max_text_length=25,
         preprocess=_REC_PREPROCESS,
         postprocess=_REC_POSTPROCESS,
+        family=_family(name),
     )
 
 
@@ -257,6 +267,7 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             paddlex_name="PP-OCRv5_mobile_det",  # same predictor family: exports run in PaddleX under this name
             preprocess=_DET_PREPROCESS,
             postprocess=_DET_POSTPROCESS,
+            family="test",
         ),
         ModelSpec(
             name="rec_tiny",
@@ -268,6 +279,7 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             max_text_length=25,
             preprocess=_REC_PREPROCESS,
             postprocess=_REC_POSTPROCESS,
+            family="test",
         ),
         ModelSpec(
             name="rec_demo_cnn",
@@ -279,26 +291,39 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             max_text_length=25,
             preprocess=_REC_PREPROCESS,
             postprocess=_REC_POSTPROCESS,
+            family="demo",
         ),
     )
 
 
-def hgnet_pfhead(*, neck_channels: int = 256, k: int = 50, mode: str = "large") -> DetModel:
-    """PPHGNetV2_B4 (det) + LKPAN(256, IntraCL) + PFHeadLocal: the PP-OCRv5 server detector."""
-    from workbench.models.backbones.pphgnetv2 import pphgnetv2_b4
+def _hgnet_backbone(version: str, det: bool):
+    if version == "v2_b4":  # PP-OCRv5 server
+        from workbench.models.backbones.pphgnetv2 import pphgnetv2_b4
+
+        return pphgnetv2_b4(det=det, text_rec=not det)
+    if version == "small":  # PP-OCRv4 server
+        from workbench.models.backbones.pphgnet import pphgnet_small
+
+        return pphgnet_small(det=det)
+    raise ConfigError(f"unknown PP-HGNet version {version!r} (v2_b4 or small)")
+
+
+def hgnet_pfhead(*, backbone: str = "v2_b4", neck_channels: int = 256, k: int = 50, mode: str = "large") -> DetModel:
+    """PP-HGNet (det) + LKPAN(256, IntraCL) + PFHeadLocal: the PP-OCRv5 (PPHGNetV2_B4) and PP-OCRv4 (PPHGNet_small)
+    server detectors."""
     from workbench.models.heads.db import PFHeadLocal
     from workbench.models.necks.lkpan import LKPAN
 
-    backbone = pphgnetv2_b4(det=True)
-    neck = LKPAN(backbone.out_channels, neck_channels, mode="large", intracl=True)
-    return DetModel(backbone, neck, PFHeadLocal(neck.out_channels, k=k, mode=mode))
+    backbone_layer = _hgnet_backbone(backbone, det=True)
+    neck = LKPAN(backbone_layer.out_channels, neck_channels, mode="large", intracl=True)
+    return DetModel(backbone_layer, neck, PFHeadLocal(neck.out_channels, k=k, mode=mode))
 
 
-def hgnet_multihead(num_classes: int, *, nrtr_dim: int = 384, max_text_length: int = 25) -> RecModel:
-    """PPHGNetV2_B4 (text_rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]: the PP-OCRv5 server recogniser."""
-    from workbench.models.backbones.pphgnetv2 import pphgnetv2_b4
-
-    backbone = pphgnetv2_b4(text_rec=True)
+def hgnet_multihead(num_classes: int, *, backbone: str = "v2_b4", nrtr_dim: int = 384,
+                    max_text_length: int = 25) -> RecModel:
+    """PP-HGNet (rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]: the PP-OCRv5 (PPHGNetV2_B4) and PP-OCRv4
+    (PPHGNet_small) server recognisers."""
+    backbone = _hgnet_backbone(backbone, det=False)
     svtr = dict(dims=120, depth=2, hidden_dims=120, num_heads=8, kernel_size=(1, 3), use_guide=True)
     head = MultiHead(backbone.out_channels, num_classes, svtr=svtr, nrtr_dim=nrtr_dim, max_text_length=max_text_length)
     return RecModel(backbone, head)
@@ -316,6 +341,7 @@ def _server_specs() -> tuple[ModelSpec, ...]:
             paddlex_name="PP-OCRv5_server_det",
             preprocess=_DET_PREPROCESS,
             postprocess=_DET_POSTPROCESS,
+            family="PP-OCRv5 server",
         ),
         ModelSpec(
             name="PP-OCRv5_server_rec",
@@ -330,6 +356,7 @@ def _server_specs() -> tuple[ModelSpec, ...]:
             max_text_length=25,
             preprocess=_REC_PREPROCESS,
             postprocess=_REC_POSTPROCESS,
+            family="PP-OCRv5 server",
         ),
     )
 
@@ -438,7 +465,7 @@ def _v6_det(size: str, description: str, box_thresh: float, **builder) -> ModelS
         postprocess=MappingProxyType({**_V6_DET_POSTPROCESS, "box_thresh": box_thresh}),
         loss=_V6_DET_LOSS,
         upstream_eval_resize=_V6_UPSTREAM_EVAL_RESIZE,
-        family="PP-OCRv6",
+        family=_family(name),
     )
 
 
@@ -457,7 +484,7 @@ def _v6_rec(size: str, description: str, dictionary: DictionarySpec, **builder) 
         max_text_length=25,
         preprocess=_REC_PREPROCESS,
         postprocess=_REC_POSTPROCESS,
-        family="PP-OCRv6",
+        family=_family(name),
     )
 
 
@@ -478,6 +505,72 @@ def _v6_specs() -> tuple[ModelSpec, ...]:
     )
 
 
+# ----------------------------------------------------------------------------------------------- PP-OCRv4 server, v3
+
+
+def mobilenetv3_db(*, scale: float = 0.5, disable_se: bool = True, neck_channels: int = 96, k: int = 50) -> DetModel:
+    """MobileNetV3 large x0.5 (no SE) + RSEFPN(96) + DBHead(k=50): the PP-OCRv3 mobile detector."""
+    from workbench.models.backbones.mobilenetv3 import MobileNetV3
+
+    backbone = MobileNetV3(scale=scale, model_name="large", disable_se=disable_se)
+    neck = RSEFPN(backbone.out_channels, neck_channels, shortcut=True)
+    return DetModel(backbone, neck, DBHead(neck.out_channels, k=k))
+
+
+_PPOCRV4_DOC_DICT = _dictionary(
+    "ppocr/utils/dict/ppocrv4_doc_dict.txt", "a5bc3887c43c901e5a3f97b13ffadf1c5754ede7cc8c9f5abe22e875a7c48372", 15629
+)
+
+
+def _v4_server_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        task="rec",
+        builder=functools.partial(hgnet_multihead, backbone="small"),
+        description="PPHGNet_small (rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]",
+        manifest=name,
+        pretrained_url=_PRETRAINED.format(name),
+        paddlex_name=name,
+        dictionary=dictionary,
+        image_shape=(3, 48, 320),
+        max_text_length=25,
+        preprocess=_REC_PREPROCESS,
+        postprocess=_REC_POSTPROCESS,
+        family="PP-OCRv4 server",
+    )
+
+
+def _v4_server_and_v3_specs() -> tuple[ModelSpec, ...]:
+    return (
+        ModelSpec(
+            name="PP-OCRv4_server_det",
+            task="det",
+            builder=functools.partial(hgnet_pfhead, backbone="small"),
+            description="PPHGNet_small (det) + LKPAN(256, IntraCL) + PFHeadLocal(k=50, large)",
+            manifest="PP-OCRv4_server_det",
+            pretrained_url=_PRETRAINED.format("PP-OCRv4_server_det"),
+            paddlex_name="PP-OCRv4_server_det",
+            preprocess=_DET_PREPROCESS,
+            postprocess=_DET_POSTPROCESS,
+            family="PP-OCRv4 server",
+        ),
+        _v4_server_rec("PP-OCRv4_server_rec", _PPOCR_KEYS_V1),
+        _v4_server_rec("PP-OCRv4_server_rec_doc", _PPOCRV4_DOC_DICT),
+        ModelSpec(
+            name="PP-OCRv3_mobile_det",
+            task="det",
+            builder=mobilenetv3_db,
+            description="MobileNetV3 large x0.5 (no SE) + RSEFPN(96) + DBHead(k=50)",
+            manifest="PP-OCRv3_mobile_det",
+            pretrained_url=_PRETRAINED.format("PP-OCRv3_mobile_det"),
+            paddlex_name="PP-OCRv3_mobile_det",
+            preprocess=_DET_PREPROCESS,
+            postprocess=_DET_POSTPROCESS,
+            family="PP-OCRv3 mobile",
+        ),
+    )
+
+
 def _index(specs) -> Mapping[str, ModelSpec]:
     table: dict[str, ModelSpec] = {}
     for spec in specs:
@@ -487,7 +580,9 @@ def _index(specs) -> Mapping[str, ModelSpec]:
     return MappingProxyType(table)
 
 
-MODELS: Mapping[str, ModelSpec] = _index(_mobile_specs() + _server_specs() + _v6_specs() + _test_specs())
+MODELS: Mapping[str, ModelSpec] = _index(
+    _mobile_specs() + _server_specs() + _v6_specs() + _v4_server_and_v3_specs() + _test_specs()
+)
 
 
 # ----------------------------------------------------------------------------------------------- public API
