@@ -23,7 +23,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from workbench.errors import ConfigError
 from workbench.models.backbones.pplcnetv3 import PPLCNetV3
@@ -52,17 +52,22 @@ _PRETRAINED = "https://paddle-model-ecology.bj.bcebos.com/paddlex/official_pretr
 
 @dataclass(frozen=True)
 class DictionarySpec:
-    """A character dictionary file: one character per line; ``use_space_char`` appends a space class."""
+    """A character dictionary file: one character per line; ``use_space_char`` appends a space class.
+
+    ``sha256`` / ``num_lines`` are ``None`` where they could not be pinned from a verified copy (the PP-OCRv5
+    per-language dictionaries: no manifest and no local copy when they were registered). Such a file is downloaded
+    from the pinned commit without a checksum, and the head is sized from the file itself; loading the official
+    weights strictly then checks the size (a wrong file gives a head-shape mismatch, listed by the strict load)."""
 
     file_name: str
     url: str
-    sha256: str
-    num_lines: int
+    sha256: Optional[str]
+    num_lines: Optional[int]
     use_space_char: bool = True
 
     @property
-    def num_ctc_classes(self) -> int:
-        return self.num_lines + 1 + int(self.use_space_char)
+    def num_ctc_classes(self) -> Optional[int]:
+        return None if self.num_lines is None else self.num_lines + 1 + int(self.use_space_char)
 
 
 @dataclass(frozen=True)
@@ -226,13 +231,13 @@ def _mobile_det(name: str) -> ModelSpec:
     )
 
 
-def _mobile_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
+def _mobile_rec(name: str, dictionary: DictionarySpec, manifest: Optional[str] = "") -> ModelSpec:
     return ModelSpec(
         name=name,
         task="rec",
         builder=pplcnetv3_multihead,
         description="PPLCNetV3 x0.95 (rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]",
-        manifest=name,
+        manifest=name if manifest == "" else manifest,
         pretrained_url=_PRETRAINED.format(name),
         paddlex_name=name,
         dictionary=dictionary,
@@ -244,6 +249,18 @@ def _mobile_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
     )
 
 
+#: PP-OCRv5 mobile recognisers for other scripts, as the installed PaddleX 3.7 registers them
+#: (paddlex/modules/text_recognition/model_list.py): the PP-OCRv5 mobile graph with the dictionary
+#: ppocr/utils/dict/ppocrv5_<language>_dict.txt of configs/rec/PP-OCRv5/multi_language/<language>_PP-OCRv5_mobile_rec.
+#: ``en`` has a manifest and a pinned dictionary (above); for the others the zoo pins the file's commit only.
+V5_LANGUAGES = ("arabic", "cyrillic", "devanagari", "el", "eslav", "korean", "latin", "ta", "te", "th")
+
+
+def _v5_language_dictionary(language: str) -> DictionarySpec:
+    path = f"ppocr/utils/dict/ppocrv5_{language}_dict.txt"
+    return DictionarySpec(file_name=path.rsplit("/", 1)[-1], url=_RAW + path, sha256=None, num_lines=None)
+
+
 def _mobile_specs() -> tuple[ModelSpec, ...]:
     # v4 and v5 mobile share one graph; the rec models differ only in the 4 dictionary-sized tensors.
     return (
@@ -253,6 +270,8 @@ def _mobile_specs() -> tuple[ModelSpec, ...]:
         _mobile_rec("en_PP-OCRv5_mobile_rec", _PPOCRV5_EN_DICT),
         _mobile_rec("PP-OCRv4_mobile_rec", _PPOCR_KEYS_V1),
         _mobile_rec("en_PP-OCRv4_mobile_rec", _EN_DICT),
+        *(_mobile_rec(f"{lang}_PP-OCRv5_mobile_rec", _v5_language_dictionary(lang), manifest=None)
+          for lang in V5_LANGUAGES),
     )
 
 
@@ -646,6 +665,9 @@ def build_model(name: str, *, num_classes: int | None = None, charset: Any = Non
     if num_classes is None:
         if spec.dictionary is None:
             raise ConfigError(f"{name} has no dictionary of its own: pass num_classes= or charset=")
+        if spec.dictionary.num_ctc_classes is None:
+            raise ConfigError(f"{name}: the size of its dictionary {spec.dictionary.file_name} is not pinned in the "
+                              "zoo; pass charset= (the dictionary file) or num_classes=")
         num_classes = spec.dictionary.num_ctc_classes
     if num_classes < 3:
         raise ConfigError(f"{name}: num_classes={num_classes} is too small (blank + >=1 character + space)")

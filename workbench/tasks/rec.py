@@ -101,7 +101,7 @@ class RecTask(LabelFileTask):
             raise ConfigError(f"model {m.name} has no official dictionary: set model.character_dict=<file>")
         charset = Charset.from_file(path, use_space_char=m.use_space_char)
         official = self.spec.dictionary
-        if official is not None and charset.sha256 != official.sha256:
+        if official is not None and official.sha256 and charset.sha256 != official.sha256:
             log.info("dictionary %s differs from %s's official %s", path, m.name, official.file_name)
         return charset
 
