@@ -78,15 +78,16 @@ def test_export_is_accepted_by_paddlex_and_matches(name, data_dir, fixtures_dir,
     verify.verify_files(report, folder, wb)
     engine = (pipeline_yaml.PADDLE_RUN_MODE if spec.task == "det"
               and pipeline_yaml.graph_needs_paddle_run_mode(folder / "det") else None)
-    probes = verify.Probes(images=_images(data_dir, "icdar2015_det", [0]) + _images(data_dir, "sroie_det", [1]),
-                           crops=_images(data_dir, "icdar2015_rec", range(0, 4)))
+    big = name == "PP-OCRv4_server_det"  # 28 M parameters at 960 px, run twice (float32 and float64): one image
+    probes = verify.Probes(images=_images(data_dir, "icdar2015_det", [0]) + ([] if big else _images(
+        data_dir, "sroie_det", [1])), crops=_images(data_dir, "icdar2015_rec", range(0, 4)))
     verify.verify_modules(report, folder, wb, probes, verify.Tolerances(), "cpu", engine)
     stages = {c.stage for c in report.checks}
     assert {"files", "module"} <= stages
     assert report.passed, [(c.item, c.what, c.value, c.limit) for c in report.failures()]
     if spec.task == "det":
         maps = [c for c in report.checks if c.what == "det probability map max abs diff"]
-        assert len(maps) == 2
+        assert len(maps) == len(probes.images)
     else:
         texts = [c for c in report.checks if c.what == "rec text (ours vs PaddleX)"]
         assert len(texts) == 4 and np.all([c.passed for c in texts])
