@@ -236,3 +236,32 @@ def test_the_demo_cnn_is_a_ctc_recogniser_with_pp_ocr_sequence_layout():
     batch = {"label_ctc": paddle.to_tensor([[1, 2, 0], [3, 0, 0]], "int64"), "length": paddle.to_tensor([2, 1], "int64")}
     loss = MultiLoss()(out, batch)
     assert float(loss["loss_nrtr"]) == 0.0 and float(loss["loss"]) == float(loss["loss_ctc"]) > 0
+
+
+def test_readme_and_recipes_cover_the_zoo():
+    """The README model table lists every zoo model with its PaddleX name; every official model has a recipe."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for name in zoo.list_models():
+        spec = zoo.get_spec(name)
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"README model table has no row for {name}"
+        assert f"`{spec.paddlex_name}`" in row and spec.task in row
+        if spec.task == "rec" and spec.dictionary is not None:
+            assert spec.dictionary.file_name in row
+        assert (root / "recipes" / "model" / f"{name}.yaml").is_file() or spec.family in ("test", "demo")
+
+
+def test_every_model_recipe_composes_with_its_task_recipe():
+    from hydra import compose, initialize_config_dir
+
+    from workbench.config.compose import recipes_dir, register_schema, to_typed
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(recipes_dir()), version_base=None):
+        for name in OFFICIAL:
+            task = zoo.get_spec(name).task
+            cfg = to_typed(compose(config_name="train", overrides=[f"recipe={task}_finetune", f"model={name}"]))
+            assert cfg.model.name == name and cfg.task == task
