@@ -1,10 +1,12 @@
 """Make ``tests/fixtures/upstream_backbones.npz``: outputs of upstream PaddleOCR's own backbone code for the model
-families PaddleX does not implement (PPHGNet_small: PP-OCRv4 server det / rec; MobileNetV3 det: PP-OCRv3 mobile det),
+families PaddleX does not implement (PPHGNet_small: PP-OCRv4 server det / rec; MobileNetV3 det: PP-OCRv3 mobile det;
+MobileNetV1Enhance: PP-OCRv3 mobile rec),
 on deterministic weights our tests can reproduce without the upstream code.
 
     python benchmarks/make_upstream_backbone_fixture.py --paddleocr /path/to/PaddleOCR [--out tests/fixtures/...]
 
-Only ``ppocr/modeling/backbones/rec_hgnet.py`` and ``det_mobilenet_v3.py`` are needed from the checkout (each is
+Only ``ppocr/modeling/backbones/rec_hgnet.py``, ``det_mobilenet_v3.py`` and ``rec_mv1_enhance.py`` are needed from the
+checkout (each is
 loaded on its own, so the rest of PaddleOCR and its dependencies are not). For each case:
 
 1. the upstream backbone is built and its parameters set from ``workbench.models.synthetic_weights.synthetic_state``
@@ -37,6 +39,9 @@ CASES = {
     "PPHGNet_small_det": ("rec_hgnet.py", lambda m: m.PPHGNet_small(det=True), (1, 3, 64, 64)),
     "MobileNetV3_det": ("det_mobilenet_v3.py",
                         lambda m: m.MobileNetV3(scale=0.5, model_name="large", disable_se=True), (1, 3, 64, 64)),
+    # PP-OCRv3 rec. With upstream's defaults (last conv stride 1, 2x2 max pool): every layer of the official one
+    # (conv stride (1, 2), 2x2 average pool: configuration only) is exercised.
+    "MobileNetV1Enhance": ("rec_mv1_enhance.py", lambda m: m.MobileNetV1Enhance(scale=0.5), (1, 3, 48, 64)),
 }
 
 

@@ -24,6 +24,7 @@ pytest.importorskip("paddlex")
 
 FAMILIES = [
     pytest.param("PP-OCRv3_mobile_det", id="PP-OCRv3_mobile_det"),
+    pytest.param("en_PP-OCRv3_mobile_rec", id="en_PP-OCRv3_mobile_rec"),
     pytest.param("PP-OCRv4_server_det", marks=pytest.mark.slow, id="PP-OCRv4_server_det"),
     pytest.param("PP-OCRv4_server_rec", marks=pytest.mark.slow, id="PP-OCRv4_server_rec"),
     pytest.param("korean_PP-OCRv5_mobile_rec", id="korean_PP-OCRv5_mobile_rec"),

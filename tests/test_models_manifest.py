@@ -32,6 +32,8 @@ def test_state_dict_layout_matches_manifest(name, fixtures_dir):
         ctc_classes = manifest["head_out_channels"]["out_channels_list"]["CTCLabelDecode"]
         heads = manifest["head_out_channels"]["out_channels_list"]
         assert heads.get("NRTRLabelDecode", ctc_classes + 3) == ctc_classes + 3
+        assert heads.get("SARLabelDecode", ctc_classes + 2) == ctc_classes + 2
+        assert ("SARLabelDecode" in heads) == (spec.training_branch == "sar")
         model = zoo.build_model(name, num_classes=ctc_classes)
         # the zoo's own dictionary record gives the same head sizes and names the same file
         assert spec.dictionary.num_ctc_classes == ctc_classes
@@ -58,11 +60,7 @@ def test_rec_default_head_sizes_follow_the_official_dictionary():
 def test_the_zoo_covers_the_manifests(fixtures_dir):
     """Every official training graph in ../shared has a zoo model, except those the workbench does not train
     (listed, so that a new manifest is a decision, not an accident)."""
-    not_trained = {
-        "PP-OCRv3_server_det": "ResNet_vd50 + LKPAN: not in PaddleX 3.7's default pipelines; not ported",
-        "PP-OCRv3_mobile_rec": "SAR training head not ported (its CTC inference path is the PP-OCRv3 graph)",
-        "en_PP-OCRv3_mobile_rec": "SAR training head not ported",
-    }
+    not_trained = {"PP-OCRv3_server_det": "ResNet_vd50 + LKPAN: not in PaddleX 3.7's default pipelines; not ported"}
     names = {p.stem for p in (fixtures_dir / "manifests").glob("*.json") if p.stem not in ("summary",)}
     assert names - set(MODELS) == set(not_trained)
 

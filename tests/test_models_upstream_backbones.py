@@ -1,15 +1,16 @@
 """Forward parity with upstream PaddleOCR's own code for the families PaddleX does not implement: PPHGNet_small
-(PP-OCRv4 server det / rec) and MobileNetV3 det (PP-OCRv3 mobile det).
+(PP-OCRv4 server det / rec), MobileNetV3 det (PP-OCRv3 mobile det) and MobileNetV1Enhance (PP-OCRv3 mobile rec).
 
 ``tests/fixtures/upstream_backbones.npz`` was made by ``benchmarks/make_upstream_backbone_fixture.py`` with
-upstream's ``rec_hgnet.py`` / ``det_mobilenet_v3.py``: deterministic weights drawn from each state-dict key
+upstream's ``rec_hgnet.py`` / ``det_mobilenet_v3.py`` / ``rec_mv1_enhance.py``: deterministic weights drawn from each state-dict key
 (``models.synthetic_weights``, reproduced here without upstream code), BatchNorm statistics calibrated by the upstream
 forward (stored), and the upstream eval outputs (stored). The rest of those models is shared with families checked
 elsewhere: LKPAN + PFHeadLocal and the SVTR + CTC branch (PP-OCRv5 server / mobile, ``test_models_paddlex_parity``,
 ``test_models_server``, ``test_models_parity``), RSEFPN + DBHead (PP-OCRv5 mobile det, ``test_models_parity``);
-PP-OCRv4 mobile det / rec are the PP-OCRv5 mobile graphs. The whole-model tests below check the wiring.
+PP-OCRv4 mobile det / rec are the PP-OCRv5 mobile graphs; the PP-OCRv3 rec SVTR + CTC branch is the same code with
+other sizes, its SAR branch is training-only. The whole-model tests below check the wiring.
 
-Measured (CPU): bit-identical outputs (max difference 0) for all three; the test allows 1e-5 relative.
+Measured (CPU): bit-identical outputs (max difference 0) for all four; the test allows 1e-5 relative.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import paddle
 import pytest
 
 from workbench.models import zoo
+from workbench.models.backbones.mobilenetv1_enhance import MobileNetV1Enhance
 from workbench.models.backbones.mobilenetv3 import MobileNetV3
 from workbench.models.backbones.pphgnet import pphgnet_small
 from workbench.models.synthetic_weights import synthetic_state
@@ -34,6 +36,7 @@ OURS = {
     "PPHGNet_small_rec": lambda: pphgnet_small(det=False),
     "PPHGNet_small_det": lambda: pphgnet_small(det=True),
     "MobileNetV3_det": lambda: MobileNetV3(scale=0.5, model_name="large", disable_se=True),
+    "MobileNetV1Enhance": lambda: MobileNetV1Enhance(scale=0.5, last_conv_stride=1, last_pool_type="max"),
 }
 
 
@@ -68,7 +71,8 @@ def test_backbone_matches_upstream_code(case, fixture):
 
 @pytest.mark.parametrize("name, backbone", [("PP-OCRv4_server_det", "PPHGNet_small_det"),
                                             ("PP-OCRv4_server_rec", "PPHGNet_small_rec"),
-                                            ("PP-OCRv3_mobile_det", "MobileNetV3_det")])
+                                            ("PP-OCRv3_mobile_det", "MobileNetV3_det"),
+                                            ("PP-OCRv3_mobile_rec", "MobileNetV1Enhance")])
 def test_whole_models_run_the_checked_backbone(name, backbone):
     """The registered model's backbone is the one checked above, feeding the neck / head widths the manifests give."""
     spec = zoo.get_spec(name)

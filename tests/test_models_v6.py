@@ -245,3 +245,4 @@ def test_det_task_evaluates_and_records_the_models_defaults(data_dir, tmp_path):
     assert task.build_loss().main_loss_type == "DiceFocalLoss"
     cfg.eval.det.box_thresh = 0.55
     assert build_task(cfg).postprocess().box_thresh == 0.55
+

@@ -53,11 +53,10 @@ def test_official_names_are_the_ones_paddlex_registers():
     assert not_in_zoo == {
         "PP-OCRv4_mobile_seal_det", "PP-OCRv4_server_seal_det",  # seal (curved text) detection: another pipeline
         "PP-OCRv3_server_det",  # ResNet_vd50: not ported
-        # PP-OCRv3 recognisers: SAR training head not ported
-        "PP-OCRv3_mobile_rec", "en_PP-OCRv3_mobile_rec", "korean_PP-OCRv3_mobile_rec", "japan_PP-OCRv3_mobile_rec",
-        "chinese_cht_PP-OCRv3_mobile_rec", "te_PP-OCRv3_mobile_rec", "ka_PP-OCRv3_mobile_rec",
-        "ta_PP-OCRv3_mobile_rec", "latin_PP-OCRv3_mobile_rec", "arabic_PP-OCRv3_mobile_rec",
-        "cyrillic_PP-OCRv3_mobile_rec", "devanagari_PP-OCRv3_mobile_rec",
+        # PP-OCRv3 per-language recognisers: superseded by the PP-OCRv5 ones (same scripts, in the zoo)
+        "korean_PP-OCRv3_mobile_rec", "japan_PP-OCRv3_mobile_rec", "chinese_cht_PP-OCRv3_mobile_rec",
+        "te_PP-OCRv3_mobile_rec", "ka_PP-OCRv3_mobile_rec", "ta_PP-OCRv3_mobile_rec", "latin_PP-OCRv3_mobile_rec",
+        "arabic_PP-OCRv3_mobile_rec", "cyrillic_PP-OCRv3_mobile_rec", "devanagari_PP-OCRv3_mobile_rec",
     }
 
 
@@ -134,14 +133,18 @@ def _rec_batch(num_classes, batch_size=4, seed=0):
     lengths = rng.integers(1, 10, batch_size)
     label_ctc = np.zeros((batch_size, 25), np.int64)
     label_gtc = np.zeros((batch_size, 25), np.int64)
+    label_sar = np.full((batch_size, 25), num_classes + 1, np.int64)  # SAR: <PAD> = CTC classes + 1
     for i, n in enumerate(lengths):
         chars = rng.integers(1, num_classes - 1, n)
         label_ctc[i, :n] = chars
         label_gtc[i, 0], label_gtc[i, 1 : n + 1], label_gtc[i, n + 1] = 2, chars + 3, 3
+        label_sar[i, 0], label_sar[i, 1 : n + 1], label_sar[i, n + 1] = num_classes, chars - 1, num_classes
     return {
         "image": paddle.to_tensor(rng.normal(size=(batch_size, 3, 48, 320)).astype(np.float32)),
         "label_ctc": paddle.to_tensor(label_ctc),
         "label_gtc": paddle.to_tensor(label_gtc),
+        "label_sar": paddle.to_tensor(label_sar),
+        "valid_ratio": paddle.to_tensor(rng.uniform(0.4, 1.0, batch_size).astype(np.float32)),
         "length": paddle.to_tensor(lengths.astype(np.int64)),
     }
 

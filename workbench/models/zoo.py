@@ -92,6 +92,8 @@ class ModelSpec:
     # empty = DetResize.upstream_eval() (short side >= 736)
     upstream_eval_resize: Mapping[str, Any] = field(default_factory=dict)
     family: str = ""  # architecture family, for tables (README) and per-family tests
+    # rec: the training-only branch beside CTC ("nrtr" v4-v6, "sar" v3): which labels the data must carry
+    training_branch: str = "nrtr"
 
 
 # ----------------------------------------------------------------------------------------------- builders
@@ -536,6 +538,38 @@ def mobilenetv3_db(*, scale: float = 0.5, disable_se: bool = True, neck_channels
     return DetModel(backbone, neck, DBHead(neck.out_channels, k=k))
 
 
+def mv1enhance_multihead(num_classes: int, *, scale: float = 0.5, svtr_dims: int = 64, enc_dim: int = 512,
+                         max_text_length: int = 25) -> RecModel:
+    """MobileNetV1Enhance x0.5 + MultiHead[SVTR(64) + CTC, SAR(512)]: the PP-OCRv3 mobile recogniser."""
+    from workbench.models.backbones.mobilenetv1_enhance import MobileNetV1Enhance
+
+    backbone = MobileNetV1Enhance(scale=scale, last_conv_stride=(1, 2), last_pool_type="avg",
+                                  last_pool_kernel_size=(2, 2))
+    svtr = dict(dims=svtr_dims, depth=2, hidden_dims=120, num_heads=8, kernel_size=(3, 3), use_guide=True)
+    head = MultiHead(backbone.out_channels, num_classes, svtr=svtr, max_text_length=max_text_length,
+                     sar={"enc_dim": enc_dim})
+    return RecModel(backbone, head)
+
+
+def _v3_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        task="rec",
+        builder=mv1enhance_multihead,
+        description="MobileNetV1Enhance x0.5 + MultiHead[SVTR(64) + CTC, SAR(512)]",
+        manifest=name,
+        pretrained_url=_PRETRAINED.format(name),
+        paddlex_name=name,
+        dictionary=dictionary,
+        image_shape=(3, 48, 320),
+        max_text_length=25,
+        preprocess=_REC_PREPROCESS,
+        postprocess=_REC_POSTPROCESS,
+        family="PP-OCRv3 mobile",
+        training_branch="sar",
+    )
+
+
 _PPOCRV4_DOC_DICT = _dictionary(
     "ppocr/utils/dict/ppocrv4_doc_dict.txt", "a5bc3887c43c901e5a3f97b13ffadf1c5754ede7cc8c9f5abe22e875a7c48372", 15629
 )
@@ -587,6 +621,8 @@ def _v4_server_and_v3_specs() -> tuple[ModelSpec, ...]:
             postprocess=_DET_POSTPROCESS,
             family="PP-OCRv3 mobile",
         ),
+        _v3_rec("PP-OCRv3_mobile_rec", _PPOCR_KEYS_V1),
+        _v3_rec("en_PP-OCRv3_mobile_rec", _EN_DICT),
     )
 
 

@@ -46,7 +46,7 @@ class RecTrainTransform:
         shape = tuple(data.pop("image_shape", self.image_shape))
         if self.augment is not None:
             data = self.augment(data, rng=rng)
-        data["image"], _ = resize_norm_rec_fixed(data["image"], shape)
+        data["image"], data["valid_ratio"] = resize_norm_rec_fixed(data["image"], shape)
         return data
 
 
@@ -160,6 +160,7 @@ class RecTask(LabelFileTask):
         return RecDataset(
             files, self.charset, transform, self.policy, self.cfg.model.max_text_length, nrtr=True,
             root=d.root, seed=self.cfg.seed, shuffle=False, for_eval=not train,
+            sar=self.spec.training_branch == "sar",
         )
 
     def collate_train(self, samples):
@@ -207,12 +208,8 @@ class RecTask(LabelFileTask):
     def training_step(self, model, loss_fn, batch):
         import paddle
 
-        tensors = {
-            "image": paddle.to_tensor(batch["image"]),
-            "label_ctc": paddle.to_tensor(batch["label_ctc"]),
-            "label_gtc": paddle.to_tensor(batch["label_gtc"]),
-            "length": paddle.to_tensor(batch["length"]),
-        }
+        keys = ("image", "label_ctc", "label_gtc", "length", "label_sar", "valid_ratio")
+        tensors = {k: paddle.to_tensor(batch[k]) for k in keys if k in batch}
         preds = model(tensors["image"], tensors)
         return loss_fn(preds, tensors), len(batch["image"])
 
