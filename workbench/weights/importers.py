@@ -858,6 +858,7 @@ _WHY = {
     "gtc_head": "NRTR branch: training only, never exported; fine-tuning trains it from scratch (and, through it, "
                 "the backbone -- the CTC branch detaches its input)",
     "before_gtc": "NRTR branch input projection: training only",
+    "sar_head": "SAR branch (PP-OCRv3): training only, never exported; fine-tuning trains it from scratch",
     "thresh": "DB threshold branch: training only (eval uses the probability map)",
     "aux_binarize_p4": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
     "aux_thresh_p4": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",

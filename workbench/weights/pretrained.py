@@ -62,7 +62,8 @@ def nrtr_branch_untrained(weights: Path) -> bool:
             parts = json.loads(record.read_text(encoding="utf-8")).get("initialised") or []
         except (OSError, ValueError) as exc:
             raise WeightsError(f"{record}: unreadable import record ({exc})") from None
-        return any(str(p.get("group", "")).startswith("head.gtc_head") for p in parts if isinstance(p, dict))
+        return any(str(p.get("group", "")).startswith(("head.gtc_head", "head.sar_head")) for p in parts
+                   if isinstance(p, dict))
     meta = weights.parent / "meta.json"
     if meta.is_file():
         try:
