@@ -10,7 +10,6 @@ it, so boxes, crops and texts are compared on real content. About 70 s on 2 CPU 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import paddle
 import pytest
