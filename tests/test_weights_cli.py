@@ -111,6 +111,36 @@ def test_fetch_offline_says_where_to_put_the_file(payload, tmp_path, capsys):
     assert wb("fetch", FETCHED, "--cache-dir", tmp_path, "--offline", "--no-progress") == 0
 
 
+@pytest.mark.parametrize("name", ["PP-OCRv6_small_rec", "PP-OCRv6_tiny_det", "PP-OCRv4_server_rec_doc",
+                                  "korean_PP-OCRv5_mobile_rec"])
+def test_fetch_knows_the_official_file_of_every_family(name, tmp_path, capsys):
+    """The official URL (offline message) and the file name asked of a mirror; a file of the wrong layout is refused."""
+    assert wb("fetch", name, "--cache-dir", tmp_path, "--offline") == 2
+    assert (f"https://paddle-model-ecology.bj.bcebos.com/paddlex/official_pretrained_model/{name}_pretrained.pdparams"
+            in capsys.readouterr().err)
+    wrong = tmp_path / "wrong.pdparams"
+    paddle.save({"head.ctc_head.fc.weight": paddle.zeros([4, 4])} if "rec" in name else {"x": paddle.zeros([1])},
+                str(wrong))
+    with FileServer() as srv:
+        srv.files[f"/{name}_pretrained.pdparams"] = wrong.read_bytes()
+        assert wb("fetch", name, "--cache-dir", tmp_path, "--mirror", srv.url, "--no-progress") == 2
+    assert srv.requests[0][0] == f"/{name}_pretrained.pdparams"
+    assert f"is not {name}'s training state dict" in capsys.readouterr().err
+
+
+def test_fetch_a_v6_model_and_check_it_fits(tmp_path, capsys):
+    from workbench.models import zoo
+
+    name = "PP-OCRv6_tiny_det"  # 0.5 M values: a genuine training state dict, served and checked
+    path = tmp_path / "w.pdparams"
+    paddle.save(zoo.build_model(name).state_dict(), str(path))
+    with FileServer() as srv:
+        srv.files[f"/{name}_pretrained.pdparams"] = path.read_bytes()
+        assert wb("fetch", name, "--cache-dir", tmp_path / "cache", "--mirror", srv.url, "--no-progress") == 0
+    out = capsys.readouterr().out
+    assert "494 tensors fit the training graph" in out and f"model.pretrained={name}" in out
+
+
 def test_fetch_unknown_or_weightless_model(tmp_path, capsys):
     assert wb("fetch", "PP-OCRv9_det", "--cache-dir", tmp_path, "--offline") == 2
     assert "unknown model" in capsys.readouterr().err

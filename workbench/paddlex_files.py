@@ -50,3 +50,12 @@ def read_inference_yml(path: str | Path, error: type[WorkbenchError] = Workbench
     if not isinstance(data, dict):
         raise error(f"{path}: not a YAML mapping")
     return data
+
+
+def model_name_of(model_dir: str | Path, error: type[WorkbenchError] = WorkbenchError) -> str:
+    """``Global.model_name`` of an inference model folder (``error`` naming the file when absent)."""
+    data = read_inference_yml(model_dir, error=error)
+    name = (data.get("Global") or {}).get("model_name")
+    if not name:
+        raise error(f"{Path(model_dir) / INFERENCE_YML}: no Global.model_name; PaddleX will refuse this folder")
+    return str(name)

@@ -108,12 +108,16 @@ class PipelineSettings:
     @classmethod
     def for_checkpoints(cls, det: "LoadedModel", rec: "LoadedModel") -> "PipelineSettings":
         """The settings ``wb export`` writes for these models: the det run's evaluation resize and post-process
-        (``meta.json``, ``eval.det.score_mode``) and the rec run's ``eval.rec.score_thresh``; the pipeline YAML's
-        defaults for stock models and bare weight files."""
+        (``meta.json``, ``eval.det.score_mode``) and the rec run's ``eval.rec.score_thresh``; for stock models and
+        bare weight files the pipeline YAML's resize limits and the det model's own post-processing defaults
+        (``models.zoo.det_postprocess``)."""
+        from workbench.models import zoo
         from workbench.tasks.export_writer import recorded_eval_settings
 
         values: dict = {}
-        if det.checkpoint is not None:
+        if det.checkpoint is None:
+            values.update(zoo.det_postprocess(det.name))  # the det model's own defaults (v6: 0.2 / 0.45 / 1.4)
+        else:
             values.update(det.checkpoint.meta.get("resize") or {})
             values.update(det.checkpoint.meta.get("postprocess") or {})
             values["score_mode"] = recorded_eval_settings(det.checkpoint, "det").get("score_mode", "fast")
@@ -244,7 +248,9 @@ def load_model(ref: str, task: str, *, model_name: Optional[str] = None, rec_dic
     from workbench.tasks import registry
     from workbench.weights import refs
 
-    w = refs.resolve(ref, stock=registry.get(task).stock_model, tracking_uri=tracking_uri, fetch=False, what=task)
+    w = refs.resolve(ref, stock=registry.get(task).stock_models, tracking_uri=tracking_uri, fetch=False, what=task)
+    if w.task is not None and w.task != task:
+        raise ConfigError(f"{task}={ref} is a {w.task} model")
     if w.checkpoint is not None:
         from workbench.export.inference_model import build_model, load_export_source
 
@@ -547,8 +553,8 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
     * ``pipeline=<export folder | pipeline YAML>``, or ``det=<export folder>`` (``rec`` omitted or the same):
       the real PaddleX pipeline;
     * ``det=<inference model folder> rec=<inference model folder>``: the real PaddleX pipeline on the two models;
-    * anything else (``stock``, an official name, a run id / run dir / checkpoint dir, a ``.pdparams``): our
-      models in process. ``None`` means ``stock``.
+    * anything else (``stock`` / ``stock-v6`` ... (the task's ``TaskEntry.stock_models``), an official name, a run
+      id / run dir / checkpoint dir, a ``.pdparams``): our models in process. ``None`` means ``stock``.
 
     ``settings``: command-line overrides of :class:`PipelineSettings` fields (``None`` values are ignored).
     """
@@ -572,7 +578,10 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
     det, rec = det or "stock", rec or "stock"
     inference_dirs = [is_inference_model_dir(r) for r in (det, rec)]
     if all(inference_dirs):
-        s = PipelineSettings().with_overrides(**overrides)
+        from workbench.models import zoo
+        from workbench.paddlex_files import model_name_of
+
+        s = PipelineSettings(**zoo.det_postprocess(model_name_of(det, error=ConfigError))).with_overrides(**overrides)
         config = pipeline_config_for_models(det, rec, s)
         return PaddleXPipeline(config, settings=s, device=device, run_mode=paddlex_run_mode,
                                source=f"det={det} rec={rec}")

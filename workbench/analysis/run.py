@@ -1,11 +1,13 @@
 """``wb analyze pipeline``: run the whole OCR pipeline on labeled images and attribute every error to a module.
 
-    wb analyze pipeline data=/my/det_labels.txt det=<run|path|export dir|stock> rec=<...> out=reports/receipts
+    wb analyze pipeline data=/my/det_labels.txt det=<run|path|export dir|stock|stock-v6> rec=<...> out=reports/receipts
         [case_insensitive=true] [ignore_space=true] [limit=N] [score_thresh=0.5] ...
 
 ``data`` is a det-format label file with transcriptions. ``det`` / ``rec``: ``stock`` (the official PP-OCRv5 mobile
-weights; the default), an official model name, an MLflow run id, a run / checkpoint directory or a ``.pdparams``
-file (our models, run in process exactly as the PaddleX pipeline runs them), two exported inference model folders,
+weights; the default), ``stock-v6`` (PP-OCRv6 medium, paddleocr 3.7's default), ``stock-v6-small`` /
+``stock-v6-tiny`` (each task's shortcuts: ``TaskEntry.stock_models``), an official model name, an MLflow run id, a
+run / checkpoint directory or a ``.pdparams`` file (our models, run in process exactly as the PaddleX pipeline runs
+them; a file written by ``wb weights import`` names its model itself), two exported inference model folders,
 or one exported pipeline folder (``PaddleOCR.yaml``; also ``pipeline=<folder>``), run by the real PaddleX pipeline.
 
 Prints the outcome counts and the verdict (which module to fine-tune first), and writes into ``out``:
@@ -45,7 +47,7 @@ class AnalyzeConfig:
     # text comparison
     case_insensitive: bool = False
     ignore_space: bool = False
-    # pipeline settings (null = the pipeline YAML's / PaddleX's defaults)
+    # pipeline settings (null = the pipeline YAML's limits and the det model's own post-processing defaults)
     score_thresh: Optional[float] = None  # text_rec_score_thresh
     det_thresh: Optional[float] = None
     box_thresh: Optional[float] = None

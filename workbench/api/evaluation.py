@@ -25,7 +25,7 @@ def apply_checkpoint_to_config(cfg, ref: str):
     from workbench.tasks import registry
     from workbench.weights import refs
 
-    w = refs.resolve(ref, stock=registry.get(cfg.task).stock_model, prefer="best",
+    w = refs.resolve(ref, stock=registry.get(cfg.task).stock_models, prefer="best",
                      tracking_uri=cfg.tracking.tracking_uri, fetch=False, what="checkpoint")
     if w.kind in (refs.RefKind.PIPELINE, refs.RefKind.INFERENCE_MODEL):
         w.require_weights("checkpoint")

@@ -1,6 +1,6 @@
 """`wb analyze pipeline`: run the whole OCR pipeline on labeled images and attribute every error to a module.
 
-    wb analyze pipeline data=/my/det_labels.txt det=<run|path|export dir|stock> rec=<...> out=reports/receipts
+    wb analyze pipeline data=/my/det_labels.txt det=<run|path|export dir|stock|stock-v6> rec=<...> out=reports/receipts
         [case_insensitive=true] [ignore_space=true] [limit=N] [score_thresh=0.5] ...
 
 Every key of ``workbench.analysis.run.AnalyzeConfig`` can be given as ``key=value``; see that module for what is

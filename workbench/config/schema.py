@@ -188,10 +188,12 @@ class DetEvalConfig:
     limit_type: str = "min"
     limit_side_len: int = 64
     max_side_limit: int = 4000
-    thresh: float = 0.3
-    box_thresh: float = 0.6
-    unclip_ratio: float = 1.5
-    max_candidates: int = 1000
+    # DB post-processing; null = the model's own default (models.zoo.det_postprocess: PP-OCRv6 0.2 / 0.45 / 1.4 /
+    # 3000 candidates, PP-OCRv3-v5 0.3 / 0.6 / 1.5 / 1000)
+    thresh: Optional[float] = None
+    box_thresh: Optional[float] = None
+    unclip_ratio: Optional[float] = None
+    max_candidates: Optional[int] = None
     score_mode: str = "fast"
     box_type: str = "quad"
     iou_thresh: float = 0.5

@@ -157,6 +157,25 @@ class Charset:
         label[len(ids) + 1] = NRTR_EOS
         return label, len(ids)
 
+    @property
+    def num_sar_classes(self) -> int:
+        """Dictionary (+ space), ``<UKN>``, ``<BOS/EOS>``, ``<PAD>``: the SAR branch's classes (CTC classes + 2)."""
+        return len(self.characters) + int(self.use_space_char) + 3
+
+    def encode_sar(self, text: str, max_len: int = 25) -> tuple[np.ndarray, int]:
+        """Upstream ``SARLabelEncode``: ``[<BOS/EOS>, char ..., <BOS/EOS>]`` padded with ``<PAD>`` to ``max_len``;
+        a character's SAR class is its CTC class - 1 (no blank). Texts of ``max_len - 1`` or more characters are
+        rejected (as upstream)."""
+        if len(text) >= max_len - 1:
+            raise DataError(f"label {text!r} has {len(text)} characters; a SAR target holds at most {max_len - 2}")
+        ids = [i - 1 for i in self.encode(text)]
+        start_end, padding = self.num_sar_classes - 2, self.num_sar_classes - 1
+        label = np.full(max_len, padding, dtype=np.int64)
+        label[0] = start_end
+        label[1 : len(ids) + 1] = ids
+        label[len(ids) + 1] = start_end
+        return label, len(ids)
+
     # ---- decoding ----------------------------------------------------------------------------------------------
     def decode(self, indices: Iterable[int], *, collapse_repeats: bool = False) -> str:
         """CTC class indices to text: blanks removed; with ``collapse_repeats`` repeated classes merged first (greedy

@@ -2,7 +2,8 @@
 
 Item dict (numpy): ``image`` (whatever the transform makes of the BGR uint8 HxWx3 crop; [3, 48, W] float32 for
 the model), ``label_ctc`` int64 [max_text_length], ``label_gtc`` int64 [max_text_length] (NRTR; only with
-``nrtr=True``), ``length`` int64 (number of characters), and for reports ``text``, ``path``, ``file``, ``line``.
+``nrtr=True``), ``label_sar`` int64 [max_text_length] and ``valid_ratio`` float32 (SAR; only with ``sar=True``),
+``length`` int64 (number of characters), and for reports ``text``, ``path``, ``file``, ``line``.
 
 The transform sees ``{"image", "text", "path", "file", "line"}`` and returns a dict; the labels are encoded from
 its ``text`` afterwards (so a transform that concatenates crops, like upstream's RecConAug, must also concatenate
@@ -42,10 +43,12 @@ class RecDataset(SourceMixDataset):
 
     def __init__(self, sources, charset: Charset, transform: Transform | None = None,
                  policy: DataPolicy | None = None, max_text_length: int = 25, *, nrtr: bool = True, root=None,
-                 seed: int = 0, shuffle: bool = True, check_images_exist: bool = True, for_eval: bool = False):
+                 seed: int = 0, shuffle: bool = True, check_images_exist: bool = True, for_eval: bool = False,
+                 sar: bool = False):
         self.charset = charset
         self.max_text_length = int(max_text_length)
         self.nrtr = bool(nrtr)
+        self.sar = bool(sar)
         self.for_eval = bool(for_eval)
         super().__init__(sources, transform, policy, root=root, seed=seed, shuffle=shuffle,
                          check_images_exist=check_images_exist)
@@ -72,6 +75,9 @@ class RecDataset(SourceMixDataset):
         data["label_ctc"], length = self.charset.encode_ctc(text, self.max_text_length)
         if self.nrtr:
             data["label_gtc"], _ = self.charset.encode_nrtr(text, self.max_text_length)
+        if self.sar:  # the PP-OCRv3 branch; the transform gave the resized width's share (upstream valid_ratio)
+            data["label_sar"], _ = self.charset.encode_sar(text, self.max_text_length)
+            data["valid_ratio"] = np.float32(data.get("valid_ratio", 1.0))
         data["length"] = np.int64(length)
         return data
 

@@ -32,7 +32,8 @@ class ExportConfig:
     textline_orientation_model_dir: Optional[str] = None
     doc_orientation_model_dir: Optional[str] = None
     doc_unwarping_model_dir: Optional[str] = None
-    # Detection limits and thresholds (default: the det run's evaluation settings, else PaddleX's defaults).
+    # Detection limits and thresholds (default: the det run's evaluation settings, else PaddleX's pipeline limits
+    # and the det model's own post-processing defaults, models.zoo.det_postprocess).
     limit_side_len: Optional[int] = None
     limit_type: Optional[str] = None
     max_side_limit: Optional[int] = None

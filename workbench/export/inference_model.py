@@ -101,7 +101,7 @@ def load_export_source(
     from workbench.weights import refs
 
     try:
-        ckpt = refs.resolve(str(ref), stock=registry.get(task).stock_model, prefer=prefer, tracking_uri=tracking_uri,
+        ckpt = refs.resolve(str(ref), stock=registry.get(task).stock_models, prefer=prefer, tracking_uri=tracking_uri,
                             fetch=False).require_checkpoint(task)
     except WorkbenchError as exc:
         raise ExportError(f"{task}={ref}: {exc}") from None

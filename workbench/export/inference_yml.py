@@ -74,8 +74,4 @@ def read_inference_yml(path: str | Path) -> dict[str, Any]:
 
 def model_name_of(model_dir: str | Path) -> str:
     """``Global.model_name`` of an inference model folder (raises with the file name when absent)."""
-    data = read_inference_yml(model_dir)
-    name = (data.get("Global") or {}).get("model_name")
-    if not name:
-        raise ExportError(f"{Path(model_dir) / INFERENCE_YML}: no Global.model_name; PaddleX will refuse this folder")
-    return str(name)
+    return paddlex_files.model_name_of(model_dir, error=ExportError)

@@ -1,4 +1,5 @@
-"""The PP-OCRv4/v5 recognition loss: CTC (on ``predictions["ctc"]``) + NRTR (on ``predictions["gtc"]``)."""
+"""The PP-OCR recognition loss: CTC (on ``predictions["ctc"]``) + NRTR (on ``predictions["gtc"]``, v4-v6) or SAR
+(on ``predictions["sar"]``, v3)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ class MultiLoss:
 
     def __call__(self, predictions: Mapping, batch: Mapping) -> dict[str, paddle.Tensor]:
         loss_ctc = self.ctc(predictions, batch)["loss"] * self.ctc_weight
+        if "sar" in predictions:  # PP-OCRv3: SAR instead of NRTR (same weight, as upstream's MultiLoss)
+            from workbench.losses.sar import SARLoss
+
+            loss_sar = SARLoss()(predictions, batch)["loss"] * self.nrtr_weight
+            return {"loss": loss_ctc + loss_sar, "loss_ctc": loss_ctc, "loss_sar": loss_sar}
         if "gtc" not in predictions:  # a CTC-only model (the demo's): nothing for NRTR to score
             loss_nrtr = paddle.zeros_like(loss_ctc)
         else:

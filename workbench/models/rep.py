@@ -210,9 +210,16 @@ def calibrate_batch_norms(model: nn.Layer, batches: Iterable, *, batch_norms: It
         track(bn).add(inputs[0])
 
     try:
+        batch_norms = list(batch_norms)
         if rep:
             for layer in _rep_layers(model):
-                if not getattr(layer, "is_repped", False):
+                if getattr(layer, "is_repped", False):
+                    continue
+                # a family whose eval forward runs its branches literally names its BNs; they are observed below
+                own = getattr(layer, "calibration_batch_norms", None)
+                if callable(own):
+                    batch_norms.extend(own())
+                else:
                     hooks.append(layer.register_forward_pre_hook(on_rep_input))
         for bn in batch_norms:
             if not isinstance(bn, _BATCH_NORMS):

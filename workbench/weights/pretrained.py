@@ -33,7 +33,8 @@ def nrtr_branch_untrained(weights: Path) -> bool:
             parts = json.loads(record.read_text(encoding="utf-8")).get("initialised") or []
         except (OSError, ValueError) as exc:
             raise WeightsError(f"{record}: unreadable import record ({exc})") from None
-        return any(str(p.get("group", "")).startswith("head.gtc_head") for p in parts if isinstance(p, dict))
+        return any(str(p.get("group", "")).startswith(("head.gtc_head", "head.sar_head")) for p in parts
+                   if isinstance(p, dict))
     meta = weights.parent / "meta.json"
     if meta.is_file():
         try:
@@ -114,7 +115,15 @@ def check_state_dict_fits(name: str, path: Path) -> int:
     from workbench.models.rec import NRTR_PE_KEY
 
     state = read_state_dict(path)
-    own = zoo.build_model(name).state_dict()
+    spec = zoo.get_spec(name)
+    kwargs = {}
+    if spec.task == "rec" and spec.dictionary is not None and spec.dictionary.num_ctc_classes is None:
+        # a dictionary whose size the zoo does not pin: the file's CTC layer says it (the rest must still fit)
+        ctc = next((state[k] for k in ("head.ctc_head.fc.weight", "head.ctc_head.fc2.weight") if k in state), None)
+        if ctc is None:
+            raise WeightsError(f"{path} has no CTC head: not {name}'s training state dict")
+        kwargs["num_classes"] = int(ctc.shape[-1])
+    own = zoo.build_model(name, **kwargs).state_dict()
     missing = [k for k in own if k not in state and k != NRTR_PE_KEY]
     unexpected = [k for k in state if k not in own]
     mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]

@@ -7,7 +7,8 @@
 ==================  ============================================================================================
 kind                what it is, and what comes with it
 ==================  ============================================================================================
-``stock``           the word ``stock``: the task's stock model (the caller says which), as an official name
+``stock``           ``stock`` or a ``stock-*`` shortcut (``stock-v6``, ``stock-v6-small`` ...): the official
+                    model the task says it means (``TaskEntry.stock_models``; the caller passes them)
 ``registered``      ``models:/<name>/<version>`` or ``models:/<name>@<alias>``: an MLflow registered model
                     (not supported yet: the one branch to add is :func:`_registered_model`)
 ``checkpoint``      a checkpoint directory (``model.pdparams`` + ``state.json``), or its ``model.pdparams``:
@@ -33,13 +34,14 @@ import logging
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 from workbench.errors import WeightsError
 
 log = logging.getLogger("workbench.weights")
 
 STOCK = "stock"
+STOCK_VARIANT_PREFIX = "stock-"  # stock-v6, stock-v6-small, ...: which ones a task answers is its registry entry's
 REGISTRY_PREFIX = "models:/"
 
 
@@ -131,6 +133,8 @@ def classify(ref: str) -> Optional[RefKind]:
     if ref.startswith(REGISTRY_PREFIX):
         return RefKind.REGISTERED
     p = Path(ref).expanduser()
+    if ref.startswith(STOCK_VARIANT_PREFIX) and not p.exists():
+        return RefKind.STOCK
     if is_checkpoint_dir(p) or (p.is_file() and p.suffix == ".pdparams" and p.name == _model_file()
                                 and is_checkpoint_dir(p.parent)):
         return RefKind.CHECKPOINT
@@ -158,18 +162,21 @@ def _model_file() -> str:
 
 
 # --- resolution ---------------------------------------------------------------------------------------------------
-def resolve(ref: str, *, stock: Optional[str] = None, prefer: str = "best", tracking_uri: Optional[str] = None,
-            fetch: bool = True, what: str = "") -> WeightsRef:
-    """``ref`` → :class:`WeightsRef` (see the module's table). ``stock``: the official name ``stock`` stands for
-    (the task's ``TaskEntry.stock_model``); ``prefer``: which checkpoint of a run (best / latest); ``fetch``:
-    download official weights now (else ``weights_file`` stays None); ``what``: the key it was given as, for
-    messages (``model.pretrained``)."""
+def resolve(ref: str, *, stock: Optional[Mapping[str, str]] = None, prefer: str = "best",
+            tracking_uri: Optional[str] = None, fetch: bool = True, what: str = "") -> WeightsRef:
+    """``ref`` → :class:`WeightsRef` (see the module's table). ``stock``: the official name each ``stock``
+    shortcut stands for (the task's ``TaskEntry.stock_models``); ``prefer``: which checkpoint of a run (best /
+    latest); ``fetch``: download official weights now (else ``weights_file`` stays None); ``what``: the key it was
+    given as, for messages (``model.pretrained``)."""
     ref = str(ref)
     kind = classify(ref)
     if kind is RefKind.STOCK:
         if stock is None:
-            raise WeightsError("'stock' needs a task to name its stock model here; give an official model name")
-        return _official(stock, fetch, ref=ref, kind=RefKind.STOCK)
+            raise WeightsError(f"{ref!r} needs a task to name its stock model here; give an official model name")
+        if ref not in stock:
+            raise WeightsError(f"{what + '=' if what else ''}{ref!r} is not a stock shortcut here; choose "
+                               f"{', '.join(stock)} or an official model name")
+        return _official(stock[ref], fetch, ref=ref, kind=RefKind.STOCK)
     if kind is RefKind.REGISTERED:
         return _registered_model(ref, tracking_uri)
     if kind is RefKind.CHECKPOINT:

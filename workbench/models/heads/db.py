@@ -5,6 +5,11 @@ one channel, sigmoid): from the stride-4 neck map it predicts a full-resolution 
 of them, ``binarize`` (shrink / probability map P) and ``thresh`` (threshold map T), and in training also the
 approximate binary map ``B = 1 / (1 + exp(-k (P - T)))``.
 
+PP-OCRv6 detectors add *auxiliary* branch pairs (``aux_in_channels`` > 0): ``aux_binarize_p{4,3,2}`` /
+``aux_thresh_p{4,3,2}`` read the neck's top-down sums at strides 16 / 8 / 4 (bilinearly upsampled to stride 4) and
+give three more (shrink, threshold, binary) maps that the loss weights 0.2 / 0.3 / 0.4 (deep supervision). They
+exist only for training: eval and export never run them (``drop_training_branches`` removes them).
+
 ``PFHeadLocal`` (server detector) reuses :class:`DBBranch` through ``forward(x, return_features=True)``, which
 also returns the 2x-upsampled feature map that feeds its local refinement module.
 """
@@ -79,22 +84,54 @@ class DBBranch(nn.Layer):
         return (prob, f) if return_features else prob
 
 
-class DBHead(nn.Layer):
-    """Eval: probability map ``[N, 1, H, W]``. Train: ``{"maps": [N, 3, H, W]}`` = shrink, threshold, binary."""
+#: neck output key -> upsampling factor to stride 4, in the order the auxiliary branches are created
+AUX_LEVELS = {"p4": 4, "p3": 2, "p2": 1}
 
-    def __init__(self, in_channels: int, k: int = 50, kernel_list=(3, 2, 2), fix_nan: bool = False):
+
+class DBHead(nn.Layer):
+    """Eval: probability map ``[N, 1, H, W]``. Train: ``{"maps": [N, 3, H, W]}`` = shrink, threshold, binary,
+    plus ``aux_maps_p4 / p3 / p2`` (same layout) when ``aux_in_channels`` > 0 and the neck gives ``aux_*`` maps.
+
+    The input is the neck's map, or (a PP-OCRv6 neck in training) ``{"fuse": map, "aux_p4": ..., ...}``."""
+
+    def __init__(self, in_channels: int, k: int = 50, kernel_list=(3, 2, 2), fix_nan: bool = False,
+                 aux_in_channels: int = 0):
         super().__init__()
         self.k = k
         self.binarize = DBBranch(in_channels, kernel_list, fix_nan)
         self.thresh = DBBranch(in_channels, kernel_list, fix_nan)
+        self.aux_in_channels = aux_in_channels
+        if aux_in_channels > 0:
+            for level in AUX_LEVELS:
+                setattr(self, f"aux_binarize_{level}", DBBranch(aux_in_channels, kernel_list, fix_nan))
+                setattr(self, f"aux_thresh_{level}", DBBranch(aux_in_channels, kernel_list, fix_nan))
 
     def step_function(self, shrink, threshold):
         """Approximate binarisation ``1 / (1 + exp(-k (P - T)))`` (upstream's exact formula, not ``sigmoid``)."""
         return paddle.reciprocal(1 + paddle.exp(-self.k * (shrink - threshold)))
 
     def forward(self, x):
+        aux = {}
+        if isinstance(x, dict):
+            aux = {key[4:]: value for key, value in x.items() if key.startswith("aux_")}
+            x = x["fuse"]
         if not self.training:
             return self.binarize(x)
+        out = self._train_maps(x)
+        if self.aux_in_channels > 0:
+            for level, factor in AUX_LEVELS.items():
+                if level not in aux:
+                    continue
+                feature = aux[level]
+                if factor > 1:
+                    feature = F.interpolate(feature, scale_factor=factor, mode="bilinear", align_corners=False)
+                shrink = getattr(self, f"aux_binarize_{level}")(feature)
+                threshold = getattr(self, f"aux_thresh_{level}")(feature)
+                out[f"aux_maps_{level}"] = paddle.concat([shrink, threshold, self.step_function(shrink, threshold)],
+                                                         axis=1)
+        return out
+
+    def _train_maps(self, x):
         # Both branches open with a 3x3 conv on the same input: one conv with both kernels stacked shares the
         # im2col work (~25 % less head time on CPU); each branch then continues with its own BN.
         kernels = paddle.concat([self.binarize.conv1.weight, self.thresh.conv1.weight], axis=0)
@@ -106,8 +143,12 @@ class DBHead(nn.Layer):
         return {"maps": paddle.concat([shrink, threshold, binary], axis=1)}
 
     def drop_training_branches(self) -> None:
-        """Remove ``thresh`` (unused in eval) before export."""
+        """Remove ``thresh`` and the auxiliary branches (unused in eval) before export."""
         self.thresh = None
+        if self.aux_in_channels > 0:
+            for level in AUX_LEVELS:
+                setattr(self, f"aux_binarize_{level}", None)
+                setattr(self, f"aux_thresh_{level}", None)
 
 
 class PFHeadLocal(DBHead):

@@ -1,6 +1,8 @@
-"""MultiHead: the PP-OCRv4/v5 recognition head = a CTC branch and an NRTR (GTC) branch on one backbone map.
+"""MultiHead: the PP-OCRv4/v5/v6 recognition head = a CTC branch and an NRTR (GTC) branch on one backbone map.
 
-* CTC branch: ``ctc_encoder`` (SVTR neck, detached input when ``use_guide``) -> ``ctc_head`` (linear).
+* CTC branch: ``ctc_encoder`` (v4/v5: SVTR neck, detached input when ``use_guide``; v6 small / medium: light SVTR;
+  v6 tiny: a plain reshape) -> ``ctc_head`` (a linear layer; v6 tiny: guide layer + two linear layers). The
+  builders pass the two layers in; without them the v4/v5 SVTR + linear pair is built from ``svtr``.
 * GTC branch (training only): ``before_gtc`` (flatten + bias-free linear C -> nrtr_dim) -> ``gtc_head`` (NRTR).
 
 :meth:`MultiHead.protect_backbone` rewires training for starting weights whose NRTR branch is untrained (an
@@ -51,17 +53,30 @@ class MultiHead(nn.Layer):
         num_classes: int,
         *,
         svtr: Mapping | None = None,
+        ctc_encoder: nn.Layer | None = None,
+        ctc_head: nn.Layer | None = None,
         fc_decay: float = 1e-5,
         nrtr_dim: int = 384,
         nrtr_layers: int = 4,
         nrtr_heads: int | None = None,
         max_text_length: int = 25,
+        sar: Mapping | None = None,
     ):
-        """``num_classes``: CTC classes (dictionary lines + 2). NRTR vocabulary = ``num_classes + 4``."""
+        """``num_classes``: CTC classes (dictionary lines + 2). NRTR vocabulary = ``num_classes + 4``.
+        ``sar``: the PP-OCRv3 layout, a SAR branch (``heads.sar.SARHead`` arguments; ``num_classes + 2`` classes)
+        instead of NRTR."""
         super().__init__()
         self.num_classes = num_classes
-        self.ctc_encoder = SVTRSequenceEncoder(in_channels, **dict(svtr or {}))
-        self.ctc_head = CTCHead(self.ctc_encoder.out_channels, num_classes, fc_decay=fc_decay)
+        self.ctc_encoder = ctc_encoder if ctc_encoder is not None else SVTRSequenceEncoder(in_channels,
+                                                                                            **dict(svtr or {}))
+        self.ctc_head = ctc_head if ctc_head is not None else CTCHead(self.ctc_encoder.out_channels, num_classes,
+                                                                      fc_decay=fc_decay)
+        self.gtc_detached = False
+        if sar is not None:
+            from workbench.models.heads.sar import SARHead
+
+            self.sar_head = SARHead(in_channels, num_classes + 2, max_text_length=max_text_length, **dict(sar))
+            return
         self.before_gtc = nn.Sequential(nn.Flatten(2), SequenceProjection(in_channels, nrtr_dim))
         self.gtc_head = NRTRDecoder(
             vocab_size=num_classes + 4,
@@ -70,11 +85,12 @@ class MultiHead(nn.Layer):
             num_layers=nrtr_layers,
             max_text_length=max_text_length,
         )
-        self.gtc_detached = False
 
     def protect_backbone(self) -> None:
         """CTC trains the backbone (no guide), NRTR's gradient stops at its input. See the module docstring."""
-        self.ctc_encoder.encoder.use_guide = False
+        encoder = getattr(self.ctc_encoder, "encoder", None)
+        if encoder is not None and hasattr(encoder, "use_guide"):
+            encoder.use_guide = False
         self.gtc_detached = True
 
     def forward(self, x, targets: Mapping | None = None):
@@ -83,13 +99,20 @@ class MultiHead(nn.Layer):
         if not self.training:
             return ctc
         if targets is None:
-            raise ValueError("MultiHead in train mode needs targets with 'label_gtc' and 'length'")
+            raise ValueError("MultiHead in train mode needs targets with 'label_gtc' and 'length' (SAR: 'label_sar'"
+                             " and 'valid_ratio')")
+        if getattr(self, "sar_head", None) is not None:
+            feat = x.detach() if self.gtc_detached else x
+            sar = self.sar_head(feat, _as_tensor(targets.get("label_sar"), "label_sar"),
+                                _as_tensor(targets.get("valid_ratio"), "valid_ratio"))
+            return {"ctc": ctc, "ctc_neck": neck, "sar": sar}
         label_gtc = _as_tensor(targets.get("label_gtc"), "label_gtc")
         length = _as_tensor(targets.get("length"), "length")
         gtc = self.gtc_head(self.before_gtc(x.detach() if self.gtc_detached else x), label_gtc, length)
         return {"ctc": ctc, "ctc_neck": neck, "gtc": gtc}
 
     def drop_training_branches(self) -> None:
-        """Remove the NRTR branch (unused in eval) before export."""
-        self.before_gtc = None
-        self.gtc_head = None
+        """Remove the NRTR / SAR branch (unused in eval) before export."""
+        for name in ("before_gtc", "gtc_head", "sar_head"):
+            if getattr(self, name, None) is not None:
+                setattr(self, name, None)

@@ -31,7 +31,7 @@ def assign(slot: Slot, unit: Unit) -> Optional[str]:
     from workbench.models.rep import set_identity_affine
 
     layer, t = slot.layer, unit.tensors
-    if slot.kind in ("conv", "conv_transpose"):
+    if slot.kind in ("conv", "conv_transpose", "conv1d"):
         _put(layer.weight, t["weight"], f"{slot.path}.weight")
         bias = t.get("bias")
         has_bn = "bn_scale" in t

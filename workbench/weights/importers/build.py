@@ -75,7 +75,14 @@ _WHY = {
     "gtc_head": "NRTR branch: training only, never exported; fine-tuning trains it from scratch (and, through it, "
                 "the backbone -- the CTC branch detaches its input)",
     "before_gtc": "NRTR branch input projection: training only",
+    "sar_head": "SAR branch (PP-OCRv3): training only, never exported; fine-tuning trains it from scratch",
     "thresh": "DB threshold branch: training only (eval uses the probability map)",
+    "aux_binarize_p4": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
+    "aux_thresh_p4": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
+    "aux_binarize_p3": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
+    "aux_thresh_p3": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
+    "aux_binarize_p2": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
+    "aux_thresh_p2": "PP-OCRv6 auxiliary DB branch (deep supervision): training only",
     "act.lab": "activation affine of a stride-2 rep layer: such layers skip the activation, so it is never used",
 }
 
@@ -193,7 +200,12 @@ def import_inference_model(
     for path in rep_paths:
         kernel = fused_state[f"{path}.reparam_conv.weight"].numpy()
         bias = fused_state[f"{path}.reparam_conv.bias"].numpy()
-        unfuse_rep_layer(named[path], kernel, bias, rng=rng, jitter=jitter)
+        # a layer family with its own training form (PP-OCRv6's RepDWConv, DilatedReparamBlock) un-fuses itself
+        own = getattr(named[path], "unfuse", None)
+        if callable(own):
+            own(kernel, bias, rng=rng, jitter=jitter)
+        else:
+            unfuse_rep_layer(named[path], kernel, bias, rng=rng, jitter=jitter)
     covered = {k for p in rep_paths for k in train_state if k.startswith(p + ".") and not
                k.startswith((p + ".lab.", p + ".act."))}
     for key, value in fused_state.items():

@@ -75,13 +75,18 @@ def read_onnx(path: str | Path) -> InferenceGraph:
             continue
         op, norm = node.op_type, {}
         if op in ("Conv", "ConvTranspose"):
-            if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
-                raise WeightsError(f"{path}: {node.name}: auto_pad={attrs['auto_pad']!r} is not supported")
+            pads = tuple(attrs.get("pads", (0, 0, 0, 0)))  # ONNX: top, left, bottom, right
+            auto_pad = attrs.get("auto_pad", b"NOTSET")
+            auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+            if auto_pad in ("SAME_UPPER", "SAME_LOWER") and op == "Conv":
+                pads = _same_pads(attrs, auto_pad, path, node.name)
+            elif auto_pad not in ("NOTSET", "VALID"):
+                raise WeightsError(f"{path}: {node.name}: auto_pad={auto_pad!r} is not supported")
             norm = {
                 "stride": tuple(attrs.get("strides", (1, 1))),
                 "groups": int(attrs.get("group", 1)),
                 "dilation": tuple(attrs.get("dilations", (1, 1))),
-                "pads": tuple(attrs.get("pads", (0, 0, 0, 0))),  # ONNX: top, left, bottom, right
+                "pads": pads,
             }
             if op == "ConvTranspose":
                 norm["output_padding"] = tuple(attrs.get("output_padding", (0, 0)))
@@ -96,6 +101,23 @@ def read_onnx(path: str | Path) -> InferenceGraph:
             op, norm = op.lower(), {k: v for k, v in attrs.items() if not isinstance(v, (bytes, onnx.TensorProto))}
         nodes.append(Node(op, inputs, list(node.output), norm, node.name))
     return InferenceGraph(str(path), "onnx", nodes, constants)
+
+
+def _same_pads(attrs: dict, auto_pad: str, path, name: str) -> tuple[int, int, int, int]:
+    """Explicit (top, left, bottom, right) pads of a stride-1 SAME conv (PP-OCRv6's 2x2 stem convs): a total of
+    ``dilation * (k - 1)`` per axis, the odd pixel at the end (SAME_UPPER) or the start (SAME_LOWER). With a
+    stride > 1 the padding would depend on the input size, which a static mapping cannot express."""
+    strides = tuple(attrs.get("strides", (1, 1)))
+    if any(int(v) != 1 for v in strides):
+        raise WeightsError(f"{path}: {name}: auto_pad={auto_pad} with strides {list(strides)} is not supported")
+    dilations = tuple(attrs.get("dilations", (1, 1)))
+    begin, end = [], []
+    for k, d in zip(attrs["kernel_shape"], dilations):
+        total = int(d) * (int(k) - 1)
+        small, large = total // 2, total - total // 2
+        begin.append(small if auto_pad == "SAME_UPPER" else large)
+        end.append(large if auto_pad == "SAME_UPPER" else small)
+    return (begin[0], begin[1], end[0], end[1])
 
 
 def paddle_files(folder: Path) -> tuple[Path, Path]:

@@ -17,7 +17,7 @@ from workbench.weights.importers.units import Unit, format_signature, signature
 class Slot:
     """A parameterised layer of our (fused) model as its eval forward calls it; a conv feeding a BN is one slot."""
 
-    kind: str  # conv | conv_transpose | batch_norm | linear | layer_norm | affine
+    kind: str  # conv | conv_transpose | conv1d | batch_norm | linear | layer_norm | affine
     path: str
     layer: Any
     bn_path: Optional[str] = None
@@ -26,6 +26,14 @@ class Slot:
     @property
     def signature(self) -> tuple:
         layer = self.layer
+        if self.kind == "conv1d":
+            # exporters write a 1-D conv as a 2-D conv of height 1 (unsqueeze -> Conv [.., 1, k] -> squeeze)
+            out_c, in_c, k = (int(v) for v in layer.weight.shape)
+            pad = int(layer._padding) if isinstance(layer._padding, int) else int(layer._padding[0])
+            return signature("conv", (out_c, in_c, 1, k), {"stride": (1, int(layer._stride[0])),
+                                                           "groups": layer._groups,
+                                                           "dilation": (1, int(layer._dilation[0])),
+                                                           "pads": (0, pad, 0, pad)}, {})
         if self.kind in ("conv", "conv_transpose"):
             pads = _layer_pads(layer)
             return signature(self.kind, layer.weight.shape, {"stride": tuple(layer._stride), "groups": layer._groups,
@@ -51,6 +59,7 @@ def _traced_kinds():
     return (
         (nn.Conv2DTranspose, "conv_transpose"),
         (nn.Conv2D, "conv"),
+        (nn.Conv1D, "conv1d"),
         ((nn.BatchNorm, nn.BatchNorm1D, nn.BatchNorm2D), "batch_norm"),
         (nn.Linear, "linear"),
         (nn.LayerNorm, "layer_norm"),
@@ -102,6 +111,7 @@ def trace_slots(model, example) -> tuple[list[Slot], set[str]]:
                                "shared layers")
         seen.add(name)
         slot = Slot(kind, name, layer)
+        # (a 1-D conv's BatchNorm stays a slot of its own: exporters put a squeeze between the two)
         if kind in ("conv", "conv_transpose") and i + 1 < len(calls):
             next_kind, next_name, next_layer, next_inputs, _ = calls[i + 1]
             if next_kind == "batch_norm" and next_inputs and next_inputs[0] is output:
