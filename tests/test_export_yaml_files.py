@@ -112,3 +112,26 @@ def test_model_folder_without_model_name_is_refused(tmp_path):
     (tmp_path / "inference.yml").write_text("PreProcess: {}\n")
     with pytest.raises(ExportError, match="Global.model_name"):
         inference_yml.model_name_of(tmp_path)
+
+
+def test_det_settings_take_the_det_models_own_postprocess_defaults(tmp_path):
+    """A stock or copied detector gets its own post-processing (PP-OCRv6: 0.2 / 0.45 / 1.4, 3000 candidates), not
+    the pipeline YAML's v5 values; the command line still wins."""
+    from workbench.export.config import ExportConfig
+    from workbench.models import zoo
+
+    base = pipeline_yaml.paddlex_default_ocr_config()["SubModules"]["TextDetection"]
+    writer = det_export.DetExportWriter()
+    stock_v6 = writer.settings(ExportConfig(det_model_name="PP-OCRv6_small_det"), None, base)
+    assert {k: stock_v6.pipeline[k] for k in ("thresh", "box_thresh", "unclip_ratio")} == {
+        "thresh": 0.2, "box_thresh": 0.45, "unclip_ratio": 1.4}
+    assert stock_v6.model["max_candidates"] == 3000 and stock_v6.pipeline["limit_side_len"] == base["limit_side_len"]
+    stock_v5 = writer.settings(ExportConfig(det_model_name="PP-OCRv5_mobile_det"), None, base)
+    assert (stock_v5.pipeline["thresh"], stock_v5.pipeline["box_thresh"], stock_v5.model["max_candidates"]) == (
+        0.3, 0.6, 1000)
+    default = writer.settings(ExportConfig(), None, base)  # PaddleX's default pipeline module, with its own defaults
+    assert default.model == {**zoo.det_postprocess(base["model_name"]), "score_mode": "fast"}
+    (tmp_path / "det").mkdir()
+    (tmp_path / "det" / "inference.yml").write_text("Global:\n  model_name: PP-OCRv6_tiny_det\n", encoding="utf-8")
+    copied = writer.settings(ExportConfig(det_model_dir=str(tmp_path / "det"), box_thresh=0.5), None, base)
+    assert (copied.pipeline["thresh"], copied.pipeline["box_thresh"], copied.model["box_thresh"]) == (0.2, 0.5, 0.5)
