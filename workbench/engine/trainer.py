@@ -23,10 +23,12 @@ from typing import Optional
 
 import numpy as np
 
+from workbench.atomic_io import write_text_atomic
 from workbench.config.compose import flatten, to_plain_dict
 from workbench.config.schema import TrainConfig
 from workbench.engine import checkpoint as ckpt
 from workbench.engine.distributed import DistEnv, all_gather_objects, all_reduce_mean, barrier
+from workbench.engine.faults import fault_point
 from workbench.engine.loader import BatchLoader, EpochSampler
 from workbench.engine.schedule import build_scheduler
 from workbench.errors import ConfigError
@@ -295,6 +297,7 @@ class Trainer:
                     scaler.scale(loss).backward()
                 else:
                     loss.backward()
+            fault_point("train_step")
             # Counted only once its gradients exist: an interrupted batch is redone on resume.
             st.batch_in_epoch += 1
             micro += 1
@@ -374,6 +377,7 @@ class Trainer:
             for batch in loader.iter_epoch(0):
                 if batch is not None:
                     records.extend(self.task.predict(model, batch))
+                fault_point("eval_batch")
         if backup is not None:
             model.set_state_dict(backup)
         self._train_mode(model)
@@ -401,7 +405,7 @@ class Trainer:
         else:
             st.evals_without_improvement += 1
         st.last_metrics = {**result.metrics, "_step": st.global_step, "_epoch": st.epoch}
-        self._save("latest", model, optimizer, ema, scaler)
+        self._save("latest", model, optimizer, ema, scaler, eval_result=result)
         if better and self.env.is_main:
             ckpt.copy_checkpoint(self.ckpt_dir / "latest", self.ckpt_dir / "best")
         if self.env.is_main:
@@ -423,7 +427,7 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------------------------------------------
-    def _save(self, name: str, model, optimizer, ema, scaler) -> None:
+    def _save(self, name: str, model, optimizer, ema, scaler, eval_result: Optional[EvalResult] = None) -> None:
         st = self.state
         if not self.env.is_main:
             barrier(self.env)
@@ -453,6 +457,7 @@ class Trainer:
             ema_state=ema.state_dict() if ema is not None else None,
             config_yaml=OmegaConf.to_yaml(to_plain_dict(self.cfg)),
             dictionary_lines=self.task.dictionary_lines(),
+            eval_result=eval_result,
         )
         barrier(self.env)
 
@@ -463,20 +468,20 @@ class Trainer:
         from workbench.tracking.runs import resolve_checkpoint
 
         path = resolve_checkpoint(ref, prefer="latest", tracking_uri=self.cfg.tracking.tracking_uri)
-        return ckpt.read_checkpoint(path)
+        return ckpt.load_resumable(path)
 
     def _restore(self, c: ckpt.Checkpoint, model, optimizer, ema, scaler) -> None:
-        import paddle
+        from workbench.weights.safe_load import load, load_state_dict
 
-        model.set_state_dict(paddle.load(str(c.model_file)))
+        model.set_state_dict(load_state_dict(c.model_file))
         if c.optimizer_file is not None:
-            opt_state = paddle.load(str(c.optimizer_file))
+            opt_state = load(c.optimizer_file)
             scaler_state = opt_state.pop("__grad_scaler__", None)
             ckpt.load_optimizer_state(optimizer, model, opt_state)
             if scaler is not None and scaler_state is not None:
                 scaler.load_state_dict(scaler_state)
         if ema is not None and c.ema_file is not None:
-            ema.set_state_dict(paddle.load(str(c.ema_file)))
+            ema.set_state_dict(load(c.ema_file))
         self.state = c.state
         self.state.finished = False
         self._convert_position(optimizer)
@@ -484,8 +489,24 @@ class Trainer:
         self.weights_report = WeightsReport(**w) if w else WeightsReport()
         self._resumed_run_id = c.meta.get("mlflow_run_id")
         ckpt.restore_rng(c.state.rng)
+        self._forget_steps_after(c.state.global_step)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", c.path, c.state.global_step, c.state.epoch,
                  c.state.batch_in_epoch)
+
+    def _forget_steps_after(self, step: int) -> None:
+        """The steps after the checkpoint are trained again: drop their rows from ``train_log.jsonl`` so that the
+        resumed run's log equals an uninterrupted run's (rows of a killed process's last steps would repeat)."""
+        f = self.run_dir / "train_log.jsonl"
+        if not (self.env.is_main and f.is_file()):
+            return
+        kept = []
+        for line in f.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except ValueError:  # the last line of a killed write
+                continue
+        write_text_atomic(f, "".join(row + "\n" for row in kept))
 
     def _convert_position(self, optimizer) -> None:
         """Resume on another device count / batch size: keep the position in the data (samples consumed in the
@@ -551,10 +572,14 @@ class Trainer:
         st = self.state
         best = self.ckpt_dir / "best"
         result = getattr(self, "_best_eval", None)
+        if result is None and ckpt.is_checkpoint_dir(best):
+            # A resumed run found its best before the interruption: the evaluation saved with that checkpoint
+            # gives the same metrics.json and report an uninterrupted run writes.
+            result = ckpt.read_checkpoint(best).load_eval_result()
         info = {"model": self.cfg.model.name, "run_dir": str(self.run_dir), "best_step": st.best_step,
                 "mlflow_run": self.tracker.run_id}
         if result is not None:
-            (self.run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
+            write_text_atomic(self.run_dir / "metrics.json", json.dumps(result.metrics, indent=1))
             self.tracker.log_artifact(self.run_dir / "metrics.json")
             if self.cfg.eval.report:
                 for f in self.task.write_report(result, self.run_dir / "report", info=info):
@@ -563,8 +588,8 @@ class Trainer:
                 self._compare_with_baseline(result)
         if self.cfg.tracking.log_checkpoints:
             if best.is_dir():
-                self.tracker.log_artifact(best, "checkpoints/best")
-            self.tracker.log_artifact(self.ckpt_dir / "latest", "checkpoints/latest")
+                self.tracker.log_artifact(best.resolve(), "checkpoints/best")
+            self.tracker.log_artifact((self.ckpt_dir / "latest").resolve(), "checkpoints/latest")
         self.tracker.log_metrics({"final/global_step": st.global_step}, step=st.global_step)
         self.tracker.finish("FINISHED")
 

@@ -139,14 +139,9 @@ def check_state_dict_fits(name: str, path: Path) -> int:
 
 def read_state_dict(path: str | Path) -> dict:
     """A state dict from a .pdparams file, as numpy float32 arrays (fp16 files are cast: see the parity fixtures)."""
-    import paddle
+    from workbench.weights.safe_load import load_state_dict
 
-    try:
-        raw = paddle.load(str(path))
-    except Exception as exc:
-        raise WeightsError(f"{path}: not a readable Paddle weights file ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(raw, dict) or not raw:
-        raise WeightsError(f"{path}: expected a dict of tensors (a .pdparams state dict), got {type(raw).__name__}")
+    raw = load_state_dict(path)  # refuses pickles that would run code (see workbench.weights.safe_load)
     out = {}
     for k, v in raw.items():
         arr = v.numpy() if hasattr(v, "numpy") else np.asarray(v)
