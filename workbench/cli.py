@@ -16,6 +16,7 @@ COMMANDS = {
     "compare": ("workbench.commands.compare", "compare two runs or reports: wb compare <run A> <run B>"),
     "data": ("workbench.commands.data", "check a dataset: wb data check rec|det FILE... [--dict D]"),
     "weights": ("workbench.commands.weights", "fetch / import weights: wb weights fetch|import ..."),
+    "tracking": ("workbench.commands.tracking", "send what a run kept while MLflow was away: wb tracking replay RUN_DIR"),
 }
 
 

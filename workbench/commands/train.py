@@ -29,7 +29,10 @@ def run_training(cfg, run_dir: Path | None = None):
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
-        run_dir = Path(typed.trainer.output_dir or HydraConfig.get().runtime.output_dir)
+        from workbench.tracking.runs import resume_run_dir
+
+        run_dir = Path(typed.trainer.output_dir or resume_run_dir(typed.trainer.resume, typed.tracking.tracking_uri)
+                       or HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     from workbench.engine.launch import check_launched
 

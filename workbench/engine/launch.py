@@ -53,7 +53,10 @@ def maybe_launch(argv: list[str]) -> Optional[int]:
     if t.devices <= 1 and t.nodes <= 1:
         return None
     device = _device_kind(t.device)
-    run_dir = Path(t.output_dir or Path("runs") / cfg.task / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    from workbench.tracking.runs import resume_run_dir
+
+    run_dir = Path(t.output_dir or resume_run_dir(t.resume, cfg.tracking.tracking_uri)
+                   or Path("runs") / cfg.task / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.data.train is None:  # the demo set, generated once for all ranks
         from workbench.tasks.common import resolve_data_files

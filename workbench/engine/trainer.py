@@ -544,14 +544,13 @@ class Trainer:
             **{str(k): str(v) for k, v in cfg.tracking.tags.items()},
         }
         parent = os.environ.get("WB_PARENT_RUN_ID")
+        # The run dir holds the tracking journal (what is logged is kept there until MLflow has it) and
+        # mlflow_run.json (lets sweeps and tools find the run from its directory).
         self.tracker = Tracker(
             cfg.tracking.tracking_uri, cfg.tracking.experiment, run_name=cfg.tracking.run_name, run_id=run_id,
-            parent_run_id=parent, tags=tags, backlog_dir=self.run_dir,
+            parent_run_id=parent, tags=tags, backlog_dir=self.run_dir, resume=resume_from is not None,
         )
-        if self.tracker.run_id:  # lets sweeps and tools find this run from its directory
-            (self.run_dir / "mlflow_run.json").write_text(json.dumps(
-                {"run_id": self.tracker.run_id, "tracking_uri": self.tracker.uri, "parent_run_id": parent}))
-        if run_id is None:
+        if resume_from is None:
             params = flatten(to_plain_dict(cfg))
             params.update({"derived.total_steps": total_steps, "derived.steps_per_epoch": steps_per_epoch,
                            "derived.world_size": env.world_size, "derived.lr": scaled_lr(cfg, env.world_size)})
