@@ -33,6 +33,15 @@ def user_errors_exit(command: str):
         raise SystemExit(2) from None
 
 
+def _ignore_file_size_signal() -> None:
+    """A write past the file-size limit (ulimit -f) then fails with an error the workbench reports (which file,
+    how many bytes), instead of the signal killing the process without a word."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
 def usage() -> str:
     lines = ["usage: wb <command> [args]", "", "commands:"]
     lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -46,13 +55,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"wb: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        from workbench.config.suggest import did_you_mean
+
+        print(f"wb: unknown command {name!r}{did_you_mean(name, COMMANDS, 'commands')} (wb --help for usage)",
+              file=sys.stderr)
         return 2
     from workbench.errors import WorkbenchError
 
+    _ignore_file_size_signal()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
-    module = importlib.import_module(COMMANDS[name][0])
     try:
+        from workbench.config.compose import check_command_line
+
+        check_command_line(name, rest)  # a mistyped recipe / option / key: one line, before Hydra starts
+        module = importlib.import_module(COMMANDS[name][0])
         code = module.main(rest)
     except WorkbenchError as exc:
         print(f"wb {name}: error: {exc}", file=sys.stderr)

@@ -11,9 +11,15 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] != "check":
+    if not argv:
         print(__doc__, file=sys.stderr)
         return 2
+    if argv[0] != "check":
+        from workbench.config.suggest import did_you_mean
+        from workbench.errors import ConfigError
+
+        raise ConfigError(f"unknown action {argv[0]!r}{did_you_mean(argv[0], ['check'], 'actions')}; "
+                          "e.g. wb data check rec FILE")
     rest = argv[1:]
     if any(a.startswith("recipe=") for a in rest):
         return check_recipe(rest)
@@ -24,15 +30,11 @@ def main(argv: list[str]) -> int:
 
 def check_recipe(overrides: list[str]) -> int:
     """The same check `wb train` runs first, on the composed recipe's data (demo set included) and dictionary."""
-    from hydra import compose, initialize_config_dir
-
-    from workbench.config.compose import recipes_dir, register_schema, to_typed
+    from workbench.config.compose import check_overrides, to_typed
     from workbench.data.check import run_check
     from workbench.tasks import build_task
 
-    register_schema()
-    with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
-        cfg = to_typed(compose(config_name="train", overrides=overrides))
+    cfg = to_typed(check_overrides(overrides, command="data check"))
     task = build_task(cfg)
     report = run_check(cfg.task, [p for p, _ in task.files.train], [p for p, _ in task.files.val],
                        **task.check_options())

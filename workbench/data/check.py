@@ -819,7 +819,9 @@ def codes_table() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from workbench.config.suggest import OneLineArgumentParser
+
+    p = OneLineArgumentParser(
         prog="wb data check",
         description="Check rec / det label files and their images before training. Exit code 0: the data would "
                     "train under the policy; 1: it would not; 2: bad arguments.")

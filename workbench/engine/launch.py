@@ -87,11 +87,7 @@ def _device_kind(want: str) -> str:
 
 
 def _compose(argv: list[str]):
-    from hydra import compose, initialize_config_dir
+    """The typed config of the command line; a mistyped recipe / option / key is a one-line ConfigError here too."""
+    from workbench.config.compose import check_overrides, to_typed
 
-    from workbench.config.compose import recipes_dir, register_schema, to_typed
-
-    register_schema()
-    overrides = [a for a in argv if not a.startswith("-") and not a.startswith("hydra.")]
-    with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
-        return to_typed(compose(config_name="train", overrides=overrides))
+    return to_typed(check_overrides(argv, command="train"))

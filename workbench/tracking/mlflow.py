@@ -362,7 +362,7 @@ class Tracker:
                 log.info("MLflow at %s is reachable again: the operations kept meanwhile are sent", self.uri)
                 failing, self._warned, backoff = False, False, 1.0
             if not ops:
-                if self._stop.is_set():
+                if self._stop.is_set() and self._queue.empty():  # (checked after stop: nothing put meanwhile)
                     return
                 self._stop.wait(0.2)
 
