@@ -37,7 +37,7 @@ import numpy as np
 from workbench.errors import ConfigError, DataError, WorkbenchError
 from workbench.data.charset import Charset
 from workbench.data.findings import CODES, DataPolicy, Finding, code_info
-from workbench.data.images import check_image_bytes, is_truncated, sniff_format
+from workbench.data.images import check_image_bytes, is_truncated, sniff_format, too_large
 from workbench.data.labels import (
     DetSample, read_det_labels, read_rec_labels, validate_det_geometry, validate_rec_text,
 )
@@ -100,6 +100,10 @@ def _scan_one(path: str, decode: bool) -> ImageScan:
     else:
         if is_truncated(scan.format, data):
             scan.problem, scan.detail = "truncated_image", f"the {scan.format.upper()} file ends without its end marker"
+        reason = too_large(data)
+        if reason is not None:
+            scan.problem, scan.detail = "image_too_large", reason
+            return scan
         try:
             from PIL import Image
             import io
