@@ -100,7 +100,7 @@ def load(path: str | Path) -> Any:
     if not data:
         raise WeightsError(f"{path}: the weights file is empty (0 bytes); it may have been cut off while written")
     if not data.startswith(b"\x80"):  # every pickle protocol >= 2 starts with PROTO
-        raise WeightsError(f"{path}: not a Paddle weights file (it does not start like a pickle: "
+        raise WeightsError(f"{path}: not a readable Paddle weights file (it does not start like a pickle: "
                            f"first bytes {data[:8].hex()})")
     obj = _tensors_to_arrays(loads(data, source=str(path)))
     if isinstance(obj, dict):
