@@ -133,3 +133,17 @@ def test_two_runs_logging_to_one_sqlite_store_at_once(tmp_path):
     for run_id in run_ids:
         for key in ("loss", "acc"):
             assert [s for s, _ in _rows(uri, run_id, key)] == list(range(1, 301))
+
+
+def test_an_operation_mlflow_refuses_does_not_hold_back_the_rest(tmp_path, caplog):
+    """A parameter logged again with another value is refused for good: it is reported, not retried forever."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    t = Tracker(uri, "refused", backlog_dir=tmp_path / "run")
+    t.log_params({"p": 1})
+    t.log_params({"p": 2})
+    for step in range(1, 11):
+        t.log_metrics({"a": float(step)}, step=step)
+    t.finish(timeout=60, retry_for=5)
+    assert _rows(uri, t.run_id) == [(s, float(s)) for s in range(1, 11)]
+    assert MlflowClient(uri).get_run(t.run_id).info.status == "FINISHED"
+    assert "MLflow refused a params operation" in caplog.text

@@ -1,5 +1,6 @@
 """A run killed mid-step, mid-evaluation or mid-MLflow-log and resumed ends with the same MLflow history as a run
-that never stopped: every (metric, step) once, same values; nothing journaled is lost."""
+that never stopped: every (metric, step) once, same values; nothing journaled is lost. (train_step:3 is killed
+before the first checkpoint: the resume starts again from the beginning, as the same run.)"""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def store(tmp_path_factory):
     return uri, ref
 
 
-@pytest.mark.parametrize("fault", ["tracking_send:30", "train_step:13", "eval_batch:3"])
+@pytest.mark.parametrize("fault", ["tracking_send:30", "train_step:13", "eval_batch:3", "train_step:3"])
 def test_killed_and_resumed_run_has_the_uninterrupted_history(tmp_path, store, fault):
     uri, ref = store
     run = tmp_path / "run"

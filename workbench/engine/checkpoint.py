@@ -523,6 +523,10 @@ def find_checkpoint(ref: str | Path, prefer: str = "latest") -> Path:
     for candidate in (p / "checkpoints" / prefer, p / prefer):
         if is_checkpoint_dir(candidate):
             return candidate
+    if prefer == "latest":  # killed after a version was renamed into place, before `latest` pointed at it
+        for candidate in versions(p / "checkpoints"):
+            if is_checkpoint_dir(candidate):
+                return candidate
     raise CheckpointError(f"no checkpoint found at {ref} (looked for {ref}/checkpoints/{prefer})")
 
 

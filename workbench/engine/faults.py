@@ -7,6 +7,9 @@ of by luck of timing. Unset (always, outside the drill) a fault point costs one 
 Points: ``train_step`` (after the backward pass, before the optimizer step), ``eval_batch`` (between evaluation
 batches), ``checkpoint_write`` (a checkpoint's first file written, the others not), ``tracking_send`` (the MLflow
 sender between two batches of operations, some sent, some not).
+
+``WB_FAULT_TRACE=<file>`` appends the name of every point reached to that file (the drill counts the visits of
+an uninterrupted run to draw its kill points, and reads which phase a timed kill interrupted).
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ def _target() -> tuple[str, int] | None:
 
 def fault_point(name: str) -> None:
     """SIGKILL this process when ``WB_FAULT`` names this point and this is its n-th visit."""
+    trace = os.environ.get("WB_FAULT_TRACE")
+    if trace:
+        with _lock, open(trace, "a") as fh:
+            fh.write(name + "\n")
     target = _target()
     if target is None or target[0] != name:
         return

@@ -122,6 +122,7 @@ class Trainer:
         self.state = ckpt.TrainState()
         self.weights_report = WeightsReport()
         self.step_log: list[dict] = []  # the figures of every logged step (benchmarks read them)
+        self._resumed_without_checkpoint = False
 
     # ------------------------------------------------------------------------------------------------------
     def fit(self) -> ckpt.TrainState:
@@ -463,12 +464,30 @@ class Trainer:
 
     def _resolve_resume(self) -> Optional[ckpt.Checkpoint]:
         ref = self.cfg.trainer.resume
+        self._resumed_without_checkpoint = False
         if not ref:
             return None
+        from workbench.errors import WorkbenchError
         from workbench.tracking.runs import resolve_checkpoint
 
-        path = resolve_checkpoint(ref, prefer="latest", tracking_uri=self.cfg.tracking.tracking_uri)
+        try:
+            path = resolve_checkpoint(ref, prefer="latest", tracking_uri=self.cfg.tracking.tracking_uri)
+        except WorkbenchError:
+            if not self._started_here(Path(ref)):
+                raise
+            # Killed before its first checkpoint: start again from the beginning, but as the same run (its run dir,
+            # train_log and MLflow run continue; steps already logged are not logged twice).
+            log.warning("%s has no checkpoint yet (stopped before its first save): training starts again from the "
+                        "beginning in the same run", ref)
+            self._resumed_without_checkpoint = True
+            self._forget_steps_after(0)
+            return None
         return ckpt.load_resumable(path)
+
+    def _started_here(self, ref: Path) -> bool:
+        """``ref`` is this run's own directory and a training started there (a log, a journal or checkpoints)."""
+        return ref.is_dir() and ref.resolve() == self.run_dir.resolve() and any(
+            (ref / name).exists() for name in ("train_log.jsonl", "tracking_journal.jsonl", "checkpoints"))
 
     def _restore(self, c: ckpt.Checkpoint, model, optimizer, ema, scaler) -> None:
         from workbench.weights.safe_load import load, load_state_dict
@@ -548,9 +567,10 @@ class Trainer:
         # mlflow_run.json (lets sweeps and tools find the run from its directory).
         self.tracker = Tracker(
             cfg.tracking.tracking_uri, cfg.tracking.experiment, run_name=cfg.tracking.run_name, run_id=run_id,
-            parent_run_id=parent, tags=tags, backlog_dir=self.run_dir, resume=resume_from is not None,
+            parent_run_id=parent, tags=tags, backlog_dir=self.run_dir,
+            resume=resume_from is not None or self._resumed_without_checkpoint,
         )
-        if resume_from is None:
+        if resume_from is None and not self._resumed_without_checkpoint:  # (a restart logged them already)
             params = flatten(to_plain_dict(cfg))
             params.update({"derived.total_steps": total_steps, "derived.steps_per_epoch": steps_per_epoch,
                            "derived.world_size": env.world_size, "derived.lr": scaled_lr(cfg, env.world_size)})

@@ -337,9 +337,15 @@ class Tracker:
                 for i, op in enumerate(ops):
                     try:
                         send(client, self.run_id, op.kind, op.payload)
-                    except Exception:
-                        retry = ops[i:]
-                        raise
+                    except Exception as exc:
+                        if not is_permanent(exc):
+                            retry = ops[i:]
+                            raise
+                        # refused for good (e.g. a parameter logged again with another value): sending it again
+                        # cannot succeed, and it must not hold back what follows
+                        log.warning("MLflow refused a %s operation (%s); it is not retried (it stays in %s)",
+                                    op.kind, str(exc).splitlines()[0][:300],
+                                    self._journal.path if self._journal is not None else "no journal")
                     fault_point("tracking_send")  # the drill kills here: sent, not yet marked as sent
                     if op.seq is not None and self._journal is not None:
                         self._journal.mark_sent(op.seq)
@@ -365,6 +371,15 @@ class Tracker:
                 if self._stop.is_set() and self._queue.empty():  # (checked after stop: nothing put meanwhile)
                     return
                 self._stop.wait(0.2)
+
+
+_PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "INVALID_STATE", "RESOURCE_DOES_NOT_EXIST"}
+
+
+def is_permanent(exc: Exception) -> bool:
+    """An MLflow refusal that retrying cannot fix (as opposed to a server away, a timeout, a locked database)."""
+    code = getattr(exc, "error_code", None)
+    return code in _PERMANENT
 
 
 def ensure_run(client, start: dict, reopen: bool = True) -> str:
@@ -452,6 +467,9 @@ def replay(run_dir: str | Path, tracking_uri: Optional[str] = None) -> dict:
         try:
             send(client, run_id, e["kind"], e["payload"])
         except Exception as exc:
+            if is_permanent(exc):
+                log.warning("MLflow refused entry %d (%s): skipped", e["seq"], str(exc).splitlines()[0][:300])
+                continue
             raise WorkbenchError(f"sending {path} entry {e['seq']} to {uri} failed ({exc.__class__.__name__}: "
                                  f"{str(exc)[:200]}); run the command again: nothing is recorded twice") from None
         rows += len(e["payload"][0]) if e["kind"] == "metrics" else 0
