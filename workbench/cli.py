@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbenchError as exc:
         print(f"wb {name}: error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # argparse / Hydra exits: the same status, returned (callers of main() get it too)
+        if isinstance(exc.code, int) or exc.code is None:
+            return int(exc.code or 0)
+        print(exc.code, file=sys.stderr)
+        return 1
     return int(code or 0)
 
 
