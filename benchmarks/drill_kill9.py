@@ -200,7 +200,7 @@ def drill(model: str, out: Path, rng: random.Random, threads: int) -> list[dict]
           + ", ".join(f"{p} x{visits[p]}" for p in PHASES), flush=True)
 
     scenarios = [(p, [rng.randint(1, visits[p])]) for p in PHASES if visits[p]]
-    scenarios.append(("timed", [rng.uniform(0.3, 0.9) * seconds]))
+    scenarios.append(("timed", [rng.uniform(0.2, 0.8) * seconds]))
     # killed, then its resume killed too (at its first or second checkpoint write)
     scenarios.append(("twice", [rng.randint(1, visits["train_step"]), rng.randint(1, 2)]))
     results = []

@@ -33,8 +33,8 @@ def assert_same_run(a: Path, b: Path, *, outputs: bool = True) -> None:
     """Final weights, optimizer state, step and best metric identical; and the run's files the same."""
     for name in ("latest", "best"):
         ca, cb = ckpt.read_checkpoint(a / "checkpoints" / name), ckpt.read_checkpoint(b / "checkpoints" / name)
-        assert (ca.state.global_step, ca.state.best_metric, ca.state.best_step, ca.state.finished) == \
-               (cb.state.global_step, cb.state.best_metric, cb.state.best_step, cb.state.finished), name
+        fields = ("global_step", "epoch", "batch_in_epoch", "samples_seen", "best_metric", "best_step", "finished")
+        assert [getattr(ca.state, f) for f in fields] == [getattr(cb.state, f) for f in fields], name
         for f in (ckpt.MODEL_FILE, ckpt.OPTIMIZER_FILE):
             wa, wb = _flat(load(ca.path / f)), _flat(load(cb.path / f))
             assert wa.keys() == wb.keys(), f
@@ -93,6 +93,34 @@ def test_sigkill_mid_checkpoint_write_then_resume_is_exact(tmp_path, toy_referen
     assert r.returncode == 0, r.stderr[-3000:]
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")], "temp dirs cleaned up"
     assert_same_run(toy_reference, run)
+
+
+def test_optimizer_state_round_trips_exactly_with_parameters_that_never_got_a_gradient():
+    """(Found by the kill -9 drill on PP-OCRv5 det.) Adam has no moments for an unused parameter; the restored
+    optimizer must not invent zeros for it, or its state (and checkpoint) differs from the uninterrupted run's."""
+    import paddle
+
+    class WithUnused(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.used = paddle.nn.Linear(3, 2)
+            self.unused = paddle.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    paddle.seed(0)
+    a = WithUnused()
+    opt_a = paddle.optimizer.Adam(parameters=a.parameters())
+    a(paddle.ones([2, 3])).sum().backward()
+    opt_a.step()
+    saved = ckpt.optimizer_state(opt_a, a)
+    b = WithUnused()
+    opt_b = paddle.optimizer.Adam(parameters=b.parameters())
+    ckpt.load_optimizer_state(opt_b, b, saved)
+    again = ckpt.optimizer_state(opt_b, b)
+    assert _flat(again["accumulators"]).keys() == _flat(saved["accumulators"]).keys()
+    assert not any("unused" in k for k in _flat(again["accumulators"]))
 
 
 def test_truncated_latest_falls_back_to_previous_and_says_so(tmp_path, toy_reference, caplog):

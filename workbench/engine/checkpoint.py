@@ -559,9 +559,13 @@ def load_optimizer_state(optimizer, model, state: dict) -> None:
     if state.get("format") != PORTABLE_FORMAT:
         raise WorkbenchError("optimizer state was not written by this version of the workbench; resume without it")
     named = dict(model.named_parameters())
-    params = [p for p in model.parameters() if not p.stop_gradient]
-    # Create the accumulators now (Paddle creates them lazily at the first step) so we can fill them.
-    optimizer._create_accumulators(paddle.static.default_main_program().global_block(), params)
+    # Create the accumulators now (Paddle creates them lazily at the first step) so we can fill them -- for the
+    # parameters that had them, only: a parameter that never got a gradient (unused by the loss) has none, and
+    # creating zeros for it would make the resumed optimizer state differ from the uninterrupted one.
+    saved = {name for per_param in state["accumulators"].values() for name in per_param}
+    params = [p for n, p in model.named_parameters() if n in saved and not p.stop_gradient]
+    if params:
+        optimizer._create_accumulators(paddle.static.default_main_program().global_block(), params)
     for acc, per_param in state["accumulators"].items():
         for structured, value in per_param.items():
             optimizer._accumulators[acc][named[structured].name].set_value(value)

@@ -204,7 +204,8 @@ class Trainer:
         st = self.state
         stop = False
         try:
-            while st.epoch < max_epochs and not stop:
+            # (a run resumed from its last step's checkpoint has no step left: it must not start another epoch)
+            while st.epoch < max_epochs and not stop and st.global_step < total_steps:
                 stop = self._train_epoch(
                     train_model, model, loss_fn, loader, optimizer, scheduler, scaler, ema, amp,
                     steps_per_epoch, total_steps, accum, val_ds,
