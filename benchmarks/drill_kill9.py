@@ -101,7 +101,8 @@ def run_child(model: str, run_dir: Path, uri: str, *, resume: bool, threads: int
     cmd = [sys.executable, __file__, "--child", model, str(run_dir), uri, str(int(resume)), str(threads)]
     t0 = time.time()
     with open(log, "a") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        # cwd: the drill folder (MLflow's sqlite store keeps artifacts in ./mlruns)
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
         try:
             if kill_after is not None:
                 try:

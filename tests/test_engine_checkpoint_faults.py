@@ -25,8 +25,9 @@ def run_worker(kind: str, run_dir: Path, *opts: str, fault: str | None = None, t
     env.pop("WB_FAULT", None)
     if fault:
         env["WB_FAULT"] = fault
+    run_dir.parent.mkdir(parents=True, exist_ok=True)  # also the cwd: MLflow's sqlite store puts ./mlruns there
     return subprocess.run([sys.executable, str(HERE / "fault_worker.py"), kind, str(run_dir), *opts],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=run_dir.parent)
 
 
 def assert_same_run(a: Path, b: Path, *, outputs: bool = True) -> None:

@@ -91,7 +91,8 @@ def test_server_down_at_start_and_back_mid_run(tmp_path):
         server.stop()
 
 
-def test_unreachable_server_keeps_everything_locally_and_prints_the_replay_command(tmp_path, caplog):
+def test_unreachable_server_keeps_everything_locally_and_prints_the_replay_command(tmp_path, caplog, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a sqlite store keeps artifacts in ./mlruns
     t = Tracker("http://127.0.0.1:9", "x", backlog_dir=tmp_path)  # nothing listens on port 9
     for step in range(1, 31):
         t.log_metrics({"a": float(step), "b": 0.5}, step=step)
@@ -122,7 +123,7 @@ _CONCURRENT = textwrap.dedent("""
 def test_two_runs_logging_to_one_sqlite_store_at_once(tmp_path):
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT, uri, name, str(tmp_path / name)],
+    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT, uri, name, str(tmp_path / name)], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("r1", "r2")]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
@@ -135,8 +136,9 @@ def test_two_runs_logging_to_one_sqlite_store_at_once(tmp_path):
             assert [s for s, _ in _rows(uri, run_id, key)] == list(range(1, 301))
 
 
-def test_an_operation_mlflow_refuses_does_not_hold_back_the_rest(tmp_path, caplog):
+def test_an_operation_mlflow_refuses_does_not_hold_back_the_rest(tmp_path, caplog, monkeypatch):
     """A parameter logged again with another value is refused for good: it is reported, not retried forever."""
+    monkeypatch.chdir(tmp_path)  # a sqlite store keeps artifacts in ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     t = Tracker(uri, "refused", backlog_dir=tmp_path / "run")
     t.log_params({"p": 1})
