@@ -12,8 +12,9 @@ samples from ../shared/data, tracking to a local sqlite MLflow store):
    random wall-clock time (the phase it hit is read from the trace), and one run killed twice (the resumed run
    is killed again); each killed run is resumed with ``trainer.resume=<run dir>`` until it finishes;
 3. every resumed run is compared with the reference: final weights and optimizer state of ``latest`` and
-   ``best`` (bit-exact), best metric and step, global step, ``metrics.json``, ``train_log.jsonl`` and the MLflow
-   metric history (every key, step and value; wall-clock ``samples_per_sec`` by step only).
+   ``best`` (bit-exact), best metric and step, global step, ``metrics.json``, the ``report/`` files (up to the run
+   directory, MLflow run id and generation time they name), ``train_log.jsonl`` and the MLflow metric history (every key, step and
+   value; wall-clock ``samples_per_sec`` by step only).
 
 Prints one line per kill and a summary; exits 1 if any resumed run differs. This is a drill, not a CI test: it
 takes minutes (CI runs the same guarantees on tiny models: tests/test_engine_checkpoint_faults.py,
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -148,6 +150,19 @@ def compare(ref: Path, run: Path, uri: str) -> list[str]:
     for f in ("metrics.json",):
         if (ref / f).read_text() != (run / f).read_text():
             diffs.append(f"{f} differs")
+    # the report (wb compare reads it), up to what names the run itself: its directory and MLflow run id
+    names = [(str(r), json.loads((r / "mlflow_run.json").read_text())["run_id"]) for r in (ref, run)]
+    files_a = sorted(p.relative_to(ref) for p in (ref / "report").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(run) for p in (run / "report").rglob("*") if p.is_file())
+    if not files_a or files_a != files_b:
+        diffs.append("report/ files differ")
+    for rel in files_a if files_a == files_b else []:
+        texts = []
+        for (run_dir, run_id), root in zip(names, (ref, run)):
+            raw = (root / rel).read_bytes().replace(run_dir.encode(), b"<run>").replace(run_id.encode(), b"<id>")
+            texts.append(re.sub(rb"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", b"generated <time>", raw))
+        if texts[0] != texts[1]:
+            diffs.append(f"{rel} differs")
     if _train_log(ref) != _train_log(run):
         diffs.append("train_log.jsonl differs")
     ha, hb = _history(uri, ref), _history(uri, run)
