@@ -167,3 +167,30 @@ def test_disk_full_names_the_path_and_bytes_and_keeps_the_previous_checkpoint(tm
     ckpt.verify_checkpoint(latest)
     assert not [p for p in (run / "checkpoints").rglob("*") if p.name.startswith(".")], "no half-written files"
     assert len(ckpt.versions(run / "checkpoints")) == 2  # latest/best and previous, nothing new
+
+
+@pytest.mark.slow
+def test_rec_tiny_killed_mid_evaluation_resumes_to_the_same_report(tmp_path, shared_dir):
+    """A real OCR task (rec_tiny on ICDAR crops, tracked in a sqlite store), SIGKILLed in its last evaluation:
+    the resumed run's weights, metrics.json, train_log and report/ equal the uninterrupted run's (the report up
+    to the run directory, run id and generation time it names)."""
+    import re
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert run_worker("rec_tiny", ref, f"tracking_uri={uri}", "experiment=ref").returncode == 0
+    r = run_worker("rec_tiny", run, f"tracking_uri={uri}", "experiment=killed", fault="eval_batch:2")
+    assert r.returncode == -9, r.stderr[-3000:]
+    r = run_worker("rec_tiny", run, f"tracking_uri={uri}", "experiment=killed", f"resume={run}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_same_run(ref, run)
+    files = sorted(p.relative_to(ref) for p in (ref / "report").rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(run) for p in (run / "report").rglob("*") if p.is_file())
+
+    def normalised(root, rel):
+        run_id = json.loads((root / "mlflow_run.json").read_text())["run_id"]
+        raw = (root / rel).read_bytes().replace(str(root).encode(), b"<run>").replace(run_id.encode(), b"<id>")
+        return re.sub(rb"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", b"generated <time>", raw)
+
+    for rel in files:
+        assert normalised(ref, rel) == normalised(run, rel), rel
