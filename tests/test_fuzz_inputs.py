@@ -23,7 +23,7 @@ from workbench.data.charset import Charset
 from workbench.data.sampling import FailedSample
 from workbench.errors import DataError
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(300)  # in process: a hang fails; the CLI tests below get their own, wider one
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +171,7 @@ def _error_line(r, command: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # four commands, each importing Paddle: minutes on a busy 2-core machine
 def test_cli_data_check_and_train_on_a_file_with_every_bad_line(cases, en_dict, tmp_path):
     label, bad = _mixed(cases, "rec", tmp_path / "rec")
     r = _wb("data", "check", "rec", str(label), "--dict", str(en_dict), "--out", str(tmp_path / "check"),
@@ -202,6 +203,7 @@ def test_cli_data_check_and_train_on_a_file_with_every_bad_line(cases, en_dict, 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_cli_eval_analyze_export_refuse_bad_data_with_file_and_line(cases, tiny_det_run, tiny_rec_run, tmp_path):
     label, bad = _mixed(cases, "det", tmp_path / "det")
     r = _wb("eval", "recipe=det_finetune", f"checkpoint={tiny_det_run}", f"data.val={label}", "tracking=off",
