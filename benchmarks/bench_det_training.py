@@ -62,10 +62,10 @@ def main() -> None:
     eval_seconds = time.time() - t0 - (train_done - t0)  # the final evaluation (plus checkpoint writes)
 
     # evaluation speed on its own: model + DB post-process + matching, pipeline resize mode
-    import paddle
+    from workbench.files.safe_load import load_state_dict
 
     model = task.build_model()
-    model.set_state_dict(paddle.load(f"{out}/checkpoints/latest/model.pdparams"))
+    model.set_state_dict(load_state_dict(f"{out}/checkpoints/latest/model.pdparams"))
     t1 = time.time()
     result = trainer.evaluate(model, task.val_dataset())
     eval_time = time.time() - t1

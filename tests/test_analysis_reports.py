@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import time
 
 import cv2
 import pytest
@@ -131,16 +130,14 @@ def test_rec_report_shows_at_most_max_cases(rec_setup, tmp_path):
     assert page.count("<img ") == 3
 
 
-def test_rec_report_of_a_large_set_takes_seconds(rec_setup, tmp_path):
+def test_rec_report_of_a_large_set_shows_the_worst_200(rec_setup, tmp_path):
+    """(Its speed is measured by benchmarks/bench_fault_paths.py, not asserted here.)"""
     _, rows, metrics = rec_setup
     big = []
     for rep in range(225):  # 4,500 rows
         for r in rows:
             big.append({**r, "line": r["line"] + 20 * rep})
-    t0 = time.perf_counter()
     write_rec_report(big, metrics, tmp_path, title="big")
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 10, elapsed
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert len(case_ids(page)) == 200 and len(read_jsonl(tmp_path / "records.jsonl")) == 4500
 
@@ -208,12 +205,10 @@ def test_det_records_round_trip(det_setup, tmp_path):
     assert [json.loads(t["gt_polys"]) for t in table] == [plain_rows([r])[0]["gt_polys"] for r in rows]
 
 
-def test_det_report_of_a_large_set_takes_seconds(det_setup, tmp_path):
+def test_det_report_of_a_large_set_shows_100_cases(det_setup, tmp_path):
+    """(Its speed is measured by benchmarks/bench_fault_paths.py, not asserted here.)"""
     _, rows, metrics, _ = det_setup
     big = [{**r, "line": r["line"] + 1000 * rep} for rep in range(100) for r in rows]  # 500 images
-    t0 = time.perf_counter()
     write_det_report(big, metrics, tmp_path, title="big")
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 20, elapsed
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert len(case_ids(page)) == 100

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import require
+
 from workbench.data.preprocess import (
     DetResize,
     DetShape,
@@ -19,8 +21,8 @@ from workbench.data.preprocess import (
     resize_norm_rec_fixed,
 )
 
-pdx_det = pytest.importorskip("paddlex.inference.models.text_detection.processors")
-pdx_rec = pytest.importorskip("paddlex.inference.models.text_recognition.processors")
+pdx_det = require("paddlex.inference.models.text_detection.processors")
+pdx_rec = require("paddlex.inference.models.text_recognition.processors")
 from paddlex.inference.models.common import ToCHWImage  # noqa: E402
 
 

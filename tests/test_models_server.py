@@ -18,6 +18,8 @@ import paddle
 import paddle.nn as nn
 import pytest
 
+from conftest import require
+
 from workbench.errors import ConfigError
 from workbench.models.backbones.pphgnetv2 import (
     REC_TIME_STEPS_TRAIN,
@@ -309,8 +311,8 @@ def test_rec_backward_reaches_every_parameter_but_the_classifier_leftovers(rec_b
 
 # --------------------------------------------------------------------------- numeric parity with PaddleX's models
 def test_det_backbone_and_neck_match_paddlex_inference_model(det_model):
-    det_mod = pytest.importorskip("paddlex.inference.models.text_detection.modeling.pp_ocrv5_server_det")
-    cfg_mod = pytest.importorskip("paddlex.inference.models.text_detection.modeling._config_pp_ocrv5_server")
+    det_mod = require("paddlex.inference.models.text_detection.modeling.pp_ocrv5_server_det")
+    cfg_mod = require("paddlex.inference.models.text_detection.modeling._config_pp_ocrv5_server")
     backbone, neck, _ = det_model
     _randomise_batchnorm(backbone, 2)
     _randomise_batchnorm(neck, 3)
@@ -333,8 +335,8 @@ def test_det_backbone_and_neck_match_paddlex_inference_model(det_model):
 
 
 def test_rec_backbone_matches_paddlex_inference_model(rec_backbone):
-    rec_mod = pytest.importorskip("paddlex.inference.models.text_recognition.modeling.pp_ocrv5_server_rec")
-    cfg_mod = pytest.importorskip("paddlex.inference.models.text_recognition.modeling._config_pp_ocrv5_server_rec")
+    rec_mod = require("paddlex.inference.models.text_recognition.modeling.pp_ocrv5_server_rec")
+    cfg_mod = require("paddlex.inference.models.text_recognition.modeling._config_pp_ocrv5_server_rec")
     _randomise_batchnorm(rec_backbone, 4)
     reference = rec_mod.PPOCRV5ServerRecModel(cfg_mod.PPOCRV5ServerRecConfig())
     ours = {"backbone." + k: v for k, v in rec_backbone.state_dict().items()}
@@ -351,8 +353,8 @@ def test_rec_backbone_matches_paddlex_inference_model(rec_backbone):
 
 # ---------------------------------------------------------------------------------------------- PFHeadLocal parts
 def test_cbn_refinement_and_eval_fusion_match_paddlex_head():
-    det_mod = pytest.importorskip("paddlex.inference.models.text_detection.modeling.pp_ocrv5_server_det")
-    cfg_mod = pytest.importorskip("paddlex.inference.models.text_detection.modeling._config_pp_ocrv5_server")
+    det_mod = require("paddlex.inference.models.text_detection.modeling.pp_ocrv5_server_det")
+    cfg_mod = require("paddlex.inference.models.text_detection.modeling._config_pp_ocrv5_server")
     paddle.seed(7)
     head = det_mod.PPOCRV5ServerDetHead(cfg_mod.PPOCRV5ServerDetConfig())
     cbn_layer = build_cbn_layer(256, mode="large")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -149,7 +148,7 @@ def _rec_batch(num_classes, batch_size=4, seed=0):
     }
 
 
-def test_rec_contract_and_a_fast_training_step():
+def test_rec_contract_and_a_training_step():
     paddle.seed(0)
     model = zoo.build_model("rec_tiny", num_classes=40)
     batch = _rec_batch(40)
@@ -164,22 +163,19 @@ def test_rec_contract_and_a_fast_training_step():
         model(batch["image"])
     optimizer = paddle.optimizer.Adam(1e-3, parameters=model.parameters())
     loss_fn = MultiLoss()
-    durations, losses = [], []
+    losses = []
     for _ in range(3):
-        start = time.perf_counter()
         out = model(batch["image"], batch)
         loss = loss_fn(out, batch)
         loss["loss"].backward()
         optimizer.step()
         optimizer.clear_grad()
-        durations.append(time.perf_counter() - start)
         losses.append(float(loss["loss"]))
     max_len = int(batch["length"].max())
     assert list(out["ctc"].shape) == [4, 40, 40]
     assert list(out["ctc_neck"].shape) == [4, 40, 32]
     assert list(out["gtc"].shape) == [4, max_len + 1, 44]
-    assert losses[-1] < losses[0]  # it learns (same batch)
-    assert min(durations) < 2.0, durations  # ~0.4 s on one core; generous for busy CI machines
+    assert losses[-1] < losses[0]  # it learns (same batch); its speed: benchmarks/bench_fault_paths.py
 
 
 def test_ctc_branch_does_not_train_the_backbone():
@@ -194,7 +190,7 @@ def test_ctc_branch_does_not_train_the_backbone():
     assert float(model.head.ctc_encoder.encoder.conv1.conv.weight.grad.abs().sum()) > 0
 
 
-def test_det_contract_and_a_fast_training_step():
+def test_det_contract_and_a_training_step():
     paddle.seed(0)
     model = zoo.build_model("det_tiny")
     assert isinstance(model, DetModel)
@@ -212,17 +208,13 @@ def test_det_contract_and_a_fast_training_step():
     batch = {"shrink_map": shrink, "shrink_mask": np.ones_like(shrink),
              "threshold_map": np.full_like(shrink, 0.3), "threshold_mask": np.ones_like(shrink)}
     optimizer = paddle.optimizer.Adam(1e-3, parameters=model.parameters())
-    durations = []
     for _ in range(2):
-        start = time.perf_counter()
         out = model(x)
         loss = DBLoss()(out, batch)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
-        durations.append(time.perf_counter() - start)
     assert list(out["maps"].shape) == [4, 3, 128, 128]
-    assert min(durations) < 2.0, durations
 
 
 def test_the_demo_cnn_is_a_ctc_recogniser_with_pp_ocr_sequence_layout():

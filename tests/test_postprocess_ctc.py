@@ -7,9 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from conftest import require
+
 from workbench.postprocess.ctc import CTCDecoder
 
-pdx = pytest.importorskip("paddlex.inference.models.text_recognition.processors")
+pdx = require("paddlex.inference.models.text_recognition.processors")
 
 CHARS = list("abc")  # classes: 0 blank, 1 a, 2 b, 3 c, 4 space
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
+from conftest import require
 from shapely.geometry import Polygon
 
 from workbench.errors import ConfigError
 from workbench.postprocess.db import DBPostProcess, min_area_quad
 
-pdx = pytest.importorskip("paddlex.inference.models.text_detection.processors")
+pdx = require("paddlex.inference.models.text_detection.processors")
 
 SETTINGS = [
     dict(),

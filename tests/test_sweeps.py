@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+
+from conftest import require
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -53,8 +55,8 @@ def test_three_trial_sweep_with_a_failing_trial(shared_dir, tmp_path, mlflow_ser
 
 
 def test_optuna_sweep_over_the_declared_space_with_parallel_trials(shared_dir, tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    require("hydra_plugins.hydra_optuna_sweeper", "the [sweep] extra")
+    require("hydra_plugins.hydra_joblib_launcher", "the [sweep] extra")
     argv = ["train", "-m", *tiny_rec_overrides(shared_dir), "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
             "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracking=off",
             f"hydra.sweep.dir={tmp_path / 'sweep'}"]

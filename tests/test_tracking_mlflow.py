@@ -1,13 +1,22 @@
-"""The MLflow adapter against a real tracking server: what is logged arrives; a dying server never stops work."""
+"""The MLflow adapter against a real tracking server: what is logged arrives; a server that is down at start, dies
+mid-run or comes back later never stops work and loses no metric row (counted); two runs share a sqlite store."""
 
 from __future__ import annotations
 
-import time
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
 
 from mlflow.tracking import MlflowClient
 
 from conftest import MlflowServer
-from workbench.tracking.mlflow import Tracker
+from workbench.tracking.mlflow import JOURNAL_FILE, SENT_FILE, Tracker, read_journal, replay
+
+
+def _rows(uri, run_id, key="a"):
+    return [(m.step, m.value) for m in sorted(MlflowClient(uri).get_metric_history(run_id, key), key=lambda m: m.step)]
 
 
 def test_params_metrics_artifacts_reach_the_server(mlflow_server, tmp_path):
@@ -15,36 +24,128 @@ def test_params_metrics_artifacts_reach_the_server(mlflow_server, tmp_path):
     t.log_params({"optim.lr": 0.001, "data.train": ["a.txt", "b.txt"]})
     for step in range(1, 6):
         t.log_metrics({"train/loss": 1.0 / step}, step=step)
+    t.log_metrics({"train/loss": 99.0}, step=5)  # a step already recorded is not recorded twice
     f = tmp_path / "report.txt"
     f.write_text("hello")
     t.log_artifact(f, "report")
     t.finish()
-    run = MlflowClient(mlflow_server.uri).get_run(t.run_id)
+    client = MlflowClient(mlflow_server.uri)
+    run = client.get_run(t.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["optim.lr"] == "0.001"
     assert run.data.tags["wb.task"] == "toy"
-    hist = MlflowClient(mlflow_server.uri).get_metric_history(t.run_id, "train/loss")
-    assert [m.step for m in hist] == [1, 2, 3, 4, 5]
-    assert [a.path for a in MlflowClient(mlflow_server.uri).list_artifacts(t.run_id, "report")] == ["report/report.txt"]
-    assert not (tmp_path / "tracking_backlog.jsonl").exists()
+    assert _rows(mlflow_server.uri, t.run_id, "train/loss") == [(s, 1.0 / s) for s in range(1, 6)]
+    assert [a.path for a in client.list_artifacts(t.run_id, "report")] == ["report/report.txt"]
+    journal = read_journal(tmp_path / JOURNAL_FILE)
+    assert json.loads((tmp_path / SENT_FILE).read_text())["seq"] == journal[-1]["seq"]  # everything sent
+    assert json.loads((tmp_path / "mlflow_run.json").read_text())["run_id"] == t.run_id
 
 
-def test_server_going_away_does_not_block_or_lose_metrics(tmp_path):
+def test_server_killed_mid_run_then_back_loses_no_row(tmp_path):
     server = MlflowServer(tmp_path / "srv")
     server.root.mkdir()
     server.start()
-    t = Tracker(server.uri, "test-dying", backlog_dir=tmp_path)
+    t = Tracker(server.uri, "test-dying", backlog_dir=tmp_path / "run")
     t.log_metrics({"a": 1.0}, step=1)
-    time.sleep(1.0)
+    t.log_params({"p": 1})
+    t._stop.wait(1.5)  # let the sender deliver step 1
     server.stop()
-    t0 = time.perf_counter()
     for step in range(2, 200):
-        t.log_metrics({"a": float(step)}, step=step)  # must return at once
-    assert time.perf_counter() - t0 < 1.0
-    t.finish(timeout=20)
-    backlog = (tmp_path / "tracking_backlog.jsonl").read_text().splitlines()
-    assert len(backlog) >= 198  # every metric not sent is kept locally
-    unreachable = Tracker("http://127.0.0.1:9", "x", backlog_dir=tmp_path)  # nothing listens on port 9
-    assert not unreachable.enabled
-    unreachable.log_metrics({"a": 1.0}, step=1)
-    unreachable.finish()
+        t.log_metrics({"a": float(step)}, step=step)  # returns at once: only journaled and queued
+    t.finish(retry_for=2)
+    assert t.journal_path.is_file()
+    # the server comes back (same store): replaying the journal sends exactly what it lacks
+    back = MlflowServer(server.root)
+    back.port, back.uri = server.port, server.uri
+    back.start()
+    try:
+        out = replay(tmp_path / "run")
+        assert out["run_id"] == t.run_id and out["metric_rows"] >= 198
+        assert _rows(back.uri, t.run_id) == [(s, float(s)) for s in range(1, 200)]  # 199 rows, none twice
+        again = replay(tmp_path / "run")  # nothing left: nothing sent twice
+        assert again["operations"] == 0 and len(_rows(back.uri, t.run_id)) == 199
+        assert MlflowClient(back.uri).get_run(t.run_id).info.status == "FINISHED"
+    finally:
+        back.stop()
+
+
+def test_server_down_at_start_and_back_mid_run(tmp_path):
+    """No server when training starts: it goes on, metrics are journaled; the server starts mid-run: the run is
+    created then and receives every row logged before and after."""
+    server = MlflowServer(tmp_path / "srv")
+    server.root.mkdir()
+    t = Tracker(server.uri, "test-late", run_name="late", backlog_dir=tmp_path / "run")
+    assert t.run_id is None and t.enabled
+    for step in range(1, 51):
+        t.log_metrics({"a": float(step)}, step=step)
+    server.start()
+    try:
+        for step in range(51, 101):
+            t.log_metrics({"a": float(step)}, step=step)
+        t.finish(timeout=120, retry_for=60)
+        assert t.run_id is not None
+        assert _rows(server.uri, t.run_id) == [(s, float(s)) for s in range(1, 101)]
+        run = MlflowClient(server.uri).get_run(t.run_id)
+        assert run.info.status == "FINISHED" and run.info.run_name == "late"
+    finally:
+        server.stop()
+
+
+def test_unreachable_server_keeps_everything_locally_and_prints_the_replay_command(tmp_path, caplog, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a sqlite store keeps artifacts in ./mlruns
+    t = Tracker("http://127.0.0.1:9", "x", backlog_dir=tmp_path)  # nothing listens on port 9
+    for step in range(1, 31):
+        t.log_metrics({"a": float(step), "b": 0.5}, step=step)
+    t.finish(retry_for=1)
+    assert t.run_id is None
+    rows = sum(len(e["payload"][0]) for e in read_journal(tmp_path / JOURNAL_FILE) if e["kind"] == "metrics")
+    assert rows == 60
+    assert f"wb tracking replay {tmp_path}" in caplog.text
+    # replay into a local store instead (e.g. the server moved)
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    out = replay(tmp_path, uri)
+    assert out["metric_rows"] == 60 and _rows(uri, out["run_id"], "b") == [(s, 0.5) for s in range(1, 31)]
+
+
+_CONCURRENT = textwrap.dedent("""
+    import sys
+    from workbench.tracking.mlflow import Tracker
+    uri, name, folder = sys.argv[1:4]
+    t = Tracker(uri, "shared-store", run_name=name, backlog_dir=folder)
+    t.log_params({"name": name})
+    for step in range(1, 301):
+        t.log_metrics({"loss": step / 1000.0, "acc": 1 - step / 1000.0}, step=step)
+    t.finish(timeout=300, retry_for=120)
+    print(t.run_id)
+""")
+
+
+def test_two_runs_logging_to_one_sqlite_store_at_once(tmp_path):
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT, uri, name, str(tmp_path / name)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("r1", "r2")]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    run_ids = [o[0].strip().splitlines()[-1] for o in outs]
+    assert len(set(run_ids)) == 2
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for run_id in run_ids:
+        for key in ("loss", "acc"):
+            assert [s for s, _ in _rows(uri, run_id, key)] == list(range(1, 301))
+
+
+def test_an_operation_mlflow_refuses_does_not_hold_back_the_rest(tmp_path, caplog, monkeypatch):
+    """A parameter logged again with another value is refused for good: it is reported, not retried forever."""
+    monkeypatch.chdir(tmp_path)  # a sqlite store keeps artifacts in ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    t = Tracker(uri, "refused", backlog_dir=tmp_path / "run")
+    t.log_params({"p": 1})
+    t.log_params({"p": 2})
+    for step in range(1, 11):
+        t.log_metrics({"a": float(step)}, step=step)
+    t.finish(timeout=60, retry_for=5)
+    assert _rows(uri, t.run_id) == [(s, float(s)) for s in range(1, 11)]
+    assert MlflowClient(uri).get_run(t.run_id).info.status == "FINISHED"
+    assert "MLflow refused a params operation" in caplog.text

@@ -76,6 +76,45 @@ def test_fetch_refuses_a_corrupted_file(payload, tmp_path, capsys):
     assert not path.with_name(path.name + ".sha256").exists()
 
 
+@pytest.mark.parametrize("pin", ["sha256", "bytes"])
+def test_fetch_refuses_a_file_that_differs_from_the_pinned_table(payload, tmp_path, capsys, monkeypatch, pin):
+    """A genuine-looking state dict that is not the pinned file (another digest, or another size) is moved aside,
+    never left under the final name, and nothing of it is loaded."""
+    import dataclasses
+
+    from workbench.models import zoo
+
+    spec = zoo.get_spec(FETCHED)
+    pinned = {"pretrained_sha256": hashlib.sha256(payload).hexdigest(), "pretrained_bytes": len(payload)}
+    pinned["pretrained_" + pin] = "0" * 64 if pin == "sha256" else len(payload) + 10
+    real = zoo.get_spec
+    monkeypatch.setattr(zoo, "get_spec", lambda name: dataclasses.replace(spec, **pinned) if name == FETCHED
+                        else real(name))
+    with FileServer() as srv:
+        srv.files[FILE] = payload
+        assert wb("fetch", FETCHED, "--cache-dir", tmp_path, "--mirror", srv.url, "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert ("does not match the expected" if pin == "sha256" else "the pinned size is") in err
+    path = _cached(tmp_path)
+    assert not path.exists() and path.with_name(path.name + ".corrupt").exists()
+    assert not path.with_name(path.name + ".part").exists()
+
+
+def test_fetch_refuses_a_pickle_that_would_run_code(tmp_path, capsys):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, ("open(%r, 'w').write('ran')" % str(tmp_path / "code_ran"),))
+
+    with FileServer() as srv:
+        srv.files[FILE] = pickle.dumps({"backbone.conv1.conv.weight": Payload()}, protocol=4)
+        assert wb("fetch", FETCHED, "--cache-dir", tmp_path, "--mirror", srv.url, "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "refused to load: the file references builtins.exec" in err and "moved to" in err
+    assert not (tmp_path / "code_ran").exists() and not _cached(tmp_path).exists()
+
+
 def test_fetch_refuses_weights_of_another_model(tmp_path, capsys):
     from workbench.models import zoo
 

@@ -15,7 +15,17 @@ COMMANDS = {
     "compare": ("workbench.commands.compare", "compare two runs or reports: wb compare <run A> <run B>"),
     "data": ("workbench.commands.data", "check a dataset: wb data check rec|det FILE... [--dict D]"),
     "weights": ("workbench.commands.weights", "fetch / import weights: wb weights fetch|import ..."),
+    "tracking": ("workbench.commands.tracking", "send what a run kept while MLflow was away: wb tracking replay RUN_DIR"),
 }
+
+
+def _ignore_file_size_signal() -> None:
+    """A write past the file-size limit (ulimit -f) then fails with an error the workbench reports (which file,
+    how many bytes), instead of the signal killing the process without a word."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def usage() -> str:
@@ -31,17 +41,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"wb: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        from workbench.config.suggest import did_you_mean
+
+        print(f"wb: unknown command {name!r}{did_you_mean(name, COMMANDS, 'commands')} (wb --help for usage)",
+              file=sys.stderr)
         return 2
     from workbench.errors import WorkbenchError
 
+    _ignore_file_size_signal()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
-    module = importlib.import_module(COMMANDS[name][0])
     try:
+        from workbench.config.compose import check_command_line
+
+        check_command_line(name, rest)  # a mistyped recipe / option / key: one line, before Hydra starts
+        module = importlib.import_module(COMMANDS[name][0])
         code = module.main(rest)
     except WorkbenchError as exc:
         print(f"wb {name}: error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # argparse / Hydra exits: the same status, returned (callers of main() get it too)
+        if isinstance(exc.code, int) or exc.code is None:
+            return int(exc.code or 0)
+        print(exc.code, file=sys.stderr)
+        return 1
     return int(code or 0)
 
 

@@ -47,14 +47,15 @@ def run_training(cfg, run_dir: Optional[Path] = None) -> TrainResult:
     from workbench.config.schema import TrainConfig
     from workbench.engine.distributed import detect_env, init
     from workbench.engine.launch import check_launched
+    from workbench.engine.runs import resume_run_dir
     from workbench.engine.trainer import Trainer
     from workbench.tasks.registry import build_task
 
     typed = cfg if isinstance(cfg, TrainConfig) else to_typed(cfg)
     _command_line_beats_demo_overrides(typed)
-    if run_dir is None:
-        run_dir = Path(typed.trainer.output_dir) if typed.trainer.output_dir else (
-            hydra_run_dir() or default_run_dir(typed.task))
+    if run_dir is None:  # a resumed run goes on in its own run dir, so it ends with the outputs of one that never stopped
+        run_dir = Path(typed.trainer.output_dir or resume_run_dir(typed.trainer.resume, typed.tracking.tracking_uri)
+                       or hydra_run_dir() or default_run_dir(typed.task))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_launched(typed.trainer.devices, typed.trainer.nodes)

@@ -20,7 +20,9 @@ def main(argv: list[str]) -> int:
         return 0
     what, rest = argv[0], argv[1:]
     if what != "pipeline":
-        raise ConfigError(f"wb analyze {what}: unknown analysis; available: pipeline")
+        from workbench.config.suggest import did_you_mean
+
+        raise ConfigError(f"wb analyze {what}: unknown analysis{did_you_mean(what, ['pipeline'], 'analyses')}")
     if rest and rest[0] in ("-h", "--help"):
         print(run.__doc__)
         return 0

@@ -16,7 +16,9 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="wb compare", description=__doc__.split("\n\n")[0],
+    from workbench.config.suggest import OneLineArgumentParser
+
+    p = OneLineArgumentParser(prog="wb compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", help="reference: MLflow run id, run directory or report directory")
     p.add_argument("b", help="candidate: MLflow run id, run directory or report directory")

@@ -17,9 +17,15 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] != "check":
+    if not argv:
         print(__doc__, file=sys.stderr)
         return 2
+    if argv[0] != "check":
+        from workbench.config.suggest import did_you_mean
+        from workbench.errors import ConfigError
+
+        raise ConfigError(f"unknown action {argv[0]!r}{did_you_mean(argv[0], ['check'], 'actions')}; "
+                          "e.g. wb data check rec FILE")
     rest = argv[1:]
     if any(a.startswith("recipe=") for a in rest):
         return check_recipe(rest)
@@ -27,9 +33,10 @@ def main(argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from workbench.config.suggest import OneLineArgumentParser
     from workbench.tasks import registry
 
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="wb data check",
         description="Check label files and their images before training. Exit code 0: the data would train under "
                     "the policy; 1: it would not; 2: bad arguments.")

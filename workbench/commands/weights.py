@@ -25,7 +25,9 @@ from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wb weights", description="fetch official weights / import inference models")
+    from workbench.config.suggest import OneLineArgumentParser
+
+    parser = OneLineArgumentParser(prog="wb weights", description="fetch official weights / import inference models")
     sub = parser.add_subparsers(dest="action", required=True)
 
     fetch = sub.add_parser("fetch", help="download an official *_pretrained.pdparams into the cache")

@@ -36,23 +36,19 @@ def to_typed(cfg: DictConfig) -> TrainConfig:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), raw)
         return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:  # e.g. ConfigKeyError / ValidationError
-        raise ConfigError(f"invalid config: {exc}".strip()) from None
+    except OmegaConfBaseException as exc:  # e.g. ConfigKeyError / ValidationError: one line naming the key
+        key = getattr(exc, "full_key", None)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        if key and "not in" in detail:
+            raise _bad_key(str(key), "train") from None
+        raise ConfigError(f"invalid config: {key + ': ' if key else ''}{detail}") from None
 
 
-def compose_train_config(overrides: list[str]) -> TrainConfig:
+def compose_train_config(overrides: list[str], command: str = "train") -> TrainConfig:
     """The typed config of ``wb train`` / ``wb eval`` for Hydra ``overrides`` (``recipe=rec_finetune``, ...),
-    composed outside a Hydra app (the data check, the multi-device launcher, the Python API)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
-        try:
-            composed = compose(config_name="train", overrides=list(overrides))
-        except HydraException as exc:  # a misspelt key or group: one line naming it
-            raise ConfigError(" ".join(str(exc).split("\n")[:1])) from None
-        return to_typed(composed)
+    composed outside a Hydra app (the data check, the Python API). A mistyped recipe, option or key is the same
+    one-line ConfigError with the closest valid names as on the command line (:func:`check_overrides`)."""
+    return to_typed(check_overrides(list(overrides), command, sweeps=False))
 
 
 def to_plain_dict(cfg: TrainConfig) -> dict:
@@ -116,7 +112,162 @@ def parse_key_values(schema: type, argv: list[str], command: str, example: str, 
                 raise ConfigError(f"{(required or {}).get(key, key + '=<...>')} is required; e.g. {example}")
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
+        from workbench.config.suggest import did_you_mean
+
         msg = str(exc).splitlines()[0]
         key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
-        known = ", ".join(schema.__dataclass_fields__)
-        raise ConfigError(f"{command}: {key}: {msg}\n  known keys: {known}") from None
+        if "not in" in msg:
+            raise ConfigError(f"{command}: {key}: no such key{did_you_mean(str(key), schema_keys(schema) + list(schema.__dataclass_fields__), 'keys')}") from None
+        raise ConfigError(f"{command}: {key}: {msg}") from None
+
+
+# --- mistyped recipes, group options and keys: one line with the closest valid names ----------------------------
+CONFIG_GROUPS = ("recipe", "model", "data", "optim", "trainer", "tracking")
+
+
+def schema_keys(schema: type = TrainConfig) -> list[str]:
+    """Every dotted key of the typed config (``optim.lr``, ``trainer.ema.decay``, ...)."""
+    return sorted(flatten(OmegaConf.to_container(OmegaConf.structured(schema), resolve=False)))
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: the YAML files of ``recipes/<group>/``."""
+    folder = recipes_dir() / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _free_form_key(key: str) -> bool:
+    """Keys under mapping-typed fields (``data.augment.*``, ``model.arch.*``, ``tracking.tags.*`` ...) are free."""
+    parts = key.split(".")
+    node = OmegaConf.structured(TrainConfig)
+    for i, part in enumerate(parts):
+        if not isinstance(node, DictConfig) or part not in node:
+            return False
+        child = node._get_node(part)
+        if OmegaConf.is_dict(child) and getattr(child._metadata, "object_type", None) in (dict, None) \
+                and i < len(parts) - 1:
+            return True
+        node = node[part]
+    return False
+
+
+def _bad_key(key: str, command: str) -> ConfigError:
+    from workbench.config.suggest import did_you_mean
+
+    key = key.lstrip("+~")
+    if _free_form_key(key):
+        return ConfigError(f"{key}: the recipe does not set this key; add it with +{key}=<value>")
+    if "." in key:
+        choices = schema_keys()
+    else:
+        choices = [k for k in OmegaConf.structured(TrainConfig)] + list(CONFIG_GROUPS)
+    return ConfigError(f"{key}: no such key{did_you_mean(key, choices, 'keys')}")
+
+
+# Hydra's flags that take the next word as their value; the help flags and another primary config skip the check.
+_HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--experimental-rerun"}
+_HYDRA_OWN_FLAGS = {"-h", "--help", "--hydra-help", "--info", "-i", "--config-name", "-cn", "--config-path", "-cp",
+                    "--config-dir", "-cd", "--shell-completion", "-sc", "--resolve"}
+HYDRA_COMMANDS = ("train", "eval")
+
+
+def check_command_line(command: str, argv: list[str]) -> None:
+    """The check of :func:`check_overrides` for the Hydra commands of ``wb`` (``wb train``, ``wb eval``,
+    ``wb data check recipe=...``), run by the CLI before Hydra starts, so a typo is one line, not a traceback."""
+    if command == "data":
+        if not (argv[:1] == ["check"] and any(a.startswith("recipe=") for a in argv[1:])):
+            return
+        argv = argv[1:]
+    elif command not in HYDRA_COMMANDS:
+        return
+    if any(a.split("=")[0] in _HYDRA_OWN_FLAGS for a in argv):
+        return
+    check_overrides(argv, command)
+
+
+def check_overrides(argv: list[str], command: str = "train", config_name: str = "train", *,
+                    sweeps: bool = True) -> DictConfig:
+    """Compose ``config_name`` with the command line's overrides and return it; any mistake — an unknown recipe or
+    group option, an unknown key, a value of the wrong type, an unreadable argument — is a one-line ConfigError
+    naming it and the closest valid names. Sweep values (``optim.lr=1e-4,2e-4``, ``interval(...)``) are checked
+    option by option where they can be listed (the config returned then holds the first); ``sweeps=False``: a
+    sweep is an error (one config is wanted). Flags (``-m``) and ``hydra.*`` keys are Hydra's and left to it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+
+    from workbench.config.suggest import did_you_mean
+
+    register_schema()
+    words, skip_next = [], False
+    for a in argv:
+        if skip_next:
+            skip_next = False
+        elif a in _HYDRA_VALUE_FLAGS:
+            skip_next = True
+        elif not a.startswith(("-", "hydra.", "hydra/", "+hydra")):
+            words.append(a)
+    parser = OverridesParser.create()
+    single: list[str] = []
+    checked_later: list[str] = []
+    for word in words:
+        try:
+            (ov,) = parser.parse_overrides([word])
+        except OverrideParseException:
+            raise ConfigError(f"cannot read the argument {word!r}: write key=value (e.g. optim.lr=2e-4 or "
+                              "recipe=rec_finetune)") from None
+        key = ov.key_or_group
+        if ov.is_sweep_override() and not sweeps:
+            raise ConfigError(f"{word}: a sweep gives several configs; one is wanted here (sweeps: wb train -m)")
+        if key in CONFIG_GROUPS or key.split("/")[0] in CONFIG_GROUPS and "/" in key:
+            values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.value()]
+            options = group_options(key)
+            for v in values:
+                if v is not None and str(v) not in options:
+                    raise ConfigError(f"{key}={v}: no such {key}{did_you_mean(str(v), options, key + ' options')}")
+            single.append(f"{key}={values[0]}" if ov.is_sweep_override() else word)
+        elif ov.is_sweep_override():
+            try:
+                first = next(iter(ov.sweep_string_iterator()))
+                single.append(f"{ov.get_key_element()}={first}")
+            except Exception:  # interval / glob sweeps: only the key can be checked
+                checked_later.append(key)
+        else:
+            single.append(word)
+    with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
+        try:
+            cfg = compose(config_name=config_name, overrides=single)
+        except MissingConfigException as exc:
+            import re
+
+            msg = str(exc)
+            m = re.search(r"Could not find '([^'/]+)/([^']+)'", msg)
+            if m:
+                group, name = m.groups()
+                raise ConfigError(f"{group}={name}: no such {group}"
+                                  f"{did_you_mean(name, group_options(group), group + ' options')}") from None
+            raise ConfigError(msg.splitlines()[0]) from None
+        except HydraException as exc:
+            raise _composition_error(exc, single, command) from None
+    for key in checked_later:
+        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__" and not _free_form_key(key):
+            raise _bad_key(key, command)
+    to_typed(cfg)  # keys added with +key=..., values checked against the schema
+    return cfg
+
+
+def _composition_error(exc: Exception, overrides: list[str], command: str) -> ConfigError:
+    import re
+
+    msg = str(exc)
+    if "You must specify 'recipe'" in msg:
+        return ConfigError(f"wb {command} needs a recipe: recipe=<{' | '.join(group_options('recipe'))}>")
+    m = re.match(r"Could not (?:override|append to|delete from config) '?([^'.\s]+(?:\.[^'\s]+)*)'?", msg)
+    if m:
+        return _bad_key(m.group(1).rstrip("."), command)
+    m = re.match(r"Error merging override (\S+)", msg)
+    if m:
+        cause = str(exc.__cause__ or "").strip().splitlines()
+        detail = cause[0] if cause else "invalid value"
+        return ConfigError(f"{m.group(1)}: {detail}")
+    return ConfigError(msg.strip().splitlines()[0] if msg.strip() else exc.__class__.__name__)

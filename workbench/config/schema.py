@@ -151,7 +151,6 @@ class TrainerConfig:
     resume: Optional[str] = None
     # Run outputs (checkpoints, reports) go here; null = Hydra's run directory.
     output_dir: Optional[str] = None
-    keep_checkpoints: list = field(default_factory=lambda: ["best", "latest"])
     device: str = "auto"  # auto | cpu | gpu
     devices: int = 1
     nodes: int = 1
@@ -162,7 +161,6 @@ class TrainerConfig:
     # slower: benchmarks/bench_data_parallel.py prints 1 vs all-core figures.
     num_threads: Optional[int] = None
     progress_bar: bool = True
-    deterministic: bool = True
 
 
 @dataclass

@@ -93,6 +93,11 @@ CODES: dict[str, CodeInfo] = {
                               "Check the path; it is relative to the label file's folder unless a root is given."),
     "corrupt_image": CodeInfo("error", "both", "The image cannot be decoded (not an image, or a damaged one).",
                               "Re-export the image or remove the line."),
+    "image_too_large": CodeInfo(
+        "error", "both", "The image header declares more pixels than the workbench decodes (WB_MAX_IMAGE_PIXELS, "
+        "default 2^27 = 134 M): a decompression bomb, or a scan far larger than any model input. It is refused "
+        "from its header, never decoded.", "Downscale the image, or raise WB_MAX_IMAGE_PIXELS knowingly.",
+    ),
     "truncated_image": CodeInfo(
         "error", "both", "The image file ends before its end marker (JPEG EOI / PNG IEND). OpenCV still decodes "
         "it and invents the missing pixels (grey or black rows, blurred detail), so the labels no longer match "

@@ -14,7 +14,9 @@ and they are then used as decoded. Zero bytes after the end marker (padding some
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +30,11 @@ from workbench.data.findings import Finding
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
+
+# Decoding allocates width x height x 3 bytes before a single pixel is read: a 100-byte file can declare 50000^2
+# pixels (7.5 GB). Images whose header declares more than this are refused unread. 2^27 = 134 M pixels (e.g.
+# 11585^2, 400 MB as BGR) is far above any scan in ../shared (SROIE receipts: <= 35 M).
+MAX_IMAGE_PIXELS = int(os.environ.get("WB_MAX_IMAGE_PIXELS", 1 << 27))
 
 
 class SampleRef(Protocol):
@@ -84,11 +91,72 @@ def image_finding(code: str, path, sample: SampleRef | None, detail: str = "") -
     return Finding.make(code, file, line, f"{path}: {detail}" if detail else str(path))
 
 
+def _png_jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG IHDR chunk or a JPEG SOF marker; None for other formats / no such header."""
+    import struct
+
+    if data.startswith(_PNG_MAGIC) and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 9 <= len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+                i += 2
+                continue
+            length = struct.unpack(">H", data[i + 2:i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame
+                h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                return w, h
+            i += 2 + length
+    return None
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) the image header declares, without decoding a pixel (PNG / JPEG headers read here, other
+    formats by PIL); ``(-1, -1)`` when PIL itself refuses the header as a decompression bomb; None when no header
+    can be read."""
+    from PIL import Image
+
+    size = _png_jpeg_size(data)
+    if size is not None:
+        return int(size[0]), int(size[1])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError:
+        return -1, -1
+    except Exception:  # noqa: BLE001 - no readable header: OpenCV gets its chance and reports what it finds
+        return None
+
+
+def too_large(data: bytes) -> str | None:
+    """Why an image must not be decoded (its header declares more than MAX_IMAGE_PIXELS), or None."""
+    size = declared_size(data)
+    if size is None:
+        return None
+    w, h = size
+    if w < 0:
+        return f"the header declares more pixels than PIL will open; limit {MAX_IMAGE_PIXELS:,} (WB_MAX_IMAGE_PIXELS)"
+    if w * h > MAX_IMAGE_PIXELS:
+        return (f"the header declares {w} x {h} = {w * h:,} pixels ({w * h * 3 / 1e9:.1f} GB decoded), more than "
+                f"{MAX_IMAGE_PIXELS:,} (WB_MAX_IMAGE_PIXELS): refused without decoding")
+    return None
+
+
 def decode_image_bytes(data: bytes) -> np.ndarray | None:
-    """OpenCV decode to BGR uint8 HxWx3 (None when OpenCV cannot decode it)."""
+    """OpenCV decode to BGR uint8 HxWx3 (None when OpenCV cannot decode it). Callers check :func:`too_large`
+    first; OpenCV's own size limit (an exception) is also a failed decode here."""
     if not data:
         return None
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
     if img is None or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
         return None
     return img
@@ -103,6 +171,9 @@ def check_image_bytes(data: bytes, path, sample: SampleRef | None = None, *,
         return None, [image_finding("corrupt_image", path, sample, "the file is empty")]
     fmt = sniff_format(data[:16])
     findings = []
+    reason = too_large(data)
+    if reason is not None:
+        return None, [image_finding("image_too_large", path, sample, reason)]
     if is_truncated(fmt, data):
         marker = "EOI marker FFD9" if fmt == "jpeg" else "IEND chunk"
         findings.append(image_finding("truncated_image", path, sample,
@@ -177,14 +248,23 @@ def probe_image(path) -> ImageInfo:
                         [image_finding("corrupt_image", path, None, str(e.strerror or e))]) from None
     fmt = sniff_format(head)
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             width, height = im.size
             orientation = None
             if fmt in ("jpeg", "tiff", "webp", "png"):
                 orientation = im.getexif().get(0x0112)  # Orientation tag
+    except Image.DecompressionBombError as e:
+        raise DataError(f"image too large {path}", [image_finding("image_too_large", path, None, str(e))]) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"cannot read image header {path}",
                         [image_finding("corrupt_image", path, None, f"no readable image header ({e})")]) from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(f"image too large {path}", [image_finding(
+            "image_too_large", path, None, f"{width} x {height} pixels, more than {MAX_IMAGE_PIXELS:,} "
+            "(WB_MAX_IMAGE_PIXELS)")])
     if orientation in (5, 6, 7, 8):  # transposed: OpenCV returns it rotated by 90 degrees
         width, height = height, width
     return ImageInfo(str(path), fmt, int(width), int(height), size, is_truncated(fmt, tail),

@@ -265,8 +265,12 @@ def parse_det_annotation(text: str, file: str, line: int) -> tuple[DetSample | N
     return sample, findings
 
 
+# Pixel coordinates beyond this are not coordinates (and overflow float32 to inf in the geometry code).
+MAX_COORDINATE = 1e6
+
+
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_COORDINATE
 
 
 def _polygon_array(points) -> tuple[np.ndarray | None, str | None]:
@@ -274,7 +278,8 @@ def _polygon_array(points) -> tuple[np.ndarray | None, str | None]:
         return None, f"'points' must be a non-empty list of [x, y], got {_clip(json.dumps(points))}"
     for j, p in enumerate(points):
         if not (isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p)):
-            return None, f"point {j} is {_clip(json.dumps(p))}, not [x, y] with finite numbers"
+            return None, (f"point {j} is {_clip(json.dumps(p))}, not [x, y] with finite numbers (at most "
+                          f"{MAX_COORDINATE:.0e} in size)")
     return np.asarray(points, dtype=np.float32), None
 
 

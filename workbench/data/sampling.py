@@ -18,6 +18,8 @@ even when workers run in other processes). A failed sample is never replaced by 
 
 from __future__ import annotations
 
+import logging
+
 import collections
 import hashlib
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ from workbench.data.findings import DataPolicy, Finding
 from workbench.data.images import read_image
 
 Transform = Callable[[dict], dict]
+
+log = logging.getLogger("workbench.data")
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,10 @@ class SourceMixDataset:
         except DataError as e:
             finding = e.findings[0] if e.findings else Finding.make("corrupt_image", sample.file, sample.line, str(e))
             self.policy.on_failure(finding)  # strict: raises with the label line
-            self.failed.append(finding)
+            if finding.key not in {f.key for f in self.failed}:  # counted once per sample, however often read
+                self.failed.append(finding)
+                log.warning("data.policy=skip: skipped %s (%d sample(s) unreadable so far)", finding,
+                            len(self.failed))
             return FailedSample(finding)
         return self._make_item(sample, image)
 

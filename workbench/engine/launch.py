@@ -54,9 +54,11 @@ def maybe_launch(argv: list[str], prepare: Optional[Callable] = None) -> Optiona
     if t.devices <= 1 and t.nodes <= 1:
         return None
     from workbench.engine.device import device_kind
+    from workbench.engine.runs import resume_run_dir
 
     device = device_kind(t.device, key="trainer.device")
-    run_dir = Path(t.output_dir or Path("runs") / cfg.task / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    run_dir = Path(t.output_dir or resume_run_dir(t.resume, cfg.tracking.tracking_uri)
+                   or Path("runs") / cfg.task / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     run_dir.mkdir(parents=True, exist_ok=True)
     if prepare is not None:
         prepare(cfg)
@@ -76,6 +78,7 @@ def check_launched(devices: int, nodes: int) -> None:
 
 
 def _compose(argv: list[str]):
-    from workbench.config.compose import compose_train_config
+    """The typed config of the command line; a mistyped recipe / option / key is a one-line ConfigError here too."""
+    from workbench.config.compose import check_overrides, to_typed
 
-    return compose_train_config([a for a in argv if not a.startswith("-") and not a.startswith("hydra.")])
+    return to_typed(check_overrides(argv, command="train"))

@@ -199,10 +199,15 @@ class BatchLoader:
             yield self._collate([f.result() for f in futures])
 
     def _collate(self, samples: list) -> Any:
+        """The batch, or None when no sample of it could be read (the data policy skipped them all: the trainer
+        skips the step, evaluation the batch)."""
         kept = [s for s in samples if s is not None]
         if not kept:
             return None
-        return self.collate(kept)
+        batch = self.collate(kept)
+        if isinstance(batch, dict) and set(batch) == {"failed"}:
+            return None
+        return batch
 
     def __len__(self) -> int:
         return self.sampler.num_batches()

@@ -46,3 +46,21 @@ def resolve_checkpoint(ref: str, prefer: str = "best", tracking_uri: Optional[st
                 continue
         raise WorkbenchError(f"MLflow run {ref}: no local run dir and no checkpoints/{prefer} artifact")
     raise WorkbenchError(f"{ref!r} is neither an existing path nor an MLflow run id")
+
+
+def resume_run_dir(ref: Optional[str], tracking_uri: Optional[str] = None) -> Optional[Path]:
+    """The directory of the run ``trainer.resume=<ref>`` continues, when it is on this machine: a resumed run
+    keeps writing its checkpoints, tracking journal, ``metrics.json`` and report there, so it ends with the same
+    outputs as a run that never stopped. None: no ``ref``, or only a downloaded checkpoint."""
+    if not ref:
+        return None
+    path = Path(ref)
+    if path.is_dir() and not is_checkpoint_dir(path):
+        return path  # a run dir
+    try:
+        ckpt = resolve_checkpoint(ref, prefer="latest", tracking_uri=tracking_uri)
+    except WorkbenchError:
+        return None
+    if ckpt.parent.name == "checkpoints":  # <run>/checkpoints/<latest | best | step-...>
+        return ckpt.parent.parent
+    return None

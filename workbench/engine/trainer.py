@@ -23,10 +23,12 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from workbench.files.atomic import write_text_atomic
 from workbench.config.compose import flatten, to_plain_dict
 from workbench.config.schema import TrainConfig
 from workbench.engine import checkpoint as ckpt
 from workbench.engine.distributed import DistEnv, all_gather_objects, all_reduce_mean, barrier
+from workbench.faults import fault_point
 from workbench.engine.loader import BatchLoader, EpochSampler
 from workbench.engine.schedule import build_scheduler
 from workbench.errors import ConfigError
@@ -151,6 +153,7 @@ class Trainer:
         self.step_log: list[dict] = []  # the figures of every logged step (benchmarks read them)
         self.after_training = list(after_training)
         self.best_eval: Optional[EvalResult] = None  # the evaluation that made the current best checkpoint
+        self._resumed_without_checkpoint = False
 
     # ------------------------------------------------------------------------------------------------------
     def fit(self) -> ckpt.TrainState:
@@ -234,7 +237,8 @@ class Trainer:
         st = self.state
         stop = False
         try:
-            while st.epoch < max_epochs and not stop:
+            # (a run resumed from its last step's checkpoint has no step left: it must not start another epoch)
+            while st.epoch < max_epochs and not stop and st.global_step < total_steps:
                 stop = self._train_epoch(fit)
                 if stop:
                     break
@@ -324,6 +328,7 @@ class Trainer:
                     scaler.scale(loss).backward()
                 else:
                     loss.backward()
+            fault_point("train_step")
             # Counted only once its gradients exist: an interrupted batch is redone on resume.
             st.batch_in_epoch += 1
             micro += 1
@@ -404,6 +409,7 @@ class Trainer:
             for batch in loader.iter_epoch(0):
                 if batch is not None:
                     records.extend(self.task.predict(model, batch))
+                fault_point("eval_batch")
         if backup is not None:
             model.set_state_dict(backup)
         self._train_mode(model)
@@ -431,7 +437,7 @@ class Trainer:
         else:
             st.evals_without_improvement += 1
         st.last_metrics = {**result.metrics, "_step": st.global_step, "_epoch": st.epoch}
-        self._save("latest", fit)
+        self._save("latest", fit, eval_result=result)
         if better and self.env.is_main:
             ckpt.copy_checkpoint(self.ckpt_dir / "latest", self.ckpt_dir / "best")
         if self.env.is_main:
@@ -453,7 +459,7 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------------------------------------------
-    def _save(self, name: str, fit: FitState) -> None:
+    def _save(self, name: str, fit: FitState, eval_result: Optional[EvalResult] = None) -> None:
         st = self.state
         model, ema, scaler = fit.model, fit.ema, fit.scaler
         if not self.env.is_main:
@@ -484,38 +490,73 @@ class Trainer:
             ema_state=ema.state_dict() if ema is not None else None,
             config_yaml=OmegaConf.to_yaml(to_plain_dict(self.cfg)),
             dictionary_lines=self.task.dictionary_lines(),
+            eval_result=eval_result,
         )
         barrier(self.env)
 
     def _resolve_resume(self) -> Optional[ckpt.Checkpoint]:
         ref = self.cfg.trainer.resume
+        self._resumed_without_checkpoint = False
         if not ref:
             return None
         from workbench.engine.runs import resolve_checkpoint
+        from workbench.errors import WorkbenchError
 
-        path = resolve_checkpoint(ref, prefer="latest", tracking_uri=self.cfg.tracking.tracking_uri)
-        return ckpt.read_checkpoint(path)
+        try:
+            path = resolve_checkpoint(ref, prefer="latest", tracking_uri=self.cfg.tracking.tracking_uri)
+        except WorkbenchError:
+            if not self._started_here(Path(ref)):
+                raise
+            # Killed before its first checkpoint: start again from the beginning, but as the same run (its run dir,
+            # train_log and MLflow run continue; steps already logged are not logged twice).
+            log.warning("%s has no checkpoint yet (stopped before its first save): training starts again from the "
+                        "beginning in the same run", ref)
+            self._resumed_without_checkpoint = True
+            self._forget_steps_after(0)
+            return None
+        return ckpt.load_resumable(path)
+
+    def _started_here(self, ref: Path) -> bool:
+        """``ref`` is this run's own directory and a training started there (a log, a journal or checkpoints)."""
+        return ref.is_dir() and ref.resolve() == self.run_dir.resolve() and any(
+            (ref / name).exists() for name in ("train_log.jsonl", "tracking_journal.jsonl", "checkpoints"))
 
     def _restore(self, c: ckpt.Checkpoint, model, optimizer, ema, scaler) -> None:
-        import paddle
+        from workbench.files.safe_load import load, load_state_dict
 
-        model.set_state_dict(paddle.load(str(c.model_file)))
+        model.set_state_dict(load_state_dict(c.model_file))
         if c.optimizer_file is not None:
-            opt_state = paddle.load(str(c.optimizer_file))
+            opt_state = load(c.optimizer_file)
             scaler_state = opt_state.pop("__grad_scaler__", None)
             ckpt.load_optimizer_state(optimizer, model, opt_state)
             if scaler is not None and scaler_state is not None:
                 scaler.load_state_dict(scaler_state)
         if ema is not None and c.ema_file is not None:
-            ema.set_state_dict(paddle.load(str(c.ema_file)))
+            ema.set_state_dict(load(c.ema_file))
         self.state = c.state
         self.state.finished = False
         self._convert_position(optimizer)
         w = c.meta.get("weights") or {}
         self.weights_report = WeightsReport(**w) if w else WeightsReport()
         ckpt.restore_rng(c.state.rng)
+        self._forget_steps_after(c.state.global_step)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", c.path, c.state.global_step, c.state.epoch,
                  c.state.batch_in_epoch)
+
+    def _forget_steps_after(self, step: int) -> None:
+        """The steps after the checkpoint are trained again: drop their rows from ``train_log.jsonl`` so that the
+        resumed run's log equals an uninterrupted run's (rows of a killed process's last steps would repeat)."""
+        f = self.run_dir / "train_log.jsonl"
+        if not (self.env.is_main and f.is_file()):
+            return
+        kept = []
+        for line in f.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except ValueError:  # the last line of a killed write
+                continue
+        write_text_atomic(f, "".join(row + "\n" for row in kept))
 
     def _convert_position(self, optimizer) -> None:
         """Resume on another device count / batch size: keep the position in the data (samples consumed in the
@@ -553,14 +594,14 @@ class Trainer:
             **{str(k): str(v) for k, v in cfg.tracking.tags.items()},
         }
         parent = os.environ.get("WB_PARENT_RUN_ID")
+        # The run dir holds the tracking journal (what is logged is kept there until MLflow has it) and
+        # mlflow_run.json (lets sweeps and tools find the run from its directory).
         self.tracker = Tracker(
             cfg.tracking.tracking_uri, cfg.tracking.experiment, run_name=cfg.tracking.run_name, run_id=run_id,
             parent_run_id=parent, tags=tags, backlog_dir=self.run_dir,
+            resume=resume_from is not None or self._resumed_without_checkpoint,
         )
-        if self.tracker.run_id:  # lets sweeps and tools find this run from its directory
-            (self.run_dir / "mlflow_run.json").write_text(json.dumps(
-                {"run_id": self.tracker.run_id, "tracking_uri": self.tracker.uri, "parent_run_id": parent}))
-        if run_id is None:
+        if resume_from is None and not self._resumed_without_checkpoint:  # (a restart logged them already)
             params = flatten(to_plain_dict(cfg))
             params.update({"derived.total_steps": total_steps, "derived.steps_per_epoch": steps_per_epoch,
                            "derived.world_size": env.world_size, "derived.lr": scaled_lr(cfg, env.world_size)})
@@ -581,10 +622,14 @@ class Trainer:
         st = self.state
         best = self.ckpt_dir / "best"
         result = self.best_eval
+        if result is None and ckpt.is_checkpoint_dir(best):
+            # A resumed run found its best before the interruption: the evaluation saved with that checkpoint
+            # gives the same metrics.json and report an uninterrupted run writes.
+            result = ckpt.read_checkpoint(best).load_eval_result()
         info = {"model": self.cfg.model.name, "run_dir": str(self.run_dir), "best_step": st.best_step,
                 "mlflow_run": self.tracker.run_id}
         if result is not None:
-            (self.run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
+            write_text_atomic(self.run_dir / "metrics.json", json.dumps(result.metrics, indent=1))
             self.tracker.log_artifact(self.run_dir / "metrics.json")
             if self.cfg.eval.report:
                 for f in self.task.write_report(result, self.run_dir / "report", info=info):
@@ -594,8 +639,8 @@ class Trainer:
                 hook(finished)
         if self.cfg.tracking.log_checkpoints:
             if best.is_dir():
-                self.tracker.log_artifact(best, "checkpoints/best")
-            self.tracker.log_artifact(self.ckpt_dir / "latest", "checkpoints/latest")
+                self.tracker.log_artifact(best.resolve(), "checkpoints/best")
+            self.tracker.log_artifact((self.ckpt_dir / "latest").resolve(), "checkpoints/latest")
         self.tracker.log_metrics({"final/global_step": st.global_step}, step=st.global_step)
         self.tracker.finish("FINISHED")
 

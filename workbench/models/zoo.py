@@ -80,6 +80,11 @@ class ModelSpec:
     description: str
     manifest: str | None = None  # ../shared/fixtures/manifests/<manifest>.json (state-dict layout)
     pretrained_url: str | None = None  # official training weights (*_pretrained.pdparams)
+    # The pinned size and sha256 of that file: `wb weights fetch` refuses anything else. None: not pinned yet (no
+    # digest is published, and none was measured from a download here); the first verified download's digest is
+    # then recorded beside it in the cache and later uses are checked against that (trust on first use).
+    pretrained_bytes: int | None = None
+    pretrained_sha256: str | None = None
     paddlex_name: str | None = None  # Global.model_name for export; None: not a PaddleX model
     dictionary: DictionarySpec | None = None
     image_shape: tuple[int, int, int] | None = None  # rec eval/export input (C, H, W)

@@ -190,6 +190,10 @@ class LabelFileTask(Task):
             limit = self.cfg.data.max_train_samples if train else self.cfg.data.max_val_samples
             if limit:
                 ds.limit(limit)
+            if ds.skipped:  # data.policy=skip: counted, and said
+                log.warning("data.policy=skip: %d %s sample(s) excluded (%s), %d kept",
+                            sum(ds.skipped.values()), split,
+                            ", ".join(f"{code}: {n}" for code, n in ds.skipped.most_common()), len(ds.samples))
             self._datasets[split] = ds
         return self._datasets[split]
 

@@ -201,10 +201,8 @@ class DetTask(LabelFileTask):
         return EvalResult(metrics, rows)
 
     def write_report(self, result: EvalResult, out_dir: Path, info: Optional[dict] = None) -> list[Path]:
-        try:
-            from workbench.reports.det_report import write_det_report
-        except ImportError:
-            return []
+        from workbench.reports.det_report import write_det_report
+
         return write_det_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} detection",
                                 info=info)
 

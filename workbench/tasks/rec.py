@@ -248,10 +248,8 @@ class RecTask(LabelFileTask):
         return EvalResult(metrics, rows)
 
     def write_report(self, result: EvalResult, out_dir: Path, info: Optional[dict] = None) -> list[Path]:
-        try:
-            from workbench.reports.rec_report import write_rec_report
-        except ImportError:  # reports not available in this build
-            return []
+        from workbench.reports.rec_report import write_rec_report
+
         return write_rec_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} recognition",
                                 info=info)
 

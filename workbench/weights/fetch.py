@@ -51,6 +51,7 @@ def fetch(
     dest: str | Path,
     *,
     sha256: Optional[str] = None,
+    size: Optional[int] = None,
     progress: bool = True,
     timeout: float = 60.0,
     max_attempts: int = 3,
@@ -58,10 +59,12 @@ def fetch(
 ) -> Path:
     """Download ``url`` to ``dest`` unless a verified copy is already there; returns ``dest``.
 
-    ``offline_mode``: never touch the network (None = ``$WB_OFFLINE``)."""
+    ``sha256`` / ``size``: the pinned digest and byte count; a file that differs is moved aside as
+    ``<name>.corrupt``, never left under ``dest``. The download goes to ``<name>.part`` (fsync'ed) and is renamed
+    to ``dest`` only once verified. ``offline_mode``: never touch the network (None = ``$WB_OFFLINE``)."""
     dest = Path(dest)
     if dest.is_file():
-        if sha256 is None or sha256_of(dest) == sha256:
+        if (size is None or dest.stat().st_size == size) and (sha256 is None or sha256_of(dest) == sha256):
             return dest
         bad = dest.with_name(dest.name + ".corrupt")
         os.replace(dest, bad)
@@ -87,12 +90,19 @@ def fetch(
             f"could not download {url}: {last_error}\n  The partial file {part} is kept; run the command again to "
             f"resume, or download the file by hand and put it at {dest}"
         )
+    if size is not None and part.stat().st_size != size:
+        bad = dest.with_name(dest.name + ".corrupt")
+        got_size = part.stat().st_size
+        os.replace(part, bad)
+        raise WeightsError(f"{url}: {got_size:,} bytes, the pinned size is {size:,}; kept as {bad}, not used")
     if sha256 is not None:
         got = sha256_of(part)
         if got != sha256:
             bad = dest.with_name(dest.name + ".corrupt")
             os.replace(part, bad)
             raise WeightsError(f"{url}: sha256 {got} does not match the expected {sha256}; kept as {bad}")
+    with open(part, "rb") as fh:  # the bytes are on disk before the final name points at them
+        os.fsync(fh.fileno())
     os.replace(part, dest)
     return dest
 

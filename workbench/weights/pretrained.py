@@ -79,12 +79,16 @@ def fetch_official_pretrained(
 
     url = official_pretrained_url(name, mirror)
     dest = Path(cache or cache_dir()) / "pretrained" / url.rsplit("/", 1)[1]
-    known = getattr(zoo.get_spec(name), "pretrained_sha256", None)
+    spec = zoo.get_spec(name)
+    known, size = spec.pretrained_sha256, spec.pretrained_bytes
     recorded = dest.with_name(dest.name + ".sha256")
     cached = dest.is_file()
     if known is None and cached and recorded.is_file():
         known = recorded.read_text().split()[0]
-    path = fetch(url, dest, sha256=known, progress=progress, offline_mode=offline)
+    elif known is None and not cached:
+        log.warning("%s: no pinned sha256 in the model table; the first download is checked against the model's "
+                    "training graph and its digest recorded for later uses", name)
+    path = fetch(url, dest, sha256=known, size=size, progress=progress, offline_mode=offline)
     if not (cached and recorded.is_file()):  # a fresh download (or no record yet): record what we verified
         recorded.write_text(f"{sha256_of(path)}  {path.name}\n")
     return path
@@ -137,14 +141,9 @@ def check_state_dict_fits(name: str, path: Path) -> int:
 
 def read_state_dict(path: str | Path) -> dict:
     """A state dict from a .pdparams file, as numpy float32 arrays (fp16 files are cast: see the parity fixtures)."""
-    import paddle
+    from workbench.files.safe_load import load_state_dict
 
-    try:
-        raw = paddle.load(str(path))
-    except Exception as exc:
-        raise WeightsError(f"{path}: not a readable Paddle weights file ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(raw, dict) or not raw:
-        raise WeightsError(f"{path}: expected a dict of tensors (a .pdparams state dict), got {type(raw).__name__}")
+    raw = load_state_dict(path)  # refuses pickles that would run code (see workbench.files.safe_load)
     out = {}
     for k, v in raw.items():
         arr = v.numpy() if hasattr(v, "numpy") else np.asarray(v)

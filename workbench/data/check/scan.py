@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from workbench.data.images import check_image_bytes, is_truncated, sniff_format
+from workbench.data.images import check_image_bytes, is_truncated, sniff_format, too_large
 
 PROGRESS_MIN_ITEMS = 500
 
@@ -23,7 +23,7 @@ class ImageScan:
     width: int = 0
     height: int = 0
     digest: str | None = None
-    problem: str | None = None  # a code: missing_image / corrupt_image / truncated_image
+    problem: str | None = None  # a code: missing_image / corrupt_image / truncated_image / image_too_large
     detail: str = ""
     exif_orientation: int | None = None
 
@@ -61,6 +61,10 @@ def _scan_one(path: str, decode: bool) -> ImageScan:
     else:
         if is_truncated(scan.format, data):
             scan.problem, scan.detail = "truncated_image", f"the {scan.format.upper()} file ends without its end marker"
+        reason = too_large(data)
+        if reason is not None:
+            scan.problem, scan.detail = "image_too_large", reason
+            return scan
         try:
             from PIL import Image
             import io

@@ -60,6 +60,7 @@ def select_probes(
     for p in probe_images:
         if not Path(p).is_file():
             raise ExportError(f"probe image not found: {p}")
+        read_image(p)  # a bad probe image is an error naming it before anything is exported
         probes.images.append(Path(p))
     if not probes.images and det_checkpoint is not None:
         files, root = validation_files(det_checkpoint)

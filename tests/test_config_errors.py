@@ -1,0 +1,71 @@
+"""A typo anywhere on the command line is one line with the closest valid names and exit status 2, never a
+traceback: recipes, config group options, keys, values, commands, sub-commands and flags, in every command
+(including the trainer.devices>1 launcher path)."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench import cli
+from workbench.errors import ConfigError
+
+
+def _one_line(capsys, argv, code=2) -> str:
+    assert cli.main(argv) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [x for x in err if " error: " in x or x.startswith("wb: ")]
+    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
+    return errors[0]
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["train", "recipe=rec_finetun"], "wb train: error: recipe=rec_finetun: no such recipe; did you mean rec_finetune"),
+    (["train", "recipe=rec_finetune", "optim.lrr=1e-3"], "optim.lrr: no such key; did you mean optim.lr"),
+    (["train", "recipe=rec_finetune", "model=PP-OCRv5_mobile_recc"], "no such model; did you mean PP-OCRv5_mobile_rec"),
+    (["train", "recipe=rec_finetune", "trainer=defualt"], "trainer=defualt: no such trainer; did you mean default"),
+    (["train", "recipe=rec_finetune", "trainer.epochs=ten"], "trainer.epochs=ten: Value 'ten'"),
+    (["train", "recipe=rec_finetune", "trainer.devices=2", "data.batchsize=8"],
+     "data.batchsize: no such key; did you mean data.batch_size"),
+    (["train", "-m", "recipe=rec_finetune", "optim.lr=1e-4,2e-4", "optim.nme=adam"], "optim.nme: no such key"),
+    (["train", "-m", "recipe=rec_finetune,det_finetun"], "recipe=det_finetun: no such recipe; did you mean det_finetune"),
+    (["train", "recipe=rec_finetune", "+data.augment.rotate=5", "data.augment.flip=1"],
+     "data.augment.flip: the recipe does not set this key; add it with +data.augment.flip=<value>"),
+    (["train"], "wb train needs a recipe: recipe=<det_finetune | rec_finetune>"),
+    (["train", "recipe=rec_finetune", "optim.lr"], "cannot read the argument 'optim.lr'"),
+    (["train", "recipe=rec_finetune", "trainer.keep_checkpoints=[best]"], "trainer.keep_checkpoints: no such key"),
+    (["eval", "recipe=det_finetune", "checkpiont=run"], "wb eval: error: checkpiont: no such key; did you mean checkpoint"),
+    (["data", "check", "recipe=rec_finetune", "data.trian=x.txt"], "data.trian: no such key; did you mean data.train"),
+    (["data", "chek", "rec", "x.txt"], "unknown action 'chek'; did you mean check"),
+    (["data", "check", "rec", "x.txt", "--dictt", "d.txt"], "unrecognized arguments: --dictt d.txt; did you mean --dict"),
+    (["data", "check", "recc", "x.txt"], "invalid choice 'recc'; did you mean rec"),
+    (["analyze", "pipelin", "data=x"], "unknown analysis; did you mean pipeline"),
+    (["analyze", "pipeline", "data=x", "dett=stock"], "dett: no such key; did you mean det"),
+    (["export", "det=run", "box_tresh=0.5"], "box_tresh: no such key; did you mean box_thresh"),
+    (["compare", "a", "b", "--metrc", "acc"], "did you mean --metric"),
+    (["weights", "fecth", "PP-OCRv5_mobile_det"], "invalid choice 'fecth'; did you mean fetch"),
+    (["tracking", "replya", "run"], "invalid choice 'replya'; did you mean replay"),
+    (["trian", "recipe=rec_finetune"], "wb: unknown command 'trian'; did you mean train"),
+])
+def test_a_typo_is_one_line_naming_the_closest_valid_names(capsys, argv, expected):
+    assert expected in _one_line(capsys, argv)
+
+
+def test_the_multi_device_launcher_checks_before_launching():
+    from workbench.engine.launch import _compose
+
+    with pytest.raises(ConfigError, match=r"^optim\.lrr: no such key; did you mean optim\.lr"):
+        _compose(["recipe=rec_finetune", "trainer.devices=2", "optim.lrr=1e-3"])
+
+
+def test_the_python_api_gives_the_same_one_line_errors():
+    """``workbench.compose`` (and what uses it: ``workbench.check_data``) answers a typo like the command line; a
+    sweep, which would silently become its first value, is refused there."""
+    import workbench
+
+    with pytest.raises(ConfigError, match=r"^recipe=rec_finetun: no such recipe; did you mean rec_finetune"):
+        workbench.compose(["recipe=rec_finetun"])
+    with pytest.raises(ConfigError, match=r"^optim\.lrr: no such key; did you mean optim\.lr"):
+        workbench.compose(["recipe=rec_finetune", "optim.lrr=1e-3"])
+    with pytest.raises(ConfigError, match=r"^optim\.lr=1e-4,2e-4: a sweep gives several configs"):
+        workbench.compose(["recipe=rec_finetune", "optim.lr=1e-4,2e-4"])
+    assert workbench.compose(["recipe=rec_finetune", "optim.lr=3e-4"]).optim.lr == 3e-4
