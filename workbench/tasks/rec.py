@@ -29,11 +29,13 @@ NRTR_PE_KEY = "head.gtc_head.positional_encoding.pe"
 
 
 class RecTrainTransform:
-    """Augment (upstream RecConAug + RecAug), then upstream's fixed 48×320 resize to [-1, 1]."""
+    """Augment (upstream RecConAug + RecAug), then resize to [-1, 1]: upstream's fixed 48×320, or (``max_width``
+    given) the pipeline's keep-ratio resize, at least ``image_shape`` wide and at most ``max_width``."""
 
-    def __init__(self, augment, image_shape):
+    def __init__(self, augment, image_shape, max_width: Optional[int] = None):
         self.augment = augment
         self.image_shape = tuple(image_shape)
+        self.max_width = max_width
 
     @property
     def ext_data_num(self) -> int:
@@ -46,7 +48,12 @@ class RecTrainTransform:
         shape = tuple(data.pop("image_shape", self.image_shape))
         if self.augment is not None:
             data = self.augment(data, rng=rng)
-        data["image"], _ = resize_norm_rec_fixed(data["image"], shape)
+        if self.max_width:
+            from workbench.data.preprocess import resize_norm_rec
+
+            data["image"] = resize_norm_rec(data["image"], shape, max_width=self.max_width)
+        else:
+            data["image"], _ = resize_norm_rec_fixed(data["image"], shape)
         return data
 
 
@@ -83,7 +90,10 @@ class RecTask(LabelFileTask):
 
     def __init__(self, cfg: TrainConfig):
         super().__init__(cfg)
+        if cfg.data.width_mode not in ("fixed", "keep_ratio"):
+            raise ConfigError(f"data.width_mode={cfg.data.width_mode!r}: choose fixed or keep_ratio")
         self.charset = self._resolve_charset()
+        self.max_text_length = self._resolve_max_text_length()
 
     # --- dictionary ----------------------------------------------------------------------------------------
     def _resolve_charset(self) -> Charset:
@@ -105,23 +115,57 @@ class RecTask(LabelFileTask):
             log.info("dictionary %s differs from %s's official %s", path, m.name, official.file_name)
         return charset
 
+    def _resolve_max_text_length(self) -> int:
+        """``model.max_text_length``, or (null) what the training labels need: the longest one, plus the NRTR
+        target's two markers when NRTR trains. Logged: it decides which labels count as too long."""
+        if self.cfg.model.max_text_length is not None:
+            return int(self.cfg.model.max_text_length)
+        from workbench.data.labels import read_rec_labels
+
+        longest = max((len(s.text) for path, _ in self.files.train for s in read_rec_labels(path)[0]), default=0)
+        value = max(longest + (2 if self.trains_nrtr else 0), 1)
+        log.info("model.max_text_length=null: %d (longest training label: %d characters)", value, longest)
+        return value
+
     # --- model ---------------------------------------------------------------------------------------------
     def build_model(self):
         from workbench.models import zoo
 
         model = zoo.build_model(self.cfg.model.name, charset=self.charset, **dict(self.cfg.model.arch))
-        if self.protects_backbone_from_nrtr and hasattr(model.head, "protect_backbone"):
-            model.head.protect_backbone()
+        head = model.head
+        if self.nrtr_mode == "skip" and hasattr(head, "skip_nrtr"):
+            head.skip_nrtr()
+        elif self.nrtr_mode == "protect" and hasattr(head, "protect_backbone"):
+            head.protect_backbone()
+        if self.cfg.data.width_mode == "keep_ratio":
+            model.pool_like_inference()
         return model
 
+    @property
+    def trains_nrtr(self) -> bool:
+        """The model has an NRTR branch and it is computed in training (labels then need room for its markers)."""
+        from workbench.models import zoo
+
+        return self.nrtr_mode != "skip" and zoo.get_spec(self.cfg.model.name).builder is not zoo.compact_cnn_ctc
+
     @functools.cached_property
-    def protects_backbone_from_nrtr(self) -> bool:
-        """``model.untrained_nrtr`` resolved: see ``ModelConfig`` and ``MultiHead.protect_backbone``."""
+    def nrtr_mode(self) -> str:
+        """How the NRTR branch trains: ``upstream`` (it trains the backbone, CTC branch detached), ``protect``
+        (CTC trains the backbone, NRTR on detached features) or ``skip`` (not computed). See ``ModelConfig``."""
         m = self.cfg.model
-        if m.untrained_nrtr not in ("auto", "protect", "upstream"):
-            raise ConfigError(f"model.untrained_nrtr={m.untrained_nrtr!r}: choose auto, protect or upstream")
+        if m.untrained_nrtr not in ("auto", "protect", "skip", "upstream"):
+            raise ConfigError(f"model.untrained_nrtr={m.untrained_nrtr!r}: choose auto, skip, protect or upstream")
         if m.untrained_nrtr != "auto":
-            return m.untrained_nrtr == "protect"
+            return m.untrained_nrtr
+        return "skip" if self._starting_nrtr_untrained else "upstream"
+
+    @property
+    def protects_backbone_from_nrtr(self) -> bool:
+        """The NRTR branch cannot shape the backbone (``skip`` or ``protect``)."""
+        return self.nrtr_mode in ("skip", "protect")
+
+    @functools.cached_property
+    def _starting_nrtr_untrained(self) -> bool:
         weights = self.pretrained_file
         if weights is None:
             return False
@@ -130,9 +174,10 @@ class RecTask(LabelFileTask):
         if not nrtr_branch_untrained(weights):
             return False
         log.warning(
-            "%s carries no trained NRTR branch (imported inference model): the CTC loss trains the backbone and "
-            "NRTR learns on detached features, so the random decoder cannot reshape pretrained features "
-            "(model.untrained_nrtr=upstream for upstream's wiring)", weights)
+            "%s carries no trained NRTR branch (imported inference model): the CTC loss trains the backbone and the "
+            "NRTR branch is not computed, so a random decoder cannot reshape pretrained features "
+            "(model.untrained_nrtr=protect trains NRTR on detached features, =upstream gives upstream's wiring)",
+            weights)
         return True
 
     def load_initial_weights(self, model) -> WeightsReport:
@@ -151,16 +196,28 @@ class RecTask(LabelFileTask):
         if train:
             from workbench.data.augment import build_rec_augment
 
-            aug_cfg = {"max_text_length": self.cfg.model.max_text_length - 2,
+            aug_cfg = {"max_text_length": self.label_max_chars,
                        "image_shape": tuple(d.image_shape[1:]), **dict(d.augment)}
             augment = build_rec_augment(aug_cfg, seed=self.cfg.seed)
-            transform = RecTrainTransform(augment, d.image_shape)
+            keep_ratio = d.width_mode == "keep_ratio"
+            transform = RecTrainTransform(augment, d.image_shape, max_width=d.max_width if keep_ratio else None)
         else:
             transform = RecEvalTransform(self.cfg.eval.rec.resize_mode, d.image_shape)
         return RecDataset(
-            files, self.charset, transform, self.policy, self.cfg.model.max_text_length, nrtr=True,
+            files, self.charset, transform, self.policy, self.max_text_length, nrtr=self.trains_nrtr,
             root=d.root, seed=self.cfg.seed, shuffle=False, for_eval=not train,
         )
+
+    @property
+    def label_max_chars(self) -> int:
+        return self.charset.max_chars(self.max_text_length, self.trains_nrtr)
+
+    def batch_sort_keys(self, dataset):
+        """Keep-ratio training and pipeline-resize evaluation pad a batch to its widest crop: batch by width."""
+        train = dataset is self._datasets.get("train")
+        if (self.cfg.data.width_mode if train else self.cfg.eval.rec.resize_mode) not in ("keep_ratio", "pipeline"):
+            return None
+        return dataset.image_widths(self.cfg.data.image_shape[1])
 
     def collate_train(self, samples):
         from workbench.data.rec import collate_rec
@@ -170,7 +227,7 @@ class RecTask(LabelFileTask):
     collate_eval = collate_train
 
     def check_options(self) -> dict:
-        return {"charset": self.charset, "max_text_length": self.cfg.model.max_text_length, "nrtr": True,
+        return {"charset": self.charset, "max_text_length": self.max_text_length, "nrtr": self.trains_nrtr,
                 "policy": self.policy, "root": self.cfg.data.root}
 
     def data_summary(self) -> dict:
@@ -207,12 +264,7 @@ class RecTask(LabelFileTask):
     def training_step(self, model, loss_fn, batch):
         import paddle
 
-        tensors = {
-            "image": paddle.to_tensor(batch["image"]),
-            "label_ctc": paddle.to_tensor(batch["label_ctc"]),
-            "label_gtc": paddle.to_tensor(batch["label_gtc"]),
-            "length": paddle.to_tensor(batch["length"]),
-        }
+        tensors = {k: paddle.to_tensor(batch[k]) for k in ("image", "label_ctc", "label_gtc", "length") if k in batch}
         preds = model(tensors["image"], tensors)
         return loss_fn(preds, tensors), len(batch["image"])
 
@@ -240,7 +292,7 @@ class RecTask(LabelFileTask):
         from workbench.metrics.rec import RecMetric
 
         metric = RecMetric(self.charset, use_space_char=self.charset.use_space_char,
-                           max_text_length=self.cfg.model.max_text_length)
+                           max_text_length=self.max_text_length)
         metric.update([(r["pred"], r["score"]) for r in records], [r["gt"] for r in records],
                       ids=[r["index"] for r in records])
         metrics = metric.compute()
@@ -267,7 +319,8 @@ class RecTask(LabelFileTask):
             "use_space_char": self.charset.use_space_char,
             "num_ctc_classes": self.charset.num_ctc_classes,
             "image_shape": list(self.cfg.data.image_shape),
-            "max_text_length": self.cfg.model.max_text_length,
+            "max_text_length": self.max_text_length,
+            "width_mode": self.cfg.data.width_mode,
             "nrtr_backbone_protected": self.protects_backbone_from_nrtr,
         }
 
