@@ -41,7 +41,7 @@ def toy(out: Path, batch_size: int, resume: str | None) -> None:
 
 def rec_eval(out: Path, run_dir: str) -> None:
     from tiny_runs import rec_config
-    from workbench.commands.evaluate import apply_checkpoint_to_config
+    from workbench.api.evaluation import apply_checkpoint_to_config
     from workbench.engine.trainer import Trainer
     from workbench.tasks import build_task
 

@@ -10,10 +10,15 @@ import pytest
 
 from analysis_samples import care_indices, det_rows, det_samples, perfect_predictions, rec_rows, rec_samples
 from workbench.analysis.compare import compare, format_text, load_side
-from workbench.analysis.det_report import write_det_report
-from workbench.analysis.rec_report import write_rec_report
-from workbench.commands.compare import main
+from workbench.cli import main as wb_main
 from workbench.errors import WorkbenchError
+from workbench.reports.det_report import write_det_report
+from workbench.reports.rec_report import write_rec_report
+
+
+def main(argv):  # `wb compare ...`
+    return wb_main(["compare", *argv])
+
 
 FIXED = {3, 7}  # wrong in A, right in B
 REGRESSED = {5, 11, 14, 17}  # right in A, wrong in B (17 by case only)

@@ -19,7 +19,8 @@ from workbench.analysis.pipeline import (
     PageResult, PipelineSettings, WorkbenchPipeline, analyze_image, crop_is_turned, crop_quad, load_model,
     load_pipeline, sort_quad_boxes, turn_180,
 )
-from workbench.commands.analyze import AnalyzeConfig, format_verdict, main, parse_args, run_analysis
+from workbench.analysis.run import AnalyzeConfig, format_verdict, parse_args, run_analysis
+from workbench.commands.analyze import main
 from workbench.data.labels import read_det_labels
 from workbench.errors import ConfigError, WeightsError
 
@@ -112,6 +113,7 @@ def test_stock_weights_offline_say_where_to_put_them(tmp_path, monkeypatch):
 def _export(det_run, rec_run, out: Path, det_params: dict) -> None:
     """The folder `wb export` writes (inference models, inference.yml, PaddleOCR.yaml), without its verification."""
     from workbench.export import inference_model, inference_yml, pipeline_yaml
+    from workbench.tasks import det_export, rec_export
     from workbench.models import zoo
 
     refs = {}
@@ -121,10 +123,10 @@ def _export(det_run, rec_run, out: Path, det_params: dict) -> None:
         if task == "det":
             post = {"max_candidates": 1000, "score_mode": "fast",
                     **{k: det_params[k] for k in ("thresh", "box_thresh", "unclip_ratio")}}
-            content = inference_yml.det_inference_config(
+            content = det_export.det_inference_config(
                 source.paddlex_name, preprocess=dict(zoo.get_spec(source.model_name).preprocess), postprocess=post)
         else:
-            content = inference_yml.rec_inference_config(source.paddlex_name, image_shape=source.image_shape,
+            content = rec_export.rec_inference_config(source.paddlex_name, image_shape=source.image_shape,
                                                          characters=source.charset.characters)
         inference_yml.write_inference_yml(out / task, content, source.describe())
         refs[task] = pipeline_yaml.ModuleRef(source.paddlex_name, task)

@@ -13,9 +13,9 @@ import pytest
 from analysis_samples import (
     care_indices, det_rows, det_samples, far_box, perfect_predictions, rec_rows, rec_samples, shifted,
 )
-from workbench.analysis.det_report import write_det_report
-from workbench.analysis.records import plain_rows, read_csv, read_jsonl
-from workbench.analysis.rec_report import write_rec_report
+from workbench.reports.det_report import write_det_report
+from workbench.reports.records import plain_rows, read_csv, read_jsonl
+from workbench.reports.rec_report import write_rec_report
 
 
 def case_ids(page: str) -> list[str]:

@@ -12,9 +12,14 @@ from pathlib import Path
 import cv2
 import pytest
 
-from workbench.data.check import check_sources, clean_label_path, main
+from workbench.cli import main as wb
+from workbench.data.check import check_sources, clean_label_path
 from workbench.data.findings import DataPolicy
 from workbench.errors import DataError
+
+
+def main(argv):  # `wb data check ...`
+    return wb(["data", "check", *argv])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.commands.export import parse_args, run_export
+from workbench.export.config import parse_args
+from workbench.export.run import run_export
 from workbench.errors import ConfigError, ExportError
 
 
@@ -28,6 +29,6 @@ def test_existing_output_is_not_overwritten_unless_asked(tmp_path):
 
 
 def test_mlflow_metric_keys_are_plain():
-    from workbench.commands.export import _metric_key
+    from workbench.export.run import _metric_key
 
     assert _metric_key("pipeline: det box vertices max abs diff (px)") == "pipeline_det_box_vertices_max_abs_diff_px"

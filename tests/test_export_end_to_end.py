@@ -138,7 +138,8 @@ def test_single_module_export_logged_and_registered_in_mlflow(exported, tiny_det
     """Only det is fine-tuned; rec is a model folder the user names (here: the rec of the first export)."""
     from mlflow.tracking import MlflowClient
 
-    from workbench.commands.export import parse_args, run_export
+    from workbench.export.config import parse_args
+    from workbench.export.run import run_export
 
     folder, _ = exported
     client = MlflowClient(mlflow_server.uri)
@@ -174,7 +175,8 @@ def test_single_module_export_logged_and_registered_in_mlflow(exported, tiny_det
 
 def test_mismatch_fails_the_export_and_keeps_the_report(exported, tiny_rec_run, tmp_path):
     """Impossible tolerances make PaddleX "disagree": nothing is published, the report says where."""
-    from workbench.commands.export import parse_args, run_export
+    from workbench.export.config import parse_args
+    from workbench.export.run import run_export
 
     folder, _ = exported
     out = tmp_path / "strict"

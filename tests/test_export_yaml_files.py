@@ -8,6 +8,7 @@ import yaml
 from workbench.errors import ExportError
 from workbench.export import inference_yml, pipeline_yaml
 from workbench.export.pipeline_yaml import ModuleRef
+from workbench.tasks import det_export, rec_export
 
 
 def test_pipeline_config_starts_from_paddlex_default_and_sets_our_modules():
@@ -77,7 +78,7 @@ TRICKY = ["a", "yes", "no", "null", "~", "1", "0.5", " ", ":", "#", "'", '"', "-
 
 
 def test_rec_inference_yml_keeps_every_dictionary_line_a_string(tmp_path):
-    content = inference_yml.rec_inference_config("PP-OCRv5_mobile_rec", image_shape=(3, 48, 320), characters=TRICKY)
+    content = rec_export.rec_inference_config("PP-OCRv5_mobile_rec", image_shape=(3, 48, 320), characters=TRICKY)
     path = inference_yml.write_inference_yml(tmp_path, content, {"checkpoint": "x"})
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert data["PostProcess"]["character_dict"] == TRICKY
@@ -95,7 +96,7 @@ def test_rec_inference_yml_keeps_every_dictionary_line_a_string(tmp_path):
 
 def test_det_inference_yml_has_db_postprocess_and_normalisation(tmp_path):
     post = {"thresh": 0.25, "box_thresh": 0.5, "max_candidates": 500, "unclip_ratio": 1.8, "score_mode": "slow"}
-    content = inference_yml.det_inference_config(
+    content = det_export.det_inference_config(
         "PP-OCRv5_mobile_det", preprocess={"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
         postprocess=post)
     path = inference_yml.write_inference_yml(tmp_path, content)

@@ -65,7 +65,7 @@ def test_ema_weights_are_saved_and_evaluated(shared_dir, tmp_path):
 
 
 def test_pipeline_mode_evaluation_uses_dynamic_width(shared_dir, tmp_path, tiny_rec_run):
-    from workbench.commands.evaluate import run_eval
+    from workbench.api.evaluation import run_eval
 
     sroie = str(shared_dir / "data" / "sroie_rec" / "label.txt")  # receipt lines: many wider than 320/48
     fixed = rec_config(shared_dir, tmp_path / "fixed", data__val=sroie)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 
 from tiny_runs import rec_config, train
-from workbench.commands.evaluate import run_eval
+from workbench.api.evaluation import run_eval
 
 
 def _artifacts(client, run_id, path=None):

@@ -183,7 +183,7 @@ def test_unfused_layers_are_the_training_form(imported_rec):
 def test_imported_state_dict_loads_strictly(imported_rec, tmp_path):
     """The saved state dict is a complete training-graph state dict: the same strict load `wb train` uses."""
     from workbench.models import zoo
-    from workbench.tasks.rec import NRTR_PE_KEY
+    from workbench.models.rec import NRTR_PE_KEY
     from workbench.weights.pretrained import load_strict, read_state_dict
 
     path = tmp_path / "rec.pdparams"

@@ -10,7 +10,8 @@ import pytest
 
 from workbench.errors import WeightsError
 from workbench.models import zoo
-from workbench.tasks.rec import NRTR_PE_KEY, dictionary_sized_keys
+from workbench.models.rec import NRTR_PE_KEY
+from workbench.tasks.rec import dictionary_sized_keys
 from workbench.weights.pretrained import load_strict
 
 

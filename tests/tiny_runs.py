@@ -58,9 +58,6 @@ def det_config(shared: Path, out: Path, **over) -> TrainConfig:
 
 
 def train(cfg: TrainConfig) -> Path:
-    from workbench.engine.trainer import Trainer
-    from workbench.tasks import build_task
+    import workbench
 
-    run_dir = Path(cfg.trainer.output_dir)
-    Trainer(cfg, build_task(cfg), run_dir).fit()
-    return run_dir
+    return workbench.train(cfg).run_dir

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from workbench.tasks.base import EvalResult, Task, WeightsReport
+from workbench.engine.task import EvalResult, Task, WeightsReport
 
 
 class ToyDataset:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import sys
@@ -17,19 +16,6 @@ COMMANDS = {
     "data": ("workbench.commands.data", "check a dataset: wb data check rec|det FILE... [--dict D]"),
     "weights": ("workbench.commands.weights", "fetch / import weights: wb weights fetch|import ..."),
 }
-
-
-@contextlib.contextmanager
-def user_errors_exit(command: str):
-    """Inside Hydra apps: a WorkbenchError is printed as one clear message and exits with status 2 (Hydra would
-    otherwise print a traceback and exit 1)."""
-    from workbench.errors import WorkbenchError
-
-    try:
-        yield
-    except WorkbenchError as exc:
-        print(f"wb {command}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def usage() -> str:

@@ -1,7 +1,9 @@
-"""Reports on evaluations: where a model goes wrong, and what changed between two runs.
+"""Analysis across modules and runs: where the pipeline goes wrong, and what changed between two evaluations.
 
-* ``rec_report.write_rec_report`` / ``det_report.write_det_report`` — module bad-case reports (tables + HTML),
-  called by the tasks' ``write_report``;
-* ``compare`` — ``wb compare A B`` (runs, run dirs or report dirs);
-* ``records`` — the per-sample tables (JSON lines / CSV) and sample keys; ``html`` — the shared page pieces.
+* ``run`` + ``pipeline`` + ``attribution`` + ``pipeline_report`` + ``next_training_set`` — ``wb analyze pipeline``:
+  the whole OCR pipeline on labeled images, every error attributed to a module, the next training set;
+* ``compare`` — ``wb compare A B`` (runs, run dirs or report dirs); ``baseline`` — a training run compared with
+  its baseline (``tracking.baseline_run``).
+
+The per-module reports (tables + HTML) and the page pieces are in ``workbench.reports``.
 """

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from workbench.analysis import html as H
-from workbench.analysis.records import KEY_SCHEMES, display_path, read_jsonl, short_key
+from workbench.reports import html as H
+from workbench.reports.records import KEY_SCHEMES, display_path, read_jsonl, short_key
 from workbench.errors import WorkbenchError
 
-DEFAULT_METRIC = {"rec": "acc", "det": "hmean"}
 #: metric deltas smaller than this are "unchanged" (float noise of re-evaluations)
 TOLERANCE = 1e-9
 
@@ -162,20 +161,24 @@ def _load_mlflow(run_id: str, tracking_uri: Optional[str], workdir: Path) -> Sid
 
 
 def load_side(ref: str, tracking_uri: Optional[str] = None, workdir: Optional[Path] = None) -> Side:
-    """An MLflow run id, a run directory or a report directory → :class:`Side`."""
-    from workbench.tracking.mlflow import looks_like_run_id
+    """An MLflow run id, a run directory or a report directory → :class:`Side` (what ``ref`` is:
+    ``workbench.weights.refs.classify``)."""
+    from workbench.weights.refs import RefKind, classify
 
     path = Path(ref)
+    kind = classify(ref)
     if path.is_dir():
         side = _load_dir(path)
-    elif looks_like_run_id(ref):
+    elif kind is RefKind.RUN_ID:
         side = _load_mlflow(ref, tracking_uri, workdir or Path(tempfile.mkdtemp(prefix="wb-compare-")))
     else:
         raise WorkbenchError(f"{ref!r} is neither a directory nor an MLflow run id (32 hex digits)")
     inferred = infer_task(side.records)
     if inferred and side.task != inferred:
         raise WorkbenchError(f"{ref}: labelled a {side.task} evaluation but its records are {inferred} records")
-    if side.task not in DEFAULT_METRIC:
+    from workbench.tasks import registry
+
+    if side.task not in registry.TASKS:
         raise WorkbenchError(f"{ref}: cannot tell which task it evaluates (no summary.json, wb.task tag or records)")
     return side
 
@@ -263,6 +266,7 @@ class Comparison:
     regressed: list[dict]  # rec: samples; det: GT boxes lost
     images: list[dict] = field(default_factory=list)  # det: per-image hmean changes, worst first
     warnings: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # what run_compare wrote
 
     @property
     def metric_row(self) -> dict:
@@ -360,7 +364,9 @@ def compare(a: Side, b: Side, metric: Optional[str] = None) -> Comparison:
         raise WorkbenchError(f"A is a {a.task} evaluation ({a.ref}) but B is a {b.task} evaluation ({b.ref}); "
                              "compare two evaluations of the same module")
     task = a.task
-    metric = metric or a.select_metric or b.select_metric or DEFAULT_METRIC[task]
+    from workbench.tasks import registry
+
+    metric = metric or a.select_metric or b.select_metric or registry.get(task).select_metric
     rows = metric_rows(a.metrics, b.metrics)
     available = sorted(set(a.metrics) & set(b.metrics))
     if metric not in available:
@@ -497,7 +503,7 @@ def _rec_card(item: dict, kind: str) -> H.Markup:
 
 
 def _det_card(item: dict, ra: dict, rb: dict, kind: str) -> H.Markup:
-    from workbench.analysis.det_report import draw
+    from workbench.reports.det_report import draw
 
     image = H.read_image(rb.get("image_path") or ra.get("image_path"))
     if image is None:
@@ -546,7 +552,7 @@ def write_html(c: Comparison, path: Path, max_cases: int = 100) -> Path:
         note = (f"Regressed first ({len(c.regressed)}: right in A, wrong in B), then fixed ({len(c.fixed)}); "
                 f"at most {max_cases} of each shown. 'Right' as {c.metric} counts it.")
     else:
-        from workbench.analysis.det_report import COLOURS, _hex
+        from workbench.reports.det_report import COLOURS, _hex
 
         ka, kb = {}, {}
         if c.a.records and c.b.records:
@@ -570,6 +576,22 @@ def write_html(c: Comparison, path: Path, max_cases: int = 100) -> Path:
 
 def default_out_dir(a: Side, b: Side) -> Path:
     return Path("reports") / f"compare_{a.name[:8]}_{b.name[:8]}"
+
+
+def run_compare(a: str, b: str, *, metric: Optional[str] = None, out_dir: Optional[Path] = None,
+                tracking_uri: Optional[str] = None, max_cases: int = 100) -> Comparison:
+    """``wb compare A B``: load both sides (MLflow artifacts into a temporary folder), compare them and write
+    ``compare.json`` / ``compare.html`` into ``out_dir`` (default :func:`default_out_dir`); the written files
+    are the result's ``files``."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file is noise here
+    with tempfile.TemporaryDirectory(prefix="wb-compare-") as tmp:
+        side_a = load_side(a, tracking_uri, Path(tmp) / "a")
+        side_b = load_side(b, tracking_uri, Path(tmp) / "b")
+        result = compare(side_a, side_b, metric)
+        result.files = write_outputs(result, out_dir or default_out_dir(side_a, side_b), max_cases)
+    return result
 
 
 def write_outputs(c: Comparison, out_dir: Path, max_cases: int = 100) -> list[Path]:

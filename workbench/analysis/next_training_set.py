@@ -88,11 +88,14 @@ class NextTrainingSet:
         self.n_det = 0
 
     # -- writing -----------------------------------------------------------------------------------------------------
-    def add(self, *, image_path: str | Path, rel_path: str, label_file: str, line: int, gt_polys: Sequence,
-            gt_texts: Sequence[str], outcomes: Sequence[dict], pred_status: Sequence[str],
+    def add(self, sample, *, outcomes: Sequence[dict], pred_status: Sequence[str],
             gt_crops: Sequence[Optional[np.ndarray]]) -> None:
-        """One analysed image: its GT outcomes (dicts with ``index``, ``text``, ``outcome``, ``perfect_correct``),
-        the status of its predictions, and the perfect crop of each GT (None where there is none)."""
+        """One analysed image: its label line (``sample``: a ``workbench.data.labels.DetSample``: image, label file
+        and line, GT boxes and texts), its GT outcomes (dicts with ``index``, ``text``, ``outcome``,
+        ``perfect_correct``), the status of its predictions, and the perfect crop of each GT (None where there is
+        none)."""
+        image_path, rel_path, label_file, line = sample.image_path, sample.rel_path, sample.file, sample.line
+        gt_polys, gt_texts = sample.polys, list(sample.texts)
         source = {"label_file": str(label_file), "line": int(line), "image_path": str(image_path)}
         stem = Path(str(image_path)).stem
         for o in outcomes:

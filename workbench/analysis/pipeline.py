@@ -47,13 +47,10 @@ import cv2
 import numpy as np
 
 from workbench.errors import ConfigError, WeightsError, WorkbenchError
+from workbench.paddlex_files import PIPELINE_YAML, is_inference_model_dir, is_pipeline_export
 
 log = logging.getLogger("workbench.analyze")
 
-#: what ``stock`` means: the official PP-OCRv5 mobile models
-STOCK_MODELS = {"det": "PP-OCRv5_mobile_det", "rec": "PP-OCRv5_mobile_rec"}
-#: the pipeline YAML file an export folder holds (``wb export`` writes it)
-PIPELINE_YAML = "PaddleOCR.yaml"
 #: a crop this many times taller than wide is turned by 90° before recognition (PaddleX's get_rotate_crop_image)
 TURN_RATIO = 1.5
 
@@ -113,16 +110,15 @@ class PipelineSettings:
         """The settings ``wb export`` writes for these models: the det run's evaluation resize and post-process
         (``meta.json``, ``eval.det.score_mode``) and the rec run's ``eval.rec.score_thresh``; the pipeline YAML's
         defaults for stock models and bare weight files."""
-        import yaml
+        from workbench.tasks.export_writer import recorded_eval_settings
 
         values: dict = {}
         if det.checkpoint is not None:
             values.update(det.checkpoint.meta.get("resize") or {})
             values.update(det.checkpoint.meta.get("postprocess") or {})
-            eval_det = ((yaml.safe_load(det.checkpoint.config_yaml or "") or {}).get("eval") or {}).get("det") or {}
-            values["score_mode"] = eval_det.get("score_mode", "fast")
+            values["score_mode"] = recorded_eval_settings(det.checkpoint, "det").get("score_mode", "fast")
         if rec.checkpoint is not None:
-            eval_rec = ((yaml.safe_load(rec.checkpoint.config_yaml or "") or {}).get("eval") or {}).get("rec") or {}
+            eval_rec = recorded_eval_settings(rec.checkpoint, "rec")
             if "score_thresh" in eval_rec:
                 values["score_thresh"] = float(eval_rec["score_thresh"])
         known = set(cls.__dataclass_fields__)
@@ -233,32 +229,33 @@ class LoadedModel:
 
 def load_model(ref: str, task: str, *, model_name: Optional[str] = None, rec_dict: Optional[str] = None,
                tracking_uri: Optional[str] = None, fuse: bool = True) -> LoadedModel:
-    """Our ``task`` model for ``ref``, in eval mode.
+    """Our ``task`` model for ``ref`` (resolved by ``workbench.weights.refs``), in eval mode.
 
     * a run id / run dir / checkpoint dir (or its ``model.pdparams``): exactly what ``wb export`` would ship — the
       checks, the training dictionary, and the EMA weights when the checkpoint has them
       (:func:`workbench.export.inference_model.load_export_source`);
-    * ``stock``, an official name, or a bare ``.pdparams`` (of ``model_name``, default the stock model): the task's
-      own resolution (official dictionary and weights fetched into the cache; strict loading).
+    * ``stock``, an official name, or a ``.pdparams`` (of ``model_name``, else the model its import record names,
+      else the stock model; with the dictionary written beside it, else the model's official one): loaded
+      strictly (official weights and dictionary fetched into the cache).
 
     ``rec_dict`` overrides the dictionary of a bare rec ``.pdparams`` (a checkpoint's must agree with its own).
     ``fuse``: fold the re-parameterisable layers, as the exported inference graph does.
     """
-    from workbench.engine.checkpoint import is_checkpoint_dir
-    from workbench.tracking.mlflow import looks_like_run_id
+    from workbench.tasks import registry
+    from workbench.weights import refs
 
-    path = Path(ref)
-    if path.is_dir() or looks_like_run_id(ref) or (path.is_file() and is_checkpoint_dir(path.parent)
-                                                   and path.suffix == ".pdparams"):
+    w = refs.resolve(ref, stock=registry.get(task).stock_model, tracking_uri=tracking_uri, fetch=False, what=task)
+    if w.checkpoint is not None:
         from workbench.export.inference_model import build_model, load_export_source
 
-        source = load_export_source(path.parent if path.is_file() else ref, task, dictionary=rec_dict,
-                                    tracking_uri=tracking_uri)
+        source = load_export_source(w.checkpoint_dir, task, dictionary=rec_dict, tracking_uri=tracking_uri)
         loaded = LoadedModel(task=task, name=source.model_name, ref=ref, model=build_model(source),
                              source=str(source.path / source.weights_file), charset=source.charset,
                              image_shape=tuple(source.image_shape), checkpoint=source.checkpoint)
     else:
-        loaded = _load_by_task(ref, task, model_name=model_name, rec_dict=rec_dict)
+        if w.kind not in (refs.RefKind.OFFICIAL, refs.RefKind.STOCK):
+            w.require_weights(task)
+        loaded = _load_weights(w, task, model_name=model_name, rec_dict=rec_dict)
     loaded.model.eval()
     if fuse:
         from workbench.models.rep import fuse_for_inference
@@ -267,36 +264,37 @@ def load_model(ref: str, task: str, *, model_name: Optional[str] = None, rec_dic
     return loaded
 
 
-def _load_by_task(ref: str, task: str, *, model_name: Optional[str], rec_dict: Optional[str]) -> LoadedModel:
-    """``stock`` / an official name / a bare ``.pdparams``, resolved by the det / rec task as ``wb eval`` does."""
-    from workbench.config.schema import TrainConfig
+def _load_weights(w, task: str, *, model_name: Optional[str], rec_dict: Optional[str]) -> LoadedModel:
+    """Official weights (``stock``, a name) or a weights file, into a fresh model, strictly. The dictionary of a
+    dictionary-sized head: ``rec_dict``, else the one written beside the weights, else the model's official one."""
+    from workbench.data.charset import Charset
     from workbench.models import zoo
-    from workbench.tasks import build_task
+    from workbench.models.rec import NRTR_PE_KEY
+    from workbench.tasks import registry
+    from workbench.weights.pretrained import fetch_dictionary, fetch_official_pretrained, load_strict, read_state_dict
 
-    official = STOCK_MODELS[task] if ref == "stock" else (ref if ref in zoo.list_models() else None)
-    cfg = TrainConfig(task=task)
-    cfg.model.name = official or model_name or STOCK_MODELS[task]
-    cfg.model.pretrained = official or ref
-    cfg.data.eval_batch_size = 1
-    if rec_dict and task == "rec":
-        cfg.model.character_dict = str(rec_dict)
-    # The task resolves dictionary, model and weights; it checks that data files exist but never reads them here.
-    cfg.data.train = cfg.data.val = __file__
+    official = w.model_name if w.weights_file is None else None
+    name = official or model_name or w.model_name or registry.get(task).stock_model
+    spec = zoo.get_spec(name)
     try:
-        t = build_task(cfg)
-        model = t.build_model()
-        report = t.load_initial_weights(model)
+        weights = w.weights_file or fetch_official_pretrained(official)
+        dictionary = rec_dict or w.dictionary or (fetch_dictionary(spec.dictionary) if spec.dictionary else None)
     except WeightsError as exc:
         if official is None:
             raise
         raise WeightsError(
-            f"{task}={ref}: the official {official} weights are not available here.\n{exc}\n"
+            f"{task}={w.ref}: the official {official} weights are not available here.\n{exc}\n"
             f"Without internet access, put the official file at the path above, or import the stock ONNX model "
             f"with `wb weights import` and pass {task}=<the imported .pdparams>."
         ) from None
-    spec = zoo.get_spec(cfg.model.name)
-    return LoadedModel(task=task, name=cfg.model.name, ref=ref, source=str(report.source), model=model,
-                       charset=getattr(t, "charset", None), image_shape=tuple(spec.image_shape or (3, 48, 320)))
+    charset = Charset.from_file(dictionary, use_space_char=True) if dictionary else None
+    try:
+        model = zoo.build_model(name, charset=charset)
+    except ConfigError as exc:
+        raise ConfigError(f"{task}={w.ref}: {exc} (give the dictionary: rec_dict=<file>)") from None
+    report = load_strict(model, read_state_dict(weights), source=str(weights), optional_missing=(NRTR_PE_KEY,))
+    return LoadedModel(task=task, name=name, ref=w.ref, source=str(report.source), model=model, charset=charset,
+                       image_shape=tuple(spec.image_shape or (3, 48, 320)))
 
 
 class WorkbenchPipeline:
@@ -383,19 +381,6 @@ class WorkbenchPipeline:
 
 
 # --- the real PaddleX pipeline ----------------------------------------------------------------------------------
-def is_pipeline_export(path: str | Path) -> bool:
-    p = Path(path)
-    return (p.is_dir() and (p / PIPELINE_YAML).is_file()) or (p.is_file() and p.suffix in (".yaml", ".yml")
-                                                               and p.name != "inference.yml")
-
-
-def is_inference_model_dir(path: str | Path) -> bool:
-    """A PaddleX inference model folder: ``inference.yml`` + ``inference.json`` / ``.pdmodel`` + ``.pdiparams``."""
-    p = Path(path)
-    return (p.is_dir() and (p / "inference.yml").is_file() and (p / "inference.pdiparams").is_file()
-            and ((p / "inference.json").is_file() or (p / "inference.pdmodel").is_file()))
-
-
 def read_pipeline_yaml(path: str | Path) -> tuple[dict, Path]:
     """A pipeline YAML (or the folder holding ``PaddleOCR.yaml``), read as ``wb export`` writes it, with its
     ``model_dir`` paths made absolute against the YAML's folder; every named folder must exist."""
@@ -543,10 +528,20 @@ class PaddleXPipeline:
 
 
 # --- from the command line's references ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadOptions:
+    """How ``wb analyze`` loads the models behind ``det=`` / ``rec=`` (see :func:`load_model`) and runs them."""
+
+    rec_dict: Optional[str] = None  # the dictionary of a bare rec .pdparams
+    det_model: Optional[str] = None  # the zoo names of bare .pdparams files
+    rec_model: Optional[str] = None
+    device: str = "cpu"  # cpu | gpu | gpu:N | auto
+    paddlex_run_mode: Optional[str] = None  # PaddleX runner: paddle | mkldnn | ... (None: PaddleX's default)
+    tracking_uri: Optional[str] = None
+
+
 def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[str] = None,
-                  settings: Optional[dict] = None, rec_dict: Optional[str] = None,
-                  det_model: Optional[str] = None, rec_model: Optional[str] = None, device: str = "cpu",
-                  paddlex_run_mode: Optional[str] = None, tracking_uri: Optional[str] = None):
+                  settings: Optional[dict] = None, options: LoadOptions = LoadOptions()):
     """The runner for ``det=`` / ``rec=`` / ``pipeline=`` (see ``wb analyze``).
 
     * ``pipeline=<export folder | pipeline YAML>``, or ``det=<export folder>`` (``rec`` omitted or the same):
@@ -557,6 +552,7 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
 
     ``settings``: command-line overrides of :class:`PipelineSettings` fields (``None`` values are ignored).
     """
+    device, paddlex_run_mode = options.device, options.paddlex_run_mode
     overrides = {k: v for k, v in (settings or {}).items() if v is not None}
     for ref in (det, rec):
         if ref is not None and ref != pipeline and is_pipeline_export(ref):
@@ -584,23 +580,14 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
         which = "det" if inference_dirs[0] else "rec"
         raise ConfigError(f"{which}={det if inference_dirs[0] else rec} is an exported inference model and the "
                           "other is not: give both as inference models (run by PaddleX) or both as weights / runs")
-    _set_paddle_device(device)
-    det_loaded = load_model(det, "det", model_name=det_model, tracking_uri=tracking_uri)
-    rec_loaded = load_model(rec, "rec", model_name=rec_model, rec_dict=rec_dict, tracking_uri=tracking_uri)
+    from workbench.engine.device import set_device
+
+    set_device(device)
+    det_loaded = load_model(det, "det", model_name=options.det_model, tracking_uri=options.tracking_uri)
+    rec_loaded = load_model(rec, "rec", model_name=options.rec_model, rec_dict=options.rec_dict,
+                            tracking_uri=options.tracking_uri)
     s = PipelineSettings.for_checkpoints(det_loaded, rec_loaded).with_overrides(**overrides)
     return WorkbenchPipeline(det_loaded, rec_loaded, s)
-
-
-def _set_paddle_device(device: str) -> None:
-    import paddle
-
-    if device == "cpu":
-        paddle.set_device("cpu")
-        return
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if device.startswith("gpu") and not has_gpu:
-        raise ConfigError(f"device={device} but this Paddle has no usable GPU")
-    paddle.set_device(device if device.startswith("gpu") else ("gpu" if has_gpu else "cpu"))
 
 
 # --- one image, attributed --------------------------------------------------------------------------------------

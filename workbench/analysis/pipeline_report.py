@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from workbench.analysis import html as H
+from workbench.reports import html as H
 from workbench.analysis.attribution import (
     BELOW_THRESHOLD, CORRECT, DESCRIPTIONS, FALSE_POSITIVE, MERGED, MISREAD_CROP, MISREAD_REC, MISSED, MODULE_OF,
     ORIENTATION, OUTCOMES, SPLIT, Verdict,
 )
-from workbench.analysis.records import plain, write_csv, write_jsonl
+from workbench.reports.records import plain, write_csv, write_jsonl
 
 #: outcome colours, BGR for OpenCV (the legend shows the same)
 COLOURS = {
@@ -320,23 +321,31 @@ def _timing_table(timings: dict) -> H.Markup:
 
 
 # --- the report ---------------------------------------------------------------------------------------------------
-def write_pipeline_report(
-    images: Sequence[dict],
-    gts: Sequence[dict],
-    verdict: Verdict | dict,
-    out_dir: str | Path,
-    *,
-    title: str = "OCR pipeline: error attribution",
-    info: Optional[dict] = None,
-    settings: Optional[dict] = None,
-    timings: Optional[dict] = None,
-    next_set: Optional[dict] = None,
-    max_cases: int = 40,
-    examples_per_outcome: int = 12,
-) -> list[Path]:
+@dataclass
+class RunFacts:
+    """What the report says about the run besides its rows: where it came from (``info``), the pipeline settings,
+    the timings (:func:`summarize_timings`) and the next training set (``NextTrainingSet.close()``)."""
+
+    info: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    next_set: dict = field(default_factory=dict)
+
+
+@dataclass
+class PageOptions:
+    title: str = "OCR pipeline: error attribution"
+    max_cases: int = 40  # images pictured, worst first
+    examples_per_outcome: int = 12
+
+
+def write_pipeline_report(images: Sequence[dict], gts: Sequence[dict], verdict: Verdict | dict, out_dir: str | Path,
+                          *, facts: RunFacts = RunFacts(), page: PageOptions = PageOptions()) -> list[Path]:
     """Write the tables, ``summary.json`` and ``report.html`` (module docstring); returns the files written."""
     import json
 
+    title, max_cases, examples_per_outcome = page.title, page.max_cases, page.examples_per_outcome
+    info, settings, timings, next_set = facts.info, facts.settings, facts.timings, facts.next_set
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     v = plain(verdict.to_dict() if isinstance(verdict, Verdict) else dict(verdict))
@@ -439,7 +448,7 @@ def write_pipeline_report(
 
 def gt_rows(image_row: dict, outcomes: Sequence[dict]) -> list[dict]:
     """Per-GT rows for the tables: the outcome dicts with the image's identity, the GT polygon and box height."""
-    from workbench.analysis.det_report import box_geometry
+    from workbench.reports.det_report import box_geometry
 
     out = []
     for o in outcomes:

@@ -1,13 +1,19 @@
-"""`wb data check`: check label files and images before training (see ``workbench/data/check.py``).
+"""`wb data check`: check label files and images before training (see ``workbench/data/check/``).
 
     wb data check rec /my/train.txt --val /my/val.txt --dict ppocrv5_dict.txt
     wb data check det /my/det_train.txt
     wb data check recipe=rec_finetune [data.train=...] [model=...]    # the data and dictionary a recipe trains on
+    wb data check --list-codes
+
+Exit code: 0 = the data would train under the chosen policy; 1 = it would not; 2 = bad command line / unreadable
+dictionary. The kinds are the registered tasks (``workbench.tasks.registry``); each brings its own options.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
@@ -17,24 +23,71 @@ def main(argv: list[str]) -> int:
     rest = argv[1:]
     if any(a.startswith("recipe=") for a in rest):
         return check_recipe(rest)
-    from workbench.data.check import main as check_main
+    return check_files(rest)
 
-    return check_main(rest)
+
+def build_parser() -> argparse.ArgumentParser:
+    from workbench.tasks import registry
+
+    p = argparse.ArgumentParser(
+        prog="wb data check",
+        description="Check label files and their images before training. Exit code 0: the data would train under "
+                    "the policy; 1: it would not; 2: bad arguments.")
+    p.add_argument("kind", choices=registry.names(),
+                   help=", ".join(f"{e.name}: {e.title} labels" for e in registry.TASKS.values()))
+    p.add_argument("files", nargs="+", type=Path, help="training label file(s)")
+    p.add_argument("--val", nargs="+", type=Path, default=[], action="extend", help="validation label file(s)")
+    for entry in registry.TASKS.values():
+        entry.label_check.add_arguments(p)
+    p.add_argument("--root", type=Path, help="image paths are relative to this folder (default: each label "
+                   "file's folder)")
+    p.add_argument("--policy", choices=("strict", "skip"), default="strict",
+                   help="the data policy training will use (default strict)")
+    p.add_argument("--accept", action="append", default=[], metavar="CODE",
+                   help="accept an acceptable error code as a warning (e.g. truncated_image)")
+    p.add_argument("--out", type=Path, help="report folder (default outputs/data_check/<kind>-<time>)")
+    p.add_argument("--write-clean", action="store_true",
+                   help="write <label>.clean.txt next to each label file without the lines with errors")
+    p.add_argument("--no-pictures", action="store_true", help="skip the montage and histograms")
+    p.add_argument("--no-decode", action="store_true", help="read image headers only (faster, sees less)")
+    p.add_argument("--workers", type=int, default=2, help="image reading threads (2)")
+    p.add_argument("--examples", type=int, default=5, help="examples per finding code in the report (5)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on a terminal, for large sets)")
+    return p
+
+
+def check_files(argv: list[str]) -> int:
+    """``wb data check <kind> FILE...``; returns the exit code."""
+    from workbench.data.check import codes_table, run_check
+    from workbench.data.findings import DataPolicy
+    from workbench.errors import WorkbenchError
+    from workbench.tasks import registry
+
+    if "--list-codes" in argv:
+        print(codes_table())
+        return 0
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse exits on --help (0) and on bad arguments (2)
+        return int(e.code or 0)
+    try:
+        check = registry.get(args.kind).label_check.from_args(args)
+        report = run_check(check, args.files, args.val, out_dir=args.out, write_clean=args.write_clean,
+                           pictures=not args.no_pictures, policy=DataPolicy(args.policy, frozenset(args.accept)),
+                           root=args.root, decode_images=not args.no_decode, workers=args.workers,
+                           progress=args.progress, examples=args.examples)
+    except WorkbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return report.exit_code
 
 
 def check_recipe(overrides: list[str]) -> int:
     """The same check `wb train` runs first, on the composed recipe's data (demo set included) and dictionary."""
-    from hydra import compose, initialize_config_dir
+    from workbench.api import check_data
 
-    from workbench.config.compose import recipes_dir, register_schema, to_typed
-    from workbench.data.check import run_check
-    from workbench.tasks import build_task
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
-        cfg = to_typed(compose(config_name="train", overrides=overrides))
-    task = build_task(cfg)
-    report = run_check(cfg.task, [p for p, _ in task.files.train], [p for p, _ in task.files.val],
-                       **task.check_options())
+    report = check_data(overrides)
     print(report.summary())
     return report.exit_code

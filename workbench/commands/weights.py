@@ -11,8 +11,8 @@ shape), so a truncated or damaged file is moved aside instead of used. ``--offli
 touches the network and says where to put the file.
 
 ``import`` turns an ONNX export or a Paddle inference folder into a training-graph ``.pdparams`` (see
-``workbench.weights.importers``), checks it against the source model run by its own runtime (onnxruntime /
-Paddle Inference) and prints the figures. Next to ``--out`` it writes ``<out>.import.json`` (what was mapped,
+``workbench.weights.importers``; the work is ``workbench.weights.importing.import_weights``), checks it against
+the source model run by its own runtime (onnxruntime / Paddle Inference) and prints the figures. Next to ``--out`` it writes ``<out>.import.json`` (what was mapped,
 what was initialised, the parity figures) and, for recognition, ``<out>.dict.txt`` (the dictionary; an official
 dictionary is also put into the cache, where ``wb train`` / ``wb eval`` look for it, so no download is needed).
 """
@@ -20,22 +20,8 @@ dictionary is also put into the cache, where ``wb train`` / ``wb eval`` look for
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
 import sys
 from pathlib import Path
-from typing import Optional
-
-import numpy as np
-
-from workbench.errors import WeightsError
-
-log = logging.getLogger("workbench.weights")
-
-# A wrong mapping gives differences of order 0.1..1; float32 re-ordering gives ~1e-5 (see tests/test_weights_import.py).
-PARITY_TOLERANCE = 1e-3
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,169 +62,41 @@ def main(argv: list[str]) -> int:
 
 
 def fetch_command(args) -> int:
+    from workbench.models import zoo
+    from workbench.tasks import registry
     from workbench.weights.fetch import sha256_of
-    from workbench.weights.pretrained import check_state_dict_fits, fetch_official_pretrained
+    from workbench.weights.pretrained import fetch_checked
 
-    path = fetch_official_pretrained(args.name, cache=args.cache_dir, mirror=args.mirror,
-                                     offline=True if args.offline else None, progress=not args.no_progress)
-    try:
-        tensors = check_state_dict_fits(args.name, path)
-    except WeightsError as exc:
-        bad = path.with_name(path.name + ".corrupt")
-        os.replace(path, bad)
-        path.with_name(path.name + ".sha256").unlink(missing_ok=True)
-        raise WeightsError(f"{exc}\n  The file was moved to {bad}; run the command again to download it anew.") from None
+    path, tensors = fetch_checked(args.name, cache=args.cache_dir, mirror=args.mirror,
+                                  offline=True if args.offline else None, progress=not args.no_progress)
     print(f"{args.name}: {path}")
     print(f"  {path.stat().st_size:,} bytes, sha256 {sha256_of(path)}, {tensors} tensors fit the training graph")
-    print(f"  use it: wb train recipe=... model.name={args.name} model.pretrained={args.name}")
+    recipe = registry.get(zoo.get_spec(args.name).task).recipe
+    print(f"  use it: wb train recipe={recipe} model.name={args.name} model.pretrained={args.name} "
+          "data.train=... data.val=...")
     return 0
 
 
 # ------------------------------------------------------------------------------------------------ import
 
 
-def _image_paths(source: Path, limit: int) -> list[Path]:
-    """Up to ``limit`` image paths from a label file (PaddleOCR format, first column) or a folder."""
-    from workbench.data.labels import read_label_lines, resolve_image_path
-
-    if source.is_dir():
-        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    elif source.is_file():
-        lines, findings = read_label_lines(source)
-        if not lines:
-            raise WeightsError(f"{source}: no usable label lines" + (f" ({findings[0]})" if findings else ""))
-        paths = [resolve_image_path(source, line.path) for line in lines]
-    else:
-        raise WeightsError(f"{source}: no such label file or image folder")
-    if not paths:
-        raise WeightsError(f"{source}: no images found")
-    if len(paths) > limit:  # spread over the whole set, deterministically
-        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
-    return paths
-
-
-def _read_images(source: Path, limit: int) -> list[np.ndarray]:
-    from workbench.data.images import read_image
-
-    return [read_image(p, allow_truncated=True) for p in _image_paths(source, limit)]
-
-
-def _resolve_dictionary(args, result_dictionary, spec, num_classes):
-    """(Charset, where it came from) for a rec import."""
-    from workbench.data.charset import Charset
-
-    if args.dict is not None:
-        return Charset.from_file(args.dict), str(args.dict)
-    if result_dictionary:
-        return Charset(result_dictionary, use_space_char=True, source="inference.yml"), "inference.yml"
-    if spec.dictionary is not None and spec.dictionary.num_ctc_classes == num_classes:
-        from workbench.weights.pretrained import fetch_dictionary
-
-        path = fetch_dictionary(spec.dictionary)
-        return Charset.from_file(path), f"official {spec.dictionary.file_name}"
-    raise WeightsError(f"{args.source}: a recognition model needs its dictionary: pass --dict FILE "
-                       f"({num_classes} CTC classes = {num_classes - 2} dictionary lines + blank + space)")
-
-
-def _write_dictionary(charset, out: Path, spec) -> tuple[Path, Optional[Path]]:
-    """``<out>.dict.txt`` (LF line ends) and, when it is the official dictionary byte for byte, a copy in the
-    cache where ``fetch_dictionary`` finds it."""
-    from workbench.weights.fetch import cache_dir
-
-    text = "".join(ch + "\n" for ch in charset.characters).encode("utf-8")  # = what Charset.sha256 hashes
-    path = out.with_name(out.stem + ".dict.txt")
-    path.write_bytes(text)
-    cached = None
-    official = spec.dictionary
-    if official is not None and charset.sha256 == official.sha256:
-        cached = cache_dir() / "dictionaries" / official.file_name
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        if not cached.is_file():
-            cached.write_bytes(text)
-    return path, cached
-
-
 def import_command(args) -> int:
-    import paddle
+    from workbench.tasks import registry
+    from workbench.weights.importing import ImportOptions, prepare_import, write_import
 
-    from workbench.models import zoo
-    from workbench.weights import importers as imp
-
-    source = args.source.expanduser()
-    kind = imp.inference_source_kind(source)
-    yml = imp.read_inference_yml(source) if kind == "paddle" else None
-    name = imp.resolve_model_name(kind, source, args.model, yml)
-    spec = zoo.get_spec(name)
-
-    charset = None
-    if spec.task == "rec":
-        # The class count is checked against the dictionary before anything is built.
-        units = imp.extract_units(imp.read_graph(source))
-        graph_classes = imp.ctc_classes(units)
-        yml_dict = ((yml or {}).get("PostProcess") or {}).get("character_dict")
-        charset, dict_source = _resolve_dictionary(args, yml_dict, spec, graph_classes)
-        if charset.num_ctc_classes != graph_classes:
-            raise WeightsError(f"{source} outputs {graph_classes} classes but the dictionary ({dict_source}) gives "
-                               f"{charset.num_ctc_classes} ({len(charset)} lines + blank + space): wrong dictionary")
-
-    if args.calib is not None:
-        count = args.calib_count or (64 if spec.task == "rec" else 8)
-        calibration = imp.preprocess_images(spec.task, _read_images(args.calib, count))
-        calibration_name = f"{count} images from {args.calib}"
-    else:
-        calibration, calibration_name = None, "synthetic text images (pass --calib with your training data for " \
-                                              "statistics that match it)"
-    result = imp.import_inference_model(source, model_name=name, num_classes=charset.num_ctc_classes if charset
-                                        else None, calibration=calibration, calibration_name=calibration_name,
-                                        seed=args.seed)
-
-    # --- self-check against the source runtime
-    if args.probe is not None:
-        probe = imp.preprocess_images(spec.task, _read_images(args.probe, args.probe_count), pipeline=True)
-        probe_name = f"{len(probe)} images from {args.probe}"
-    else:
-        probe = imp.synthetic_inputs(spec.task, count=8 if spec.task == "rec" else 1, seed=args.seed + 1)
-        probe_name = "synthetic text images"
-    decode = None
-    if charset is not None:
-        from workbench.postprocess.ctc import CTCDecoder
-
-        decode = CTCDecoder(charset)
-    parity = imp.compare_with_source(result.model, imp.source_runtime(source), probe, decode=decode)
-    parity.update(probe=probe_name, runtime="onnxruntime" if kind == "onnx" else "Paddle Inference",
-                  tolerance=PARITY_TOLERANCE)
-    result.report.parity = parity
-    print(result.report.summary())
-    print(f"  self-check vs {parity['runtime']} on {probe_name}: {parity['samples']} samples, "
-          f"max |diff| {parity['max_abs_diff']:.2e}, mean |diff| {parity['mean_abs_diff']:.2e}"
-          + (f", decoded texts differing: {parity['text_mismatches']}" if decode else ""))
-    if parity["max_abs_diff"] > PARITY_TOLERANCE:
-        raise WeightsError(f"the imported model does not reproduce {source} (max |diff| "
-                           f"{parity['max_abs_diff']:.3g} > {PARITY_TOLERANCE}); nothing was written")
-    if parity.get("text_mismatches"):
-        log.warning("decoded texts differ on %d probe samples (near-ties flip the arg-max): %s",
-                    parity["text_mismatches"], parity["mismatched"])
-
-    # --- write
-    out = args.out.expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    paddle.save(result.model.state_dict(), str(tmp))
-    os.replace(tmp, out)
-    record = {"weights": str(out), **result.report.to_dict()}
-    usage = f"model.name={name} model.pretrained={out}"
-    if charset is not None:
-        dict_path, cached = _write_dictionary(charset, out, spec)
-        record["dictionary"] = {"file": str(dict_path), "source": dict_source, "lines": len(charset),
-                                "sha256": charset.sha256, "official_copy_in_cache": str(cached) if cached else None}
-        if cached is None:
-            usage += f" model.character_dict={dict_path}"
-    out.with_name(out.stem + ".import.json").write_text(json.dumps(record, indent=1, ensure_ascii=False, default=str))
-    print(f"wrote {out} (+ {out.stem}.import.json{', ' + out.stem + '.dict.txt' if charset is not None else ''})")
-    print(f"  fine-tune: wb train recipe={spec.task}_finetune {usage} data.train=... data.val=...")
-    print(f"  baseline:  wb eval recipe={spec.task}_finetune checkpoint={out} data.val=..."
-          + ("" if charset is None or record["dictionary"]["official_copy_in_cache"] else
-             f" model.character_dict={record['dictionary']['file']}"))
+    prepared = prepare_import(ImportOptions(
+        source=args.source, out=args.out, model=args.model, dictionary=args.dict, calib=args.calib,
+        calib_count=args.calib_count, probe=args.probe, probe_count=args.probe_count, seed=args.seed))
+    print(prepared.result.report.summary())
+    print("  " + prepared.self_check_line())
+    prepared.check_parity()
+    done = write_import(prepared)
+    recipe = registry.get(done.task).recipe
+    out = done.out
+    print(f"wrote {out} (+ {out.stem}.import.json{', ' + out.stem + '.dict.txt' if done.dictionary else ''})")
+    print(f"  fine-tune: wb train recipe={recipe} {done.usage} data.train=... data.val=...")
+    # `wb eval` reads the model name and the dictionary from the files written beside the weights
+    print(f"  baseline:  wb eval recipe={recipe} checkpoint={out} data.val=...")
     return 0
 
 

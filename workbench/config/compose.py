@@ -40,6 +40,21 @@ def to_typed(cfg: DictConfig) -> TrainConfig:
         raise ConfigError(f"invalid config: {exc}".strip()) from None
 
 
+def compose_train_config(overrides: list[str]) -> TrainConfig:
+    """The typed config of ``wb train`` / ``wb eval`` for Hydra ``overrides`` (``recipe=rec_finetune``, ...),
+    composed outside a Hydra app (the data check, the multi-device launcher, the Python API)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
+        try:
+            composed = compose(config_name="train", overrides=list(overrides))
+        except HydraException as exc:  # a misspelt key or group: one line naming it
+            raise ConfigError(" ".join(str(exc).split("\n")[:1])) from None
+        return to_typed(composed)
+
+
 def to_plain_dict(cfg: TrainConfig) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 

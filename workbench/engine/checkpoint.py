@@ -207,7 +207,7 @@ def find_checkpoint(ref: str | Path, prefer: str = "latest") -> Path:
     """Resolve a run directory or checkpoint directory to a checkpoint directory.
 
     ``ref`` may be the checkpoint dir itself, or a run dir holding ``checkpoints/<prefer>``.
-    (MLflow run ids are resolved by ``workbench.tracking.runs``.)
+    (MLflow run ids are resolved by ``workbench.engine.runs``.)
     """
     p = Path(ref)
     if is_checkpoint_dir(p):

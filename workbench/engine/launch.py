@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from workbench.errors import ConfigError
 
@@ -43,22 +43,23 @@ def launch_command(argv: list[str], *, devices: int, nodes: int, master: Optiona
     return cmd + [str(cli), "train", *passthrough, f"trainer.output_dir={run_dir}", f"hydra.run.dir={run_dir}"]
 
 
-def maybe_launch(argv: list[str]) -> Optional[int]:
+def maybe_launch(argv: list[str], prepare: Optional[Callable] = None) -> Optional[int]:
     """If the composed config asks for several devices and we are not a launched worker yet, launch the workers
-    and return their exit code; otherwise return None (train in this process)."""
+    and return their exit code; otherwise return None (train in this process). ``prepare(cfg)`` runs once before
+    the workers start (e.g. generating the demo set once for all ranks)."""
     if inside_launched_worker() or any(a in ("-m", "--multirun") for a in argv):
         return None  # a sweep's trials are checked in run_training (check_not_unlaunched)
     cfg = _compose(argv)
     t = cfg.trainer
     if t.devices <= 1 and t.nodes <= 1:
         return None
-    device = _device_kind(t.device)
+    from workbench.engine.device import device_kind
+
+    device = device_kind(t.device, key="trainer.device")
     run_dir = Path(t.output_dir or Path("runs") / cfg.task / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.data.train is None:  # the demo set, generated once for all ranks
-        from workbench.tasks.common import resolve_data_files
-
-        resolve_data_files(cfg.data, cfg.task)
+    if prepare is not None:
+        prepare(cfg)
     cmd = launch_command(argv, devices=t.devices, nodes=t.nodes, master=t.master, node_rank=t.node_rank,
                          device=device, run_dir=run_dir.resolve())
     print("launching:", " ".join(cmd), flush=True)
@@ -74,21 +75,7 @@ def check_launched(devices: int, nodes: int) -> None:
         )
 
 
-def _device_kind(want: str) -> str:
-    import paddle
-
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if want == "gpu" and not has_gpu:
-        raise ConfigError("trainer.device=gpu but this Paddle has no usable GPU")
-    return "gpu" if (has_gpu and want in ("auto", "gpu")) else "cpu"
-
-
 def _compose(argv: list[str]):
-    from hydra import compose, initialize_config_dir
+    from workbench.config.compose import compose_train_config
 
-    from workbench.config.compose import recipes_dir, register_schema, to_typed
-
-    register_schema()
-    overrides = [a for a in argv if not a.startswith("-") and not a.startswith("hydra.")]
-    with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
-        return to_typed(compose(config_name="train", overrides=overrides))
+    return compose_train_config([a for a in argv if not a.startswith("-") and not a.startswith("hydra.")])

@@ -17,9 +17,9 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from workbench.engine.distributed import DistEnv, all_gather_objects, all_reduce
 from workbench.engine.loader import BatchLoader, EpochSampler
 from workbench.engine.schedule import build_scheduler
 from workbench.errors import ConfigError
-from workbench.tasks.base import EvalResult, Task, WeightsReport
+from workbench.engine.task import EvalResult, Task, WeightsReport
 from workbench.tracking.mlflow import RUN_DIR_TAG, Tracker
 
 log = logging.getLogger("workbench.train")
@@ -47,19 +47,11 @@ def seed_everything(seed: int) -> None:
 
 
 def set_device(cfg: TrainConfig, env: DistEnv) -> str:
-    import paddle
+    """``trainer.device`` for this process (its GPU is the launcher's local rank); ``trainer.num_threads`` on CPU."""
+    from workbench.engine.device import set_device as use_device
 
-    want = cfg.trainer.device
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if want == "gpu" and not has_gpu:
-        raise ConfigError("trainer.device=gpu but this Paddle has no usable GPU (install paddlepaddle-gpu)")
-    device = "gpu" if (want == "gpu" or (want == "auto" and has_gpu)) else "cpu"
-    paddle.set_device(f"gpu:{env.local_rank}" if device == "gpu" else "cpu")
-    if device == "cpu" and cfg.trainer.num_threads:
-        from paddle.base import core  # Paddle 3 has no public setter for its CPU math threads
-
-        core.set_num_threads(int(cfg.trainer.num_threads))
-    return device
+    return use_device(cfg.trainer.device, key="trainer.device", local_rank=env.local_rank,
+                      num_threads=cfg.trainer.num_threads)
 
 
 def amp_plan(cfg: TrainConfig, device: str) -> dict:
@@ -124,8 +116,45 @@ def build_optimizer(cfg: TrainConfig, model, scheduler):
     raise ConfigError(f"optim.name={o.name!r}: choose adam or adamw")
 
 
+@dataclass
+class FinishedTraining:
+    """What an after-training hook gets: the run's best evaluation, on the main process, before the tracking run
+    is closed (so the hook can log into it)."""
+
+    run_dir: Path
+    best: EvalResult
+    global_step: int
+    tracker: Tracker
+
+
+@dataclass
+class FitState:
+    """What one :meth:`Trainer.fit` builds for its loop: the model (and its data-parallel wrapper), the
+    optimisation, the data, the step budget, and the micro-batches whose gradients are not applied yet (an
+    interruption redoes them on resume)."""
+
+    model: Any
+    train_model: Any  # ``model``, or its paddle.DataParallel wrapper
+    loss_fn: Any
+    loader: BatchLoader
+    optimizer: Any
+    scheduler: Any
+    scaler: Any  # paddle.amp.GradScaler (float16 AMP) or None
+    ema: Any  # ModelEMA or None
+    amp: dict  # amp_plan()
+    val_ds: Any  # None: no evaluation
+    steps_per_epoch: int
+    total_steps: int
+    accum: int  # micro-batches per optimizer step
+    pending_micro: int = 0
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, task: Task, run_dir: Path, env: Optional[DistEnv] = None):
+    """``after_training``: callables run with a :class:`FinishedTraining` when training ends with a best
+    evaluation (e.g. the baseline comparison ``workbench.api`` wires in when ``tracking.baseline_run`` is set)."""
+
+    def __init__(self, cfg: TrainConfig, task: Task, run_dir: Path, env: Optional[DistEnv] = None,
+                 after_training: Sequence[Callable[[FinishedTraining], None]] = ()):
         self.cfg = cfg
         self.task = task
         self.run_dir = Path(run_dir)
@@ -135,6 +164,8 @@ class Trainer:
         self.state = ckpt.TrainState()
         self.weights_report = WeightsReport()
         self.step_log: list[dict] = []  # the figures of every logged step (benchmarks read them)
+        self.after_training = list(after_training)
+        self.best_eval: Optional[EvalResult] = None  # the evaluation that made the current best checkpoint
 
     # ------------------------------------------------------------------------------------------------------
     def fit(self) -> ckpt.TrainState:
@@ -200,6 +231,8 @@ class Trainer:
         # find_unused_parameters: some official graphs hold parameters no forward uses (server backbone
         # last_conv/fc), and the NRTR branch is skipped when a batch has no NRTR labels.
         train_model = paddle.DataParallel(model, find_unused_parameters=True) if env.enabled else model
+        fit = FitState(model, train_model, loss_fn, loader, optimizer, scheduler, scaler, ema, amp, val_ds,
+                       steps_per_epoch, total_steps, accum)
         self.state.world_size, self.state.batch_size, self.state.grad_accum_steps = (
             env.world_size, cfg.data.batch_size, accum)
 
@@ -218,29 +251,26 @@ class Trainer:
         stop = False
         try:
             while st.epoch < max_epochs and not stop:
-                stop = self._train_epoch(
-                    train_model, model, loss_fn, loader, optimizer, scheduler, scaler, ema, amp,
-                    steps_per_epoch, total_steps, accum, val_ds,
-                )
+                stop = self._train_epoch(fit)
                 if stop:
                     break
                 st.epoch += 1
                 st.batch_in_epoch = 0
                 due = cfg.trainer.eval_every_epochs and st.epoch % cfg.trainer.eval_every_epochs == 0
                 if val_ds is not None and due:
-                    stop = self._evaluate_and_checkpoint(model, optimizer, scheduler, ema, scaler, val_ds)
+                    stop = self._evaluate_and_checkpoint(fit)
                 else:
-                    self._save("latest", model, optimizer, ema, scaler)
+                    self._save("latest", fit)
             # Always finish with an evaluation of the final weights unless one just happened.
             if val_ds is not None and st.last_metrics.get("_step") != st.global_step:
-                self._evaluate_and_checkpoint(model, optimizer, scheduler, ema, scaler, val_ds)
+                self._evaluate_and_checkpoint(fit)
             st.finished = True
-            self._save("latest", model, optimizer, ema, scaler)
+            self._save("latest", fit)
         except KeyboardInterrupt:
             # Gradients of an unfinished accumulation are lost with the process: resume before those batches.
-            st.batch_in_epoch -= getattr(self, "_pending_micro", 0)
+            st.batch_in_epoch -= fit.pending_micro
             log.warning("interrupted: saving 'latest' at step %d (resume with trainer.resume=%s)", st.global_step, self.run_dir)
-            self._save("latest", model, optimizer, ema, scaler)
+            self._save("latest", fit)
             self.tracker.set_tags({"wb.interrupted": "true"})
             self.tracker.finish("KILLED")
             loader.close()
@@ -270,14 +300,13 @@ class Trainer:
                 if isinstance(layer, (nn.BatchNorm, nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.SyncBatchNorm)):
                     layer.eval()
 
-    def _train_epoch(
-        self, train_model, model, loss_fn, loader, optimizer, scheduler, scaler, ema, amp,
-        steps_per_epoch, total_steps, accum, val_ds,
-    ) -> bool:
+    def _train_epoch(self, fit: FitState) -> bool:
         """Run (the rest of) one epoch. Returns True when training should stop (max_steps / early stop)."""
         import paddle
 
         cfg, st, env = self.cfg, self.state, self.env
+        train_model, model, optimizer, scaler, amp = fit.train_model, fit.model, fit.optimizer, fit.scaler, fit.amp
+        steps_per_epoch, total_steps, accum = fit.steps_per_epoch, fit.total_steps, fit.accum
         self._train_mode(train_model)
         bar = None
         if env.is_main and cfg.trainer.progress_bar:
@@ -292,8 +321,8 @@ class Trainer:
         sums: dict[str, float] = {}
         # Only whole optimizer steps per epoch: a partial gradient accumulation would leak into the next epoch.
         batches_this_epoch = steps_per_epoch * accum
-        self._pending_micro = 0
-        for batch in loader.iter_epoch(st.epoch, start_batch=st.batch_in_epoch):
+        fit.pending_micro = 0
+        for batch in fit.loader.iter_epoch(st.epoch, start_batch=st.batch_in_epoch):
             if st.batch_in_epoch >= batches_this_epoch:
                 break
             if batch is None:  # every sample of this batch was skipped by the data policy
@@ -305,7 +334,7 @@ class Trainer:
                 with paddle.amp.auto_cast(
                     enable=amp["enabled"], level=amp.get("level", "O1"), dtype=amp.get("dtype", "float16")
                 ):
-                    losses, n = self.task.training_step(train_model, loss_fn, batch)
+                    losses, n = self.task.training_step(train_model, fit.loss_fn, batch)
                 loss = losses["loss"] / accum
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -314,7 +343,7 @@ class Trainer:
             # Counted only once its gradients exist: an interrupted batch is redone on resume.
             st.batch_in_epoch += 1
             micro += 1
-            self._pending_micro += 1
+            fit.pending_micro += 1
             window_samples += n
             step_samples += n
             for k, v in losses.items():
@@ -327,10 +356,10 @@ class Trainer:
             else:
                 optimizer.step()
             optimizer.clear_grad()
-            self._pending_micro = 0
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
+            fit.pending_micro = 0
+            fit.scheduler.step()
+            if fit.ema is not None:
+                fit.ema.update(model)
             st.global_step += 1
             st.samples_seen += step_samples * env.world_size
             step_samples = 0
@@ -357,8 +386,9 @@ class Trainer:
                                  st.epoch + 1, " ".join(f"{k}={v:.4f}" for k, v in sorted(avg.items())),
                                  optimizer.get_lr(), sps)
                 window_t0, window_samples, micro, sums = time.perf_counter(), 0, 0, {}
-            if cfg.trainer.eval_every_steps and st.global_step % cfg.trainer.eval_every_steps == 0 and val_ds is not None:
-                if self._evaluate_and_checkpoint(model, optimizer, scheduler, ema, scaler, val_ds):
+            due = cfg.trainer.eval_every_steps and st.global_step % cfg.trainer.eval_every_steps == 0
+            if due and fit.val_ds is not None:
+                if self._evaluate_and_checkpoint(fit):
                     return True
                 self._train_mode(train_model)
             if st.global_step >= total_steps:
@@ -393,10 +423,10 @@ class Trainer:
         records.sort(key=lambda r: r["index"])  # batches may be grouped by input width
         return self.task.score(records)
 
-    def _evaluate_and_checkpoint(self, model, optimizer, scheduler, ema, scaler, val_ds) -> bool:
+    def _evaluate_and_checkpoint(self, fit: FitState) -> bool:
         """Evaluate, save latest (+ best when improved), log; returns True when early stopping fires."""
         cfg, st = self.cfg, self.state
-        result = self.evaluate(model, val_ds, weights=ema.weights() if ema is not None else None)
+        result = self.evaluate(fit.model, fit.val_ds, weights=fit.ema.weights() if fit.ema is not None else None)
         name = cfg.eval.select_metric
         if name not in result.metrics:
             raise ConfigError(f"eval.select_metric={name!r} is not computed; available: {sorted(result.metrics)}")
@@ -411,7 +441,7 @@ class Trainer:
         else:
             st.evals_without_improvement += 1
         st.last_metrics = {**result.metrics, "_step": st.global_step, "_epoch": st.epoch}
-        self._save("latest", model, optimizer, ema, scaler)
+        self._save("latest", fit)
         if better and self.env.is_main:
             ckpt.copy_checkpoint(self.ckpt_dir / "latest", self.ckpt_dir / "best")
         if self.env.is_main:
@@ -424,7 +454,7 @@ class Trainer:
                 name, st.best_metric, st.best_step,
             )
             if better:
-                self._best_eval = result
+                self.best_eval = result
         patience = cfg.trainer.early_stopping.patience
         if patience is not None and st.evals_without_improvement >= patience:
             log.info("early stopping: %s did not improve for %d evaluations", name, patience)
@@ -433,8 +463,9 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------------------------------------------
-    def _save(self, name: str, model, optimizer, ema, scaler) -> None:
+    def _save(self, name: str, fit: FitState) -> None:
         st = self.state
+        model, ema, scaler = fit.model, fit.ema, fit.scaler
         if not self.env.is_main:
             barrier(self.env)
             return
@@ -449,7 +480,7 @@ class Trainer:
             "select_metric": self.cfg.eval.select_metric,
             "metric_value": st.last_metrics.get(self.cfg.eval.select_metric),
         }
-        opt_state = ckpt.optimizer_state(optimizer, model)
+        opt_state = ckpt.optimizer_state(fit.optimizer, model)
         if scaler is not None:
             opt_state = {**opt_state, "__grad_scaler__": scaler.state_dict()}
         from omegaconf import OmegaConf
@@ -470,7 +501,7 @@ class Trainer:
         ref = self.cfg.trainer.resume
         if not ref:
             return None
-        from workbench.tracking.runs import resolve_checkpoint
+        from workbench.engine.runs import resolve_checkpoint
 
         path = resolve_checkpoint(ref, prefer="latest", tracking_uri=self.cfg.tracking.tracking_uri)
         return ckpt.read_checkpoint(path)
@@ -492,7 +523,6 @@ class Trainer:
         self._convert_position(optimizer)
         w = c.meta.get("weights") or {}
         self.weights_report = WeightsReport(**w) if w else WeightsReport()
-        self._resumed_run_id = c.meta.get("mlflow_run_id")
         ckpt.restore_rng(c.state.rng)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", c.path, c.state.global_step, c.state.epoch,
                  c.state.batch_in_epoch)
@@ -524,7 +554,7 @@ class Trainer:
         cfg, env = self.cfg, self.env
         if not (cfg.tracking.enabled and env.is_main):
             return
-        run_id = getattr(self, "_resumed_run_id", None) if resume_from is not None else None
+        run_id = resume_from.meta.get("mlflow_run_id") if resume_from is not None else None
         tags = {
             RUN_DIR_TAG: str(self.run_dir.resolve()),
             "wb.task": self.task.name,
@@ -555,12 +585,12 @@ class Trainer:
             self.tracker.set_tags({"wb.resumed_at_step": self.state.global_step})
 
     def _finish_tracking(self) -> None:
-        """Report of the best evaluation, comparison with the baseline run, checkpoints: into the run dir + MLflow."""
+        """Report of the best evaluation, the after-training hooks, checkpoints: into the run dir + MLflow."""
         if not self.env.is_main:
             return
         st = self.state
         best = self.ckpt_dir / "best"
-        result = getattr(self, "_best_eval", None)
+        result = self.best_eval
         info = {"model": self.cfg.model.name, "run_dir": str(self.run_dir), "best_step": st.best_step,
                 "mlflow_run": self.tracker.run_id}
         if result is not None:
@@ -569,40 +599,15 @@ class Trainer:
             if self.cfg.eval.report:
                 for f in self.task.write_report(result, self.run_dir / "report", info=info):
                     self.tracker.log_artifact(f, "report")
-            if self.cfg.tracking.baseline_run:
-                self._compare_with_baseline(result)
+            finished = FinishedTraining(self.run_dir, result, st.global_step, self.tracker)
+            for hook in self.after_training:
+                hook(finished)
         if self.cfg.tracking.log_checkpoints:
             if best.is_dir():
                 self.tracker.log_artifact(best, "checkpoints/best")
             self.tracker.log_artifact(self.ckpt_dir / "latest", "checkpoints/latest")
         self.tracker.log_metrics({"final/global_step": st.global_step}, step=st.global_step)
         self.tracker.finish("FINISHED")
-
-
-    def _compare_with_baseline(self, result: EvalResult) -> None:
-        """The guardrail against fine-tuning making things worse: this run's best evaluation next to the baseline
-        run's (e.g. `wb eval` of the stock weights), as metrics (``baseline/*``, ``vs_baseline/*``), a printed
-        table and the compare report (fixed / regressed samples) in the run."""
-        from workbench.analysis.compare import compare, format_text, load_side, write_outputs
-
-        ref = self.cfg.tracking.baseline_run
-        try:
-            base = load_side(ref, self.cfg.tracking.tracking_uri, workdir=self.run_dir / ".baseline")
-            mine = load_side(str(self.run_dir), self.cfg.tracking.tracking_uri)
-            c = compare(base, mine, self.cfg.eval.select_metric)
-        except Exception as exc:  # the comparison must not fail a finished training
-            log.warning("could not compare with baseline run %s: %s", ref, exc)
-            return
-        deltas = {}
-        for k, v in result.metrics.items():
-            if k in base.metrics:
-                deltas[f"baseline/{k}"] = base.metrics[k]
-                deltas[f"vs_baseline/{k}"] = v - base.metrics[k]
-        self.tracker.log_metrics(deltas, step=self.state.global_step)
-        self.tracker.set_tags({"wb.baseline_run": ref})
-        for f in write_outputs(c, self.run_dir / "compare_baseline"):
-            self.tracker.log_artifact(f, "compare_baseline")
-        log.info("compared with baseline %s:\n%s", ref, format_text(c))
 
 
 def _git_tags() -> dict:

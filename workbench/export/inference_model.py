@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-from workbench.engine.checkpoint import Checkpoint, read_checkpoint
+from workbench.engine.checkpoint import Checkpoint
 from workbench.errors import ExportError, WorkbenchError
+from workbench.paddlex_files import MODEL_FILE_PREFIX  # inference.json / .pdiparams / .yml
 
 log = logging.getLogger("workbench.export")
 
-Task = Literal["det", "rec"]
-MODEL_FILE_PREFIX = "inference"  # PaddleX looks for inference.json / inference.pdiparams / inference.yml
 
 __all__ = ["ExportSource", "load_export_source", "build_model", "save_inference_model", "MODEL_FILE_PREFIX"]
 
@@ -39,7 +38,7 @@ __all__ = ["ExportSource", "load_export_source", "build_model", "save_inference_
 class ExportSource:
     """A checkpoint that passed every check, with what the export needs to know about it."""
 
-    task: Task
+    task: str  # a registered task name (workbench.tasks.registry)
     checkpoint: Checkpoint
     model_name: str  # the workbench zoo name (e.g. rec_tiny, PP-OCRv5_mobile_rec)
     paddlex_name: str  # Global.model_name in inference.yml: a name PaddleX has registered
@@ -52,6 +51,13 @@ class ExportSource:
     @property
     def path(self) -> Path:
         return self.checkpoint.path
+
+    @property
+    def writer(self):
+        """The task's :class:`~workbench.tasks.export_writer.ExportWriter`."""
+        from workbench.tasks import registry
+
+        return registry.get(self.task).export_writer
 
     def describe(self) -> dict:
         """Provenance written into inference.yml, the README and the verification report."""
@@ -77,26 +83,29 @@ class ExportSource:
 
 def load_export_source(
     ref: str | Path,
-    task: Task,
+    task: str,
     *,
     prefer: str = "best",
     weights: Literal["auto", "model", "ema"] = "auto",
     dictionary: Optional[str | Path] = None,
     tracking_uri: Optional[str] = None,
 ) -> ExportSource:
-    """Resolve ``ref`` (run id / run dir / checkpoint dir) and check that it is fit for export.
+    """Resolve ``ref`` (run id / run dir / checkpoint dir: ``workbench.weights.refs``) and check that it is fit
+    for export.
 
     ``weights="auto"`` takes the EMA weights when the checkpoint has them (training evaluated, and chose ``best``,
     with them), else the raw weights. ``dictionary`` (rec) is only needed for a checkpoint without ``dict.txt``;
     when both exist they must be the same dictionary.
     """
-    from workbench.tracking.runs import resolve_checkpoint
+    from workbench.tasks import registry
+    from workbench.weights import refs
 
     try:
-        path = resolve_checkpoint(str(ref), prefer=prefer, tracking_uri=tracking_uri)
-        ckpt = read_checkpoint(path)
+        ckpt = refs.resolve(str(ref), stock=registry.get(task).stock_model, prefer=prefer, tracking_uri=tracking_uri,
+                            fetch=False).require_checkpoint(task)
     except WorkbenchError as exc:
         raise ExportError(f"{task}={ref}: {exc}") from None
+    path = ckpt.path
     where = f"{task}={ref} ({path})"
     meta = ckpt.meta
 
@@ -129,59 +138,14 @@ def load_export_source(
         raise ExportError(f"{where}: model {name} has no PaddleX name (ModelSpec.paddlex_name); PaddleX cannot load it")
     arch = dict(meta.get("arch") or {})
 
-    charset, image_shape = None, (3, 48, 320)
-    if task == "rec":
-        charset = _training_dictionary(ckpt, where, dictionary)
-        image_shape = tuple(int(v) for v in (meta.get("image_shape") or spec.image_shape or (3, 48, 320)))
-        if len(image_shape) != 3 or image_shape[0] != 3:
-            raise ExportError(f"{where}: meta.json image_shape={list(image_shape)} is not [3, H, W]")
+    from workbench.tasks import registry
 
+    facts = registry.get(task).export_writer.checkpoint_facts(ckpt, spec, where, dictionary)
     state, weights_file = _pick_weights(ckpt, weights, where)
     source = ExportSource(task=task, checkpoint=ckpt, model_name=str(name), paddlex_name=spec.paddlex_name,
-                          arch=arch, state_dict=state, weights_file=weights_file, charset=charset,
-                          image_shape=image_shape)
+                          arch=arch, state_dict=state, weights_file=weights_file, **facts)
     build_model(source)  # loads strictly: refuses weights that do not fit the architecture / dictionary
     return source
-
-
-def _training_dictionary(ckpt: Checkpoint, where: str, override: Optional[str | Path]):
-    from workbench.data.charset import Charset
-
-    meta = ckpt.meta
-    use_space = bool(meta.get("use_space_char", True))
-    if not use_space:
-        raise ExportError(
-            f"{where}: trained with use_space_char=false. PaddleX's CTCLabelDecode always appends a space class, "
-            "so the exported head would be one class short and every prediction shifted. Train with "
-            "model.use_space_char=true."
-        )
-    dict_file = ckpt.dict_file
-    if dict_file is None and override is None:
-        raise ExportError(f"{where}: no dict.txt in the checkpoint; pass rec_dict=<the training dictionary>")
-    charset = Charset.from_file(dict_file or override, use_space_char=True)
-    if dict_file is not None and override is not None:
-        other = Charset.from_file(override, use_space_char=True)
-        if other.sha256 != charset.sha256:
-            raise ExportError(
-                f"{where}: rec_dict={override} ({len(other)} lines, sha256 {other.sha256[:12]}) is not the "
-                f"dictionary the checkpoint trained with ({dict_file}: {len(charset)} lines, sha256 "
-                f"{charset.sha256[:12]})"
-            )
-    expected_sha = meta.get("dictionary_sha256")
-    if expected_sha is None:
-        raise ExportError(f"{where}: meta.json has no dictionary_sha256; cannot prove which dictionary it trained with")
-    if charset.sha256 != expected_sha:
-        raise ExportError(
-            f"{where}: dictionary {charset.source} has sha256 {charset.sha256[:12]}… but the run trained with "
-            f"{expected_sha[:12]}… (meta.json dictionary_sha256): decoding would map classes to the wrong characters"
-        )
-    expected_classes = meta.get("num_ctc_classes")
-    if expected_classes is not None and int(expected_classes) != charset.num_ctc_classes:
-        raise ExportError(
-            f"{where}: dictionary gives {charset.num_ctc_classes} CTC classes ({len(charset)} lines + blank + "
-            f"space) but meta.json num_ctc_classes={expected_classes}"
-        )
-    return charset
 
 
 def _pick_weights(ckpt: Checkpoint, weights: str, where: str) -> tuple[dict, str]:
@@ -208,11 +172,8 @@ def build_model(source: ExportSource):
     graph, as the workbench evaluates it)."""
     from workbench.models import zoo
 
-    try:
-        if source.task == "rec":
-            model = zoo.build_model(source.model_name, charset=source.charset, **source.arch)
-        else:
-            model = zoo.build_model(source.model_name, **source.arch)
+    try:  # a dictionary-sized head (rec) is sized by the training dictionary; other heads have their own size
+        model = zoo.build_model(source.model_name, charset=source.charset, **source.arch)
     except WorkbenchError as exc:
         raise ExportError(f"{source.path}: cannot rebuild {source.model_name} from meta.json: {exc}") from None
     load_exactly(model, source.state_dict, where=str(source.path / source.weights_file), source=source)
@@ -240,13 +201,9 @@ def load_exactly(model, state: dict, *, where: str, source: Optional[ExportSourc
 
 
 def input_spec(source: ExportSource):
-    """Dynamic input shapes: any batch and image size for det, any batch and width for rec (height fixed)."""
-    import paddle
-
-    if source.task == "det":
-        return [paddle.static.InputSpec([None, 3, None, None], "float32", name="x")]
-    _, height, _ = source.image_shape
-    return [paddle.static.InputSpec([None, 3, height, None], "float32", name="x")]
+    """Dynamic input shapes, as the task's writer says: any batch and image size for det, any batch and width for
+    rec (height fixed)."""
+    return source.writer.input_spec(source)
 
 
 def save_inference_model(source: ExportSource, out_dir: str | Path) -> dict:

@@ -32,11 +32,9 @@ from typing import Any, Optional
 import yaml
 
 from workbench.errors import ExportError
+from workbench import paddlex_files
 
-PIPELINE_YAML = "PaddleOCR.yaml"
-
-DET_PARAM_KEYS = ("limit_side_len", "limit_type", "max_side_limit", "thresh", "box_thresh", "unclip_ratio")
-REC_PARAM_KEYS = ("batch_size", "score_thresh")
+PIPELINE_YAML = paddlex_files.PIPELINE_YAML  # the file an export folder holds
 
 # Paddle Inference ops that crash under oneDNN in Paddle 3.3 (PIR attribute conversion of their scale list).
 ONEDNN_UNSAFE_OPS = ("nearest_interp", "bilinear_interp")
@@ -88,17 +86,41 @@ def build_pipeline_config(
     doc_unwarping: Optional[ModuleRef] = None,
     base: Optional[dict] = None,
 ) -> dict:
-    """PaddleX's default OCR config (``base``, default: the installed one) with our modules and settings."""
+    """PaddleX's default OCR config (``base``, default: the installed one) with our det and rec modules."""
+    return build_pipeline_config_from({"TextDetection": det, "TextRecognition": rec}, base=base,
+                                      textline_orientation=textline_orientation, doc_orientation=doc_orientation,
+                                      doc_unwarping=doc_unwarping)
+
+
+def _settings_keys() -> dict[str, tuple[str, ...]]:
+    """The settings each ``SubModules`` section takes, as the tasks' export writers write them."""
+    from workbench.tasks import registry
+
+    return {e.pipeline_module: e.export_writer.pipeline_keys for e in registry.TASKS.values()}
+
+
+def build_pipeline_config_from(
+    modules: dict[str, ModuleRef],
+    *,
+    textline_orientation: Optional[ModuleRef] = None,
+    doc_orientation: Optional[ModuleRef] = None,
+    doc_unwarping: Optional[ModuleRef] = None,
+    base: Optional[dict] = None,
+) -> dict:
+    """PaddleX's default OCR config (``base``, default: the installed one) with ``modules`` (``SubModules``
+    section name → module: each registered task's ``pipeline_module``) and the optional extra steps."""
     config = copy.deepcopy(base if base is not None else paddlex_default_ocr_config())
     if config.get("pipeline_name") != "OCR" or "SubModules" not in config:
         raise ExportError("paddlex's default OCR pipeline config has an unexpected layout (no SubModules)")
     subs = config["SubModules"]
-    for key, ref, allowed in (("TextDetection", det, DET_PARAM_KEYS), ("TextRecognition", rec, REC_PARAM_KEYS)):
+    allowed = _settings_keys()
+    for key, ref in modules.items():
         if key not in subs:
             raise ExportError(f"paddlex's default OCR pipeline config has no SubModules.{key}")
-        unknown = set(ref.params) - set(allowed)
+        unknown = set(ref.params) - set(allowed.get(key, ()))
         if unknown:
-            raise ExportError(f"SubModules.{key}: unknown settings {sorted(unknown)}; known: {list(allowed)}")
+            raise ExportError(f"SubModules.{key}: unknown settings {sorted(unknown)}; known: "
+                              f"{list(allowed.get(key, ()))}")
         _set_module(subs[key], ref)
 
     config["use_textline_orientation"] = textline_orientation is not None

@@ -43,9 +43,10 @@ def write_readme(folder: str | Path, *, name: str, config: dict, modules: dict, 
         "Written by `wb export` (OCR Workbench). Files:",
         "",
     ]
-    for task in ("det", "rec"):
-        m = modules[task]
-        what = "text detection" if task == "det" else "text recognition"
+    from workbench.tasks import registry
+
+    for task, m in modules.items():
+        what = registry.get(task).title
         if m["dir"] and task in exported:
             lines.append(f"* `{m['dir']}/` — {what}, fine-tuned: PaddleX inference model `{m['name']}` "
                          "(`inference.json`, `inference.pdiparams`, `inference.yml`)")
@@ -159,3 +160,22 @@ def write_readme(folder: str | Path, *, name: str, config: dict, modules: dict, 
     path = Path(folder) / README
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def command_from(folder: str | Path, cwd: str | Path) -> str:
+    """The ``paddleocr`` command that runs the export ``folder`` from the directory ``cwd`` (model folders given
+    explicitly, relative to ``cwd`` when inside it)."""
+    from workbench.export.pipeline_yaml import PIPELINE_YAML, load_pipeline_config
+    from workbench.export.verify import paddleocr_command
+
+    folder = Path(folder)
+    try:
+        rel = folder.resolve().relative_to(Path(cwd).resolve())
+    except ValueError:
+        rel = folder.resolve()
+    config = load_pipeline_config(folder / PIPELINE_YAML, resolve_dirs=False)
+    subs = config["SubModules"]
+    det_dir, rec_dir = subs["TextDetection"].get("model_dir"), subs["TextRecognition"].get("model_dir")
+    return _cmd(paddleocr_command(
+        config, yaml_path=str(rel / PIPELINE_YAML), image="some.jpg",
+        det_dir=str(rel / det_dir) if det_dir else None, rec_dir=str(rel / rec_dir) if rec_dir else None))

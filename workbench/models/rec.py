@@ -12,7 +12,11 @@ from collections.abc import Mapping
 
 import paddle.nn as nn
 
-__all__ = ["RecModel"]
+__all__ = ["NRTR_PE_KEY", "RecModel"]
+
+#: the NRTR sinusoidal position table: a buffer the model builds deterministically, so weight files may omit it
+#: (inference exports and imports have no NRTR branch at all)
+NRTR_PE_KEY = "head.gtc_head.positional_encoding.pe"
 
 
 class RecModel(nn.Layer):

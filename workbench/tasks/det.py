@@ -17,9 +17,12 @@ from typing import Optional
 import numpy as np
 
 from workbench.config.schema import DetEvalConfig, TrainConfig
+from workbench.data.check.det import DetLabelCheck
 from workbench.errors import ConfigError
-from workbench.tasks.base import EvalResult, WeightsReport
+from workbench.engine.task import EvalResult, WeightsReport
 from workbench.tasks.common import LabelFileTask
+from workbench.tasks.det_export import DetExportWriter
+from workbench.tasks.entry import TaskEntry
 
 log = logging.getLogger("workbench.det")
 
@@ -74,6 +77,7 @@ class DetEvalTransform:
 
 class DetTask(LabelFileTask):
     name = "det"
+    sample_unit = "images"
 
     def __init__(self, cfg: TrainConfig):
         if cfg.data.eval_batch_size != 1:
@@ -115,21 +119,14 @@ class DetTask(LabelFileTask):
 
     collate_eval = collate_train
 
-    def check_options(self) -> dict:
-        return {"min_text_size": self.cfg.data.targets.get("min_text_size", 8), "policy": self.policy,
-                "root": self.cfg.data.root}
+    @staticmethod
+    def make_demo(demo):
+        from workbench.data import synth
 
-    def data_summary(self) -> dict:
-        train, val = self.train_dataset(), self.val_dataset()
-        return {
-            "train_files": [str(p) for p, _ in self.files.train],
-            "val_files": [str(p) for p, _ in self.files.val],
-            "demo": self.files.demo,
-            "train_images": len(train.samples),
-            "val_images": len(val.samples) if val is not None else 0,
-            "train_skipped": train.skip_counts(),
-            "fingerprints": {"train": train.fingerprint(), **({"val": val.fingerprint()} if val is not None else {})},
-        }
+        return synth.generate_det_demo(demo.dir, demo.n_train, demo.n_val, demo.seed)
+
+    def label_check(self):
+        return DetLabelCheck(self.cfg.data.targets.get("min_text_size", 8))
 
     # --- training ------------------------------------------------------------------------------------------
     def build_loss(self):
@@ -195,7 +192,7 @@ class DetTask(LabelFileTask):
 
     def write_report(self, result: EvalResult, out_dir: Path, info: Optional[dict] = None) -> list[Path]:
         try:
-            from workbench.analysis.det_report import write_det_report
+            from workbench.reports.det_report import write_det_report
         except ImportError:
             return []
         return write_det_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} detection",
@@ -205,7 +202,7 @@ class DetTask(LabelFileTask):
     def checkpoint_meta(self) -> dict:
         e = self.cfg.eval.det
         return {
-            "task": "det",
+            "task": self.name,
             "model_name": self.cfg.model.name,
             "arch": dict(self.cfg.model.arch),
             "postprocess": {"thresh": e.thresh, "box_thresh": e.box_thresh, "max_candidates": e.max_candidates,
@@ -213,3 +210,10 @@ class DetTask(LabelFileTask):
             "resize": {"limit_type": e.limit_type, "limit_side_len": e.limit_side_len,
                        "max_side_limit": e.max_side_limit},
         }
+
+
+ENTRY = TaskEntry(
+    name="det", title="text detection", task=DetTask, export_writer=DetExportWriter(), label_check=DetLabelCheck,
+    pipeline_module="TextDetection", stock_model="PP-OCRv5_mobile_det", select_metric="hmean",
+    recipe="det_finetune",
+)

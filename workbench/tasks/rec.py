@@ -19,13 +19,15 @@ import numpy as np
 
 from workbench.config.schema import TrainConfig
 from workbench.data.charset import Charset
+from workbench.data.check.rec import RecLabelCheck
 from workbench.errors import ConfigError
-from workbench.tasks.base import EvalResult, WeightsReport
+from workbench.engine.task import EvalResult, WeightsReport
 from workbench.tasks.common import LabelFileTask
+from workbench.tasks.entry import TaskEntry
+from workbench.tasks.rec_export import RecExportWriter
 
 log = logging.getLogger("workbench.rec")
 
-NRTR_PE_KEY = "head.gtc_head.positional_encoding.pe"
 
 
 class RecTrainTransform:
@@ -181,6 +183,8 @@ class RecTask(LabelFileTask):
         return True
 
     def load_initial_weights(self, model) -> WeightsReport:
+        from workbench.models.rec import NRTR_PE_KEY
+
         return self.load_pretrained(
             model,
             resizable_keys=dictionary_sized_keys(model, self.charset.num_ctc_classes),
@@ -226,23 +230,20 @@ class RecTask(LabelFileTask):
 
     collate_eval = collate_train
 
-    def check_options(self) -> dict:
-        return {"charset": self.charset, "max_text_length": self.max_text_length, "nrtr": self.trains_nrtr,
-                "policy": self.policy, "root": self.cfg.data.root}
+    @staticmethod
+    def make_demo(demo):
+        from workbench.data import synth
 
-    def data_summary(self) -> dict:
-        train = self.train_dataset()
-        val = self.val_dataset()
-        return {
-            "train_files": [str(p) for p, _ in self.files.train],
-            "val_files": [str(p) for p, _ in self.files.val],
-            "demo": self.files.demo,
-            "train_samples": len(train.samples),
-            "val_samples": len(val.samples) if val is not None else 0,
-            "train_skipped": train.skip_counts(),
-            "dictionary": {"source": self.charset.source, "size": len(self.charset), "sha256": self.charset.sha256},
-            "fingerprints": {"train": train.fingerprint(), **({"val": val.fingerprint()} if val is not None else {})},
-        }
+        return synth.generate_rec_demo(demo.dir, demo.n_train, demo.n_val, demo.seed, style=demo.style)
+
+    def label_check(self):
+        from workbench.data.check.rec import RecLabelCheck
+
+        return RecLabelCheck(self.charset, self.max_text_length, nrtr=self.trains_nrtr)
+
+    def summary_extras(self) -> dict:
+        return {"dictionary": {"source": self.charset.source, "size": len(self.charset),
+                               "sha256": self.charset.sha256}}
 
     # --- training ------------------------------------------------------------------------------------------
     def batch_meta(self, epoch: int, batch_index: int) -> Optional[dict]:
@@ -303,7 +304,7 @@ class RecTask(LabelFileTask):
 
     def write_report(self, result: EvalResult, out_dir: Path, info: Optional[dict] = None) -> list[Path]:
         try:
-            from workbench.analysis.rec_report import write_rec_report
+            from workbench.reports.rec_report import write_rec_report
         except ImportError:  # reports not available in this build
             return []
         return write_rec_report(result.records, result.metrics, out_dir, title=f"{self.cfg.model.name} recognition",
@@ -312,7 +313,7 @@ class RecTask(LabelFileTask):
     # --- checkpoints ---------------------------------------------------------------------------------------
     def checkpoint_meta(self) -> dict:
         return {
-            "task": "rec",
+            "task": self.name,
             "model_name": self.cfg.model.name,
             "arch": dict(self.cfg.model.arch),
             "dictionary_sha256": self.charset.sha256,
@@ -327,3 +328,10 @@ class RecTask(LabelFileTask):
     def dictionary_lines(self) -> list[str]:
         return list(self.charset.characters)
 
+
+
+ENTRY = TaskEntry(
+    name="rec", title="text recognition", task=RecTask, export_writer=RecExportWriter(), label_check=RecLabelCheck,
+    pipeline_module="TextRecognition", stock_model="PP-OCRv5_mobile_rec", select_metric="acc",
+    recipe="rec_finetune",
+)

@@ -1,4 +1,5 @@
-"""Starting weights: resolve what the user named, then load it strictly.
+"""Starting weights: fetch the official ones, load any strictly (what the user named is resolved by
+``workbench.weights.refs``).
 
 Upstream skips a tensor whose shape does not fit with only a warning (PaddleOCR #10666, PaddleX #2579: accuracy
 stuck at 0 after a dictionary change) and "exports" random weights when a path is wrong (#5225). Here every
@@ -17,39 +18,9 @@ from typing import Optional
 import numpy as np
 
 from workbench.errors import WeightsError
-from workbench.tasks.base import WeightsReport
+from workbench.engine.task import WeightsReport
 
 log = logging.getLogger("workbench.weights")
-
-
-def resolve_weights_file(ref: str, tracking_uri: Optional[str] = None) -> Path:
-    """A ``.pdparams`` file for ``ref``: a file, a checkpoint / run dir, an MLflow run id, or an official model name
-    (downloaded into the cache)."""
-    from workbench.engine.checkpoint import MODEL_FILE, is_checkpoint_dir
-
-    p = Path(ref).expanduser()
-    if p.is_file():
-        return p
-    if p.is_dir():
-        if is_checkpoint_dir(p):
-            return p / MODEL_FILE
-        from workbench.tracking.runs import resolve_checkpoint
-
-        return resolve_checkpoint(str(p), prefer="best", tracking_uri=tracking_uri) / MODEL_FILE
-    from workbench.models import zoo
-
-    if ref in zoo.list_models():
-        return fetch_official_pretrained(ref)
-    from workbench.tracking.mlflow import looks_like_run_id
-
-    if looks_like_run_id(ref):
-        from workbench.tracking.runs import resolve_checkpoint
-
-        return resolve_checkpoint(ref, prefer="best", tracking_uri=tracking_uri) / MODEL_FILE
-    raise WeightsError(
-        f"model.pretrained={ref!r}: no such file or directory, and not an official model name "
-        f"({', '.join(n for n in zoo.list_models() if zoo.get_spec(n).pretrained_url)})"
-    )
 
 
 def nrtr_branch_untrained(weights: Path) -> bool:
@@ -118,11 +89,29 @@ def fetch_official_pretrained(
     return path
 
 
+def fetch_checked(name: str, **fetch_options) -> tuple[Path, int]:
+    """``wb weights fetch``: ``name``'s official weights in the cache (:func:`fetch_official_pretrained`), checked
+    against the training graph; a file that does not fit is moved aside (``<file>.corrupt``) so the next fetch
+    downloads it anew. Returns the path and the number of tensors."""
+    import os
+
+    path = fetch_official_pretrained(name, **fetch_options)
+    try:
+        tensors = check_state_dict_fits(name, path)
+    except WeightsError as exc:
+        bad = path.with_name(path.name + ".corrupt")
+        os.replace(path, bad)
+        path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+        raise WeightsError(f"{exc}\n  The file was moved to {bad}; run the command again to download it anew.") \
+            from None
+    return path, tensors
+
+
 def check_state_dict_fits(name: str, path: Path) -> int:
     """Raise WeightsError unless ``path`` is a state dict with exactly the keys and shapes of ``name``'s training
     graph (what a truncated / corrupted / wrong file fails). Returns the number of tensors."""
     from workbench.models import zoo
-    from workbench.tasks.rec import NRTR_PE_KEY
+    from workbench.models.rec import NRTR_PE_KEY
 
     state = read_state_dict(path)
     own = zoo.build_model(name).state_dict()

@@ -1,0 +1,48 @@
+"""A run's checkpoints: a run dir, a checkpoint dir or an MLflow run id → a checkpoint dir.
+
+The engine owns the checkpoint layout (``checkpoint.py``) and asks tracking only for what MLflow knows (a run's
+recorded directory, its logged artifacts). ``trainer.resume`` is answered here; every other reference to weights
+(official names, ``.pdparams`` files, export folders, ...) by ``workbench.weights.refs``, which uses this too."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from workbench.engine.checkpoint import find_checkpoint, is_checkpoint_dir
+from workbench.errors import WorkbenchError
+from workbench.tracking.mlflow import download_artifacts, looks_like_run_id, run_dir_of
+
+
+def resolve_checkpoint(ref: str, prefer: str = "best", tracking_uri: Optional[str] = None) -> Path:
+    """``ref`` → a checkpoint directory.
+
+    * a checkpoint dir, or a run dir holding ``checkpoints/<prefer>`` (falls back to the other of best/latest);
+    * an MLflow run id: its recorded run dir if it exists on this machine, else the run's logged checkpoint
+      artifact is downloaded.
+    """
+    p = Path(ref)
+    if p.exists():
+        if is_checkpoint_dir(p):
+            return p
+        for name in (prefer, "latest" if prefer == "best" else "best"):
+            try:
+                return find_checkpoint(p, prefer=name)
+            except WorkbenchError:
+                continue
+        raise WorkbenchError(f"{ref}: no checkpoints/{prefer} (nor the other of best/latest) in this directory")
+    if looks_like_run_id(ref):
+        run_dir = run_dir_of(ref, tracking_uri)
+        if run_dir is not None:
+            return resolve_checkpoint(str(run_dir), prefer, tracking_uri)
+        for name in (prefer, "latest" if prefer == "best" else "best"):
+            try:
+                dst = Path(tempfile.mkdtemp(prefix=f"wb-{ref[:8]}-"))
+                path = download_artifacts(ref, f"checkpoints/{name}", dst, tracking_uri)
+                if is_checkpoint_dir(path):
+                    return path
+            except Exception:
+                continue
+        raise WorkbenchError(f"MLflow run {ref}: no local run dir and no checkpoints/{prefer} artifact")
+    raise WorkbenchError(f"{ref!r} is neither an existing path nor an MLflow run id")

@@ -1,0 +1,97 @@
+"""The ``cli`` stage: the ``paddleocr ocr`` command an export's README prints, run in a subprocess.
+
+Part of ``workbench.export.verify`` (see its docstring)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional
+
+from workbench.errors import ExportError
+
+
+def paddleocr_command(config: dict, *, yaml_path: str, image: str, det_dir: Optional[str] = None,
+                      rec_dir: Optional[str] = None, extra: Iterable[str] = ()) -> list[str]:
+    """The ``paddleocr ocr`` command for a pipeline YAML: the model-name flags are required, or paddleocr
+    replaces the YAML's models with its PP-OCRv6 defaults (#15707)."""
+    from workbench.export.pipeline_yaml import module_names
+
+    names = module_names(config)
+    cmd = ["paddleocr", "ocr", "-i", image, "--paddlex_config", yaml_path,
+           "--text_detection_model_name", names["det"], "--text_recognition_model_name", names["rec"]]
+    if det_dir:
+        cmd += ["--text_detection_model_dir", det_dir]
+    if rec_dir:
+        cmd += ["--text_recognition_model_dir", rec_dir]
+    return cmd + list(extra)
+
+
+def _paddleocr_executable() -> list[str]:
+    script = Path(sys.executable).with_name("paddleocr")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "paddleocr"]
+
+
+def subprocess_env() -> dict:
+    """Environment for PaddleX subprocesses: a local font so drawing results never downloads one."""
+    env = dict(os.environ)
+    if not env.get("PADDLE_PDX_LOCAL_FONT_FILE_PATH"):
+        font = local_font()
+        if font:
+            env["PADDLE_PDX_LOCAL_FONT_FILE_PATH"] = font
+    return env
+
+
+def local_font() -> Optional[str]:
+    try:
+        import matplotlib
+
+        f = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        return str(f) if f.is_file() else None
+    except ImportError:
+        return None
+
+
+def run_cli(folder: Path, images: list[Path], device: str, *, inside: bool = True,
+            timeout: float = 600) -> tuple[dict, list[str], str]:
+    """``paddleocr ocr`` on the probe images, as the README says: ``inside`` the folder (the YAML's relative model
+    dirs are what it uses), or from another directory with the model folders passed as flags. Returns
+    ``{image name: result}``, the command and its output."""
+    from workbench.export.pipeline_yaml import PIPELINE_YAML, load_pipeline_config
+
+    folder = folder.resolve()
+    config = load_pipeline_config(folder / PIPELINE_YAML, resolve_dirs=False)
+    images_dir = images[0].parent
+    if any(p.parent != images_dir for p in images):
+        raise ExportError("verification: the CLI probe images must share one folder")
+    with tempfile.TemporaryDirectory(prefix="wb-cli-") as save:
+        if inside:
+            cwd, yaml_path, dirs = folder, PIPELINE_YAML, {}
+        else:
+            subs = config["SubModules"]
+            cwd, yaml_path = Path(save), str(folder / PIPELINE_YAML)
+            dirs = {f"{t}_dir": str(folder / subs[s]["model_dir"]) for t, s in
+                    (("det", "TextDetection"), ("rec", "TextRecognition")) if subs[s].get("model_dir")}
+        image_arg = str(images_dir.resolve())
+        if inside and images_dir.resolve().is_relative_to(folder):
+            image_arg = str(images_dir.resolve().relative_to(folder))  # e.g. probes/images
+        cmd = paddleocr_command(config, yaml_path=yaml_path, image=image_arg, **dirs,
+                                extra=["--save_path", str(Path(save) / "out"), "--device", device])
+        proc = subprocess.run(_paddleocr_executable() + cmd[1:], cwd=cwd, env=subprocess_env(),
+                              capture_output=True, text=True, timeout=timeout)
+        output = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            raise ExportError(f"`{' '.join(cmd)}` (in {folder}) failed with exit code {proc.returncode}:\n"
+                              f"{output[-3000:]}")
+        results = {}
+        for path in images:
+            f = Path(save) / "out" / f"{path.stem}_res.json"
+            if not f.is_file():
+                raise ExportError(f"`paddleocr ocr` wrote no {f.name}; its output:\n{output[-3000:]}")
+            data = json.loads(f.read_text(encoding="utf-8"))
+            results[path.name] = data.get("res", data)
+    return results, cmd, output

@@ -1,0 +1,108 @@
+"""The entry points: :func:`verify_export` (every stage, at export) and :func:`recheck` (a moved or copied
+folder, against what was recorded at export).
+
+Part of ``workbench.export.verify`` (see its docstring)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+from workbench.errors import ExportError
+from workbench.export.verify.ours import StageCheck, Workbench
+from workbench.export.verify.paddleocr_cli import run_cli
+from workbench.export.verify.probes import PROBES_DIR, Probes
+from workbench.export.verify.report import REPORT_JSON, Report, Tolerances
+from workbench.export.verify.stages import (
+    compare_with_expected, run_pipeline, verify_files, verify_modules, verify_pipeline,
+)
+
+
+def verify_export(folder: str | Path, sources: dict, *, probes: Probes, tolerances: Optional[Tolerances] = None,
+                  device: str = "cpu", cli: bool = True, engine_configs: Optional[dict] = None) -> Report:
+    """Run every stage on an export folder; writes the report into it and returns it (does not raise).
+    ``sources``: the exported modules by task; ``engine_configs``: PaddleX engine settings by task (the ones
+    the pipeline YAML gives the module)."""
+    import paddle
+
+    folder = Path(folder)
+    tol = tolerances or Tolerances()
+    report = Report(tolerances=tol)
+    paddle.set_device(device)
+    timings = {}
+    t = time.perf_counter()
+    wb = Workbench(sources)
+    verify_files(report, folder, wb)
+    timings["load"] = time.perf_counter() - t
+    try:
+        t = time.perf_counter()
+        verify_modules(StageCheck(report, "module", wb, tol), folder, probes, device, engine_configs)
+        timings["module"] = time.perf_counter() - t
+        t = time.perf_counter()
+        report.expected = verify_pipeline(StageCheck(report, "pipeline", wb, tol), folder, probes, device)
+        timings["pipeline"] = time.perf_counter() - t
+        if cli:
+            t = time.perf_counter()
+            results, cmd, _ = run_cli(folder, probes.images, device)
+            report.facts["cli_command"] = " ".join(cmd)
+            compare_with_expected(report, "cli", report.expected, results, tol)
+            timings["cli"] = time.perf_counter() - t
+    except Exception as exc:  # PaddleX refusing the folder is exactly what verification must catch, loudly
+        text = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
+        report.add("run", "PaddleX", "ran to completion", False, True, False,
+                   text.splitlines()[0][:300] + _stock_hint(folder))
+        report.facts["error"] = text
+    report.facts.update(_versions(), device=device, seconds={k: round(v, 2) for k, v in timings.items()},
+                        probes={"images": [p.name for p in probes.images], "crops": [p.name for p in probes.crops]})
+    report.write(folder)
+    return report
+
+
+def _stock_hint(folder: Path) -> str:
+    """Stock modules (``model_dir: null``) are downloaded by PaddleX: say so when a run failed."""
+    from workbench.export.pipeline_yaml import PIPELINE_YAML, load_pipeline_config
+
+    try:
+        subs = load_pipeline_config(folder / PIPELINE_YAML, resolve_dirs=False)["SubModules"]
+    except Exception:
+        return ""
+    stock = [f"{key} {sec['model_name']}" for key, sec in subs.items()
+             if key in ("TextDetection", "TextRecognition") and not sec.get("model_dir")]
+    if not stock:
+        return ""
+    return (f" (stock model(s) {', '.join(stock)} have model_dir null: PaddleX downloads them; offline, give "
+            "det_model_dir= / rec_model_dir= with a local model folder)")
+
+
+def recheck(folder: str | Path, *, device: str = "cpu", cli: bool = True) -> Report:
+    """Re-run the pipeline (and the CLI) of an export folder — moved, copied, on another machine — on its own
+    probes and compare with the results recorded at export time. Needs no checkpoint and no workbench model."""
+    folder = Path(folder)
+    data = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
+    tol = Tolerances(**data.get("tolerances", {}))
+    expected = data.get("expected") or {}
+    if not expected:
+        raise ExportError(f"{folder / REPORT_JSON}: no expected results recorded")
+    images = [folder / PROBES_DIR / "images" / name for name in expected]
+    report = Report(tolerances=tol, facts={"recheck_of": str(folder.resolve()), **_versions()})
+    _, results, _ = run_pipeline(folder, images, device)
+    compare_with_expected(report, "pipeline", expected, {p.name: r for p, r in zip(images, results)}, tol)
+    if cli:  # the form for "anywhere else" (the export-time verification ran the one for inside the folder)
+        cli_results, cmd, _ = run_cli(folder, images, device, inside=False)
+        report.facts["cli_command"] = " ".join(cmd)
+        compare_with_expected(report, "cli", expected, cli_results, tol)
+    return report
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("paddlepaddle", "paddlex", "paddleocr"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out

@@ -1,0 +1,52 @@
+"""The files PaddleX reads, named and recognised in one place: an *inference model folder*
+(``inference.json`` or ``inference.pdmodel``, ``inference.pdiparams``, ``inference.yml``) and an *OCR pipeline
+config* (``PaddleOCR.yaml`` in an export folder).
+
+``wb weights import`` reads inference folders, ``wb export`` writes them, ``wb analyze`` runs them and the weights
+resolver (``workbench.weights.refs``) recognises them; all of them ask here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import WorkbenchError
+
+MODEL_FILE_PREFIX = "inference"  # PaddleX looks for inference.json / inference.pdiparams / inference.yml
+INFERENCE_YML = "inference.yml"
+PIPELINE_YAML = "PaddleOCR.yaml"  # the pipeline config an export folder holds (``wb export`` writes it)
+
+
+def is_inference_model_dir(path: str | Path) -> bool:
+    """A PaddleX inference model folder: ``inference.yml`` + ``inference.json`` / ``.pdmodel`` + ``.pdiparams``."""
+    p = Path(path)
+    return (p.is_dir() and (p / INFERENCE_YML).is_file() and (p / "inference.pdiparams").is_file()
+            and ((p / "inference.json").is_file() or (p / "inference.pdmodel").is_file()))
+
+
+def is_pipeline_export(path: str | Path) -> bool:
+    """An export folder (holding ``PaddleOCR.yaml``) or a pipeline YAML file itself."""
+    p = Path(path)
+    return (p.is_dir() and (p / PIPELINE_YAML).is_file()) or (p.is_file() and p.suffix in (".yaml", ".yml")
+                                                               and p.name != INFERENCE_YML)
+
+
+def read_inference_yml(path: str | Path, error: type[WorkbenchError] = WorkbenchError) -> dict[str, Any]:
+    """Read an ``inference.yml`` (or a model folder holding one) the way PaddleX does (``yaml.SafeLoader``);
+    a missing, unparsable or non-mapping file raises ``error`` naming it."""
+    import yaml
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / INFERENCE_YML
+    if not path.is_file():
+        raise error(f"{path} not found: not a PaddleX inference model folder")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.load(f, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: not a YAML mapping")
+    return data
