@@ -174,6 +174,9 @@ class TrainerConfig:
     # slower: benchmarks/bench_data_parallel.py prints 1 vs all-core figures.
     num_threads: Optional[int] = None
     progress_bar: bool = True
+    # Fine-tuning (model.pretrained and a val set): score the starting weights on val before the first step
+    # (cached), so the run ends with "start X -> tuned Y" and a regression is flagged (and refused by wb export).
+    eval_start: bool = True
     deterministic: bool = True
 
 

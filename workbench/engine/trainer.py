@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from workbench.config.compose import flatten, to_plain_dict
+from workbench.config.paths import cache_dir
 from workbench.config.schema import TrainConfig
 from workbench.engine import checkpoint as ckpt
 from workbench.engine.distributed import DistEnv, all_gather_objects, all_reduce_mean, barrier
@@ -238,6 +239,8 @@ class Trainer:
 
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self._start_tracking(resume_from, train_ds, val_ds, total_steps, steps_per_epoch)
+        if resume_from is None and val_ds is not None and cfg.model.pretrained and cfg.trainer.eval_start:
+            self._evaluate_starting_weights(model, val_ds)
         max_epochs = cfg.trainer.epochs if not cfg.trainer.max_steps else math.ceil(total_steps / steps_per_epoch)
         log.info(
             "training %s: %d samples, %d steps/epoch, %d steps, device %s x%d",
@@ -479,6 +482,8 @@ class Trainer:
             "mlflow_run_id": self.tracker.run_id,
             "select_metric": self.cfg.eval.select_metric,
             "metric_value": st.last_metrics.get(self.cfg.eval.select_metric),
+            "start_metric": st.start_metrics.get(self.cfg.eval.select_metric),
+            "select_mode": self.cfg.eval.select_mode,
         }
         opt_state = ckpt.optimizer_state(fit.optimizer, model)
         if scaler is not None:
@@ -606,8 +611,76 @@ class Trainer:
             if best.is_dir():
                 self.tracker.log_artifact(best, "checkpoints/best")
             self.tracker.log_artifact(self.ckpt_dir / "latest", "checkpoints/latest")
+        self._report_start_vs_tuned()
         self.tracker.log_metrics({"final/global_step": st.global_step}, step=st.global_step)
         self.tracker.finish("FINISHED")
+
+    # ------------------------------------------------------------------------------------------------------
+    def _evaluate_starting_weights(self, model, val_ds) -> None:
+        """Fine-tuning begins by scoring the starting weights on the val set, so the run can end with "stock X ->
+        tuned Y" and a regression is never silent. The result is cached under the weights cache (key: the weights'
+        values, the val set's fingerprint, the evaluation settings), so a sweep or a rerun pays for it once."""
+        cfg, st = self.cfg, self.state
+        key = _start_eval_key(model, val_ds, self.task.checkpoint_meta(), to_plain_dict(cfg.eval))
+        cache = cache_dir() / "start_evals" / f"{key}.json"
+        if cache.is_file():
+            st.start_metrics = json.loads(cache.read_text())
+            log.info("starting weights on val (cached %s): %s", cache.name, _fmt_metric(cfg, st.start_metrics))
+        else:
+            t0 = time.perf_counter()
+            st.start_metrics = dict(self.evaluate(model, val_ds).metrics)
+            log.info("starting weights on val (%.0f s): %s", time.perf_counter() - t0,
+                     _fmt_metric(cfg, st.start_metrics))
+            if self.env.is_main:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(".tmp")
+                tmp.write_text(json.dumps(st.start_metrics))
+                os.replace(tmp, cache)
+        if self.env.is_main:
+            self.tracker.log_metrics({f"start/{k}": v for k, v in st.start_metrics.items()}, step=0)
+
+    def start_vs_tuned(self) -> Optional[dict]:
+        """``{"metric", "start", "tuned", "delta", "regression"}`` when the run started from evaluated weights."""
+        st, name = self.state, self.cfg.eval.select_metric
+        if name not in st.start_metrics or st.best_metric is None:
+            return None
+        start, tuned = st.start_metrics[name], st.best_metric
+        worse = tuned < start if self.cfg.eval.select_mode == "max" else tuned > start
+        return {"metric": name, "start": start, "tuned": tuned, "delta": tuned - start, "regression": worse}
+
+    def _report_start_vs_tuned(self) -> None:
+        result = self.start_vs_tuned()
+        if result is None:
+            return
+        line = (f"{self.cfg.model.name} on val: start {result['metric']} {result['start']:.4f} -> tuned "
+                f"{result['tuned']:.4f} ({result['delta']:+.4f}, best at step {self.state.best_step})")
+        self.tracker.set_tags({"wb.start_metric": f"{result['start']:.6g}", "wb.tuned_metric": f"{result['tuned']:.6g}",
+                               "wb.regression": str(result["regression"]).lower()})
+        (self.run_dir / "start_vs_tuned.json").write_text(json.dumps(result, indent=1))
+        if result["regression"]:
+            log.warning("REGRESSION: %s. The fine-tuned model is worse than its starting weights; wb export refuses "
+                        "it unless allow_regression=true.", line)
+        else:
+            log.info("%s", line)
+
+
+def _fmt_metric(cfg: TrainConfig, metrics: dict) -> str:
+    name = cfg.eval.select_metric
+    return f"{name}={metrics[name]:.4f}" if name in metrics else ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+
+
+def _start_eval_key(model, val_ds, model_meta: dict, eval_cfg: dict) -> str:
+    """What decides the starting weights' evaluation: their values, the val samples, the model's input/decoding
+    settings and the evaluation settings."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(v.numpy()).tobytes())
+    fingerprint = val_ds.fingerprint() if hasattr(val_ds, "fingerprint") else str(len(val_ds))
+    h.update(json.dumps([fingerprint, model_meta, eval_cfg], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:32]
 
 
 def _git_tags() -> dict:
