@@ -32,6 +32,7 @@ from workbench.engine.loader import BatchLoader, EpochSampler
 from workbench.engine.schedule import build_scheduler
 from workbench.errors import ConfigError
 from workbench.engine.task import EvalResult, Task, WeightsReport
+from workbench.reports.progress import Progress
 from workbench.tracking.mlflow import RUN_DIR_TAG, Tracker
 
 log = logging.getLogger("workbench.train")
@@ -415,10 +416,12 @@ class Trainer:
         loader = BatchLoader(val_ds, sampler, self.task.collate_eval, num_workers=0)
         eval_model = inference_copy(model, weights)
         records: list[dict] = []
-        with paddle.no_grad():
+        shown = env.is_main and cfg.trainer.progress_bar
+        with paddle.no_grad(), Progress(len(sampler.plan(0).batches), "evaluate", "batch", log, enabled=shown) as bar:
             for batch in loader.iter_epoch(0):
                 if batch is not None:
                     records.extend(self.task.predict(eval_model, batch))
+                bar.update()
         del eval_model
         if env.enabled:
             shards = all_gather_objects(env, records)
