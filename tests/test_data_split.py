@@ -72,3 +72,28 @@ def test_data_check_flags_documents_on_both_sides(tmp_path, data_dir):
     tr, _ = read_rec_labels(split.train_file)
     va, _ = read_rec_labels(split.val_file)
     assert document_leak_findings([("train", s) for s in tr] + [("val", s) for s in va]) == []
+
+
+def test_det_pages_become_rec_crops_named_after_their_page(tmp_path, data_dir):
+    import cv2
+
+    from workbench.data.crops import crop_quad, crops_from_det_labels
+    from workbench.data.labels import read_det_labels, read_rec_labels
+
+    pages = _labels(tmp_path, "pages.txt", (data_dir / "sroie_det" / "label.txt").read_text().splitlines()[:2])
+    for line in pages.read_text().splitlines():  # the images, beside the new label file
+        rel = line.split("\t")[0]
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((data_dir / "sroie_det" / rel).read_bytes())
+    result = crops_from_det_labels([pages], tmp_path / "lines")
+    det, _ = read_det_labels(pages)
+    care = [(s, k) for s in det for k, (t, ign) in enumerate(zip(s.texts, s.ignore_tags)) if not ign and t.strip()]
+    assert result.crops == len(care) and result.pages == 2
+    rec, findings = read_rec_labels(result.label_file)
+    assert not [f for f in findings if f.severity == "error"] and len(rec) == len(care)
+    sample, k = care[3]
+    assert rec[3].text == sample.texts[k] and group_id(rec[3].rel_path) == Path(sample.rel_path).stem
+    expected = crop_quad(cv2.imread(str(sample.image_path)), sample.polys[k])  # as the pipeline crops the box
+    assert (cv2.imread(str(rec[3].image_path)) == expected).all()
+    with pytest.raises(ConfigError, match="exists"):
+        crops_from_det_labels([pages], tmp_path / "lines")

@@ -4,6 +4,7 @@
     wb data check det /my/det_train.txt
     wb data check recipe=rec_finetune [data.train=...] [model=...]    # the data and dictionary a recipe trains on
     wb data check --list-codes
+    wb data crops sroie_det/label.txt --out data/receipt_lines     # det pages -> rec crops, as the pipeline cuts
     wb data split sroie_det/label.txt sroie_rec/label.txt --val 0.25 --out data/receipts   # by document
 
 Exit code: 0 = the data would train under the chosen policy; 1 = it would not; 2 = bad command line / unreadable
@@ -20,6 +21,8 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "split":
         return split_files(argv[1:])
+    if argv and argv[0] == "crops":
+        return crop_files(argv[1:])
     if not argv or argv[0] != "check":
         print(__doc__, file=sys.stderr)
         return 2
@@ -127,4 +130,30 @@ def split_files(argv: list[str]) -> int:
         print(r.summary())
         for line, why in r.skipped_lines[:5]:
             print(f"  {r.source}:{line}: not split ({why})")
+    return 0
+
+
+def crop_files(argv: list[str]) -> int:
+    """``wb data crops DET_LABELS... --out DIR``: rec training crops cut from det-labelled pages (``data/crops.py``)."""
+    from workbench.data.crops import crops_from_det_labels
+    from workbench.errors import WorkbenchError
+
+    p = argparse.ArgumentParser(
+        prog="wb data crops",
+        description="Cut every transcribed care box of det label files the way PaddleX's OCR pipeline crops a "
+                    "detected box, and write them as a rec label file <out>/label.txt (+ <out>/crops/). A crop "
+                    "keeps its page's name (<page>_<box>.png), so splits by document keep pages and crops together.")
+    p.add_argument("files", nargs="+", type=Path, help="det label files")
+    p.add_argument("--out", type=Path, required=True, help="folder for label.txt and crops/")
+    p.add_argument("--root", type=Path, help="image paths are relative to this folder (default: the label file's)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        result = crops_from_det_labels(args.files, args.out, root=args.root)
+    except WorkbenchError as e:
+        print(f"wb data crops: error: {e}", file=sys.stderr)
+        return 2
+    print(result.summary())
     return 0
