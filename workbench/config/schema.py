@@ -22,7 +22,7 @@ class ModelConfig:
     character_dict: Optional[str] = None
     use_space_char: bool = True
     # Longest label (characters) the model trains on; longer labels are data findings (label_too_long).
-    # null = the longest label of the training data: CTC reads any length the input width allows, so receipt lines
+    # null = the longest label of the training data (at least 25): CTC reads any length the input width allows, so receipt lines
     # of 40+ characters are learned instead of dropped (upstream's 25 skips 1 in 8 SROIE lines).
     max_text_length: Optional[int] = 25
     # Re-initialise dictionary-sized head tensors when the pretrained head does not fit the dictionary.

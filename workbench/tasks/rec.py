@@ -30,6 +30,9 @@ log = logging.getLogger("workbench.rec")
 
 
 
+UPSTREAM_MAX_TEXT_LENGTH = 25  # the floor of model.max_text_length=null: short-text sets train as upstream's
+
+
 class RecTrainTransform:
     """Augment (upstream RecConAug + RecAug), then resize to [-1, 1]: upstream's fixed 48×320, or (``max_width``
     given) the pipeline's keep-ratio resize, at least ``image_shape`` wide and at most ``max_width``."""
@@ -125,7 +128,7 @@ class RecTask(LabelFileTask):
         from workbench.data.labels import read_rec_labels
 
         longest = max((len(s.text) for path, _ in self.files.train for s in read_rec_labels(path)[0]), default=0)
-        value = max(longest + (2 if self.trains_nrtr else 0), 1)
+        value = max(longest + (2 if self.trains_nrtr else 0), UPSTREAM_MAX_TEXT_LENGTH)
         log.info("model.max_text_length=null: %d (longest training label: %d characters)", value, longest)
         return value
 
