@@ -12,7 +12,8 @@ from workbench.errors import ConfigError
 
 @pytest.mark.parametrize("path, expected", [
     ("images/train/403_047.png", "403"), ("images/train/403.jpg", "403"), ("img_105_3.png", "img_105"),
-    ("a\\b\\x_1.png", "x"), ("scan_2024_03.tif", "scan_2024"), ("noindex.png", "noindex"),
+    ("a\\b\\x7_1.png", "x7"), ("scan_2024_03.tif", "scan_2024"), ("noindex.png", "noindex"),
+    ("img_105.jpg", "img_105"), ("IMG_1563.JPG", "IMG_1563"), ("page_1.png", "page_1"),
 ])
 def test_group_id_strips_the_crop_index(path, expected):
     assert group_id(path) == expected

@@ -6,7 +6,8 @@ what it will read on the next receipt. So a split is made by **group** — the s
 and `wb data check` flags groups present on both sides.
 
 A group id is derived from the image file name: by default the stem without a trailing ``_<digits>`` (the crop
-index): ``images/403_047.png`` -> ``403``, ``images/403.jpg`` -> ``403``, ``img_105_3.png`` -> ``img_105``. So a
+index) when what remains has a digit: ``images/403_047.png`` -> ``403``, ``images/403.jpg`` -> ``403``,
+``img_105_3.png`` -> ``img_105``, ``img_105.jpg`` -> ``img_105`` (a page, not crop 105 of ``img``). So a
 rec set of crops and the det set of their pages get the same ids. ``group_pattern`` (a regular expression whose
 first group, or whole match, is the id, searched in the file name) covers other naming schemes.
 
@@ -42,7 +43,10 @@ def group_id(image_path: str, pattern: Optional[str] = None) -> str:
         if m is None:
             raise ConfigError(f"group pattern {pattern!r} does not match the image name {name!r}")
         return m.group(1) if m.groups() else m.group(0)
-    return _CROP_INDEX.sub("", Path(name).stem) or Path(name).stem
+    stem = Path(name).stem
+    base = _CROP_INDEX.sub("", stem)
+    # "img_105" is page 105, not crop 105 of "img": a crop index only follows an id that has digits itself
+    return base if base and any(c.isdigit() for c in base) else stem
 
 
 def group_hash(group: str, seed: int = 0) -> float:

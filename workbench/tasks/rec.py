@@ -19,7 +19,7 @@ import numpy as np
 
 from workbench.config.schema import TrainConfig
 from workbench.data.charset import Charset
-from workbench.data.check.rec import RecLabelCheck
+from workbench.data.check.rec import MAX_ASPECT, RecLabelCheck
 from workbench.errors import ConfigError
 from workbench.engine.task import EvalResult, WeightsReport
 from workbench.tasks.common import LabelFileTask
@@ -240,9 +240,10 @@ class RecTask(LabelFileTask):
         return synth.generate_rec_demo(demo.dir, demo.n_train, demo.n_val, demo.seed, style=demo.style)
 
     def label_check(self):
-        from workbench.data.check.rec import RecLabelCheck
-
-        return RecLabelCheck(self.charset, self.max_text_length, nrtr=self.trains_nrtr)
+        d = self.cfg.data
+        keep_ratio = d.width_mode == "keep_ratio"  # then only crops wider than max_width are squeezed
+        max_aspect = d.max_width / d.image_shape[1] if keep_ratio else MAX_ASPECT
+        return RecLabelCheck(self.charset, self.max_text_length, nrtr=self.trains_nrtr, max_aspect=max_aspect)
 
     def summary_extras(self) -> dict:
         return {"dictionary": {"source": self.charset.source, "size": len(self.charset),
