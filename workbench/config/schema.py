@@ -44,6 +44,9 @@ class ModelConfig:
     # Measured (benchmarks/finetune_from_stock.py): det 60 steps x 4, hmean 0.400 -> 0.225 with free BatchNorms,
     # 0.398 frozen; rec 120 steps x 16, acc 0.681 -> 0.643 free, 0.673 frozen.
     freeze_bn: Optional[bool] = None
+    # Parameters that do not train: state-dict prefixes (e.g. [backbone.conv1, backbone.blocks2]). Early stages of a
+    # pretrained backbone hold generic strokes and edges; freezing them also skips their backward pass.
+    freeze: list = field(default_factory=list)
     # Free-form architecture overrides passed to the zoo builder (used by the tiny test configs).
     arch: dict = field(default_factory=dict)
 

@@ -95,6 +95,25 @@ def scaled_lr(cfg: TrainConfig, world_size: int) -> float:
     return lr
 
 
+def freeze_parameters(model, prefixes) -> int:
+    """``model.freeze``: parameters under these state-dict prefixes stop training. Returns how many froze."""
+    if not prefixes:
+        return 0
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n == p or n.startswith(p + ".") for n in names)]
+    if unknown:
+        tops = sorted({".".join(n.split(".")[:2]) for n in names})
+        raise ConfigError(f"model.freeze: {', '.join(unknown)} names no parameters of this model "
+                          f"(prefixes look like: {', '.join(tops[:12])})")
+    frozen = 0
+    for name, param in model.named_parameters():
+        if any(name == p or name.startswith(p + ".") for p in prefixes):
+            param.stop_gradient = True
+            frozen += int(np.prod(param.shape))
+    log.info("model.freeze: %d parameters under %s do not train", frozen, ", ".join(prefixes))
+    return frozen
+
+
 def build_optimizer(cfg: TrainConfig, model, scheduler):
     import paddle
 
@@ -184,6 +203,7 @@ class Trainer:
             model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if resume_from is None:
             self.weights_report = self.task.load_initial_weights(model)
+        freeze_parameters(model, cfg.model.freeze)
         loss_fn = self.task.build_loss()
 
         train_ds = self.task.train_dataset()
