@@ -47,3 +47,23 @@ def test_frozen_by_default_only_when_fine_tuning(shared_dir, tmp_path):
 
     assert frozen(model__pretrained="w.pdparams") and not frozen()
     assert not frozen(model__pretrained="w.pdparams", model__freeze_bn=False) and frozen(model__freeze_bn=True)
+
+
+def test_frozen_prefixes_do_not_train_and_a_wrong_prefix_is_one_line(shared_dir, tmp_path):
+    """``model.freeze``: parameters under the given state-dict prefixes keep their starting values."""
+    import pytest
+
+    from workbench.errors import ConfigError
+
+    start, before = _start(tmp_path, shared_dir)
+    frozen = _trained(train(det_config(shared_dir, tmp_path / "frozen", model__pretrained=str(start),
+                                       model__freeze=["backbone"])))
+    weights = [k for k in before if k.endswith(".weight") and before[k].ndim == 4]
+    backbone = [k for k in weights if k.startswith("backbone.")]
+    rest = [k for k in weights if not k.startswith("backbone.")]
+    assert backbone and rest
+    assert all(np.array_equal(frozen[k], before[k]) for k in backbone)
+    assert any(not np.allclose(frozen[k], before[k]) for k in rest), "the rest must still train"
+
+    with pytest.raises(ConfigError, match=r"^model\.freeze: backbone\.nope names no parameters"):
+        train(det_config(shared_dir, tmp_path / "bad", model__freeze=["backbone.nope"]))

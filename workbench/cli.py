@@ -13,7 +13,7 @@ COMMANDS = {
     "export": ("workbench.commands.export", "export to PaddleX + verify: wb export det=<run|ckpt> rec=<run|ckpt> out=DIR"),
     "analyze": ("workbench.commands.analyze", "end-to-end error attribution: wb analyze pipeline data=... det=... rec=..."),
     "compare": ("workbench.commands.compare", "compare two runs or reports: wb compare <run A> <run B>"),
-    "data": ("workbench.commands.data", "check a dataset: wb data check rec|det FILE... [--dict D]"),
+    "data": ("workbench.commands.data", "check / split data: wb data check rec|det FILE... [--dict D] | wb data split FILE... --out DIR"),
     "weights": ("workbench.commands.weights", "fetch / import weights: wb weights fetch|import ..."),
     "tracking": ("workbench.commands.tracking", "send what a run kept while MLflow was away: wb tracking replay RUN_DIR"),
 }

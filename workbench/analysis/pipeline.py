@@ -46,13 +46,13 @@ from typing import Any, Optional, Sequence
 import cv2
 import numpy as np
 
+from workbench.data.crops import TURN_RATIO, crop_corners, crop_is_turned, crop_quad, turn_180  # noqa: F401
 from workbench.errors import ConfigError, WeightsError, WorkbenchError
 from workbench.paddlex_files import PIPELINE_YAML, is_inference_model_dir, is_pipeline_export
 
 log = logging.getLogger("workbench.analyze")
 
 #: a crop this many times taller than wide is turned by 90° before recognition (PaddleX's get_rotate_crop_image)
-TURN_RATIO = 1.5
 
 
 # --- settings ---------------------------------------------------------------------------------------------------
@@ -170,50 +170,6 @@ def sort_quad_boxes(polys: Sequence) -> list[int]:
             else:
                 break
     return order
-
-
-def crop_corners(points) -> np.ndarray:
-    """The corners (TL, TR, BR, BL as float32 ``[4, 2]``) PaddleX warps a box from: the minimum-area rectangle of
-    the integer-truncated points, its corners ordered by x (stable), then by y within the left and right pairs."""
-    rect = cv2.minAreaRect(np.asarray(points).astype(np.int32).reshape(-1, 2))
-    corners = sorted(list(cv2.boxPoints(rect)), key=lambda p: p[0])
-    top_left, bottom_left = (corners[0], corners[1]) if corners[1][1] > corners[0][1] else (corners[1], corners[0])
-    top_right, bottom_right = (corners[2], corners[3]) if corners[3][1] > corners[2][1] else (corners[3], corners[2])
-    return np.array([top_left, top_right, bottom_right, bottom_left])
-
-
-def _crop_size(corners: np.ndarray) -> tuple[int, int]:
-    """(width, height) of the warped crop: the longer of each pair of opposite sides, truncated (float32 norms)."""
-    width = int(max(np.linalg.norm(corners[0] - corners[1]), np.linalg.norm(corners[2] - corners[3])))
-    height = int(max(np.linalg.norm(corners[0] - corners[3]), np.linalg.norm(corners[1] - corners[2])))
-    return width, height
-
-
-def crop_is_turned(points) -> bool:
-    """Whether the pipeline turns this box's crop by 90° (it is at least 1.5× taller than wide)."""
-    width, height = _crop_size(crop_corners(points))
-    return width > 0 and height / width >= TURN_RATIO
-
-
-def crop_quad(image: np.ndarray, points) -> np.ndarray:
-    """The crop the pipeline reads for a box: ``get_minarea_rect_crop`` + ``get_rotate_crop_image`` (perspective
-    warp to the rectangle, bicubic, replicated border; turned by 90° counter-clockwise when ``h / w >= 1.5``).
-    A degenerate box gives an empty ``[0, 0, 3]`` array."""
-    corners = crop_corners(points)
-    width, height = _crop_size(corners)
-    if width < 1 or height < 1:
-        return np.zeros((0, 0) + image.shape[2:], dtype=image.dtype)
-    target = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-    matrix = cv2.getPerspectiveTransform(corners, target)
-    crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE,
-                               flags=cv2.INTER_CUBIC)
-    if crop.shape[0] * 1.0 / crop.shape[1] >= TURN_RATIO:
-        crop = np.ascontiguousarray(np.rot90(crop))
-    return crop
-
-
-def turn_180(crop: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(crop[::-1, ::-1])
 
 
 # --- our models in process --------------------------------------------------------------------------------------

@@ -196,24 +196,17 @@ def _image_row(sample, image, page, att, score_thresh: float, timings: dict) -> 
 
 
 def _progress(total: int):
-    """A progress bar on a terminal, a log line every 25 images otherwise."""
-    if sys.stderr.isatty():
-        from tqdm import tqdm
+    """Progress with an ETA: a bar on a terminal, a log line about every 10 % otherwise."""
+    from workbench.reports.progress import Progress
 
-        bar = tqdm(total=total, unit="img", desc="analyse")
+    bar = Progress(total, "analyse", "img", log).__enter__()
 
-        def update(done, row):
-            bar.update(1)
-            if done == total:
-                bar.close()
+    def update(done, row):
+        bar.update(1)
+        if done == total:
+            bar.__exit__(None, None, None)
 
-        return update
-
-    def log_line(done, row):
-        if done % 25 == 0 or done == total:
-            log.info("analysed %d/%d images", done, total)
-
-    return log_line
+    return update
 
 
 # --- printing ---------------------------------------------------------------------------------------------------

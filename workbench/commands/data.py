@@ -4,6 +4,8 @@
     wb data check det /my/det_train.txt
     wb data check recipe=rec_finetune [data.train=...] [model=...]    # the data and dictionary a recipe trains on
     wb data check --list-codes
+    wb data crops sroie_det/label.txt --out data/receipt_lines     # det pages -> rec crops, as the pipeline cuts
+    wb data split sroie_det/label.txt sroie_rec/label.txt --val 0.25 --out data/receipts   # by document
 
 Exit code: 0 = the data would train under the chosen policy; 1 = it would not; 2 = bad command line / unreadable
 dictionary. The kinds are the registered tasks (``workbench.tasks.registry``); each brings its own options.
@@ -17,6 +19,10 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "split":
+        return split_files(argv[1:])
+    if argv and argv[0] == "crops":
+        return crop_files(argv[1:])
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
@@ -24,7 +30,7 @@ def main(argv: list[str]) -> int:
         from workbench.config.suggest import did_you_mean
         from workbench.errors import ConfigError
 
-        raise ConfigError(f"unknown action {argv[0]!r}{did_you_mean(argv[0], ['check'], 'actions')}; "
+        raise ConfigError(f"unknown action {argv[0]!r}{did_you_mean(argv[0], ['check', 'split', 'crops'], 'actions')}; "
                           "e.g. wb data check rec FILE")
     rest = argv[1:]
     if any(a.startswith("recipe=") for a in rest):
@@ -98,3 +104,63 @@ def check_recipe(overrides: list[str]) -> int:
     report = check_data(overrides)
     print(report.summary())
     return report.exit_code
+
+
+def split_files(argv: list[str]) -> int:
+    """``wb data split FILE... --out DIR``: train/val label files split by source document (``data/split.py``)."""
+    from workbench.data.split import split_label_files
+    from workbench.errors import WorkbenchError
+
+    p = argparse.ArgumentParser(
+        prog="wb data split",
+        description="Split label files (rec or det) into <out>/<name>_train.txt and <name>_val.txt by source "
+                    "document (403_047.png and 403.jpg are document 403), the same documents held out in every "
+                    "file. The first file gets exactly round(val x its documents) held out: put the smallest first.")
+    p.add_argument("files", nargs="+", type=Path, help="label files to split together")
+    p.add_argument("--out", type=Path, required=True, help="folder for the split label files")
+    p.add_argument("--val", type=float, default=0.2, help="share of documents held out (0.2)")
+    p.add_argument("--seed", type=int, default=0, help="which documents are held out (0)")
+    p.add_argument("--group-pattern", help="regular expression on the image file name whose first group (or match) "
+                   "is the document id (default: the stem without a trailing _<digits>)")
+    p.add_argument("--root", type=Path, help="image paths are relative to this folder (default: the label file's)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        results = split_label_files(args.files, args.out, val_fraction=args.val, seed=args.seed,
+                                    group_pattern=args.group_pattern, root=args.root)
+    except WorkbenchError as e:
+        print(f"wb data split: error: {e}", file=sys.stderr)
+        return 2
+    for r in results:
+        print(r.summary())
+        for line, why in r.skipped_lines[:5]:
+            print(f"  {r.source}:{line}: not split ({why})")
+    return 0
+
+
+def crop_files(argv: list[str]) -> int:
+    """``wb data crops DET_LABELS... --out DIR``: rec training crops cut from det-labelled pages (``data/crops.py``)."""
+    from workbench.data.crops import crops_from_det_labels
+    from workbench.errors import WorkbenchError
+
+    p = argparse.ArgumentParser(
+        prog="wb data crops",
+        description="Cut every transcribed care box of det label files the way PaddleX's OCR pipeline crops a "
+                    "detected box, and write them as a rec label file <out>/label.txt (+ <out>/crops/). A crop "
+                    "keeps its page's name (<page>_<box>.png), so splits by document keep pages and crops together.")
+    p.add_argument("files", nargs="+", type=Path, help="det label files")
+    p.add_argument("--out", type=Path, required=True, help="folder for label.txt and crops/")
+    p.add_argument("--root", type=Path, help="image paths are relative to this folder (default: the label file's)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        result = crops_from_det_labels(args.files, args.out, root=args.root)
+    except WorkbenchError as e:
+        print(f"wb data crops: error: {e}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0

@@ -21,7 +21,10 @@ class ModelConfig:
     # Rec only: dictionary file. null = the zoo's dictionary for `name` (fetched and checked by sha256).
     character_dict: Optional[str] = None
     use_space_char: bool = True
-    max_text_length: int = 25
+    # Longest label (characters) the model trains on; longer labels are data findings (label_too_long).
+    # null = the longest label of the training data (at least 25): CTC reads any length the input width allows, so receipt lines
+    # of 40+ characters are learned instead of dropped (upstream's 25 skips 1 in 8 SROIE lines).
+    max_text_length: Optional[int] = 25
     # Re-initialise dictionary-sized head tensors when the pretrained head does not fit the dictionary.
     # Off by default: a mismatch is an error, because a silently re-initialised head is upstream's "acc stuck at 0".
     reinit_head_on_dict_change: bool = False
@@ -30,7 +33,10 @@ class ModelConfig:
     # (ONNX / inference-model imports) would then have pretrained features reshaped by a random decoder.
     #   auto:    protect when the starting weights carry no trained NRTR branch (their import record says so)
     #   protect: always -- the CTC loss trains the backbone, NRTR learns on detached features
+    #   skip:    the CTC loss trains the backbone and NRTR is not computed at all (it is never exported, and a
+    #            detached NRTR cannot help the CTC branch)
     #   upstream: upstream's wiring, whatever the weights
+    # auto = skip for such weights, upstream otherwise.
     untrained_nrtr: str = "auto"
     # BatchNorms normalise with their running statistics during training and do not update them (scale and shift
     # still train): batch statistics of a few augmented crops are noisy and unlike the pretrained model's.
@@ -38,6 +44,9 @@ class ModelConfig:
     # Measured (benchmarks/finetune_from_stock.py): det 60 steps x 4, hmean 0.400 -> 0.225 with free BatchNorms,
     # 0.398 frozen; rec 120 steps x 16, acc 0.681 -> 0.643 free, 0.673 frozen.
     freeze_bn: Optional[bool] = None
+    # Parameters that do not train: state-dict prefixes (e.g. [backbone.conv1, backbone.blocks2]). Early stages of a
+    # pretrained backbone hold generic strokes and edges; freezing them also skips their backward pass.
+    freeze: list = field(default_factory=list)
     # Free-form architecture overrides passed to the zoo builder (used by the tiny test configs).
     arch: dict = field(default_factory=dict)
 
@@ -91,6 +100,12 @@ class DataConfig:
     # Rec: training input [C, H, W] and the optional multi-scale heights (upstream MultiScaleSampler).
     image_shape: list = field(default_factory=lambda: [3, 48, 320])
     multi_scale: Optional[list] = None
+    # Rec: how training crops are sized. fixed: upstream's image_shape (48x320; longer crops are squeezed into it).
+    # keep_ratio: height image_shape[1], each crop at its own width (at least image_shape[2], at most max_width),
+    # as the deployed pipeline resizes them; batches group similar widths (little padding) and the backbone pools
+    # to W/8 time steps as at inference.
+    width_mode: str = "fixed"
+    max_width: int = 1280
     # Task-specific augmentation / target settings (validated by the task).
     augment: dict = field(default_factory=dict)
     targets: dict = field(default_factory=dict)
@@ -161,6 +176,9 @@ class TrainerConfig:
     # slower: benchmarks/bench_data_parallel.py prints 1 vs all-core figures.
     num_threads: Optional[int] = None
     progress_bar: bool = True
+    # Fine-tuning (model.pretrained and a val set): score the starting weights on val before the first step
+    # (cached), so the run ends with "start X -> tuned Y" and a regression is flagged (and refused by wb export).
+    eval_start: bool = True
 
 
 @dataclass

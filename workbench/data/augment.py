@@ -109,6 +109,13 @@ class DetAugmentConfig:
     copy_paste: bool = False
     copy_paste_ratio: float = 0.2  # share of the other image's care polygons to paste (1..30 of them)
     copy_paste_limit: bool = True  # only paste where no existing polygon's box is hit
+    # What `scale` is relative to. original: the image as stored (upstream). pipeline: the image as the deployed
+    # pipeline resizes it (PaddleX's det resize: short side >= 64, long side <= 4000), so training sees text at
+    # the sizes inference sees (a 5000x7000 scan is read at 0.57x, a 700 px receipt photo at 1x).
+    scale_reference: str = "original"
+    # True (upstream): the random text crop is resized to fit crop_size. False: a crop_size window at the current
+    # scale (padded when the image is smaller), so text keeps the size `scale` gave it.
+    crop_resize: bool = True
 
 
 def _config(cls: type, cfg: Any, where: str):
@@ -363,6 +370,35 @@ def random_text_crop(
     return 0, 0, w, h
 
 
+def random_text_window(
+    rng: np.random.Generator, image_hw: tuple[int, int], care_polys: list[np.ndarray], size_wh: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A ``size_wh`` window ``(x, y, w, h)`` inside the image (the whole side when the image is smaller) that holds
+    the centre of a random care polygon (any position when there is none)."""
+    h, w = image_hw
+    cw, ch = min(size_wh[0], w), min(size_wh[1], h)
+    lo_x, hi_x, lo_y, hi_y = 0, w - cw, 0, h - ch
+    if care_polys:
+        cx, cy = care_polys[int(rng.integers(len(care_polys)))].mean(axis=0)
+        lo_x, hi_x = max(lo_x, int(cx) - cw + 1), min(hi_x, int(cx))
+        lo_y, hi_y = max(lo_y, int(cy) - ch + 1), min(hi_y, int(cy))
+        if lo_x > hi_x or lo_y > hi_y:  # centre outside the image (rotation): any window
+            lo_x, hi_x, lo_y, hi_y = 0, w - cw, 0, h - ch
+    return int(rng.integers(lo_x, hi_x + 1)), int(rng.integers(lo_y, hi_y + 1)), cw, ch
+
+
+def _resize_like_pipeline(image: np.ndarray, polys: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The image (and polygons) at the size PaddleX's OCR pipeline feeds the detector."""
+    from workbench.data.preprocess import DetResize
+
+    h, w = image.shape[:2]
+    th, tw = DetResize.pipeline().target_size(h, w, warn=False)
+    if (th, tw) == (h, w):
+        return image, polys
+    sx, sy = tw / w, th / h
+    return cv2.resize(image, (tw, th)), [(p * (sx, sy)).astype(np.float32) for p in polys]
+
+
 def _crop_to_size(
     image: np.ndarray,
     polys: list[np.ndarray],
@@ -371,13 +407,15 @@ def _crop_to_size(
     crop: tuple[int, int, int, int],
     size_wh: tuple[int, int],
     keep_ratio: bool,
+    resize: bool = True,
 ) -> tuple[np.ndarray, list[np.ndarray], list[bool], list[Any]]:
-    """Cut ``crop`` out, scale it into ``size_wh`` (ratio kept + black pad, or stretched), move the polygons."""
+    """Cut ``crop`` out, scale it into ``size_wh`` (ratio kept + black pad, or stretched; ``resize=False``: not
+    scaled, only padded), move the polygons."""
     x, y, cw, ch = crop
     out_w, out_h = size_wh
     patch = image[y : y + ch, x : x + cw]
-    if keep_ratio:
-        scale_x = scale_y = min(out_w / cw, out_h / ch)
+    if not resize or keep_ratio:
+        scale_x = scale_y = min(out_w / cw, out_h / ch) if resize else 1.0
         new_w, new_h = max(1, int(cw * scale_x)), max(1, int(ch * scale_y))
         canvas = np.zeros((out_h, out_w, image.shape[2]), dtype=image.dtype)
         canvas[:new_h, :new_w] = cv2.resize(patch, (new_w, new_h))
@@ -503,6 +541,8 @@ class DetAugment:
             raise ConfigError(f"{where}: scale must be (lo, hi) with 0 < lo <= hi, got {cfg.scale}")
         if cfg.rotate[0] > cfg.rotate[1]:
             raise ConfigError(f"{where}: rotate must be (lo, hi) degrees with lo <= hi, got {cfg.rotate}")
+        if cfg.scale_reference not in ("original", "pipeline"):
+            raise ConfigError(f"{where}: scale_reference must be original or pipeline, got {cfg.scale_reference!r}")
         if min(cfg.crop_size) < 1 or cfg.crop_max_tries < 1 or not 0 < cfg.min_crop_side_ratio <= 1:
             raise ConfigError(f"{where}: bad crop_size / crop_max_tries / min_crop_side_ratio in {cfg}")
         self.cfg = cfg
@@ -541,6 +581,9 @@ class DetAugment:
                 image, polys, tags, texts, extras[0], rng, self.cfg.copy_paste_ratio, self.cfg.copy_paste_limit
             )
 
+        if self.cfg.scale_reference == "pipeline":
+            image, polys = _resize_like_pipeline(image, polys)
+
         # flip / rotate / scale, with all polygon vertices as keypoints
         counts = [len(p) for p in polys]
         points = np.concatenate(polys) if polys else np.zeros((0, 2), np.float32)
@@ -552,11 +595,14 @@ class DetAugment:
 
         # random crop that keeps text, then fit into crop_size
         care = [p for p, tag in zip(polys, tags) if not tag]
-        crop = random_text_crop(
-            rng, image.shape[:2], care, self.cfg.min_crop_side_ratio, self.cfg.crop_max_tries
-        )
+        if self.cfg.crop_resize:
+            crop = random_text_crop(
+                rng, image.shape[:2], care, self.cfg.min_crop_side_ratio, self.cfg.crop_max_tries
+            )
+        else:
+            crop = random_text_window(rng, image.shape[:2], care, tuple(self.cfg.crop_size))
         image, polys, tags, texts = _crop_to_size(
-            image, polys, tags, texts, crop, tuple(self.cfg.crop_size), self.cfg.keep_ratio
+            image, polys, tags, texts, crop, tuple(self.cfg.crop_size), self.cfg.keep_ratio, self.cfg.crop_resize
         )
 
         if self.color is not None:

@@ -124,6 +124,12 @@ CODES: dict[str, CodeInfo] = {
         "warning", "both", "An image of the validation set is also in the training set (by content hash); "
         "validation metrics would be optimistic.", "Remove it from one of the sets.",
     ),
+    "document_leak": CodeInfo(
+        "warning", "both", "A validation image comes from a document (receipt, page, scene) that also has images in "
+        "the training set: its id is the file name without a trailing _<crop index> (403_047.png and 403_012.png "
+        "are both receipt 403). Crops of one document share paper, print and neighbours, so validation metrics "
+        "would be optimistic.", "Split by document: wb data split TRAIN_LABELS [...] --out DIR.",
+    ),
     # --- det annotations ----------------------------------------------------------------------------------------
     "bad_json": CodeInfo("error", "det", "The annotation after the TAB is not valid JSON.",
                          "Write a JSON list of {\"transcription\": ..., \"points\": [[x, y], ...]} objects."),

@@ -107,8 +107,8 @@ class DetResize:
         """
         return cls(limit_side_len=736, limit_type="min", max_side_limit=max_side_limit)
 
-    def target_size(self, h: int, w: int) -> tuple[int, int]:
-        """The (height, width) an h×w image is resized to."""
+    def target_size(self, h: int, w: int, *, warn: bool = True) -> tuple[int, int]:
+        """The (height, width) an h×w image is resized to (``warn``: log when the page is scaled down)."""
         side = self.limit_side_len
         if self.limit_type == "max":
             ratio = float(side) / max(h, w) if max(h, w) > side else 1.0
@@ -119,9 +119,10 @@ class DetResize:
         resize_h, resize_w = int(h * ratio), int(w * ratio)
         if self.max_side_limit is not None and max(resize_h, resize_w) > self.max_side_limit:
             # PaddleX logs this too: very long pages lose resolution here, which explains missed small text
-            log.warning(
-                "det resize: %dx%d exceeds max_side_limit %d, scaling down", resize_w, resize_h, self.max_side_limit
-            )
+            if warn:
+                log.warning(
+                    "det resize: %dx%d exceeds max_side_limit %d, scaling down", resize_w, resize_h,
+                    self.max_side_limit)
             cap = float(self.max_side_limit) / max(resize_h, resize_w)
             resize_h, resize_w = int(resize_h * cap), int(resize_w * cap)
         # round() is Python's (half to even) on purpose: that is what PaddleX computes

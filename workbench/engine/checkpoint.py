@@ -84,6 +84,8 @@ class TrainState:
     best_step: Optional[int] = None
     evals_without_improvement: int = 0
     last_metrics: dict = field(default_factory=dict)
+    # Fine-tuning: the starting weights' evaluation on the same val set, before the first step (empty: none).
+    start_metrics: dict = field(default_factory=dict)
     rng: dict = field(default_factory=dict)
     finished: bool = False
     # The batch geometry the position above was counted in (resume on another device count converts it).

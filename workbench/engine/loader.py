@@ -54,7 +54,13 @@ class EpochSampler:
         rank: int = 0,
         world_size: int = 1,
         pad: bool = True,
+        sort_keys: Optional[np.ndarray] = None,
+        sort_window: int = 64,
     ):
+        """``sort_keys`` (one number per dataset index, e.g. the rec input width): batches are made of samples with
+        similar keys, so padding a batch to its widest sample costs little. Shuffled: the epoch order is cut into
+        windows of ``sort_window`` batches, each window is sorted by key and cut into batches, and the batches are
+        shuffled (all from (seed, epoch)). Not shuffled (evaluation): the whole order is sorted by key."""
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -63,6 +69,8 @@ class EpochSampler:
         self.rank = rank
         self.world_size = world_size
         self.pad = pad
+        self.sort_keys = None if sort_keys is None else np.asarray(sort_keys)
+        self.sort_window = max(int(sort_window), 1)
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
         if hasattr(self.dataset, "epoch_indices"):
@@ -83,10 +91,28 @@ class EpochSampler:
                 if total > len(idx) and len(idx) > 0:
                     idx = np.concatenate([idx, idx[: total - len(idx)]])
             idx = idx[self.rank :: self.world_size]
+        if self.sort_keys is not None:
+            return EpochPlan(self._sorted_batches(idx, epoch))
         batches = [idx[i : i + self.batch_size].tolist() for i in range(0, len(idx), self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
         return EpochPlan(batches)
+
+    def _sorted_batches(self, idx: np.ndarray, epoch: int) -> list[list[int]]:
+        keys = self.sort_keys[idx]
+        if not self.shuffle:
+            order = idx[np.argsort(keys, kind="stable")]
+            return [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        window = self.batch_size * self.sort_window
+        batches = []
+        for start in range(0, len(idx), window):
+            part = idx[start : start + window]
+            part = part[np.argsort(keys[start : start + window], kind="stable")]
+            batches += [part[i : i + self.batch_size].tolist() for i in range(0, len(part), self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed & 0xFFFFFFFF, epoch, 0xB0C4]))
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def num_batches(self, epoch: int = 0) -> int:
         return len(self.plan(epoch))

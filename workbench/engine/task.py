@@ -76,6 +76,11 @@ class Task(ABC):
         return {}
 
     # --- training ------------------------------------------------------------------------------------------
+    def batch_sort_keys(self, dataset) -> Optional[Any]:
+        """One number per sample of ``dataset`` (e.g. the input width) to batch similar samples together, so
+        padding a batch costs little; None: batches in plain (shuffled) order."""
+        return None
+
     def batch_meta(self, epoch: int, batch_index: int) -> Optional[dict]:
         """Settings shared by the samples of one training batch (None: nothing)."""
         return None

@@ -25,6 +25,7 @@ import numpy as np
 
 from workbench.files.atomic import write_text_atomic
 from workbench.config.compose import flatten, to_plain_dict
+from workbench.config.paths import cache_dir
 from workbench.config.schema import TrainConfig
 from workbench.engine import checkpoint as ckpt
 from workbench.engine.distributed import DistEnv, all_gather_objects, all_reduce_mean, barrier
@@ -33,6 +34,7 @@ from workbench.engine.loader import BatchLoader, EpochSampler
 from workbench.engine.schedule import build_scheduler
 from workbench.errors import ConfigError
 from workbench.engine.task import EvalResult, Task, WeightsReport
+from workbench.reports.progress import Progress
 from workbench.tracking.mlflow import RUN_DIR_TAG, Tracker
 
 log = logging.getLogger("workbench.train")
@@ -71,6 +73,21 @@ def amp_plan(cfg: TrainConfig, device: str) -> dict:
     return {"enabled": True, "level": amp.level, "dtype": amp.dtype, "use_scaler": amp.dtype == "float16"}
 
 
+def inference_copy(model, weights=None):
+    """A copy of ``model`` as it is deployed: eval mode, re-parameterisable layers fused (``models.rep``), with
+    ``weights`` (e.g. the EMA weights) if given. Evaluation runs on it, so the training model is never touched and
+    evaluation computes what the exported graph computes. Fusing PP-OCRv5_mobile_rec's rep layers makes a batch of
+    32 48x320 crops 2.3x faster on CPU (6.5 s -> 2.9 s, identical outputs)."""
+    import copy
+
+    from workbench.models.rep import fuse_for_inference
+
+    clone = copy.deepcopy(model)
+    if weights is not None:
+        clone.set_state_dict(weights)
+    return fuse_for_inference(clone)
+
+
 def scaled_lr(cfg: TrainConfig, world_size: int) -> float:
     """Linear scaling rule: lr · global_batch / base_batch_size, when the recipe asks for it."""
     lr = cfg.optim.lr
@@ -78,6 +95,25 @@ def scaled_lr(cfg: TrainConfig, world_size: int) -> float:
         global_batch = cfg.data.batch_size * world_size * cfg.trainer.grad_accum_steps
         lr = lr * global_batch / cfg.optim.base_batch_size
     return lr
+
+
+def freeze_parameters(model, prefixes) -> int:
+    """``model.freeze``: parameters under these state-dict prefixes stop training. Returns how many froze."""
+    if not prefixes:
+        return 0
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n == p or n.startswith(p + ".") for n in names)]
+    if unknown:
+        tops = sorted({".".join(n.split(".")[:2]) for n in names})
+        raise ConfigError(f"model.freeze: {', '.join(unknown)} names no parameters of this model "
+                          f"(prefixes look like: {', '.join(tops[:12])})")
+    frozen = 0
+    for name, param in model.named_parameters():
+        if any(name == p or name.startswith(p + ".") for p in prefixes):
+            param.stop_gradient = True
+            frozen += int(np.prod(param.shape))
+    log.info("model.freeze: %d parameters under %s do not train", frozen, ", ".join(prefixes))
+    return frozen
 
 
 def build_optimizer(cfg: TrainConfig, model, scheduler):
@@ -170,6 +206,7 @@ class Trainer:
             model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if resume_from is None:
             self.weights_report = self.task.load_initial_weights(model)
+        freeze_parameters(model, cfg.model.freeze)
         loss_fn = self.task.build_loss()
 
         train_ds = self.task.train_dataset()
@@ -182,6 +219,7 @@ class Trainer:
             seed=cfg.seed,
             rank=env.rank,
             world_size=env.world_size,
+            sort_keys=self.task.batch_sort_keys(train_ds),
         )
         loader = BatchLoader(train_ds, sampler, self.task.collate_train, num_workers=cfg.data.num_workers,
                              batch_meta=self.task.batch_meta)
@@ -225,6 +263,8 @@ class Trainer:
 
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self._start_tracking(resume_from, train_ds, val_ds, total_steps, steps_per_epoch)
+        if resume_from is None and val_ds is not None and cfg.model.pretrained and cfg.trainer.eval_start:
+            self._evaluate_starting_weights(model, val_ds)
         max_epochs = cfg.trainer.epochs if not cfg.trainer.max_steps else math.ceil(total_steps / steps_per_epoch)
         log.info(
             "training %s: %d samples, %d steps/epoch, %d steps, device %s x%d",
@@ -396,27 +436,23 @@ class Trainer:
         cfg, env = self.cfg, self.env
         sampler = EpochSampler(
             val_ds, cfg.data.eval_batch_size, shuffle=False, drop_last=False, seed=cfg.seed,
-            rank=env.rank, world_size=env.world_size, pad=False,
+            rank=env.rank, world_size=env.world_size, pad=False, sort_keys=self.task.batch_sort_keys(val_ds),
         )
         loader = BatchLoader(val_ds, sampler, self.task.collate_eval, num_workers=0)
-        backup = None
-        if weights is not None:  # evaluate EMA weights without disturbing the training weights
-            backup = {k: v.clone() for k, v in model.state_dict().items()}
-            model.set_state_dict(weights)
-        model.eval()
+        eval_model = inference_copy(model, weights)
         records: list[dict] = []
-        with paddle.no_grad():
+        shown = env.is_main and cfg.trainer.progress_bar
+        with paddle.no_grad(), Progress(len(sampler.plan(0).batches), "evaluate", "batch", log, enabled=shown) as bar:
             for batch in loader.iter_epoch(0):
                 if batch is not None:
-                    records.extend(self.task.predict(model, batch))
+                    records.extend(self.task.predict(eval_model, batch))
                 fault_point("eval_batch")
-        if backup is not None:
-            model.set_state_dict(backup)
-        self._train_mode(model)
+                bar.update()
+        del eval_model
         if env.enabled:
             shards = all_gather_objects(env, records)
             records = [r for shard in shards for r in shard]
-            records.sort(key=lambda r: r["index"])
+        records.sort(key=lambda r: r["index"])  # batches may be grouped by input width
         return self.task.score(records)
 
     def _evaluate_and_checkpoint(self, fit: FitState) -> bool:
@@ -475,6 +511,8 @@ class Trainer:
             "mlflow_run_id": self.tracker.run_id,
             "select_metric": self.cfg.eval.select_metric,
             "metric_value": st.last_metrics.get(self.cfg.eval.select_metric),
+            "start_metric": st.start_metrics.get(self.cfg.eval.select_metric),
+            "select_mode": self.cfg.eval.select_mode,
         }
         opt_state = ckpt.optimizer_state(fit.optimizer, model)
         if scaler is not None:
@@ -641,8 +679,76 @@ class Trainer:
             if best.is_dir():
                 self.tracker.log_artifact(best.resolve(), "checkpoints/best")
             self.tracker.log_artifact((self.ckpt_dir / "latest").resolve(), "checkpoints/latest")
+        self._report_start_vs_tuned()
         self.tracker.log_metrics({"final/global_step": st.global_step}, step=st.global_step)
         self.tracker.finish("FINISHED")
+
+    # ------------------------------------------------------------------------------------------------------
+    def _evaluate_starting_weights(self, model, val_ds) -> None:
+        """Fine-tuning begins by scoring the starting weights on the val set, so the run can end with "stock X ->
+        tuned Y" and a regression is never silent. The result is cached under the weights cache (key: the weights'
+        values, the val set's fingerprint, the evaluation settings), so a sweep or a rerun pays for it once."""
+        cfg, st = self.cfg, self.state
+        key = _start_eval_key(model, val_ds, self.task.checkpoint_meta(), to_plain_dict(cfg.eval))
+        cache = cache_dir() / "start_evals" / f"{key}.json"
+        if cache.is_file():
+            st.start_metrics = json.loads(cache.read_text())
+            log.info("starting weights on val (cached %s): %s", cache.name, _fmt_metric(cfg, st.start_metrics))
+        else:
+            t0 = time.perf_counter()
+            st.start_metrics = dict(self.evaluate(model, val_ds).metrics)
+            log.info("starting weights on val (%.0f s): %s", time.perf_counter() - t0,
+                     _fmt_metric(cfg, st.start_metrics))
+            if self.env.is_main:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(".tmp")
+                tmp.write_text(json.dumps(st.start_metrics))
+                os.replace(tmp, cache)
+        if self.env.is_main:
+            self.tracker.log_metrics({f"start/{k}": v for k, v in st.start_metrics.items()}, step=0)
+
+    def start_vs_tuned(self) -> Optional[dict]:
+        """``{"metric", "start", "tuned", "delta", "regression"}`` when the run started from evaluated weights."""
+        st, name = self.state, self.cfg.eval.select_metric
+        if name not in st.start_metrics or st.best_metric is None:
+            return None
+        start, tuned = st.start_metrics[name], st.best_metric
+        worse = tuned < start if self.cfg.eval.select_mode == "max" else tuned > start
+        return {"metric": name, "start": start, "tuned": tuned, "delta": tuned - start, "regression": worse}
+
+    def _report_start_vs_tuned(self) -> None:
+        result = self.start_vs_tuned()
+        if result is None:
+            return
+        line = (f"{self.cfg.model.name} on val: start {result['metric']} {result['start']:.4f} -> tuned "
+                f"{result['tuned']:.4f} ({result['delta']:+.4f}, best at step {self.state.best_step})")
+        self.tracker.set_tags({"wb.start_metric": f"{result['start']:.6g}", "wb.tuned_metric": f"{result['tuned']:.6g}",
+                               "wb.regression": str(result["regression"]).lower()})
+        (self.run_dir / "start_vs_tuned.json").write_text(json.dumps(result, indent=1))
+        if result["regression"]:
+            log.warning("REGRESSION: %s. The fine-tuned model is worse than its starting weights; wb export refuses "
+                        "it unless allow_regression=true.", line)
+        else:
+            log.info("%s", line)
+
+
+def _fmt_metric(cfg: TrainConfig, metrics: dict) -> str:
+    name = cfg.eval.select_metric
+    return f"{name}={metrics[name]:.4f}" if name in metrics else ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+
+
+def _start_eval_key(model, val_ds, model_meta: dict, eval_cfg: dict) -> str:
+    """What decides the starting weights' evaluation: their values, the val samples, the model's input/decoding
+    settings and the evaluation settings."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(v.numpy()).tobytes())
+    fingerprint = val_ds.fingerprint() if hasattr(val_ds, "fingerprint") else str(len(val_ds))
+    h.update(json.dumps([fingerprint, model_meta, eval_cfg], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:32]
 
 
 def _git_tags() -> dict:

@@ -51,6 +51,8 @@ class ExportConfig:
     device: str = "cpu"
     tolerances: Tolerances = field(default_factory=Tolerances)
     overwrite: bool = False
+    # A fine-tuned checkpoint that scored worse on val than its starting weights is refused unless this is true.
+    allow_regression: bool = False
     # MLflow: auto = when a source run was tracked or tracking_uri is given
     tracking: str = "auto"  # auto | on | off
     tracking_uri: Optional[str] = None

@@ -58,6 +58,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
             sources[entry.name] = load_export_source(ref, entry.name, prefer=cfg.checkpoint, weights=cfg.weights,
                                                      dictionary=cfg.dictionary(entry.name),
                                                      tracking_uri=cfg.tracking_uri)
+    _refuse_regressions(sources, cfg.allow_regression)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if work.exists():
@@ -87,6 +88,27 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     tracking = _log_to_mlflow(cfg, sources, out, result["report"], info)
     return ExportResult(folder=out, report=result["report"], command=result["command"], seconds=seconds,
                         tracking=tracking)
+
+
+def regression_of(meta: dict) -> Optional[str]:
+    """A description when a checkpoint scored worse on val than the weights it was fine-tuned from, else None
+    (the trainer records both in the checkpoint's meta: ``start_metric`` and ``metric_value``)."""
+    start, tuned, name = meta.get("start_metric"), meta.get("metric_value"), meta.get("select_metric", "metric")
+    if start is None or tuned is None:
+        return None
+    worse = tuned > start if meta.get("select_mode") == "min" else tuned < start
+    return f"{name} {tuned:.4f} after fine-tuning < {start:.4f} before" if worse else None
+
+
+def _refuse_regressions(sources: dict, allowed: bool) -> None:
+    for task, source in sources.items():
+        problem = regression_of(source.checkpoint.meta)
+        if problem is None:
+            continue
+        if not allowed:
+            raise ExportError(f"{task}={source.checkpoint.path}: a regression on val ({problem}); pass "
+                              f"allow_regression=true to export it anyway")
+        log.warning("%s: exporting a regression on val (%s) because allow_regression=true", task, problem)
 
 
 def _check_combination(cfg: ExportConfig) -> None:

@@ -25,5 +25,13 @@ class RecModel(nn.Layer):
         self.backbone = backbone
         self.head = head
 
+    def pool_like_inference(self) -> None:
+        """Training pools the backbone map as inference does (``T = W / 8``) instead of upstream's fixed 40 steps,
+        so crops trained at their own width (keep-ratio batches) get as many time steps as at inference. Identical
+        to upstream's pooling at 48x320."""
+        if not hasattr(self.backbone, "train_time_steps"):
+            raise ValueError(f"{type(self.backbone).__name__} cannot train on variable widths (fixed time steps)")
+        self.backbone.train_time_steps = None
+
     def forward(self, x, targets: Mapping | None = None):
         return self.head(self.backbone(x), targets)

@@ -19,7 +19,7 @@ import numpy as np
 
 from workbench.config.schema import TrainConfig
 from workbench.data.charset import Charset
-from workbench.data.check.rec import RecLabelCheck
+from workbench.data.check.rec import MAX_ASPECT, RecLabelCheck
 from workbench.errors import ConfigError
 from workbench.engine.task import EvalResult, WeightsReport
 from workbench.tasks.common import LabelFileTask
@@ -30,12 +30,17 @@ log = logging.getLogger("workbench.rec")
 
 
 
-class RecTrainTransform:
-    """Augment (upstream RecConAug + RecAug), then upstream's fixed 48×320 resize to [-1, 1]."""
+UPSTREAM_MAX_TEXT_LENGTH = 25  # the floor of model.max_text_length=null: short-text sets train as upstream's
 
-    def __init__(self, augment, image_shape):
+
+class RecTrainTransform:
+    """Augment (upstream RecConAug + RecAug), then resize to [-1, 1]: upstream's fixed 48×320, or (``max_width``
+    given) the pipeline's keep-ratio resize, at least ``image_shape`` wide and at most ``max_width``."""
+
+    def __init__(self, augment, image_shape, max_width: Optional[int] = None):
         self.augment = augment
         self.image_shape = tuple(image_shape)
+        self.max_width = max_width
 
     @property
     def ext_data_num(self) -> int:
@@ -48,7 +53,14 @@ class RecTrainTransform:
         shape = tuple(data.pop("image_shape", self.image_shape))
         if self.augment is not None:
             data = self.augment(data, rng=rng)
-        data["image"], data["valid_ratio"] = resize_norm_rec_fixed(data["image"], shape)
+        if self.max_width:
+            from workbench.data.preprocess import resize_norm_rec
+
+            data["image"] = resize_norm_rec(data["image"], shape, max_width=self.max_width)
+            # the crop fills its own keep-ratio canvas (SAR masks by it; batch padding is zeros)
+            data["valid_ratio"] = 1.0
+        else:
+            data["image"], data["valid_ratio"] = resize_norm_rec_fixed(data["image"], shape)
         return data
 
 
@@ -85,7 +97,10 @@ class RecTask(LabelFileTask):
 
     def __init__(self, cfg: TrainConfig):
         super().__init__(cfg)
+        if cfg.data.width_mode not in ("fixed", "keep_ratio"):
+            raise ConfigError(f"data.width_mode={cfg.data.width_mode!r}: choose fixed or keep_ratio")
         self.charset = self._resolve_charset()
+        self.max_text_length = self._resolve_max_text_length()
 
     # --- dictionary ----------------------------------------------------------------------------------------
     def _resolve_charset(self) -> Charset:
@@ -107,23 +122,57 @@ class RecTask(LabelFileTask):
             log.info("dictionary %s differs from %s's official %s", path, m.name, official.file_name)
         return charset
 
+    def _resolve_max_text_length(self) -> int:
+        """``model.max_text_length``, or (null) what the training labels need: the longest one, plus the NRTR
+        target's two markers when NRTR trains. Logged: it decides which labels count as too long."""
+        if self.cfg.model.max_text_length is not None:
+            return int(self.cfg.model.max_text_length)
+        from workbench.data.labels import read_rec_labels
+
+        longest = max((len(s.text) for path, _ in self.files.train for s in read_rec_labels(path)[0]), default=0)
+        value = max(longest + (2 if self.trains_nrtr else 0), UPSTREAM_MAX_TEXT_LENGTH)
+        log.info("model.max_text_length=null: %d (longest training label: %d characters)", value, longest)
+        return value
+
     # --- model ---------------------------------------------------------------------------------------------
     def build_model(self):
         from workbench.models import zoo
 
         model = zoo.build_model(self.cfg.model.name, charset=self.charset, **dict(self.cfg.model.arch))
-        if self.protects_backbone_from_nrtr and hasattr(model.head, "protect_backbone"):
-            model.head.protect_backbone()
+        head = model.head
+        if self.nrtr_mode == "skip" and hasattr(head, "skip_nrtr"):
+            head.skip_nrtr()
+        elif self.nrtr_mode == "protect" and hasattr(head, "protect_backbone"):
+            head.protect_backbone()
+        if self.cfg.data.width_mode == "keep_ratio":
+            model.pool_like_inference()
         return model
 
+    @property
+    def trains_nrtr(self) -> bool:
+        """The model has an NRTR branch and it is computed in training (labels then need room for its markers)."""
+        from workbench.models import zoo
+
+        return self.nrtr_mode != "skip" and zoo.get_spec(self.cfg.model.name).builder is not zoo.compact_cnn_ctc
+
     @functools.cached_property
-    def protects_backbone_from_nrtr(self) -> bool:
-        """``model.untrained_nrtr`` resolved: see ``ModelConfig`` and ``MultiHead.protect_backbone``."""
+    def nrtr_mode(self) -> str:
+        """How the NRTR branch trains: ``upstream`` (it trains the backbone, CTC branch detached), ``protect``
+        (CTC trains the backbone, NRTR on detached features) or ``skip`` (not computed). See ``ModelConfig``."""
         m = self.cfg.model
-        if m.untrained_nrtr not in ("auto", "protect", "upstream"):
-            raise ConfigError(f"model.untrained_nrtr={m.untrained_nrtr!r}: choose auto, protect or upstream")
+        if m.untrained_nrtr not in ("auto", "protect", "skip", "upstream"):
+            raise ConfigError(f"model.untrained_nrtr={m.untrained_nrtr!r}: choose auto, skip, protect or upstream")
         if m.untrained_nrtr != "auto":
-            return m.untrained_nrtr == "protect"
+            return m.untrained_nrtr
+        return "skip" if self._starting_nrtr_untrained else "upstream"
+
+    @property
+    def protects_backbone_from_nrtr(self) -> bool:
+        """The NRTR branch cannot shape the backbone (``skip`` or ``protect``)."""
+        return self.nrtr_mode in ("skip", "protect")
+
+    @functools.cached_property
+    def _starting_nrtr_untrained(self) -> bool:
         weights = self.pretrained_file
         if weights is None:
             return False
@@ -132,9 +181,10 @@ class RecTask(LabelFileTask):
         if not nrtr_branch_untrained(weights):
             return False
         log.warning(
-            "%s carries no trained NRTR branch (imported inference model): the CTC loss trains the backbone and "
-            "NRTR learns on detached features, so the random decoder cannot reshape pretrained features "
-            "(model.untrained_nrtr=upstream for upstream's wiring)", weights)
+            "%s carries no trained NRTR branch (imported inference model): the CTC loss trains the backbone and the "
+            "NRTR branch is not computed, so a random decoder cannot reshape pretrained features "
+            "(model.untrained_nrtr=protect trains NRTR on detached features, =upstream gives upstream's wiring)",
+            weights)
         return True
 
     def load_initial_weights(self, model) -> WeightsReport:
@@ -155,17 +205,29 @@ class RecTask(LabelFileTask):
         if train:
             from workbench.data.augment import build_rec_augment
 
-            aug_cfg = {"max_text_length": self.cfg.model.max_text_length - 2,
+            aug_cfg = {"max_text_length": self.label_max_chars,
                        "image_shape": tuple(d.image_shape[1:]), **dict(d.augment)}
             augment = build_rec_augment(aug_cfg, seed=self.cfg.seed)
-            transform = RecTrainTransform(augment, d.image_shape)
+            keep_ratio = d.width_mode == "keep_ratio"
+            transform = RecTrainTransform(augment, d.image_shape, max_width=d.max_width if keep_ratio else None)
         else:
             transform = RecEvalTransform(self.cfg.eval.rec.resize_mode, d.image_shape)
         return RecDataset(
-            files, self.charset, transform, self.policy, self.cfg.model.max_text_length, nrtr=True,
+            files, self.charset, transform, self.policy, self.max_text_length, nrtr=self.trains_nrtr,
             root=d.root, seed=self.cfg.seed, shuffle=False, for_eval=not train,
             sar=self.spec.training_branch == "sar",
         )
+
+    @property
+    def label_max_chars(self) -> int:
+        return self.charset.max_chars(self.max_text_length, self.trains_nrtr)
+
+    def batch_sort_keys(self, dataset):
+        """Keep-ratio training and pipeline-resize evaluation pad a batch to its widest crop: batch by width."""
+        train = dataset is self._datasets.get("train")
+        if (self.cfg.data.width_mode if train else self.cfg.eval.rec.resize_mode) not in ("keep_ratio", "pipeline"):
+            return None
+        return dataset.image_widths(self.cfg.data.image_shape[1])
 
     def collate_train(self, samples):
         from workbench.data.rec import collate_rec
@@ -181,9 +243,10 @@ class RecTask(LabelFileTask):
         return synth.generate_rec_demo(demo.dir, demo.n_train, demo.n_val, demo.seed, style=demo.style)
 
     def label_check(self):
-        from workbench.data.check.rec import RecLabelCheck
-
-        return RecLabelCheck(self.charset, self.cfg.model.max_text_length, nrtr=True)
+        d = self.cfg.data
+        keep_ratio = d.width_mode == "keep_ratio"  # then only crops wider than max_width are squeezed
+        max_aspect = d.max_width / d.image_shape[1] if keep_ratio else MAX_ASPECT
+        return RecLabelCheck(self.charset, self.max_text_length, nrtr=self.trains_nrtr, max_aspect=max_aspect)
 
     def summary_extras(self) -> dict:
         return {"dictionary": {"source": self.charset.source, "size": len(self.charset),
@@ -238,7 +301,7 @@ class RecTask(LabelFileTask):
         from workbench.metrics.rec import RecMetric
 
         metric = RecMetric(self.charset, use_space_char=self.charset.use_space_char,
-                           max_text_length=self.cfg.model.max_text_length)
+                           max_text_length=self.max_text_length)
         metric.update([(r["pred"], r["score"]) for r in records], [r["gt"] for r in records],
                       ids=[r["index"] for r in records])
         metrics = metric.compute()
@@ -263,7 +326,8 @@ class RecTask(LabelFileTask):
             "use_space_char": self.charset.use_space_char,
             "num_ctc_classes": self.charset.num_ctc_classes,
             "image_shape": list(self.cfg.data.image_shape),
-            "max_text_length": self.cfg.model.max_text_length,
+            "max_text_length": self.max_text_length,
+            "width_mode": self.cfg.data.width_mode,
             "nrtr_backbone_protected": self.protects_backbone_from_nrtr,
         }
 

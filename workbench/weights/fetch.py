@@ -20,18 +20,12 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from workbench.config.paths import cache_dir  # noqa: F401  (re-exported: weights.fetch.cache_dir)
 from workbench.errors import WeightsError
 
 log = logging.getLogger("workbench.weights")
 
 CHUNK = 1 << 20
-
-
-def cache_dir() -> Path:
-    """``$WB_CACHE_DIR``, else ``~/.cache/ocr-workbench``."""
-    d = Path(os.environ.get("WB_CACHE_DIR") or Path.home() / ".cache" / "ocr-workbench")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def offline() -> bool:

@@ -164,6 +164,26 @@ def duplicate_findings(samples: list[tuple[str, object]], scans: dict[str, Image
         if twin is not None:
             out.append(Finding.make("train_val_leak", s.file, s.line,
                                     f"{s.rel_path}: also in the training set at {twin.file}:{twin.line}"))
+    leaked = {(f.file, f.line) for f in out if f.code == "train_val_leak"}
+    return out + document_leak_findings(samples, already=leaked)
+
+
+def document_leak_findings(samples: list[tuple[str, object]], already=frozenset()) -> list[Finding]:
+    """document_leak: validation images whose source document (``data.split.group_id``) has training images
+    (``already``: (file, line) of val samples reported as the very same image, not reported twice)."""
+    from workbench.data.split import group_id
+
+    in_train: dict[str, list] = {}
+    for split, s in samples:
+        if split == "train":
+            in_train.setdefault(group_id(s.rel_path), []).append(s)
+    out = []
+    for split, s in samples:
+        twins = in_train.get(group_id(s.rel_path)) if split == "val" and (s.file, s.line) not in already else None
+        if twins:
+            out.append(Finding.make("document_leak", s.file, s.line,
+                                    f"{s.rel_path}: document {group_id(s.rel_path)!r} has {len(twins)} training "
+                                    f"image(s), e.g. {twins[0].file}:{twins[0].line} ({twins[0].rel_path})"))
     return out
 
 

@@ -39,6 +39,7 @@ class RecLabelCheck(LabelCheck):
     charset: Charset
     max_text_length: int = 25
     nrtr: bool = True
+    max_aspect: float = MAX_ASPECT  # crops wider than this (w/h) are squeezed by the training resize
 
     kind = "rec"
     reader = staticmethod(read_rec_labels)
@@ -71,7 +72,7 @@ class RecLabelCheck(LabelCheck):
         scans = data.scan(run)
         findings += image_findings(samples, scans)
         for _, s in samples:
-            findings += _aspect_findings(s, scans[str(s.image_path)])
+            findings += _aspect_findings(s, scans[str(s.image_path)], self.max_aspect)
         findings += duplicate_findings(samples, scans, lambda s: s.text)
         for info, file_samples in data.per_file:
             findings += case_findings(info.file, [s.text for s in file_samples])
@@ -123,13 +124,13 @@ class RecLabelCheck(LabelCheck):
                                 use_space_char=not args.no_space_char)
 
 
-def _aspect_findings(s, scan) -> list[Finding]:
+def _aspect_findings(s, scan, max_aspect: float = MAX_ASPECT) -> list[Finding]:
     if not scan.usable_size:
         return []
     aspect = scan.width / scan.height
-    if aspect > MAX_ASPECT:
+    if aspect > max_aspect:
         return [Finding.make("extreme_aspect_ratio", s.file, s.line,
-                             f"{s.rel_path}: {scan.width}x{scan.height} px (w/h {aspect:.1f} > {MAX_ASPECT:g}) for "
+                             f"{s.rel_path}: {scan.width}x{scan.height} px (w/h {aspect:.1f} > {max_aspect:g}) for "
                              f"{clip(s.text, 40)!r}")]
     if aspect < MIN_ASPECT_MULTICHAR and len(s.text) >= 2:
         return [Finding.make("extreme_aspect_ratio", s.file, s.line,

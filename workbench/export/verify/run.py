@@ -6,11 +6,13 @@ Part of ``workbench.export.verify`` (see its docstring)."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Optional
 
 from workbench.errors import ExportError
+from workbench.reports.progress import Progress
 from workbench.export.verify.ours import StageCheck, Workbench
 from workbench.export.verify.paddleocr_cli import run_cli
 from workbench.export.verify.probes import PROBES_DIR, Probes
@@ -18,6 +20,8 @@ from workbench.export.verify.report import REPORT_JSON, Report, Tolerances
 from workbench.export.verify.stages import (
     compare_with_expected, run_pipeline, verify_files, verify_modules, verify_pipeline,
 )
+
+log = logging.getLogger("workbench.export")
 
 
 def verify_export(folder: str | Path, sources: dict, *, probes: Probes, tolerances: Optional[Tolerances] = None,
@@ -32,23 +36,28 @@ def verify_export(folder: str | Path, sources: dict, *, probes: Probes, toleranc
     report = Report(tolerances=tol)
     paddle.set_device(device)
     timings = {}
+    bar = Progress(4 if cli else 3, "verify export (files, modules, pipeline, CLI)", "stage", log).__enter__()
     t = time.perf_counter()
     wb = Workbench(sources)
     verify_files(report, folder, wb)
     timings["load"] = time.perf_counter() - t
+    bar.update()
     try:
         t = time.perf_counter()
         verify_modules(StageCheck(report, "module", wb, tol), folder, probes, device, engine_configs)
         timings["module"] = time.perf_counter() - t
+        bar.update()
         t = time.perf_counter()
         report.expected = verify_pipeline(StageCheck(report, "pipeline", wb, tol), folder, probes, device)
         timings["pipeline"] = time.perf_counter() - t
+        bar.update()
         if cli:
             t = time.perf_counter()
             results, cmd, _ = run_cli(folder, probes.images, device)
             report.facts["cli_command"] = " ".join(cmd)
             compare_with_expected(report, "cli", report.expected, results, tol)
             timings["cli"] = time.perf_counter() - t
+            bar.update()
     except Exception as exc:  # PaddleX refusing the folder is exactly what verification must catch, loudly
         text = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
         report.add("run", "PaddleX", "ran to completion", False, True, False,
@@ -56,6 +65,7 @@ def verify_export(folder: str | Path, sources: dict, *, probes: Probes, toleranc
         report.facts["error"] = text
     report.facts.update(_versions(), device=device, seconds={k: round(v, 2) for k, v in timings.items()},
                         probes={"images": [p.name for p in probes.images], "crops": [p.name for p in probes.crops]})
+    bar.__exit__(None, None, None)
     report.write(folder)
     return report
 

@@ -23,6 +23,8 @@ def _stage(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class CompactCNN(nn.Layer):
+    train_time_steps = None  # training pools like inference (W/8 steps): variable-width batches work as they are
+
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 128, 128)):
         super().__init__()
         if len(widths) != 5:

@@ -596,6 +596,6 @@ class PPLCNetV3(nn.Layer):
                 features.append(proj(x))
             return features
         x = self.blocks6(self.blocks5(self.blocks4(self.blocks3(x))))
-        if self.training:
+        if self.training and self.train_time_steps:
             return F.adaptive_avg_pool2d(x, [1, self.train_time_steps])
         return F.avg_pool2d(x, self.eval_pool, self.eval_pool)

@@ -85,6 +85,15 @@ class MultiHead(nn.Layer):
             num_layers=nrtr_layers,
             max_text_length=max_text_length,
         )
+        self.gtc_enabled = True
+
+    def skip_nrtr(self) -> None:
+        """Train without the NRTR branch: CTC trains the backbone (no guide) and NRTR is not computed at all. For
+        starting weights whose NRTR branch is untrained (imports): the branch is never exported, and detached it
+        could not help the CTC branch anyway, so computing it is pure cost (its output projection alone is
+        nrtr_dim x ~18k classes per target position). Its weights stay in the state dict, untouched."""
+        self.ctc_encoder.encoder.use_guide = False
+        self.gtc_enabled = False
 
     def protect_backbone(self) -> None:
         """CTC trains the backbone (no guide), NRTR's gradient stops at its input. See the module docstring."""
@@ -98,6 +107,8 @@ class MultiHead(nn.Layer):
         ctc = self.ctc_head(neck)
         if not self.training:
             return ctc
+        if not self.gtc_enabled:
+            return {"ctc": ctc, "ctc_neck": neck}
         if targets is None:
             raise ValueError("MultiHead in train mode needs targets with 'label_gtc' and 'length' (SAR: 'label_sar'"
                              " and 'valid_ratio')")

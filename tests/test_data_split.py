@@ -1,0 +1,100 @@
+"""Train/val splits by source document (`wb data split`) and the document_leak finding of `wb data check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workbench.data.split import group_id, split_label_files
+from workbench.errors import ConfigError
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("images/train/403_047.png", "403"), ("images/train/403.jpg", "403"), ("img_105_3.png", "img_105"),
+    ("a\\b\\x7_1.png", "x7"), ("scan_2024_03.tif", "scan_2024"), ("noindex.png", "noindex"),
+    ("img_105.jpg", "img_105"), ("IMG_1563.JPG", "IMG_1563"), ("page_1.png", "page_1"),
+])
+def test_group_id_strips_the_crop_index(path, expected):
+    assert group_id(path) == expected
+
+
+def test_group_pattern():
+    assert group_id("IMG_0001-p3.jpg", r"^(.+)-p\d+") == "IMG_0001"
+    with pytest.raises(ConfigError, match="does not match"):
+        group_id("x.jpg", r"^(\d+)-")
+
+
+def _labels(folder: Path, name: str, lines: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+    return path
+
+
+def test_one_document_is_held_out_in_every_file(tmp_path):
+    pages = _labels(tmp_path / "det", "label.txt", [f"images/{i:03d}.jpg\t[]" for i in range(40)])
+    crops = _labels(tmp_path / "rec", "label.txt",
+                    [f"images/{i:03d}_{k:03d}.png\tT{i}" for i in range(60) for k in range(3)])
+    det, rec = split_label_files([pages, crops], tmp_path / "out", val_fraction=0.25, seed=3)
+    assert (det.train_lines, det.val_lines) == (30, 10)  # the first file gets exactly round(0.25 x 40)
+    val_pages = {group_id(ln.split("\t")[0]) for ln in det.val_file.read_text().splitlines()}
+    rec_val = {group_id(ln.split("\t")[0]) for ln in rec.val_file.read_text().splitlines()}
+    rec_train = {group_id(ln.split("\t")[0]) for ln in rec.train_file.read_text().splitlines()}
+    assert val_pages <= rec_val and not rec_val & rec_train  # same receipts held out; no receipt on both sides
+    assert rec.val_lines % 3 == 0 and rec.train_lines + rec.val_lines == 180
+    # paths are rewritten relative to the output folder and still point at the images
+    first = rec.val_file.read_text().splitlines()[0].split("\t")[0]
+    assert (tmp_path / "out" / first).resolve() == (tmp_path / "rec" / "images" / Path(first).name).resolve()
+
+
+def test_another_seed_holds_out_other_documents_and_outputs_are_never_overwritten(tmp_path):
+    pages = _labels(tmp_path, "pages.txt", [f"{i}.jpg\t[]" for i in range(20)])
+    a = split_label_files([pages], tmp_path / "a", val_fraction=0.3, seed=0)[0]
+    b = split_label_files([pages], tmp_path / "b", val_fraction=0.3, seed=1)[0]
+    assert a.val_file.read_text() != b.val_file.read_text()
+    with pytest.raises(ConfigError, match="exists"):
+        split_label_files([pages], tmp_path / "a", val_fraction=0.3, seed=0)
+
+
+def test_data_check_flags_documents_on_both_sides(tmp_path, data_dir):
+    from workbench.data.check.common import document_leak_findings
+    from workbench.data.labels import read_rec_labels
+
+    samples, _ = read_rec_labels(data_dir / "sroie_rec" / "label.txt")
+    train = [("train", s) for s in samples[:1000]]
+    val = [("val", s) for s in samples[1000:]]
+    leaks = document_leak_findings(train + val)
+    train_docs = {group_id(s.rel_path) for _, s in train}
+    expected = [s for _, s in val if group_id(s.rel_path) in train_docs]
+    assert expected and len(leaks) == len(expected)
+    assert all(f.code == "document_leak" and f.line is not None for f in leaks)
+    split = split_label_files([data_dir / "sroie_rec" / "label.txt"], tmp_path / "s", val_fraction=0.2)[0]
+    tr, _ = read_rec_labels(split.train_file)
+    va, _ = read_rec_labels(split.val_file)
+    assert document_leak_findings([("train", s) for s in tr] + [("val", s) for s in va]) == []
+
+
+def test_det_pages_become_rec_crops_named_after_their_page(tmp_path, data_dir):
+    import cv2
+
+    from workbench.data.crops import crop_quad, crops_from_det_labels
+    from workbench.data.labels import read_det_labels, read_rec_labels
+
+    pages = _labels(tmp_path, "pages.txt", (data_dir / "sroie_det" / "label.txt").read_text().splitlines()[:2])
+    for line in pages.read_text().splitlines():  # the images, beside the new label file
+        rel = line.split("\t")[0]
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((data_dir / "sroie_det" / rel).read_bytes())
+    result = crops_from_det_labels([pages], tmp_path / "lines")
+    det, _ = read_det_labels(pages)
+    care = [(s, k) for s in det for k, (t, ign) in enumerate(zip(s.texts, s.ignore_tags)) if not ign and t.strip()]
+    assert result.crops == len(care) and result.pages == 2
+    rec, findings = read_rec_labels(result.label_file)
+    assert not [f for f in findings if f.severity == "error"] and len(rec) == len(care)
+    sample, k = care[3]
+    assert rec[3].text == sample.texts[k] and group_id(rec[3].rel_path) == Path(sample.rel_path).stem
+    expected = crop_quad(cv2.imread(str(sample.image_path)), sample.polys[k])  # as the pipeline crops the box
+    assert (cv2.imread(str(rec[3].image_path)) == expected).all()
+    with pytest.raises(ConfigError, match="exists"):
+        crops_from_det_labels([pages], tmp_path / "lines")
