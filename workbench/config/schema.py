@@ -91,6 +91,9 @@ class DataConfig:
     # Rec: training input [C, H, W] and the optional multi-scale heights (upstream MultiScaleSampler).
     image_shape: list = field(default_factory=lambda: [3, 48, 320])
     multi_scale: Optional[list] = None
+    # Orientation tasks: how label files are read. auto decides per file: a class list (image<TAB>class), a rec
+    # file (every crop upright, turned into every class) or a det file (every page upright); or say class|rec|det.
+    label_format: str = "auto"
     # Task-specific augmentation / target settings (validated by the task).
     augment: dict = field(default_factory=dict)
     targets: dict = field(default_factory=dict)
@@ -220,7 +223,7 @@ class EvalConfig:
 class TrainConfig:
     """The whole composed config of `wb train` / `wb eval`."""
 
-    task: str = "???"  # rec | det
+    task: str = "???"  # a registered task: det | rec | textline_ori | doc_ori
     seed: int = 42
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

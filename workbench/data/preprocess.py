@@ -344,8 +344,9 @@ class ClsPreprocess:
             return int(self.crop), int(self.crop)
         raise ValueError("resize_short without crop has no fixed input size")
 
-    def resize(self, image: np.ndarray) -> np.ndarray:
-        """BGR uint8 → the RGB uint8 image the model sees before normalisation."""
+    def resize(self, image: np.ndarray, crop_at: tuple[float, float] | None = None) -> np.ndarray:
+        """BGR uint8 → the RGB uint8 image the model sees before normalisation. ``crop_at``: where the crop window
+        sits, as fractions (y, x) of the free room (training's random crop; default: PaddleX's centre crop)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
             raise ValueError(f"expected a non-empty HWC image with 3 channels, got shape {image.shape}")
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -359,7 +360,10 @@ class ClsPreprocess:
             rgb = cv2.resize(rgb, (w1, h1), interpolation=cv2.INTER_LINEAR)
         if self.crop:
             c = int(self.crop)
-            x0, y0 = max(0, (w1 - c) // 2), max(0, (h1 - c) // 2)
+            if crop_at is None:
+                x0, y0 = max(0, (w1 - c) // 2), max(0, (h1 - c) // 2)
+            else:
+                y0, x0 = (max(0, int(round(f * (n - c)))) for f, n in zip(crop_at, (h1, w1)))
             rgb = rgb[y0: y0 + c, x0: x0 + c]
         return rgb
 
