@@ -239,13 +239,14 @@ def collate_orientation(items) -> dict:
 # --- transforms ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class OrientationAugment:
-    """Training augmentation that never changes the class: no flips, rotations of a few degrees only.
+    """Training augmentation that never changes the class: no flips, rotations of a degree or two only (on a
+    line ten times wider than tall, 5° moves its ends by almost half its height).
 
     ``rotate``: max |angle| in degrees; ``crop_jitter``: each side moves in or out by up to this share of the
     image; ``color_p`` (brightness / contrast), ``blur_p``, ``noise_p``: probabilities."""
 
-    rotate: float = 5.0
-    crop_jitter: float = 0.08
+    rotate: float = 2.0
+    crop_jitter: float = 0.05
     color_p: float = 0.5
     blur_p: float = 0.2
     noise_p: float = 0.2

@@ -264,8 +264,14 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             postprocess=_REC_POSTPROCESS,
         ),
         _orientation("doc_ori_tiny", "doc_ori", functools.partial(pplcnet, scale=0.25),
-                     "test/demo config: PP-LCNet x0.25 + fc, 4 page orientations", (3, 224, 224), _DOC_CLASSES,
+                     "test config: PP-LCNet x0.25 + fc, 4 page orientations", (3, 224, 224), _DOC_CLASSES,
                      _DOC_PREPROCESS, paddlex_name="PP-LCNet_x1_0_doc_ori"),
+        _orientation("textline_ori_demo_cnn", "textline_ori", compact_classifier,
+                     "demo config: CompactClassifier (4 conv stages) + fc, 0° / 180°; learns from scratch in minutes",
+                     (3, 80, 160), _TEXTLINE_CLASSES, _TEXTLINE_PREPROCESS, paddlex_name="PP-LCNet_x0_25_textline_ori"),
+        _orientation("doc_ori_demo_cnn", "doc_ori", functools.partial(compact_classifier, widths=(8, 16, 32, 64)),
+                     "demo config: CompactClassifier (4 conv stages) + fc, 4 page orientations", (3, 224, 224),
+                     _DOC_CLASSES, _DOC_PREPROCESS, paddlex_name="PP-LCNet_x1_0_doc_ori"),
         ModelSpec(
             name="rec_demo_cnn",
             task="rec",
@@ -337,6 +343,13 @@ def pplcnet(num_classes: int, *, scale: float = 1.0, textline: bool = False, dro
 
     return PPLCNet(num_classes, scale=scale, strides=TEXTLINE_STRIDES if textline else IMAGENET_STRIDES,
                    dropout=dropout)
+
+
+def compact_classifier(num_classes: int, *, widths: tuple[int, ...] = (16, 32, 64, 96)):
+    """CompactClassifier (``classifiers/compact_cnn.py``): the orientation demos' from-scratch model."""
+    from workbench.models.classifiers.compact_cnn import CompactClassifier
+
+    return CompactClassifier(num_classes, widths=tuple(widths))
 
 
 def mobilenetv3_cls(num_classes: int, *, scale: float = 0.35):
