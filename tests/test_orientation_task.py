@@ -94,9 +94,10 @@ def test_wb_data_check_textline_ori_reads_rec_files_and_class_lists(data_dir, tm
     assert report["stats"]["samples_per_class"]["train"] == {"0_degree": 6, "180_degree": 6}
     bad = subprocess.run([sys.executable, "-m", "workbench.cli", "data", "check", "textline_ori", str(cls),
                           "--out", str(tmp_path / "bad"), "--no-pictures"], capture_output=True, text=True, env=env)
-    assert bad.returncode == 1
-    assert "unknown_class" in bad.stdout and f"{cls}:7" in (tmp_path / "bad" / "findings.jsonl").read_text() \
-        .replace('"file": "', "").replace('", "line": ', ":")
+    assert bad.returncode == 1 and "unknown_class" in bad.stdout
+    findings = [json.loads(line) for line in (tmp_path / "bad" / "findings.jsonl").read_text().splitlines()]
+    assert [(f["code"], f["file"], f["line"]) for f in findings if f["severity"] == "error"] == \
+        [("unknown_class", str(cls), 7)]
 
 
 def test_compare_two_classifier_evaluations_sample_by_sample(tmp_path):
