@@ -2,8 +2,8 @@
 recipe=rec_finetune` (and `recipe=det_finetune`) with no data, on a freshly generated demo set -- and prints the
 eval curve and the wall time.
 
-    python benchmarks/demo_learning.py            # both
-    python benchmarks/demo_learning.py rec        # one
+    python benchmarks/demo_learning.py            # rec and det
+    python benchmarks/demo_learning.py rec        # one (rec, det, textline_ori, doc_ori)
 
 Runs in a temporary folder (demo set, run dir, ./mlflow.db of that folder), so nothing here is touched.
 """
@@ -16,7 +16,8 @@ import sys
 import tempfile
 import time
 
-METRIC = {"rec_finetune": ("acc", "norm_edit_dis"), "det_finetune": ("hmean", "precision", "recall")}
+METRIC = {"rec_finetune": ("acc", "norm_edit_dis"), "det_finetune": ("hmean", "precision", "recall"),
+          "textline_ori_finetune": ("acc",), "doc_ori_finetune": ("acc",)}
 EVAL = re.compile(r"eval @ step (\d+) \(epoch \d+\): (.*?)(?: \| best|$)")
 
 

@@ -112,3 +112,66 @@ def tiny_det_run(shared_dir, tmp_path_factory):
     from tiny_runs import det_config, train
 
     return train(det_config(shared_dir, tmp_path_factory.mktemp("tiny_det") / "run"))
+
+
+@pytest.fixture(scope="session")
+def tiny_textline_run(shared_dir, tmp_path_factory):
+    """PP-LCNet_x0_25_textline_ori from scratch, 4 steps on 32 ICDAR 2015 crops (each also turned by 180°)."""
+    from tiny_runs import textline_config, train
+
+    return train(textline_config(shared_dir, tmp_path_factory.mktemp("tiny_textline") / "run"))
+
+
+@pytest.fixture(scope="session")
+def stock_textline_weights(stock, tmp_path_factory) -> Path:
+    """../shared's ``textline_orientation_cls.onnx`` imported as ``ch_ppocr_mobile_v2.0_cls`` (``wb weights
+    import``, with its ``.import.json`` beside it)."""
+    import workbench
+
+    out = tmp_path_factory.mktemp("stock_cls") / "textline_cls.pdparams"
+    workbench.import_weights(stock / "textline_orientation_cls.onnx", out, model="ch_ppocr_mobile_v2.0_cls")
+    return out
+
+
+@pytest.fixture(scope="session")
+def stock_textline_run(shared_dir, stock_textline_weights, tmp_path_factory):
+    """The stock classifier through one training step at a negligible learning rate: a real, exportable checkpoint
+    that decides like the stock model (for export and analysis tests)."""
+    from tiny_runs import textline_config, train
+
+    cfg = textline_config(shared_dir, tmp_path_factory.mktemp("stock_textline") / "run", trainer__max_steps=1,
+                          optim__lr=1e-9)
+    cfg.model.name = "ch_ppocr_mobile_v2.0_cls"
+    cfg.model.pretrained = str(stock_textline_weights)
+    return train(cfg)
+
+
+@pytest.fixture(scope="session")
+def stock_weights(stock, tmp_path_factory) -> dict:
+    """The stock PP-OCRv5 mobile det / rec ONNX models of ../shared imported into training weights (``.pdparams``
+    with their ``.import.json``; rec with its ``.dict.txt``), by task."""
+    import workbench
+
+    out = tmp_path_factory.mktemp("stock_weights")
+    for task in ("det", "rec"):
+        workbench.import_weights(stock / f"PP-OCRv5_mobile_{task}.onnx", out / f"{task}.pdparams",
+                                 model=f"PP-OCRv5_mobile_{task}",
+                                 **({"dictionary": stock / "ppocrv5_dict.txt"} if task == "rec" else {}))
+    return {"det": out / "det.pdparams", "rec": out / "rec.pdparams"}
+
+
+@pytest.fixture(scope="session")
+def stock_runs(shared_dir, stock, stock_weights, tmp_path_factory) -> dict:
+    """The stock det / rec models through one training step at a negligible learning rate (frozen BatchNorms):
+    exportable checkpoints that behave like the stock models, by task."""
+    from tiny_runs import det_config, rec_config, train
+
+    root = tmp_path_factory.mktemp("stock_runs")
+    det = det_config(shared_dir, root / "det", trainer__max_steps=1, optim__lr=1e-9)
+    det.model.name, det.model.pretrained = "PP-OCRv5_mobile_det", str(stock_weights["det"])
+    det.data.max_train_samples, det.data.batch_size = 2, 2
+    rec = rec_config(shared_dir, root / "rec", trainer__max_steps=1, optim__lr=1e-9)
+    rec.model.name, rec.model.pretrained = "PP-OCRv5_mobile_rec", str(stock_weights["rec"])
+    rec.model.character_dict = str(stock / "ppocrv5_dict.txt")
+    rec.data.max_train_samples, rec.data.batch_size = 4, 4
+    return {"det": train(det), "rec": train(rec)}

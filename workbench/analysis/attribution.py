@@ -161,7 +161,8 @@ class ImageInput:
     vertical: Optional[Sequence[bool]] = None
     #: per prediction: the text-line orientation model's decision (1 = turned by 180°), -1 / None when unused
     pred_angles: Optional[Sequence[int]] = None
-    #: per prediction: the reading of its crop turned by 180°, None where it was not computed
+    #: per prediction: the reading of what the recogniser got, turned by 180° (the crop as cut when the orientation
+    #: model had turned it), None where it was not computed
     pred_rotated: Optional[Sequence[Optional[Reading]]] = None
 
 
@@ -185,8 +186,9 @@ class GTOutcome:
     perfect_correct: Optional[bool] = None
     rotated_text: Optional[str] = None  # the perfect crop turned by 180°
     rotated_correct: Optional[bool] = None
-    pred_rotated_text: Optional[str] = None  # the matched box's crop turned by 180°
+    pred_rotated_text: Optional[str] = None  # what the recogniser got from the matched box, turned by 180°
     pred_rotated_correct: Optional[bool] = None
+    pred_angle: Optional[int] = None  # the text-line orientation model's class for the matched box (-1: unused)
     vertical: bool = False
     merged_with: list = field(default_factory=list)  # other GT inside the merging box
     split_parts: list = field(default_factory=list)  # the boxes a split GT was cut into, left to right
@@ -383,6 +385,7 @@ def _text_outcome(base, inp: ImageInput, g: int, j: int, kept: bool, compare: Te
     text, score = inp.pred_texts[j], float(inp.pred_scores[j])
     o = base(g, CORRECT, pred=j, pred_text=text, pred_score=score, kept=kept)
     angle = inp.pred_angles[j] if inp.pred_angles is not None else None
+    o.pred_angle = None if angle is None else int(angle)
     turned = " (the orientation model turned this crop by 180°)" if angle == 1 else ""
     if inp.pred_rotated is not None and inp.pred_rotated[j] is not None:
         o.pred_rotated_text = inp.pred_rotated[j][0]
@@ -392,7 +395,12 @@ def _text_outcome(base, inp: ImageInput, g: int, j: int, kept: bool, compare: Te
             o.outcome, o.detail = BELOW_THRESHOLD, f"score {score:.3f} < threshold {inp.score_thresh:g}"
     elif o.pred_rotated_correct:
         o.outcome = ORIENTATION
-        o.detail = "the detected box's crop is upside down: read right when turned 180°" + turned
+        if angle == 1:
+            o.detail = "the orientation model turned an upright crop upside down: the crop as cut reads right"
+        elif angle == 0:
+            o.detail = "the crop is upside down and the orientation model kept it: read right when turned 180°"
+        else:
+            o.detail = "the detected box's crop is upside down: read right when turned 180° (no orientation model)"
     elif not o.perfect_correct and (o.rotated_correct or o.vertical):
         o.outcome = ORIENTATION
         o.detail = ("read right when turned 180°" if o.rotated_correct
@@ -476,9 +484,16 @@ ADVICE = {
 }
 
 
+#: the advice when the pipeline already runs a text-line orientation model (its decisions are what failed)
+ORIENTATION_MODEL_ADVICE = ("fine-tune the text-line orientation model on the crops it turns wrong (class list in "
+                            "next_training_set/textline_ori, with your rec data: wb train recipe=textline_ori_finetune)"
+                            "; vertical text needs a recogniser trained on it")
+
+
 def verdict(rows: Iterable[dict], false_positives: Sequence[str] = (), score_thresh: float = 0.0,
-            max_examples: int = 8, compare: TextCompare = TextCompare()) -> Verdict:
+            max_examples: int = 8, compare: TextCompare = TextCompare(), orientation_model: bool = False) -> Verdict:
     """Rank the modules by the errors a perfect module would remove, then by attributed errors.
+    ``orientation_model``: the pipeline ran a text-line orientation model (the advice is then to fine-tune it).
 
     ``rows``: per-GT dicts with at least ``id``, ``outcome`` and ``perfect_correct`` (:meth:`GTOutcome.to_dict`
     plus an ``id``); ``false_positives``: ids of the boxes that matched nothing and passed the threshold (they count
@@ -523,7 +538,8 @@ def verdict(rows: Iterable[dict], false_positives: Sequence[str] = (), score_thr
     modules.sort(key=lambda m: (-m.fixable, -m.errors, m.module))
     total, correct = len(rows), by_outcome.get(CORRECT, 0)
     first = modules[0].module if modules else None
-    advice = [f"{m.module}: {m.errors} error{'s' if m.errors != 1 else ''} — {ADVICE[m.module]}" for m in modules]
+    advice_of = {**ADVICE, **({ORIENTATION_MODULE: ORIENTATION_MODEL_ADVICE} if orientation_model else {})}
+    advice = [f"{m.module}: {m.errors} error{'s' if m.errors != 1 else ''} — {advice_of[m.module]}" for m in modules]
     if first is None:
         headline = (f"All {total} texts read correctly: nothing to fine-tune." if total
                     else "No text to attribute (no care GT).")

@@ -4,10 +4,12 @@ A side is an MLflow run id, a run directory (``report/records.jsonl`` + ``metric
 checkpoint's ``state.json``), or a report directory (``records.jsonl`` + ``summary.json``), see :func:`load_side`.
 
 Samples are matched by ``label_file:line`` (falling back to the label file's name, then the image path, when the
-two runs saw the data under other paths). For recognition a sample is *fixed* when it is wrong in A and right in
-B and *regressed* the other way round, "right" as the selected metric defines it (``acc`` → upstream's
-comparison, ``acc_honest_nocase`` → caseless, else the honest exact match). For detection, GT boxes *found*
-(missed in A, matched in B) and *lost* (matched in A, missed in B), and per-image hmean changes.
+two runs saw the data under other paths). What changed depends on what a record is (:func:`record_kind`), not on
+the task's name: for per-sample *texts* (recognition) and *classes* (the orientation classifiers) a sample is
+*fixed* when it is wrong in A and right in B and *regressed* the other way round ("right" for texts as the
+selected metric defines it: ``acc`` → upstream's comparison, ``acc_honest_nocase`` → caseless, else the honest
+exact match); for per-image *boxes* (detection), GT boxes *found* (missed in A, matched in B) and *lost* (matched
+in A, missed in B), and per-image hmean changes.
 
 The point of it is the guardrail: fine-tuning on private data can make a model worse on what it already did well;
 :attr:`Comparison.regressed_on_metric` says so, and the CLI prints it loudly.
@@ -63,7 +65,8 @@ def _numbers(d: dict) -> dict[str, float]:
 
 
 def infer_task(records: Sequence[dict]) -> Optional[str]:
-    """``det`` / ``rec`` from the record columns, ``None`` when there are none."""
+    """The task from the record columns (``det``, ``rec``, or the classifier task whose classes the labels are),
+    ``None`` when there are none."""
     if not records:
         return None
     row = records[0]
@@ -71,7 +74,28 @@ def infer_task(records: Sequence[dict]) -> Optional[str]:
         return "det"
     if "gt" in row and "pred" in row:
         return "rec"
+    if "gt_label" in row:
+        from workbench.tasks import registry
+
+        labels = {str(r.get("gt_label")) for r in records}
+        for entry in registry.TASKS.values():
+            names = getattr(getattr(entry.task, "classes", None), "names", None)
+            if names and labels <= set(names):
+                return entry.name
     return None
+
+
+#: what one record is: a text read (``edit_distance``), a class decided (``gt_label``), or an image's boxes
+RECORD_KINDS = ("text", "class", "boxes")
+
+
+def record_kind(records: Sequence[dict]) -> str:
+    row = records[0] if records else {}
+    if "edit_distance" in row:
+        return "text"
+    if "gt_label" in row:
+        return "class"
+    return "boxes"
 
 
 def _slug(text: str, n: int) -> str:
@@ -267,6 +291,12 @@ class Comparison:
     images: list[dict] = field(default_factory=list)  # det: per-image hmean changes, worst first
     warnings: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # what run_compare wrote
+    kind: str = "text"  # what a record is (record_kind): text | class | boxes
+
+    @property
+    def per_sample(self) -> bool:
+        """Samples are fixed / regressed (texts, classes); else GT boxes are found / lost (detection)."""
+        return self.kind != "boxes"
 
     @property
     def metric_row(self) -> dict:
@@ -287,8 +317,8 @@ class Comparison:
             "metric": self.metric, "metric_a": row["a"], "metric_b": row["b"], "metric_delta": row["delta"],
             "regressed_on_metric": self.regressed_on_metric,
             "metrics": self.metrics, "key_scheme": self.key_scheme, "counts": self.counts,
-            "fixed" if self.task == "rec" else "boxes_found": self.fixed,
-            "regressed" if self.task == "rec" else "boxes_lost": self.regressed,
+            "fixed" if self.per_sample else "boxes_found": self.fixed,
+            "regressed" if self.per_sample else "boxes_lost": self.regressed,
             "images": self.images, "warnings": self.warnings,
         }
 
@@ -320,6 +350,29 @@ def _rec_changes(a: dict[str, dict], b: dict[str, dict], column: str) -> tuple[d
     # most striking first: regressions where B is furthest off, fixes where A was furthest off
     regressed.sort(key=lambda r: (-r["edit_distance_b"], r["key"]))
     fixed.sort(key=lambda r: (-r["edit_distance_a"], r["key"]))
+    return counts, fixed, regressed
+
+
+def _class_changes(a: dict[str, dict], b: dict[str, dict]) -> tuple[dict, list, list]:
+    """Classifier records: right / wrong by ``correct``; a changed wrong prediction is a class that changed."""
+    counts = dict.fromkeys(("both_right", "both_wrong", "both_wrong_changed", "fixed", "regressed"), 0)
+    fixed, regressed = [], []
+    for key in a.keys() & b.keys():
+        ra, rb = a[key], b[key]
+        ok_a, ok_b = bool(ra.get("correct")), bool(rb.get("correct"))
+        if ok_a == ok_b:
+            counts["both_right" if ok_a else "both_wrong"] += 1
+            counts["both_wrong_changed"] += (not ok_a) and ra.get("pred_label") != rb.get("pred_label")
+            continue
+        item = {"key": key, "gt": ra.get("gt_label"), "pred_a": ra.get("pred_label"), "pred_b": rb.get("pred_label"),
+                "score_a": ra.get("score"), "score_b": rb.get("score"), "angle": rb.get("angle", 0),
+                "image_path": rb.get("image_path") or ra.get("image_path"), "label_file": rb.get("label_file"),
+                "line": rb.get("line")}
+        (fixed if ok_b else regressed).append(item)
+    counts["fixed"], counts["regressed"] = len(fixed), len(regressed)
+    # most striking first: the most confident wrong decisions
+    regressed.sort(key=lambda r: (-(r["score_b"] or 0), r["key"]))
+    fixed.sort(key=lambda r: (-(r["score_a"] or 0), r["key"]))
     return counts, fixed, regressed
 
 
@@ -377,6 +430,7 @@ def compare(a: Side, b: Side, metric: Optional[str] = None) -> Comparison:
     regressed: list = []
     images: list = []
     scheme = "none"
+    kind = record_kind(a.records or b.records)
     if a.records and b.records:
         scheme, ka, kb = match_samples(a.records, b.records)
         common = ka.keys() & kb.keys()
@@ -384,14 +438,17 @@ def compare(a: Side, b: Side, metric: Optional[str] = None) -> Comparison:
         if counts["only_a"] or counts["only_b"]:
             warnings.append(f"A and B were evaluated on different samples ({counts['only_a']} only in A, "
                             f"{counts['only_b']} only in B): metric deltas are not like for like")
-        if task == "rec":
+        if kind == "text":
             c, fixed, regressed = _rec_changes(ka, kb, correctness_column(metric))
+            counts.update(c)
+        elif kind == "class":
+            c, fixed, regressed = _class_changes(ka, kb)
             counts.update(c)
         else:
             c, fixed, regressed, images, w = _det_changes(ka, kb)
             counts.update(c)
             warnings += w
-    return Comparison(a, b, task, metric, rows, scheme, counts, fixed, regressed, images, warnings)
+    return Comparison(a, b, task, metric, rows, scheme, counts, fixed, regressed, images, warnings, kind=kind)
 
 
 # --- terminal --------------------------------------------------------------------------------------------------
@@ -419,10 +476,10 @@ def format_text(c: Comparison, colour: bool = False, max_items: int = 10) -> str
         lines.append("")
         lines.append(f"samples matched by {c.key_scheme}: {cnt['common']} in both, {cnt['only_a']} only in A, "
                      f"{cnt['only_b']} only in B")
-        if c.task == "rec":
+        if c.per_sample:
             lines.append(f"  fixed (wrong in A, right in B): {cnt['fixed']}   regressed (right in A, wrong in B): "
                          f"{cnt['regressed']}   both wrong: {cnt['both_wrong']} ({cnt['both_wrong_changed']} "
-                         f"read differently)")
+                         f"{'read' if c.kind == 'text' else 'classified'} differently)")
             for title, items, pred_key in (("regressed", c.regressed, "pred_b"), ("fixed", c.fixed, "pred_b")):
                 for it in items[:max_items]:
                     lines.append(f"  {title:<9} {it['key']}: {it['gt']!r}  A {it['pred_a']!r} → B {it[pred_key]!r}")
@@ -465,13 +522,14 @@ def _counts(c: Comparison) -> H.Markup:
     if c.key_scheme == "none":
         return H.Markup('<p class="note">No per-sample records on both sides: metrics only.</p>')
     matched = ("matched samples", n["common"], f"by {c.key_scheme}; {n['only_a']} only in A, {n['only_b']} only in B")
-    if c.task == "rec":
+    if c.per_sample:
+        wrong_detail = (f"{n['both_wrong_changed']} read differently: {n['closer']} closer to the GT, {n['further']} "
+                        "further") if c.kind == "text" else f"{n['both_wrong_changed']} classified differently"
         items = [
             ("regressed", n["regressed"], "right in A, wrong in B"),
             ("fixed", n["fixed"], "wrong in A, right in B"),
             ("both right", n["both_right"], ""),
-            ("both wrong", n["both_wrong"], f"{n['both_wrong_changed']} read differently: {n['closer']} closer to the "
-                                            f"GT, {n['further']} further"),
+            ("both wrong", n["both_wrong"], wrong_detail),
             matched,
         ]
     else:
@@ -499,6 +557,25 @@ def _rec_card(item: dict, kind: str) -> H.Markup:
         f'<span>score A {H.fmt(item["score_a"], 3)} · B {H.fmt(item["score_b"], 3)} · edit distance '
         f'A {item["edit_distance_a"]} → B {item["edit_distance_b"]}</span></div><div class="pic">{pic}</div>'
         f'{H.diff(item["gt"], item["pred_a"], ("GT", "A"))}{H.diff(item["gt"], item["pred_b"], ("GT", "B"))}'
+        f'<div class="path">{H.esc(where)}</div></div>')
+
+
+def _class_card(item: dict, kind: str) -> H.Markup:
+    import numpy as np
+
+    image = H.read_image(item.get("image_path"))
+    if image is None:
+        pic = H.missing_picture(f"image not readable: {item.get('image_path')}")
+    else:  # as the model saw it: turned clockwise by the labelled angle
+        shown = np.ascontiguousarray(np.rot90(image, (-int(item.get("angle") or 0) // 90) % 4))
+        pic = H.img(H.data_uri(H.fit(shown, 400, 160, upscale=2.0), quality=85), alt=str(item["gt"]))
+    row = {"label_file": item.get("label_file"), "line": item.get("line"), "image_path": item.get("image_path")}
+    where = " · ".join(x for x in (short_key(row) if item.get("label_file") else item["key"],
+                                   display_path(row)) if x)
+    return H.Markup(
+        f'<div class="case {kind}" data-case-id="{H.esc(item["key"])}"><div class="top"><b>{kind}</b>'
+        f'<span>labelled <b>{H.esc(item["gt"])}</b> · A {H.esc(item["pred_a"])} ({H.fmt(item["score_a"], 3)}) → '
+        f'B {H.esc(item["pred_b"])} ({H.fmt(item["score_b"], 3)})</span></div><div class="pic">{pic}</div>'
         f'<div class="path">{H.esc(where)}</div></div>')
 
 
@@ -545,9 +622,10 @@ def write_html(c: Comparison, path: Path, max_cases: int = 100) -> Path:
     body.append(H.section("metrics", "Metrics", H.Markup(sides + _metrics_table(c)),
                           "▲/▼: B higher / lower than A, green when that is better. Counts have no colour."))
     body.append(H.section("counts", "Samples", _counts(c)))
-    if c.task == "rec":
-        cards = [_rec_card(it, "regressed") for it in c.regressed[:max_cases]]
-        cards += [_rec_card(it, "fixed") for it in c.fixed[:max_cases]]
+    if c.per_sample:
+        card = _rec_card if c.kind == "text" else _class_card
+        cards = [card(it, "regressed") for it in c.regressed[:max_cases]]
+        cards += [card(it, "fixed") for it in c.fixed[:max_cases]]
         changes = H.Markup('<div class="cases">' + "".join(cards) + "</div>")
         note = (f"Regressed first ({len(c.regressed)}: right in A, wrong in B), then fixed ({len(c.fixed)}); "
                 f"at most {max_cases} of each shown. 'Right' as {c.metric} counts it.")

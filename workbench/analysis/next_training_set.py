@@ -5,6 +5,8 @@
     <out_dir>/
       rec/label.txt     crops/<image>_<line>_<gt>.png<TAB>GT text     (PaddleOCR rec format)
       rec/crops/        the GT boxes cropped exactly as the pipeline crops a detected box
+      textline_ori/label.txt  crops/<image>_<line>_<gt>.png<TAB>0_degree | 180_degree   (PaddleX class list)
+      textline_ori/crops/     the wrongly oriented crops, as the pipeline cut them (before any orientation model)
       det/label.txt     <image path><TAB>[{"transcription": ..., "points": ...}, ...]   (PaddleOCR det format)
       det/<image path>  copies of the failing images (their path inside the source label file, when it is a plain
                         relative path; else images/<line>_<name>)
@@ -22,6 +24,12 @@ What goes where:
   too little confidence). An upside-down crop that the GT box fixes is no recognition data: it is not written.
 * **det** — an image with at least one detection error (missed, merged, split, misread_crop, or a false positive
   that passed the score threshold), with its complete original annotation (don't-care boxes included).
+* **textline_ori** — a text the pipeline misread because its crop was upside down when it reached the recogniser
+  (outcome ``orientation``): the detected box's crop as cut, labelled with its true orientation -- ``0_degree``
+  when the orientation model turned an upright crop (the crop as cut reads right), ``180_degree`` when the crop
+  was upside down and nothing (no model, or the model) turned it; else the GT box's crop, ``180_degree``, when it
+  reads right only turned. Train with it and your rec data (every rec crop gives both classes):
+  ``wb train recipe=textline_ori_finetune data.train=[.../textline_ori/label.txt, my_rec_train.txt]``.
 """
 
 from __future__ import annotations
@@ -36,8 +44,21 @@ import numpy as np
 from workbench.analysis.attribution import (
     BELOW_THRESHOLD, DETECTION, FALSE_POSITIVE, MODULE_OF, MISREAD_REC, ORIENTATION,
 )
+from workbench.data.orientation import TEXTLINE_CLASSES
 
 REC_DIR, DET_DIR, LABEL_FILE, MANIFEST = "rec", "det", "label.txt", "manifest.jsonl"
+ORI_DIR = "textline_ori"
+
+
+def orientation_label(outcome: dict, box_crops: dict) -> Optional[tuple[str, str]]:
+    """(which crop: ``box`` / ``gt``, class name) of a text misread for its orientation, or None."""
+    if outcome["outcome"] != ORIENTATION:
+        return None
+    if outcome.get("pred_rotated_correct") and outcome.get("pred") in box_crops:
+        return "box", TEXTLINE_CLASSES.names[0 if outcome.get("pred_angle") == 1 else 1]
+    if outcome.get("rotated_correct"):
+        return "gt", TEXTLINE_CLASSES.names[1]
+    return None
 
 
 def rec_reason(outcome: dict) -> Optional[str]:
@@ -77,11 +98,13 @@ class NextTrainingSet:
 
     def __init__(self, out_dir: str | Path):
         self.out_dir = Path(out_dir)
-        self.rec_dir, self.det_dir = self.out_dir / REC_DIR, self.out_dir / DET_DIR
-        for d in (self.rec_dir / "crops", self.det_dir):
+        self.rec_dir, self.det_dir, self.ori_dir = self.out_dir / REC_DIR, self.out_dir / DET_DIR, self.out_dir / ORI_DIR
+        for d in (self.rec_dir / "crops", self.det_dir, self.ori_dir / "crops"):
             d.mkdir(parents=True, exist_ok=True)
         self._rec = open(self.rec_dir / LABEL_FILE, "w", encoding="utf-8")
         self._det = open(self.det_dir / LABEL_FILE, "w", encoding="utf-8")
+        self._ori = open(self.ori_dir / LABEL_FILE, "w", encoding="utf-8")
+        self.n_ori = 0
         self._manifest = open(self.out_dir / MANIFEST, "w", encoding="utf-8")
         self._det_paths: set[str] = set()
         self.n_rec = 0
@@ -89,11 +112,11 @@ class NextTrainingSet:
 
     # -- writing -----------------------------------------------------------------------------------------------------
     def add(self, sample, *, outcomes: Sequence[dict], pred_status: Sequence[str],
-            gt_crops: Sequence[Optional[np.ndarray]]) -> None:
+            gt_crops: Sequence[Optional[np.ndarray]], box_crops: Optional[dict] = None) -> None:
         """One analysed image: its label line (``sample``: a ``workbench.data.labels.DetSample``: image, label file
         and line, GT boxes and texts), its GT outcomes (dicts with ``index``, ``text``, ``outcome``,
-        ``perfect_correct``), the status of its predictions, and the perfect crop of each GT (None where there is
-        none)."""
+        ``perfect_correct``), the status of its predictions, the perfect crop of each GT (None where there is
+        none) and the crops as cut of the detected boxes that were re-read turned (box index → crop)."""
         image_path, rel_path, label_file, line = sample.image_path, sample.rel_path, sample.file, sample.line
         gt_polys, gt_texts = sample.polys, list(sample.texts)
         source = {"label_file": str(label_file), "line": int(line), "image_path": str(image_path)}
@@ -112,6 +135,23 @@ class NextTrainingSet:
             self.n_rec += 1
             self._write_manifest({"set": "rec", "file": f"{REC_DIR}/{name}", **source, "gt_index": o["index"],
                                   "text": o["text"], "outcome": o["outcome"], "reason": reason})
+        for o in outcomes:
+            found = orientation_label(o, box_crops or {})
+            if found is None:
+                continue
+            which, label = found
+            crop = box_crops[o["pred"]] if which == "box" else (gt_crops[o["index"]] if o["index"] < len(gt_crops)
+                                                                 else None)
+            ok, buf = cv2.imencode(".png", crop) if crop is not None and crop.size else (False, None)
+            if not ok:
+                continue
+            name = f"crops/{stem}_{line}_{o['index']}.png"
+            (self.ori_dir / name).write_bytes(buf.tobytes())
+            self._ori.write(f"{name}\t{label}\n")
+            self.n_ori += 1
+            self._write_manifest({"set": ORI_DIR, "file": f"{ORI_DIR}/{name}", **source, "gt_index": o["index"],
+                                  "text": o["text"], "outcome": o["outcome"], "label": label,
+                                  "crop": "detected box" if which == "box" else "GT box"})
         errors = det_errors(outcomes, pred_status)
         if errors:
             self._add_det(image_path, rel_path, line, gt_polys, gt_texts, errors, source)
@@ -137,10 +177,11 @@ class NextTrainingSet:
 
     def close(self) -> dict:
         """Close the files; returns what was written (paths and counts)."""
-        for f in (self._rec, self._det, self._manifest):
+        for f in (self._rec, self._det, self._ori, self._manifest):
             f.close()
         return {"rec_label_file": str(self.rec_dir / LABEL_FILE), "rec_samples": self.n_rec,
                 "det_label_file": str(self.det_dir / LABEL_FILE), "det_images": self.n_det,
+                "textline_ori_label_file": str(self.ori_dir / LABEL_FILE), "textline_ori_samples": self.n_ori,
                 "manifest": str(self.out_dir / MANIFEST)}
 
     def __enter__(self) -> "NextTrainingSet":

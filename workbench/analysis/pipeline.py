@@ -14,7 +14,10 @@ Two runners give the same per-image result (:class:`PageResult`) and can both re
   3. each box cropped as ``CropByPolys(det_box_type="quad")``: the box's minimum-area rectangle warped upright
      (:func:`crop_quad`; a crop at least 1.5× taller than wide is turned by 90°); boxes whose crop is empty are
      dropped;
-  4. no document preprocessing and no text-line orientation model (they are not models we train);
+  4. no document preprocessing (it moves pixels away from the ground truth's coordinates); with a text-line
+     orientation model (``textline_ori=``), every crop is classified as PaddleX's ``TextLineOrientation`` module
+     does (:class:`~workbench.data.preprocess.ClsPreprocess`, batches of ``textline_batch_size``) and the crops
+     classified 180° are turned with PaddleX's own rotation (:func:`~workbench.data.orientation.pipeline_turn`);
   5. recognition: the crops sorted by aspect ratio, read in batches of ``TextRecognition.batch_size``, each crop
      resized to height 48 keeping its ratio and the batch right-padded to its widest crop
      (:func:`~workbench.data.preprocess.preprocess_rec_batch`), greedy CTC decoding;
@@ -70,6 +73,7 @@ class PipelineSettings:
     score_mode: str = "fast"
     rec_batch_size: int = 6
     score_thresh: float = 0.0  # text_rec_score_thresh
+    textline_batch_size: int = 6  # TextLineOrientation.batch_size (when the pipeline runs the module)
 
     def __post_init__(self):
         problems = []
@@ -77,7 +81,7 @@ class PipelineSettings:
             problems.append(f"limit_type={self.limit_type!r}: choose min, max or resize_long")
         if self.score_mode not in ("fast", "slow"):
             problems.append(f"score_mode={self.score_mode!r}: choose fast or slow")
-        for key in ("limit_side_len", "max_side_limit", "max_candidates", "rec_batch_size"):
+        for key in ("limit_side_len", "max_side_limit", "max_candidates", "rec_batch_size", "textline_batch_size"):
             if int(getattr(self, key)) < 1:
                 problems.append(f"{key}={getattr(self, key)} must be >= 1")
         for key in ("thresh", "box_thresh"):
@@ -94,6 +98,7 @@ class PipelineSettings:
         the YAML's: 960 / max / unclip 2.0, batch size 1)."""
         sub = config.get("SubModules", {})
         det, rec = sub.get("TextDetection", {}) or {}, sub.get("TextRecognition", {}) or {}
+        textline = sub.get("TextLineOrientation", {}) or {}
         return cls(
             limit_side_len=int(det.get("limit_side_len", 960)),
             limit_type=str(det.get("limit_type", "max")),
@@ -103,6 +108,7 @@ class PipelineSettings:
             unclip_ratio=float(det.get("unclip_ratio", 2.0)),
             rec_batch_size=int(rec.get("batch_size", 1)),
             score_thresh=float(rec.get("score_thresh", 0.0)),
+            textline_batch_size=int(textline.get("batch_size", 1)),
         )
 
     @classmethod
@@ -260,18 +266,29 @@ def _load_weights(w, task: str, *, model_name: Optional[str], rec_dict: Optional
 
 
 class WorkbenchPipeline:
-    """Our det + rec models, run like PaddleX's OCR pipeline (module docstring)."""
+    """Our det + rec models (and optionally a text-line orientation model), run like PaddleX's OCR pipeline
+    (module docstring)."""
 
     kind = "workbench"
 
-    def __init__(self, det: LoadedModel, rec: LoadedModel, settings: PipelineSettings = PipelineSettings()):
+    def __init__(self, det: LoadedModel, rec: LoadedModel, settings: PipelineSettings = PipelineSettings(),
+                 textline: Optional[LoadedModel] = None):
         from workbench.data.preprocess import DetResize
         from workbench.postprocess.ctc import CTCDecoder
         from workbench.postprocess.db import DBPostProcess
 
         if det.task != "det" or rec.task != "rec":
             raise ConfigError(f"det={det.ref} is a {det.task} model, rec={rec.ref} a {rec.task} model")
-        self.det, self.rec, self.settings = det, rec, settings
+        if textline is not None and textline.task != "textline_ori":
+            raise ConfigError(f"textline_ori={textline.ref} is a {textline.task} model")
+        self.det, self.rec, self.settings, self.textline = det, rec, settings, textline
+        if textline is not None:
+            from workbench.data.orientation import TEXTLINE_CLASSES
+            from workbench.data.preprocess import ClsPreprocess
+            from workbench.models import zoo
+
+            self.textline_preprocess = ClsPreprocess.from_spec(zoo.get_spec(textline.name).preprocess)
+            self.textline_angles = TEXTLINE_CLASSES.angles
         self.resize = DetResize(limit_side_len=settings.limit_side_len, limit_type=settings.limit_type,
                                 max_side_limit=settings.max_side_limit)
         self.post = DBPostProcess(thresh=settings.thresh, box_thresh=settings.box_thresh,
@@ -280,9 +297,36 @@ class WorkbenchPipeline:
         self.decoder = CTCDecoder(rec.charset)
 
     def describe(self) -> dict:
-        return {"runner": "workbench (in process)", "det": f"{self.det.name} ({self.det.ref})",
-                "det_weights": self.det.source, "rec": f"{self.rec.name} ({self.rec.ref})",
-                "rec_weights": self.rec.source, "dictionary": getattr(self.rec.charset, "source", None)}
+        out = {"runner": "workbench (in process)", "det": f"{self.det.name} ({self.det.ref})",
+               "det_weights": self.det.source, "rec": f"{self.rec.name} ({self.rec.ref})",
+               "rec_weights": self.rec.source, "dictionary": getattr(self.rec.charset, "source", None),
+               "text-line orientation": bool(self.textline)}
+        if self.textline is not None:
+            out.update(textline_ori=f"{self.textline.name} ({self.textline.ref})",
+                       textline_ori_weights=self.textline.source)
+        return out
+
+    @property
+    def orientation_model(self) -> bool:
+        return self.textline is not None
+
+    def orient(self, crops: Sequence[np.ndarray], timings: Optional[dict] = None) -> list[int]:
+        """The text-line orientation model's class of each crop (1: upside down), in batches as PaddleX's module."""
+        import paddle
+
+        out: list[int] = []
+        size = max(1, int(self.settings.textline_batch_size))
+        spent = 0.0
+        for start in range(0, len(crops), size):
+            x = self.textline_preprocess.batch(crops[start: start + size])
+            t0 = time.perf_counter()
+            with paddle.no_grad():
+                probs = self.textline.model(paddle.to_tensor(x)).numpy()
+            spent += time.perf_counter() - t0
+            out += [int(i) for i in probs.argmax(-1)]
+        if timings is not None:
+            timings["textline_infer"] = timings.get("textline_infer", 0.0) + spent
+        return out
 
     def detect(self, image: np.ndarray, timings: Optional[dict] = None) -> tuple[list, list]:
         """Boxes and box scores of one BGR image, in the pipeline's order."""
@@ -336,10 +380,16 @@ class WorkbenchPipeline:
         keep = [i for i, c in enumerate(crops) if c.size > 0]  # the pipeline drops boxes with an empty crop
         polys, det_scores, crops = [polys[i] for i in keep], [det_scores[i] for i in keep], [crops[i] for i in keep]
         timings["crop"] = time.perf_counter() - t1
+        angles = [-1] * len(polys)
+        if self.textline is not None and crops:
+            from workbench.data.orientation import pipeline_turn
+
+            angles = self.orient(crops, timings)
+            crops = [pipeline_turn(c, self.textline_angles[a]) for c, a in zip(crops, angles)]
         readings = self.recognize(crops, timings)
         timings["pipeline"] = time.perf_counter() - t0
         return PageResult(polys=polys, texts=[r[0] for r in readings], scores=[float(r[1]) for r in readings],
-                          det_scores=det_scores, angles=[-1] * len(polys), timings=timings)
+                          det_scores=det_scores, angles=angles, timings=timings)
 
 
 # --- the real PaddleX pipeline ----------------------------------------------------------------------------------
@@ -366,8 +416,10 @@ def read_pipeline_yaml(path: str | Path) -> tuple[dict, Path]:
 
 
 def pipeline_config_for_models(det_dir: str | Path, rec_dir: str | Path,
-                               settings: PipelineSettings = PipelineSettings()) -> dict:
-    """An OCR pipeline config for two inference model folders (their ``inference.yml`` names the models)."""
+                               settings: PipelineSettings = PipelineSettings(),
+                               textline_dir: Optional[str | Path] = None) -> dict:
+    """An OCR pipeline config for two inference model folders (their ``inference.yml`` names the models), and a
+    text-line orientation model folder when given."""
     import yaml
 
     def model_name(d):
@@ -378,9 +430,9 @@ def pipeline_config_for_models(det_dir: str | Path, rec_dir: str | Path,
         return name
 
     s = settings
-    return {
+    config = {
         "pipeline_name": "OCR", "text_type": "general", "use_doc_preprocessor": False,
-        "use_textline_orientation": False,
+        "use_textline_orientation": textline_dir is not None,
         "SubModules": {
             "TextDetection": {"module_name": "text_detection", "model_name": model_name(det_dir),
                               "model_dir": str(Path(det_dir).resolve()), "limit_side_len": s.limit_side_len,
@@ -391,6 +443,11 @@ def pipeline_config_for_models(det_dir: str | Path, rec_dir: str | Path,
                                 "score_thresh": s.score_thresh},
         },
     }
+    if textline_dir is not None:
+        config["SubModules"]["TextLineOrientation"] = {
+            "module_name": "textline_orientation", "model_name": model_name(textline_dir),
+            "model_dir": str(Path(textline_dir).resolve()), "batch_size": s.textline_batch_size}
+    return config
 
 
 class PaddleXPipeline:
@@ -444,10 +501,14 @@ class PaddleXPipeline:
         out = {"runner": "PaddleX pipeline", "config": self.source, "device": self.device,
                "run_mode": self.run_mode or "PaddleX default",
                "text-line orientation": bool(self.config.get("use_textline_orientation"))}
-        for key in ("TextDetection", "TextRecognition"):
-            if key in sub:
+        for key in ("TextDetection", "TextRecognition", "TextLineOrientation"):
+            if key in sub and (key != "TextLineOrientation" or self.orientation_model):
                 out[key] = f"{sub[key].get('model_name')} ({sub[key].get('model_dir')})"
         return out
+
+    @property
+    def orientation_model(self) -> bool:
+        return bool(self.config.get("use_textline_orientation"))
 
     def _call(self, what: str, fn):
         try:
@@ -497,20 +558,25 @@ class LoadOptions:
     rec_dict: Optional[str] = None  # the dictionary of a bare rec .pdparams
     det_model: Optional[str] = None  # the zoo names of bare .pdparams files
     rec_model: Optional[str] = None
+    textline_ori_model: Optional[str] = None
     device: str = "cpu"  # cpu | gpu | gpu:N | auto
     paddlex_run_mode: Optional[str] = None  # PaddleX runner: paddle | mkldnn | ... (None: PaddleX's default)
     tracking_uri: Optional[str] = None
 
 
 def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[str] = None,
-                  settings: Optional[dict] = None, options: LoadOptions = LoadOptions()):
-    """The runner for ``det=`` / ``rec=`` / ``pipeline=`` (see ``wb analyze``).
+                  settings: Optional[dict] = None, options: LoadOptions = LoadOptions(),
+                  textline_ori: Optional[str] = None):
+    """The runner for ``det=`` / ``rec=`` / ``pipeline=`` / ``textline_ori=`` (see ``wb analyze``).
 
     * ``pipeline=<export folder | pipeline YAML>``, or ``det=<export folder>`` (``rec`` omitted or the same):
       the real PaddleX pipeline;
     * ``det=<inference model folder> rec=<inference model folder>``: the real PaddleX pipeline on the two models;
     * anything else (``stock`` / ``stock-v6`` ... (the task's ``TaskEntry.stock_models``), an official name, a run
       id / run dir / checkpoint dir, a ``.pdparams``): our models in process. ``None`` means ``stock``.
+
+    ``textline_ori``: a text-line orientation model in the pipeline (``None``: none), given like ``det`` / ``rec``
+    (an inference model folder when they are; an exported pipeline brings its own).
 
     ``settings``: command-line overrides of :class:`PipelineSettings` fields (``None`` values are ignored).
     """
@@ -522,6 +588,9 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
                 raise ConfigError(f"two pipelines given: pipeline={pipeline} and {ref}")
             pipeline = ref
     if pipeline is not None:
+        if textline_ori is not None:
+            raise ConfigError(f"textline_ori={textline_ori}: an exported pipeline ({pipeline}) brings its own "
+                              "text-line orientation setting (use_textline_orientation in its PaddleOCR.yaml)")
         others = {r for r in (det, rec) if r is not None and r != pipeline}
         if others:
             raise ConfigError(f"an exported pipeline ({pipeline}) holds both models; drop det=/rec= "
@@ -532,27 +601,32 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
         s = PipelineSettings.from_pipeline_config(config).with_overrides(**overrides)
         return PaddleXPipeline(config, settings=s, device=device, run_mode=paddlex_run_mode, source=str(file))
     det, rec = det or "stock", rec or "stock"
-    inference_dirs = [is_inference_model_dir(r) for r in (det, rec)]
-    if all(inference_dirs):
+    refs = {"det": det, "rec": rec, **({"textline_ori": textline_ori} if textline_ori is not None else {})}
+    inference_dirs = {k: is_inference_model_dir(r) for k, r in refs.items()}
+    if all(inference_dirs.values()):
         from workbench.models import zoo
         from workbench.paddlex_files import model_name_of
 
         s = PipelineSettings(**zoo.det_postprocess(model_name_of(det, error=ConfigError))).with_overrides(**overrides)
-        config = pipeline_config_for_models(det, rec, s)
+        config = pipeline_config_for_models(det, rec, s, textline_dir=textline_ori)
         return PaddleXPipeline(config, settings=s, device=device, run_mode=paddlex_run_mode,
-                               source=f"det={det} rec={rec}")
-    if any(inference_dirs):
-        which = "det" if inference_dirs[0] else "rec"
-        raise ConfigError(f"{which}={det if inference_dirs[0] else rec} is an exported inference model and the "
-                          "other is not: give both as inference models (run by PaddleX) or both as weights / runs")
+                               source=" ".join(f"{k}={r}" for k, r in refs.items()))
+    if any(inference_dirs.values()):
+        which = next(k for k, v in inference_dirs.items() if v)
+        raise ConfigError(f"{which}={refs[which]} is an exported inference model and the others are not: give all "
+                          "as inference models (run by PaddleX) or all as weights / runs")
     from workbench.engine.device import set_device
 
     set_device(device)
     det_loaded = load_model(det, "det", model_name=options.det_model, tracking_uri=options.tracking_uri)
     rec_loaded = load_model(rec, "rec", model_name=options.rec_model, rec_dict=options.rec_dict,
                             tracking_uri=options.tracking_uri)
+    textline_loaded = None
+    if textline_ori is not None:
+        textline_loaded = load_model(textline_ori, "textline_ori", model_name=options.textline_ori_model,
+                                     tracking_uri=options.tracking_uri)
     s = PipelineSettings.for_checkpoints(det_loaded, rec_loaded).with_overrides(**overrides)
-    return WorkbenchPipeline(det_loaded, rec_loaded, s)
+    return WorkbenchPipeline(det_loaded, rec_loaded, s, textline=textline_loaded)
 
 
 # --- one image, attributed --------------------------------------------------------------------------------------
@@ -562,6 +636,8 @@ class AnalyzedImage:
     attribution: Any  # attribution.ImageAttribution
     gt_crops: list  # per GT: the "perfect crop" (BGR), None for don't care or a box too thin to crop
     timings: dict
+    #: detected boxes re-read turned (misread ones): box index → its crop as cut, before any orientation model
+    box_crops: dict = field(default_factory=dict)
 
 
 def analyze_image(runner, image: np.ndarray, gt_polys: Sequence, gt_texts: Sequence[str],
@@ -602,13 +678,17 @@ def analyze_image(runner, image: np.ndarray, gt_polys: Sequence, gt_texts: Seque
     attribution = attribute_image(inp, compare, rules)
     spent = time.perf_counter() - t1
     misread = boxes_to_turn(attribution)
+    box_crops: dict = {}
     if misread:  # an upside-down crop of a detected box is an orientation error: read those turned, attribute again
-        box_crops = [turn_180(crop_quad(image, page.polys[j])) for j in misread]
+        angles = page.angles or [-1] * len(page.polys)
+        box_crops = {j: crop_quad(image, page.polys[j]) for j in misread}
+        # turned relative to what the recogniser got: the crop as cut when the orientation model had turned it
+        opposite = [box_crops[j] if angles[j] == 1 else turn_180(box_crops[j]) for j in misread]
         inp.pred_rotated = [None] * len(page.polys)
-        for j, reading in zip(misread, runner.recognize(box_crops, timings, key="turned_rec_infer")):
+        for j, reading in zip(misread, runner.recognize(opposite, timings, key="turned_rec_infer")):
             inp.pred_rotated[j] = reading
         t2 = time.perf_counter()
         attribution = attribute_image(inp, compare, rules)
         spent += time.perf_counter() - t2
     timings["attribution"] = spent
-    return AnalyzedImage(page=page, attribution=attribution, gt_crops=crops, timings=timings)
+    return AnalyzedImage(page=page, attribution=attribution, gt_crops=crops, timings=timings, box_crops=box_crops)

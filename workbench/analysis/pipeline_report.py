@@ -418,6 +418,8 @@ def write_pipeline_report(images: Sequence[dict], gts: Sequence[dict], verdict: 
         body.append(H.section("next", "Next training set", H.kv_table({
             "rec crops (label file)": f"{next_set.get('rec_samples', 0)} · {next_set.get('rec_label_file', '')}",
             "det images (label file)": f"{next_set.get('det_images', 0)} · {next_set.get('det_label_file', '')}",
+            "text-line orientation crops (class list)": f"{next_set.get('textline_ori_samples', 0)} · "
+                                                        f"{next_set.get('textline_ori_label_file', '')}",
             "what each sample is": next_set.get("manifest", "")}),
             "Failing samples with their GT, in PaddleOCR label format (paths relative to each label file): review "
             "them, then add them to data.train."))

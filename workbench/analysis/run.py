@@ -1,7 +1,7 @@
 """``wb analyze pipeline``: run the whole OCR pipeline on labeled images and attribute every error to a module.
 
     wb analyze pipeline data=/my/det_labels.txt det=<run|path|export dir|stock|stock-v6> rec=<...> out=reports/receipts
-        [case_insensitive=true] [ignore_space=true] [limit=N] [score_thresh=0.5] ...
+        [textline_ori=<run|path|stock>] [case_insensitive=true] [ignore_space=true] [limit=N] [score_thresh=0.5] ...
 
 ``data`` is a det-format label file with transcriptions. ``det`` / ``rec``: ``stock`` (the official PP-OCRv5 mobile
 weights; the default), ``stock-v6`` (PP-OCRv6 medium, paddleocr 3.7's default), ``stock-v6-small`` /
@@ -9,10 +9,14 @@ weights; the default), ``stock-v6`` (PP-OCRv6 medium, paddleocr 3.7's default), 
 run / checkpoint directory or a ``.pdparams`` file (our models, run in process exactly as the PaddleX pipeline runs
 them; a file written by ``wb weights import`` names its model itself), two exported inference model folders,
 or one exported pipeline folder (``PaddleOCR.yaml``; also ``pipeline=<folder>``), run by the real PaddleX pipeline.
+``textline_ori``: a text-line orientation model in the pipeline (same kinds of reference; none by default): its
+decisions are then what the ``orientation`` outcome measures (a crop it turned upside down, or one it left upside
+down), and the crops it gets wrong go to ``next_training_set/textline_ori`` (a class list).
 
 Prints the outcome counts and the verdict (which module to fine-tune first), and writes into ``out``:
 ``report.html``, ``attribution.jsonl/csv``, ``images.jsonl``, ``summary.json`` and ``next_training_set/`` (the
-failing crops as a rec label file, the failing images as a det label file). Every key of :class:`AnalyzeConfig`
+failing crops as a rec label file, the failing images as a det label file, the wrongly oriented crops as a
+text-line orientation class list). Every key of :class:`AnalyzeConfig`
 can be given as ``key=value``.
 
 :func:`run_analysis` does the work (``workbench.analyze_pipeline`` in the Python API), :func:`format_verdict`
@@ -40,6 +44,7 @@ class AnalyzeConfig:
     data: str = "???"  # det label file (image<TAB>[{"transcription", "points"}, ...])
     det: Optional[str] = None  # null = stock
     rec: Optional[str] = None  # null = stock
+    textline_ori: Optional[str] = None  # a text-line orientation model in the pipeline (null = none; stock = PaddleX's)
     pipeline: Optional[str] = None  # an exported pipeline folder / PaddleOCR.yaml (instead of det / rec)
     out: Optional[str] = None  # null = reports/pipeline_<data folder name>
     root: Optional[str] = None  # image paths are relative to this folder (null = the label file's folder)
@@ -60,6 +65,7 @@ class AnalyzeConfig:
     rec_dict: Optional[str] = None
     det_model: Optional[str] = None
     rec_model: Optional[str] = None
+    textline_ori_model: Optional[str] = None
     device: str = "cpu"  # cpu | gpu | gpu:N | auto
     paddlex_run_mode: Optional[str] = None  # PaddleX runner: paddle | mkldnn | ... (null = PaddleX's default)
     tracking_uri: Optional[str] = None
@@ -111,10 +117,10 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     if runner is None:
         runner = load_pipeline(
-            cfg.det, cfg.rec, pipeline=cfg.pipeline,
+            cfg.det, cfg.rec, pipeline=cfg.pipeline, textline_ori=cfg.textline_ori,
             options=LoadOptions(rec_dict=cfg.rec_dict, det_model=cfg.det_model, rec_model=cfg.rec_model,
-                                device=cfg.device, paddlex_run_mode=cfg.paddlex_run_mode,
-                                tracking_uri=cfg.tracking_uri),
+                                textline_ori_model=cfg.textline_ori_model, device=cfg.device,
+                                paddlex_run_mode=cfg.paddlex_run_mode, tracking_uri=cfg.tracking_uri),
             settings=dict(score_thresh=cfg.score_thresh, thresh=cfg.det_thresh, box_thresh=cfg.box_thresh,
                           unclip_ratio=cfg.unclip_ratio, limit_side_len=cfg.limit_side_len,
                           limit_type=cfg.limit_type, max_side_limit=cfg.max_side_limit,
@@ -148,7 +154,8 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
             gts += gt_rows(row, outcomes)
             if next_set is not None:
                 t1 = time.perf_counter()
-                next_set.add(sample, outcomes=outcomes, pred_status=att.pred_status, gt_crops=result.gt_crops)
+                next_set.add(sample, outcomes=outcomes, pred_status=att.pred_status, gt_crops=result.gt_crops,
+                             box_crops=result.box_crops)
                 row["timings"]["next_training_set"] = time.perf_counter() - t1
             progress(k + 1, row)
     finally:
@@ -156,8 +163,12 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
     wall = time.perf_counter() - t_start
     timings = summarize_timings(image_rows, wall)
     false_positives = [f"{r['image']}:box{j}" for r in image_rows for j in r["false_positives"]]
-    v = verdict(gts, false_positives, score_thresh=runner.settings.score_thresh, compare=compare)
+    oriented = bool(getattr(runner, "orientation_model", False))
+    v = verdict(gts, false_positives, score_thresh=runner.settings.score_thresh, compare=compare,
+                orientation_model=oriented)
+    orientation = orientation_summary(image_rows, gts) if oriented else None
     info = {"data": str(data), **runner.describe(),
+            **({"text-line orientation decisions": orientation["line"]} if orientation else {}),
             "text comparison": f"case-insensitive={cfg.case_insensitive}, ignore spaces={cfg.ignore_space}",
             "matching": ", ".join(f"{k}={v_}" for k, v_ in asdict(rules).items()),
             "images skipped (unreadable)": len(skipped), "label lines excluded (errors)": len(errors)}
@@ -170,7 +181,23 @@ def run_analysis(cfg: AnalyzeConfig, runner=None) -> dict:
     report_s = time.perf_counter() - t_report
     return {"verdict": v, "timings": timings, "report_s": report_s, "files": files, "out_dir": out_dir,
             "images": image_rows, "gts": gts, "next_training_set": next_info, "skipped": skipped,
-            "describe": runner.describe(), "settings": asdict(runner.settings)}
+            "describe": runner.describe(), "settings": asdict(runner.settings), "orientation": orientation}
+
+
+def orientation_summary(image_rows: list[dict], gts: list[dict]) -> dict:
+    """What the text-line orientation model did: crops classified and turned, and the orientation errors it made
+    (a right crop turned upside down / an upside-down crop kept), measured by the readings (attribution)."""
+    from workbench.analysis.attribution import ORIENTATION
+
+    angles = [a for r in image_rows for a in (r.get("pred_angles") or []) if a is not None and a >= 0]
+    errors = [g for g in gts if g["outcome"] == ORIENTATION and g.get("pred_rotated_correct")]
+    wrong_turns = sum(g.get("pred_angle") == 1 for g in errors)
+    missed_turns = sum(g.get("pred_angle") == 0 for g in errors)
+    out = {"crops": len(angles), "turned": sum(a == 1 for a in angles), "wrong_turns": wrong_turns,
+           "missed_turns": missed_turns}
+    out["line"] = (f"{out['crops']} crops classified, {out['turned']} turned by 180°; orientation errors of matched "
+                   f"texts: {wrong_turns} turned upside down, {missed_turns} left upside down")
+    return out
 
 
 def _image_row(sample, image, page, att, score_thresh: float, timings: dict) -> dict:
@@ -234,10 +261,13 @@ def format_verdict(result: dict) -> str:
                      "positives)")
     report = next((str(f) for f in result["files"] if str(f).endswith("report.html")), "")
     lines.append(f"\nReport: {report}")
+    if result.get("orientation"):
+        lines.append(f"Text-line orientation: {result['orientation']['line']}")
     n = result.get("next_training_set")
     if n:
         lines.append(f"Next training set: {n['rec_samples']} rec crops ({n['rec_label_file']}), "
-                     f"{n['det_images']} det images ({n['det_label_file']})")
+                     f"{n['det_images']} det images ({n['det_label_file']}), {n['textline_ori_samples']} "
+                     f"text-line orientation crops ({n['textline_ori_label_file']})")
     share = t["inference_share"]
     lines.append(f"Time: {t['per_image_s']:.2f} s/image over {t['images']} images, model inference "
                  f"{t['inference_s'] / max(t['images'], 1):.2f} s/image ({100 * share:.0f}%); "

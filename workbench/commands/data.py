@@ -2,6 +2,7 @@
 
     wb data check rec /my/train.txt --val /my/val.txt --dict ppocrv5_dict.txt
     wb data check det /my/det_train.txt
+    wb data check textline_ori /my/rec_train.txt /my/upside_down.txt    # rec files and class lists
     wb data check recipe=rec_finetune [data.train=...] [model=...]    # the data and dictionary a recipe trains on
     wb data check --list-codes
     wb data crops sroie_det/label.txt --out data/receipt_lines     # det pages -> rec crops, as the pipeline cuts
@@ -50,8 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=", ".join(f"{e.name}: {e.title} labels" for e in registry.TASKS.values()))
     p.add_argument("files", nargs="+", type=Path, help="training label file(s)")
     p.add_argument("--val", nargs="+", type=Path, default=[], action="extend", help="validation label file(s)")
-    for entry in registry.TASKS.values():
-        entry.label_check.add_arguments(p)
+    added = set()
+    for entry in registry.TASKS.values():  # kinds that share a family (the orientation checks) share options
+        add = getattr(entry.label_check.add_arguments, "__func__", entry.label_check.add_arguments)
+        if add not in added:
+            added.add(add)
+            entry.label_check.add_arguments(p)
     p.add_argument("--root", type=Path, help="image paths are relative to this folder (default: each label "
                    "file's folder)")
     p.add_argument("--policy", choices=("strict", "skip"), default="strict",

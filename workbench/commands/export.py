@@ -3,10 +3,13 @@
     wb export det=<run id | run dir | checkpoint> rec=<run id | run dir | checkpoint> out=export/my_receipts
     wb export det=runs/det/... rec_model_dir=path/to/a/rec/inference/model        # one module fine-tuned
     wb export rec=runs/rec/... det_model_name=PP-OCRv5_mobile_det                    # stock det (downloaded)
+    wb export det=... rec=... textline_ori=runs/textline_ori/... doc_ori=runs/doc_ori/...   # orientation modules on
+    wb export det=... rec=... textline_ori_model_name=PP-LCNet_x1_0_textline_ori        # a stock one (downloaded)
     wb export det=... rec=... box_thresh=0.5 probe_images=[a.jpg,b.jpg] register=receipts-ocr
     wb export check=export/my_receipts                                               # re-verify a moved copy
 
-Writes ``<out>/{det,rec}/inference.{json,pdiparams,yml}``, ``<out>/PaddleOCR.yaml``, a README with the exact
+Writes ``<out>/<module>/inference.{json,pdiparams,yml}`` (det, rec; textline_ori / doc_ori when given: the
+orientation modules are switched on only then), ``<out>/PaddleOCR.yaml``, a README with the exact
 commands, ``verification.{json,md}`` and ``probes/``. Every export is verified in the real PaddleX before it
 is published at ``out``: a failed verification leaves the folder at ``<out>.FAILED`` with the report and exits
 non-zero. Arguments are ``key=value`` (OmegaConf dotlist, typed by ``workbench.export.config.ExportConfig``; a

@@ -106,6 +106,9 @@ class DataConfig:
     # to W/8 time steps as at inference.
     width_mode: str = "fixed"
     max_width: int = 1280
+    # Orientation tasks: how label files are read. auto decides per file: a class list (image<TAB>class), a rec
+    # file (every crop upright, turned into every class) or a det file (every page upright); or say class|rec|det.
+    label_format: str = "auto"
     # Task-specific augmentation / target settings (validated by the task).
     augment: dict = field(default_factory=dict)
     targets: dict = field(default_factory=dict)
@@ -238,7 +241,7 @@ class EvalConfig:
 class TrainConfig:
     """The whole composed config of `wb train` / `wb eval`."""
 
-    task: str = "???"  # rec | det
+    task: str = "???"  # a registered task: det | rec | textline_ori | doc_ori
     seed: int = 42
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

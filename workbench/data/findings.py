@@ -30,7 +30,7 @@ class CodeInfo:
     """One row of the code table."""
 
     severity: Severity
-    scope: str  # "rec", "det", "both", "dict": which inputs can raise it
+    scope: str  # "rec", "det", "ori", "both", "dict": which inputs can raise it ("ori": orientation class files)
     description: str
     hint: str | None = None
     # True where the data can still be used as decoded / parsed, so a user may accept it as a warning
@@ -162,6 +162,15 @@ CODES: dict[str, CodeInfo] = {
     "tiny_text": CodeInfo(
         "warning", "det", "A box smaller than min_text_size on its short side (in original pixels); training "
         "masks it out like a don't-care box.",
+    ),
+    # --- orientation labels -------------------------------------------------------------------------------------
+    "unknown_class": CodeInfo(
+        "error", "ori", "The label of an orientation class file is not a class of the task (its PaddleX name, its "
+        "angle or its index, e.g. 0_degree / 180 / 1).", "Use one of the class names the report lists.",
+    ),
+    "no_orientation_signal": CodeInfo(
+        "warning", "ori", "A page without text boxes cannot show which way is up; it is not turned into "
+        "document-orientation samples.", "Nothing to do, or label its orientation in a class file.",
     ),
     # --- set level ----------------------------------------------------------------------------------------------
     "all_upper_case": CodeInfo(

@@ -80,9 +80,12 @@ def resolve_image_path(label_file, rel: str, root=None) -> Path:
     return base / rel
 
 
-def read_label_lines(path) -> tuple[list[LabelLine], list[Finding]]:
+def read_label_lines(path, space_label=None) -> tuple[list[LabelLine], list[Finding]]:
     """Split a label file into (line number, image path, label) triples. File-level problems (missing file, BOM,
-    CRLF) and line problems (not UTF-8, blank, no TAB, empty path) become findings."""
+    CRLF) and line problems (not UTF-8, blank, no TAB, empty path) become findings.
+
+    ``space_label``: a test of a label; a line without a TAB whose text after its last space passes it is split
+    there (PaddleClas / PaddleX classification lists: ``images/x.jpg 0``)."""
     file = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -114,6 +117,10 @@ def read_label_lines(path) -> tuple[list[LabelLine], list[Finding]]:
             findings.append(Finding.make("blank_line", file, lineno, "empty line"))
             continue
         rel, tab, label = text.partition("\t")
+        if not tab and space_label is not None:
+            head, space, tail = text.rstrip(" ").rpartition(" ")
+            if space and head.strip() and space_label(tail):
+                rel, tab, label = head, " ", tail
         if not tab:
             hint = None
             if " " in text.strip():

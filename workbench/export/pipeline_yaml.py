@@ -12,9 +12,11 @@ that will read the file. What changes:
   machine it was written on, so it can be moved or copied. PaddleX resolves a relative ``model_dir`` against the
   working directory, so the commands in the README either run inside the folder or pass the folders explicitly
   (``--text_detection_model_dir <folder>/det``); :func:`load_pipeline_config` resolves them for Python callers.
-* Document preprocessing (orientation, unwarping) and text-line orientation are switched off unless model
-  folders for them are given: the stock models would be downloaded at start-up and change what the fine-tuned
-  models see.
+* Document preprocessing (orientation, unwarping) and text-line orientation are switched off unless the export
+  names their models (``textline_ori=`` / ``doc_ori=`` runs, ``*_model_dir=`` / ``*_model_name=``): the stock
+  models would be downloaded at start-up and change what the fine-tuned models see. Their sections and the flags
+  that switch them on are PaddleX's (:data:`OPTIONAL_MODULES`); document orientation lives in the
+  ``DocPreprocessor`` sub-pipeline.
 * CPU: a detection graph with an interpolation op (PPLCNetV3 + RSEFPN upsample with ``nearest_interp``) fails in
   Paddle Inference's oneDNN mode, which is PaddleX's CPU default ("ConvertPirAttribute2RuntimeAttribute not support
   [pir::ArrayAttribute<pir::DoubleAttribute>]"). The detection module then gets
@@ -39,6 +41,21 @@ PIPELINE_YAML = paddlex_files.PIPELINE_YAML  # the file an export folder holds
 # Paddle Inference ops that crash under oneDNN in Paddle 3.3 (PIR attribute conversion of their scale list).
 ONEDNN_UNSAFE_OPS = ("nearest_interp", "bilinear_interp")
 PADDLE_RUN_MODE = {"paddle_static": {"run_mode": "paddle"}}
+
+
+#: PaddleX's optional OCR steps: their section and the flags (dotted paths from the top) that switch them on.
+#: ``use_doc_preprocessor`` is on when either document step is.
+OPTIONAL_MODULES: dict[str, tuple[str, ...]] = {
+    "TextLineOrientation": ("use_textline_orientation",),
+    "DocOrientationClassify": ("use_doc_preprocessor", "SubPipelines.DocPreprocessor.use_doc_orientation_classify"),
+    "DocUnwarping": ("use_doc_preprocessor", "SubPipelines.DocPreprocessor.use_doc_unwarping"),
+}
+#: each section's name in paddleocr's flags and keyword arguments (``--<prefix>_model_dir``)
+PADDLEOCR_PREFIX: dict[str, str] = {
+    "TextDetection": "text_detection", "TextRecognition": "text_recognition",
+    "TextLineOrientation": "textline_orientation", "DocOrientationClassify": "doc_orientation_classify",
+    "DocUnwarping": "doc_unwarping",
+}
 
 
 @dataclass
@@ -87,60 +104,69 @@ def build_pipeline_config(
     base: Optional[dict] = None,
 ) -> dict:
     """PaddleX's default OCR config (``base``, default: the installed one) with our det and rec modules."""
-    return build_pipeline_config_from({"TextDetection": det, "TextRecognition": rec}, base=base,
-                                      textline_orientation=textline_orientation, doc_orientation=doc_orientation,
-                                      doc_unwarping=doc_unwarping)
+    modules = {"TextDetection": det, "TextRecognition": rec, "TextLineOrientation": textline_orientation,
+               "DocOrientationClassify": doc_orientation, "DocUnwarping": doc_unwarping}
+    return build_pipeline_config_from({k: v for k, v in modules.items() if v is not None}, base=base)
 
 
 def _settings_keys() -> dict[str, tuple[str, ...]]:
-    """The settings each ``SubModules`` section takes, as the tasks' export writers write them."""
+    """The settings each module section takes, as the tasks' export writers write them."""
     from workbench.tasks import registry
 
     return {e.pipeline_module: e.export_writer.pipeline_keys for e in registry.TASKS.values()}
 
 
-def build_pipeline_config_from(
-    modules: dict[str, ModuleRef],
-    *,
-    textline_orientation: Optional[ModuleRef] = None,
-    doc_orientation: Optional[ModuleRef] = None,
-    doc_unwarping: Optional[ModuleRef] = None,
-    base: Optional[dict] = None,
-) -> dict:
-    """PaddleX's default OCR config (``base``, default: the installed one) with ``modules`` (``SubModules``
-    section name → module: each registered task's ``pipeline_module``) and the optional extra steps."""
+def module_section(config: dict, name: str) -> dict:
+    """The section ``name`` of a pipeline config: under ``SubModules``, or under a sub-pipeline's (document
+    orientation sits in ``SubPipelines.DocPreprocessor.SubModules``)."""
+    section = _find_section(config, name)
+    if section is None:
+        raise ExportError(f"paddlex's OCR pipeline config has no {name} section (SubModules or a sub-pipeline's)")
+    return section
+
+
+def _find_section(config: dict, name: str) -> Optional[dict]:
+    subs = config.get("SubModules") or {}
+    if isinstance(subs.get(name), dict):
+        return subs[name]
+    for pipe in (config.get("SubPipelines") or {}).values():
+        if isinstance(pipe, dict):
+            found = _find_section(pipe, name)
+            if found is not None:
+                return found
+    return None
+
+
+def _set_flag(config: dict, path: str, value: bool) -> None:
+    *parents, key = path.split(".")
+    node = config
+    for p in parents:
+        node = node.get(p)
+        if not isinstance(node, dict):
+            raise ExportError(f"paddlex's OCR pipeline config has no {'.'.join(parents)} for {path}")
+    node[key] = value
+
+
+def build_pipeline_config_from(modules: dict[str, ModuleRef], *, base: Optional[dict] = None) -> dict:
+    """PaddleX's default OCR config (``base``, default: the installed one) with ``modules`` (section name →
+    module: each registered task's ``pipeline_module``, plus e.g. ``DocUnwarping``). The optional steps
+    (:data:`OPTIONAL_MODULES`) are on exactly when their section is among ``modules``."""
     config = copy.deepcopy(base if base is not None else paddlex_default_ocr_config())
     if config.get("pipeline_name") != "OCR" or "SubModules" not in config:
         raise ExportError("paddlex's default OCR pipeline config has an unexpected layout (no SubModules)")
-    subs = config["SubModules"]
     allowed = _settings_keys()
     for key, ref in modules.items():
-        if key not in subs:
-            raise ExportError(f"paddlex's default OCR pipeline config has no SubModules.{key}")
         unknown = set(ref.params) - set(allowed.get(key, ()))
         if unknown:
-            raise ExportError(f"SubModules.{key}: unknown settings {sorted(unknown)}; known: "
-                              f"{list(allowed.get(key, ()))}")
-        _set_module(subs[key], ref)
-
-    config["use_textline_orientation"] = textline_orientation is not None
-    if textline_orientation is not None:
-        section = subs.setdefault("TextLineOrientation", {"module_name": "textline_orientation"})
-        _set_module(section, textline_orientation)
-
-    use_doc = doc_orientation is not None or doc_unwarping is not None
-    config["use_doc_preprocessor"] = use_doc
-    doc = config.get("SubPipelines", {}).get("DocPreprocessor")
-    if doc is not None:
-        doc["use_doc_orientation_classify"] = doc_orientation is not None
-        doc["use_doc_unwarping"] = doc_unwarping is not None
-        doc_subs = doc.setdefault("SubModules", {})
-        if doc_orientation is not None:
-            _set_module(doc_subs.setdefault("DocOrientationClassify", {}), doc_orientation)
-        if doc_unwarping is not None:
-            _set_module(doc_subs.setdefault("DocUnwarping", {}), doc_unwarping)
-    elif use_doc:
-        raise ExportError("paddlex's default OCR pipeline config has no SubPipelines.DocPreprocessor")
+            raise ExportError(f"{key}: unknown settings {sorted(unknown)}; known: {list(allowed.get(key, ()))}")
+        _set_module(module_section(config, key), ref)
+    on = {flag for key in modules for flag in OPTIONAL_MODULES.get(key, ())}
+    for flag in sorted({f for flags in OPTIONAL_MODULES.values() for f in flags}):
+        try:
+            _set_flag(config, flag, flag in on)
+        except ExportError:
+            if flag in on:  # a step asked for whose sub-pipeline this PaddleX lacks; an absent one stays absent
+                raise
     return config
 
 
@@ -201,6 +227,28 @@ def _module_sections(config: dict):
     for pipe in (config.get("SubPipelines") or {}).values():
         if isinstance(pipe, dict):
             yield from _module_sections(pipe)
+
+
+def module_dirs(config: dict) -> dict[str, str]:
+    """``{section: model_dir}`` of every module section with a folder (relative as written)."""
+    out = {}
+    for name in PADDLEOCR_PREFIX:
+        section = _find_section(config, name)
+        if section is not None and section.get("model_dir"):
+            out[name] = section["model_dir"]
+    return out
+
+
+def enabled_sections(config: dict) -> list[str]:
+    """The module sections the pipeline runs: detection, recognition and the optional steps switched on."""
+    def flag(path: str) -> bool:
+        node = config
+        for p in path.split("."):
+            node = node.get(p) if isinstance(node, dict) else None
+        return bool(node)
+
+    optional = [name for name, flags in OPTIONAL_MODULES.items() if all(flag(f) for f in flags)]
+    return ["TextDetection", "TextRecognition", *optional]
 
 
 def module_names(config: dict) -> dict[str, str]:

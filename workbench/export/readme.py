@@ -26,16 +26,16 @@ def write_readme(folder: str | Path, *, name: str, config: dict, modules: dict, 
     from workbench.export.pipeline_yaml import PIPELINE_YAML
     from workbench.export.verify import paddleocr_command
 
+    from workbench.export.pipeline_yaml import OPTIONAL_MODULES, PADDLEOCR_PREFIX, enabled_sections, module_dirs
+
     det, rec = modules["det"], modules["rec"]
+    folders = module_dirs(config)
     inside = paddleocr_command(config, yaml_path=PIPELINE_YAML, image="some.jpg")
     outside = paddleocr_command(config, yaml_path=f"{FOLDER_VAR}/{PIPELINE_YAML}", image="some.jpg",
-                                det_dir=f"{FOLDER_VAR}/{det['dir']}" if det["dir"] else None,
-                                rec_dir=f"{FOLDER_VAR}/{rec['dir']}" if rec["dir"] else None)
-    dirs = []
-    if det["dir"]:
-        dirs.append(f'    text_detection_model_dir=str(folder / "{det["dir"]}"),')
-    if rec["dir"]:
-        dirs.append(f'    text_recognition_model_dir=str(folder / "{rec["dir"]}"),')
+                                model_dirs={s: f"{FOLDER_VAR}/{d}" for s, d in folders.items()})
+    dirs = [f'    {PADDLEOCR_PREFIX[s]}_model_dir=str(folder / "{d}"),' for s, d in folders.items()]
+    steps_on = [s for s in enabled_sections(config) if s in OPTIONAL_MODULES]
+    steps_off = [s for s in OPTIONAL_MODULES if s not in steps_on]
     maxes = report.get("summary", {}).get("max", {})
     lines = [
         f"# {name}: PaddleOCR general OCR pipeline with fine-tuned models",
@@ -55,8 +55,10 @@ def write_readme(folder: str | Path, *, name: str, config: dict, modules: dict, 
         else:
             lines.append(f"* {what}: the stock PaddleX model `{m['name']}` (downloaded by PaddleX on first use)")
     lines += [
-        f"* `{PIPELINE_YAML}` — the PaddleX OCR pipeline config (PaddleX's own default, with these models, the "
-        "detection limits and thresholds, document preprocessing and text-line orientation off)",
+        f"* `{PIPELINE_YAML}` — the PaddleX OCR pipeline config (PaddleX's own default, with these models and the "
+        "detection limits and thresholds"
+        + (f"; on: {', '.join(steps_on)}" if steps_on else "") + (f"; off: {', '.join(steps_off)}" if steps_off
+                                                                   else "") + ")",
         "* `verification.md` / `verification.json` — the export's proof that PaddleX reproduces the workbench",
         "* `probes/` — the images it was verified on; `export_info.json` — provenance",
         "",
@@ -173,9 +175,8 @@ def command_from(folder: str | Path, cwd: str | Path) -> str:
         rel = folder.resolve().relative_to(Path(cwd).resolve())
     except ValueError:
         rel = folder.resolve()
+    from workbench.export.pipeline_yaml import module_dirs
+
     config = load_pipeline_config(folder / PIPELINE_YAML, resolve_dirs=False)
-    subs = config["SubModules"]
-    det_dir, rec_dir = subs["TextDetection"].get("model_dir"), subs["TextRecognition"].get("model_dir")
-    return _cmd(paddleocr_command(
-        config, yaml_path=str(rel / PIPELINE_YAML), image="some.jpg",
-        det_dir=str(rel / det_dir) if det_dir else None, rec_dir=str(rel / rec_dir) if rec_dir else None))
+    return _cmd(paddleocr_command(config, yaml_path=str(rel / PIPELINE_YAML), image="some.jpg",
+                                  model_dirs={s: str(rel / d) for s, d in module_dirs(config).items()}))

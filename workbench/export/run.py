@@ -2,7 +2,8 @@
 
     export(ExportConfig(det=<run>, rec=<run>, out="export/my_receipts"))
 
-Writes ``<out>/{det,rec}/inference.{json,pdiparams,yml}``, ``<out>/PaddleOCR.yaml``, a README with the exact
+Writes ``<out>/<task>/inference.{json,pdiparams,yml}`` (det, rec, and textline_ori / doc_ori when given),
+``<out>/PaddleOCR.yaml``, a README with the exact
 commands, ``verification.{json,md}`` and ``probes/``. Every export is verified in the real PaddleX before it
 is published at ``out``: a failed verification leaves the folder at ``<out>.FAILED`` with the report and raises.
 Each module of the pipeline is a registered task (``workbench.tasks.registry``): its export writer says what
@@ -111,6 +112,12 @@ def _refuse_regressions(sources: dict, allowed: bool) -> None:
         log.warning("%s: exporting a regression on val (%s) because allow_regression=true", task, problem)
 
 
+def _in_pipeline(cfg: ExportConfig, entry) -> bool:
+    """det and rec are always in the pipeline; an optional module (orientation) when the export names it."""
+    t = entry.name
+    return not entry.export_writer.optional or bool(cfg.fine_tuned(t) or cfg.model_dir(t) or cfg.model_name(t))
+
+
 def _check_combination(cfg: ExportConfig) -> None:
     names = [e.name for e in _tasks()]
     if not any(cfg.fine_tuned(t) for t in names):
@@ -170,9 +177,11 @@ def _build_and_verify(cfg: ExportConfig, sources: dict, work: Path, name: str) -
     base = pipeline_yaml.paddlex_default_ocr_config()
     timings, files, notes, refs, sections = {}, {}, [], {}, {}
     for entry in _tasks():
+        if not _in_pipeline(cfg, entry):
+            continue
         t = time.perf_counter()
         ref, written, note = _module(cfg, entry, sources.get(entry.name), work,
-                                     base["SubModules"][entry.pipeline_module])
+                                     pipeline_yaml.module_section(base, entry.pipeline_module))
         refs[entry.name], sections[entry.pipeline_module] = ref, ref
         if written is not None:
             files[entry.name] = written
@@ -180,28 +189,29 @@ def _build_and_verify(cfg: ExportConfig, sources: dict, work: Path, name: str) -
             notes.append(note)
         timings[f"{entry.name}_export"] = round(time.perf_counter() - t, 2)
 
-    extras = {}
-    for key, cfg_key in (("textline_orientation", "textline_orientation_model_dir"),
-                         ("doc_orientation", "doc_orientation_model_dir"),
-                         ("doc_unwarping", "doc_unwarping_model_dir")):
-        src = getattr(cfg, cfg_key)
-        if src:
-            extras[key] = pipeline_yaml.ModuleRef(_copy_model_dir(src, work / key), key)
-    config = pipeline_yaml.build_pipeline_config_from(sections, base=base, **extras)
+    if cfg.doc_unwarping_model_dir:  # UVDoc: not a task (no training upstream), only copied in
+        sections["DocUnwarping"] = pipeline_yaml.ModuleRef(
+            _copy_model_dir(cfg.doc_unwarping_model_dir, work / "doc_unwarping"), "doc_unwarping")
+        notes.append(f"document unwarping: copied from `{cfg.doc_unwarping_model_dir}`")
+    config = pipeline_yaml.build_pipeline_config_from(sections, base=base)
     pipeline_yaml.dump_pipeline_yaml(config, work / pipeline_yaml.PIPELINE_YAML, header=[
         f"PaddleX OCR pipeline config written by `wb export` ({name}), from paddlex's default OCR config.",
         "model_dir paths are relative to this folder. PaddleX resolves them against the working directory:",
-        "run from inside this folder, or pass --text_detection_model_dir / --text_recognition_model_dir.",
+        "run from inside this folder, or pass each module's folder (--text_detection_model_dir, ...).",
         "paddleocr needs --text_detection_model_name and --text_recognition_model_name (see README.md).",
     ])
 
     # --- verification -----------------------------------------------------------------------------------------
     t = time.perf_counter()
     det_source, rec_source = sources.get("det"), sources.get("rec")
+    oriented = {t: s.checkpoint for t, s in sources.items() if s.writer.optional}
     probes = verify.select_probes(
         det_source.checkpoint if det_source else None, rec_source.checkpoint if rec_source else None,
-        probe_images=cfg.probe_images, num_images=cfg.num_probe_images, num_crops=cfg.num_probe_crops)
-    probes = verify.copy_probes(probes, work)
+        probe_images=cfg.probe_images, num_images=cfg.num_probe_images, num_crops=cfg.num_probe_crops,
+        oriented=oriented)
+    # the orientation modules must turn the probe images back: they are verified on them turned too
+    turns = {a for t in oriented for a in registry_classes(t).angles}
+    probes = verify.copy_probes(probes, work, turns=turns)
     report = verify.verify_export(work, sources, probes=probes, tolerances=cfg.tolerances, device=cfg.device,
                                   cli=cfg.cli, engine_configs={t: r.engine_config for t, r in refs.items()})
     timings["verify"] = round(time.perf_counter() - t, 2)
@@ -219,6 +229,13 @@ def _build_and_verify(cfg: ExportConfig, sources: dict, work: Path, name: str) -
     report.raise_if_failed(work)
     command = verify.paddleocr_command(config, yaml_path=pipeline_yaml.PIPELINE_YAML, image="some.jpg")  # inside
     return {"report": report_dict, "command": command, "config": config}
+
+
+def registry_classes(task: str):
+    """The orientation classes of a task (``workbench.data.orientation.OrientationClasses``)."""
+    from workbench.tasks import registry
+
+    return registry.get(task).task.classes
 
 
 # ----------------------------------------------------------------------------------------------- MLflow

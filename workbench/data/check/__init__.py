@@ -4,6 +4,8 @@
 
     wb data check rec FILE... --dict D [--max-text-length 25] [--val FILE...] [--out DIR] [--write-clean]
     wb data check det FILE... [--val FILE...] [--min-text-size 8]
+    wb data check textline_ori FILE... [--val FILE...] [--label-format auto|class|rec]
+    wb data check doc_ori FILE... [--val FILE...] [--label-format auto|class|det]
     wb data check --list-codes
 
 It prints a short summary, writes ``report.json`` (findings grouped by code: severity, count, samples affected,
@@ -18,7 +20,8 @@ a label file would be left without samples); 2 = bad command line / unreadable d
 The trainer runs the same check first: :func:`check_sources` returns a :class:`Report` without writing anything.
 
 Where things are: ``scan`` (reading every image once), ``common`` (:class:`LabelCheck`, the interface of one kind
-of label file, and the findings every kind shares), ``rec`` / ``det`` (the two label formats), ``report``
+of label file, and the findings every kind shares), ``rec`` / ``det`` (the two label formats), ``orientation``
+(class lists and the rec / det files orientation samples are derived from), ``report``
 (:class:`Report`), ``outputs`` (the files written).
 """
 
@@ -30,6 +33,7 @@ from typing import Optional
 
 from workbench.data.check.common import CheckRun, LabelCheck, run_label_check
 from workbench.data.check.det import DetLabelCheck
+from workbench.data.check.orientation import DocOriLabelCheck, OrientationLabelCheck, TextlineOriLabelCheck
 from workbench.data.check.outputs import clean_label_path, write_clean_labels, write_pictures, write_report
 from workbench.data.check.rec import RecLabelCheck
 from workbench.data.check.report import Report
@@ -38,13 +42,15 @@ from workbench.data.findings import CODES, DataPolicy
 from workbench.errors import ConfigError
 
 __all__ = [
-    "CheckRun", "DetLabelCheck", "ImageScan", "LABEL_CHECKS", "LabelCheck", "RecLabelCheck", "Report",
+    "CheckRun", "DetLabelCheck", "DocOriLabelCheck", "ImageScan", "LABEL_CHECKS", "LabelCheck",
+    "OrientationLabelCheck", "RecLabelCheck", "Report", "TextlineOriLabelCheck",
     "check_sources", "clean_label_path", "codes_table", "run_check", "scan_images", "write_clean_labels",
     "write_pictures", "write_report",
 ]
 
 #: the label formats this package reads, by the name ``check_sources`` accepts
-LABEL_CHECKS: dict[str, type[LabelCheck]] = {"rec": RecLabelCheck, "det": DetLabelCheck}
+LABEL_CHECKS: dict[str, type[LabelCheck]] = {"rec": RecLabelCheck, "det": DetLabelCheck,
+                                             "textline_ori": TextlineOriLabelCheck, "doc_ori": DocOriLabelCheck}
 
 
 def _as_list(files) -> list[Path]:

@@ -76,6 +76,22 @@ class Workbench:
     def rec_probs(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         return self._run("rec", x)
 
+    # the orientation modules: classifiers of crops (text lines) or pages (documents)
+    def classifiers(self) -> list[str]:
+        """The exported tasks whose model is a classifier (its zoo row has ``classes``)."""
+        from workbench.models import zoo
+
+        return [t for t, s in self.sources.items() if zoo.get_spec(s.model_name).classes is not None]
+
+    def cls_input(self, task: str, images: list[np.ndarray]) -> np.ndarray:
+        from workbench.data.preprocess import ClsPreprocess
+        from workbench.models import zoo
+
+        return ClsPreprocess.from_spec(zoo.get_spec(self.sources[task].model_name).preprocess).batch(images)
+
+    def cls_probs(self, task: str, x: np.ndarray) -> tuple[np.ndarray, float]:
+        return self._run(task, x)
+
 
 @dataclass
 class StageCheck:
@@ -108,6 +124,16 @@ class TheirRec:
     probs: Any
     texts: list
     scores: list
+
+
+@dataclass
+class TheirCls:
+    """What PaddleX's classifier (an orientation module) got and gave for one batch: input, probabilities, class
+    ids."""
+
+    x: Any
+    probs: Any
+    class_ids: list
 
 
 @dataclass
@@ -206,3 +232,30 @@ def compare_rec_batch(check: StageCheck, items: list[str], ours_x: np.ndarray, t
         ds = abs(float(score) - float(theirs.scores[i]))
         check.add(item, "rec score abs diff", ds, tol.score_atol, ds <= tol.score_atol)
     return decoded
+
+
+def compare_cls_batch(check: StageCheck, task: str, items: list[str], images: list[np.ndarray], theirs: TheirCls
+                      ) -> list[int]:
+    """Compare one batch of an orientation module: input, probabilities and the decided class of every image
+    (identical, or a numerical tie: our top two classes closer than twice the probability difference).
+    Returns our decided classes."""
+    wb, tol = check.wb, check.tol
+    label = items[0] if len(items) == 1 else f"{items[0]} … {items[-1]} ({len(items)} images)"
+    ours_x = wb.cls_input(task, images)
+    d_in = max_diff(ours_x, theirs.x)
+    check.add(label, f"{task} input max abs diff", d_in, tol.input_atol, d_in <= tol.input_atol,
+              f"shape ours {list(ours_x.shape)} PaddleX {list(np.shape(theirs.x))}")
+    probs, f32_error = wb.cls_probs(task, ours_x)
+    d = max_diff(probs, theirs.probs)
+    limit = max(tol.rec_prob_atol, tol.noise_factor * f32_error)
+    check.add(label, f"{task} probabilities max abs diff", d, limit, d <= limit,
+              f"float32 error of our model {f32_error:.2e}")
+    decided = [int(i) for i in probs.argmax(-1)]
+    for i, item in enumerate(items):
+        theirs_id = int(theirs.class_ids[i])
+        top2 = np.sort(probs[i])[-2:]
+        tie = (top2[1] - top2[0]) <= 2 * d
+        ok = decided[i] == theirs_id or bool(tie)
+        detail = "" if decided[i] == theirs_id else f"numerical tie (gap {top2[1] - top2[0]:.1e})" if tie else ""
+        check.add(item, f"{task} class (ours vs PaddleX)", decided[i], theirs_id, ok, detail)
+    return decided

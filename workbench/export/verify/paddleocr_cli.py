@@ -16,18 +16,24 @@ from workbench.errors import ExportError
 
 
 def paddleocr_command(config: dict, *, yaml_path: str, image: str, det_dir: Optional[str] = None,
-                      rec_dir: Optional[str] = None, extra: Iterable[str] = ()) -> list[str]:
+                      rec_dir: Optional[str] = None, model_dirs: Optional[dict] = None,
+                      extra: Iterable[str] = ()) -> list[str]:
     """The ``paddleocr ocr`` command for a pipeline YAML: the model-name flags are required, or paddleocr
-    replaces the YAML's models with its PP-OCRv6 defaults (#15707)."""
-    from workbench.export.pipeline_yaml import module_names
+    replaces the YAML's models with its PP-OCRv6 defaults (#15707). ``model_dirs``: section → folder for the
+    ``--<module>_model_dir`` flags (``det_dir`` / ``rec_dir``: the detection / recognition ones)."""
+    from workbench.export.pipeline_yaml import PADDLEOCR_PREFIX, module_names
 
     names = module_names(config)
     cmd = ["paddleocr", "ocr", "-i", image, "--paddlex_config", yaml_path,
            "--text_detection_model_name", names["det"], "--text_recognition_model_name", names["rec"]]
+    dirs = dict(model_dirs or {})
     if det_dir:
-        cmd += ["--text_detection_model_dir", det_dir]
+        dirs["TextDetection"] = det_dir
     if rec_dir:
-        cmd += ["--text_recognition_model_dir", rec_dir]
+        dirs["TextRecognition"] = rec_dir
+    for section in PADDLEOCR_PREFIX:  # paddleocr's own order: detection and recognition first
+        if dirs.get(section):
+            cmd += [f"--{PADDLEOCR_PREFIX[section]}_model_dir", dirs[section]]
     return cmd + list(extra)
 
 
@@ -72,10 +78,10 @@ def run_cli(folder: Path, images: list[Path], device: str, *, inside: bool = Tru
         if inside:
             cwd, yaml_path, dirs = folder, PIPELINE_YAML, {}
         else:
-            subs = config["SubModules"]
+            from workbench.export.pipeline_yaml import module_dirs
+
             cwd, yaml_path = Path(save), str(folder / PIPELINE_YAML)
-            dirs = {f"{t}_dir": str(folder / subs[s]["model_dir"]) for t, s in
-                    (("det", "TextDetection"), ("rec", "TextRecognition")) if subs[s].get("model_dir")}
+            dirs = {"model_dirs": {s: str(folder / d) for s, d in module_dirs(config).items()}}
         image_arg = str(images_dir.resolve())
         if inside and images_dir.resolve().is_relative_to(folder):
             image_arg = str(images_dir.resolve().relative_to(folder))  # e.g. probes/images

@@ -72,18 +72,18 @@ def verify_export(folder: str | Path, sources: dict, *, probes: Probes, toleranc
 
 def _stock_hint(folder: Path) -> str:
     """Stock modules (``model_dir: null``) are downloaded by PaddleX: say so when a run failed."""
-    from workbench.export.pipeline_yaml import PIPELINE_YAML, load_pipeline_config
+    from workbench.export.pipeline_yaml import PIPELINE_YAML, enabled_sections, load_pipeline_config, module_section
 
     try:
-        subs = load_pipeline_config(folder / PIPELINE_YAML, resolve_dirs=False)["SubModules"]
+        config = load_pipeline_config(folder / PIPELINE_YAML, resolve_dirs=False)
+        sections = {key: module_section(config, key) for key in enabled_sections(config)}
     except Exception:
         return ""
-    stock = [f"{key} {sec['model_name']}" for key, sec in subs.items()
-             if key in ("TextDetection", "TextRecognition") and not sec.get("model_dir")]
+    stock = [f"{key} {sec['model_name']}" for key, sec in sections.items() if not sec.get("model_dir")]
     if not stock:
         return ""
     return (f" (stock model(s) {', '.join(stock)} have model_dir null: PaddleX downloads them; offline, give "
-            "det_model_dir= / rec_model_dir= with a local model folder)")
+            "<module>_model_dir= with a local model folder)")
 
 
 def recheck(folder: str | Path, *, device: str = "cpu", cli: bool = True) -> Report:

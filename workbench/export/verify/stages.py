@@ -13,7 +13,8 @@ import numpy as np
 
 from workbench.errors import ExportError
 from workbench.export.verify.ours import (
-    DetSteps, StageCheck, TheirDet, TheirRec, Workbench, compare_det, compare_rec_batch, quads,
+    DetSteps, StageCheck, TheirCls, TheirDet, TheirRec, Workbench, compare_cls_batch, compare_det, compare_rec_batch,
+    quads,
 )
 from workbench.export.verify.probes import Probes
 from workbench.export.verify.recording import PredictorRecorder, inner_pipeline, record_runner
@@ -79,6 +80,71 @@ def verify_modules(check: StageCheck, folder: Path, probes: Probes, device: str,
             (their_x,), (their_map,) = runner.calls[before]
             compare_det(check, path.name, read_image(path), steps,
                         TheirDet(their_x, their_map, result["dt_polys"], result["dt_scores"]))
+    for task in wb.classifiers():
+        verify_classifier_module(check, folder / task, task, probes.upright.get(task, []), device)
+
+
+def _classes(task: str):
+    from workbench.tasks import registry
+
+    return registry.get(task).task.classes
+
+
+def verify_classifier_module(check: StageCheck, model_dir: Path, task: str, images: list[Path], device: str) -> None:
+    """An orientation module on its own (``paddlex.create_model``): every upright probe turned through every
+    class's angle, PaddleX's input / probabilities / class against ours. How often the module decides the angle
+    it was given is recorded in the report's facts (a model's accuracy, not an export property)."""
+    from paddlex import create_model
+
+    from workbench.data.images import read_image
+    from workbench.data.orientation import turn_clockwise
+
+    source = check.wb.sources[task]
+    classes = _classes(task)
+    model = create_model(source.paddlex_name, model_dir=str(model_dir), device=device)
+    runner = record_runner(model)
+    right = total = 0
+    for path in images:
+        image = read_image(path)
+        for angle in classes.angles:
+            sample = turn_clockwise(image, angle)
+            before = len(runner.calls)
+            (result,) = list(model.predict(sample))
+            (their_x,), (their_probs,) = runner.calls[before]
+            their_id = int(np.asarray(result["class_ids"]).ravel()[0])
+            compare_cls_batch(check, task, [f"{path.name} turned {angle}°"], [sample],
+                              TheirCls(their_x, their_probs, [their_id]))
+            right += their_id == classes.index_of(angle)
+            total += 1
+    facts = check.report.facts.setdefault("orientation", {}).setdefault(task, {})
+    facts["module: probes turned through every class, decided right"] = f"{right} of {total}"
+
+
+#: the pipeline's orientation sub-modules: section → (pipeline attribute of the sub-pipeline, of the model)
+_ORIENTATION_MODELS = {
+    "TextLineOrientation": (None, "textline_orientation_model"),
+    "DocOrientationClassify": ("doc_preprocessor_pipeline", "doc_ori_classify_model"),
+}
+
+
+def _record_orientation(inner, config: dict) -> dict:
+    """Recorders of the orientation modules the pipeline runs: section → (holder, runner, predictor recorder)."""
+    from workbench.export.pipeline_yaml import enabled_sections
+
+    out = {}
+    for section in enabled_sections(config):
+        if section not in _ORIENTATION_MODELS:
+            continue
+        sub, attr = _ORIENTATION_MODELS[section]
+        holder = inner if sub is None else getattr(getattr(inner, sub), "_pipeline", getattr(inner, sub))
+        model = getattr(holder, attr, None)
+        if model is None:
+            raise ExportError(f"PaddleX's OCR pipeline has no {attr}: this paddlex version is not supported by the "
+                              "verification")
+        runner, pred = record_runner(model), PredictorRecorder(model)
+        setattr(holder, attr, pred)
+        out[section] = (model, runner, pred)
+    return out
 
 
 def run_pipeline(folder: Path, images: list[Path], device: str, record: bool = False):
@@ -95,7 +161,7 @@ def run_pipeline(folder: Path, images: list[Path], device: str, record: bool = F
         det_runner, rec_runner = record_runner(inner.text_det_model), record_runner(inner.text_rec_model)
         det_pred, rec_pred = PredictorRecorder(inner.text_det_model), PredictorRecorder(inner.text_rec_model)
         inner.text_det_model, inner.text_rec_model = det_pred, rec_pred
-        recorders = (inner, det_runner, rec_runner, det_pred, rec_pred)
+        recorders = (inner, det_runner, rec_runner, det_pred, rec_pred, _record_orientation(inner, config))
     results = []
     for path in images:
         (res,) = list(pipeline.predict(str(path)))
@@ -119,10 +185,11 @@ def verify_pipeline(check: StageCheck, folder: Path, probes: Probes, device: str
     from workbench.export.inference_yml import read_inference_yml
 
     wb = check.wb
-    config, results, (inner, det_runner, rec_runner, det_pred, rec_pred) = run_pipeline(
+    config, page_results, (inner, det_runner, rec_runner, det_pred, rec_pred, oriented) = run_pipeline(
         folder, probes.images, device, record=True)
     det_cfg = config["SubModules"]["TextDetection"]
-    expected = {p.name: _result_summary(r) for p, r in zip(probes.images, results)}
+    expected = {p.name: _result_summary(r) for p, r in zip(probes.images, page_results)}
+    pages_turned = "DocOrientationClassify" in oriented  # detection then runs on the page turned upright
 
     if wb.det_source is not None:
         resize = DetResize(limit_side_len=int(det_cfg["limit_side_len"]), limit_type=det_cfg["limit_type"],
@@ -130,9 +197,11 @@ def verify_pipeline(check: StageCheck, folder: Path, probes: Probes, device: str
         steps = DetSteps(resize, _det_postprocess(read_inference_yml(folder / "det"), det_cfg))
         if len(det_runner.calls) != len(probes.images) or len(det_pred.calls) != len(probes.images):
             raise ExportError(f"verification: expected one detection call per probe image, got {len(det_runner.calls)}")
-        for path, (_, det_results), ((their_x,), (their_map,)) in zip(probes.images, det_pred.calls, det_runner.calls):
+        for path, (det_images, det_results), ((their_x,), (their_map,)) in zip(probes.images, det_pred.calls,
+                                                                                 det_runner.calls):
             (det_res,) = det_results
-            compare_det(check, path.name, read_image(path), steps,
+            page = det_images[0] if pages_turned else read_image(path)
+            compare_det(check, path.name, page, steps,
                         TheirDet(their_x, their_map, det_res["dt_polys"], det_res["dt_scores"]))
 
     n_crops = sum(len(crops) for crops, _ in rec_pred.calls)
@@ -153,7 +222,96 @@ def verify_pipeline(check: StageCheck, folder: Path, probes: Probes, device: str
                 compare_rec_batch(check, items, wb.rec_input(chunk),
                                   TheirRec(their_x, their_probs, [r["rec_text"] for r in results],
                                            [r["rec_score"] for r in results]))
+    if "TextLineOrientation" in oriented:
+        _verify_textline_in_pipeline(check, oriented["TextLineOrientation"], rec_pred)
+    if "DocOrientationClassify" in oriented:
+        _verify_pages_in_pipeline(check, oriented["DocOrientationClassify"], det_pred)
+    _turned_probe_facts(check, probes, page_results)
     return expected
+
+
+def _task_of(section: str) -> Optional[str]:
+    from workbench.tasks import registry
+
+    return next((e.name for e in registry.TASKS.values() if e.pipeline_module == section), None)
+
+
+def _parity(check: StageCheck, task: str, model, runner, calls: list, label: str) -> None:
+    """Our classifier against PaddleX's on every image the pipeline gave it (batch by batch, as it ran)."""
+    if task not in check.wb.sources:
+        return  # a copied / stock module: nothing of ours to compare with
+    batch_size = int(getattr(model, "batch_sampler").batch_size)
+    batches = iter(runner.calls)
+    for k, (images, results) in enumerate(calls):
+        ids = [int(np.asarray(r["class_ids"]).ravel()[0]) for r in results]
+        for start in range(0, len(images), batch_size):
+            try:
+                (their_x,), (their_probs,) = next(batches)
+            except StopIteration:
+                raise ExportError(f"verification: fewer {task} batches than {label}s") from None
+            chunk = images[start: start + batch_size]
+            compare_cls_batch(check, task, [f"call{k}/{label}{start + i}" for i in range(len(chunk))], chunk,
+                              TheirCls(their_x, their_probs, ids[start: start + batch_size]))
+
+
+def _verify_textline_in_pipeline(check: StageCheck, recorded, rec_pred) -> None:
+    """Each crop's class equals ours, and the recogniser got every crop turned by its class (PaddleX's own
+    rotation, in its aspect-ratio order): a crop the module calls upside down is read upright."""
+    from workbench.data.orientation import pipeline_turn
+
+    model, runner, pred = recorded
+    task = _task_of("TextLineOrientation")
+    _parity(check, task, model, runner, pred.calls, "crop")
+    angles = _classes(task).angles
+    if len(pred.calls) != len(rec_pred.calls):
+        check.add("all probes", f"{task}: one recognition call per orientation call", len(rec_pred.calls),
+                  len(pred.calls), False)
+        return
+    for k, ((crops, results), (rec_inputs, _)) in enumerate(zip(pred.calls, rec_pred.calls)):
+        ids = [int(np.asarray(r["class_ids"]).ravel()[0]) for r in results]
+        turned = [pipeline_turn(c, angles[i]) for c, i in zip(crops, ids)]
+        order = sorted(range(len(turned)), key=lambda i: turned[i].shape[1] / float(turned[i].shape[0]))
+        same = len(rec_inputs) == len(turned) and all(np.array_equal(a, turned[i]) for a, i in zip(rec_inputs, order))
+        check.add(f"call{k}", f"{task}: the recogniser got each crop turned by its class",
+                  f"{sum(1 for i in ids if angles[i])} of {len(ids)} turned", "as decided", same)
+
+
+def _verify_pages_in_pipeline(check: StageCheck, recorded, det_pred) -> None:
+    """Each page's class equals ours, and the detector got the page turned back by its class."""
+    from workbench.data.orientation import pipeline_turn
+
+    model, runner, pred = recorded
+    task = _task_of("DocOrientationClassify")
+    _parity(check, task, model, runner, pred.calls, "page")
+    angles = _classes(task).angles
+    pages = [(image, int(np.asarray(r["class_ids"]).ravel()[0])) for images, results in pred.calls
+             for image, r in zip(images, results)]
+    det_inputs = [image for images, _ in det_pred.calls for image in images]
+    for k, ((page, cls), det_input) in enumerate(zip(pages, det_inputs)):
+        same = np.array_equal(pipeline_turn(page, angles[cls]), det_input)
+        check.add(f"page{k}", f"{task}: the detector got the page turned back by its class", f"{angles[cls]}°",
+                  "as decided", same)
+
+
+def _turned_probe_facts(check: StageCheck, probes: Probes, results: list) -> None:
+    """What became of the probe images given turned: which way the pipeline turned them back and whether it read
+    the same texts as on the upright image (facts: they measure the models, not the export)."""
+    if not probes.turned:
+        return
+    by_name = {p.name: r for p, r in zip(probes.images, results)}
+    out = {}
+    for name, (upright, angle) in probes.turned.items():
+        res, ref = by_name.get(name), by_name.get(upright)
+        if res is None or ref is None:
+            continue
+        lines = [int(a) for a in res.get("textline_orientation_angles", [])]
+        doc = (res.get("doc_preprocessor_res") or {}).get("angle") if res.get("doc_preprocessor_res") else None
+        out[name] = {"upright probe": upright, "turned clockwise by": angle,
+                     "page turned back by": doc, "crops turned by 180°": f"{sum(a == 1 for a in lines)} of "
+                                                                        f"{len(lines)}" if lines else None,
+                     "texts as on the upright probe": sorted(map(str, res["rec_texts"])) ==
+                     sorted(map(str, ref["rec_texts"]))}
+    check.report.facts.setdefault("orientation", {})["turned probes"] = out
 
 
 def compare_with_expected(report: Report, stage: str, expected: dict, results: dict, tol: Tolerances) -> None:

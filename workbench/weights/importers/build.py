@@ -97,9 +97,12 @@ def _why(key: str) -> tuple[str, str]:
     return key.rsplit(".", 1)[0], "not in the inference graph"
 
 
-def _default_example(task: str) -> np.ndarray:
+def _default_example(spec) -> np.ndarray:
     rng = np.random.default_rng(0)
-    shape = (1, 3, 64, 64) if task == "det" else (1, 3, 48, 64)
+    if spec.classes is not None:  # a classifier: its own fixed input size
+        shape = (1, *spec.image_shape)
+    else:
+        shape = (1, 3, 64, 64) if spec.task == "det" else (1, 3, 48, 64)
     return rng.standard_normal(shape).astype(np.float32)
 
 
@@ -181,7 +184,7 @@ def import_inference_model(
     np.random.seed(seed)
     fused = fuse_for_inference(zoo.build_model(name, **build_kwargs), drop_training_branches=True)
 
-    slots, called = trace_slots(fused, _default_example(spec.task))
+    slots, called = trace_slots(fused, _default_example(spec))
     pairs = match_slots(slots, units, str(source))
     unfolded = [path for path in (assign(slot, unit) for slot, unit in pairs) if path]
 
@@ -231,7 +234,7 @@ def import_inference_model(
     # --- BN statistics
     named_train = dict(model.named_sublayers())
     extra_bns = [named_train[p] for p in unfolded]
-    batches = list(calibration) if calibration is not None else synthetic_inputs(spec.task, seed=seed)
+    batches = list(calibration) if calibration is not None else synthetic_inputs(spec.task, seed=seed, spec=spec)
     calibrated = calibrate_batch_norms(model, batches, batch_norms=extra_bns)
     model.eval()
 
