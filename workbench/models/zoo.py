@@ -638,6 +638,7 @@ def _v4_server_and_v3_specs() -> tuple[ModelSpec, ...]:
         ),
         _v3_rec("PP-OCRv3_mobile_rec", _PPOCR_KEYS_V1),
         _v3_rec("en_PP-OCRv3_mobile_rec", _EN_DICT),
+    )
 
 
 def pplcnet(num_classes: int, *, scale: float = 1.0, textline: bool = False, dropout: float = 0.2):
