@@ -48,3 +48,36 @@ def test_server_going_away_does_not_block_or_lose_metrics(tmp_path):
     assert not unreachable.enabled
     unreachable.log_metrics({"a": 1.0}, step=1)
     unreachable.finish()
+
+
+def test_run_names_say_task_model_data_and_overrides():
+    from workbench.tracking.conventions import data_name, run_name, weights_label
+
+    overrides = ["recipe=rec_finetune", "data.train=/data/receipts/train.txt", "data.val=/data/receipts/val.txt",
+                 "optim.lr=2e-4", "trainer.epochs=20", "model.pretrained=weights/v5_mobile_rec.pdparams",
+                 "tracking.experiment=x", "model.freeze_bn=false", "hydra.run.dir=/tmp/x"]
+    assert run_name("rec", "PP-OCRv5_mobile_rec", data_name(["/data/receipts/train.txt"]), overrides) == (
+        "rec PP-OCRv5_mobile_rec receipts lr2e-4 epochs20 pretrained=v5_mobile_rec freeze_bn=false")
+    assert data_name(["/d/shop_train.txt", "/d/more/rec_gt_train.txt"]) == "shop+more"
+    assert data_name(["/x/train.txt"], demo=True) == "demo"
+    assert run_name("det", "PP-OCRv5_mobile_det", "receipts", kind="eval", weights="stock") == (
+        "eval det PP-OCRv5_mobile_det stock receipts")
+    assert weights_label("runs/rec/2026-01-01_10-00-00/checkpoints/best") == "2026-01-01_10-00-00"
+    assert weights_label("0123456789abcdef0123456789abcdef") == "01234567"
+    assert weights_label("models:/receipts/3") == "receipts/3"
+    assert len(run_name("rec", "m", "d", [f"k{i}.x=1" for i in range(100)])) <= 120
+
+
+def test_experiments_are_created_as_model_training_experiments(mlflow_server):
+    from workbench.tracking.conventions import EXPERIMENT_KIND_TAG, MODEL_TRAINING
+    from workbench.tracking.mlflow import create_run
+
+    client = MlflowClient(mlflow_server.uri)
+    create_run("kind-new", "r", {}, mlflow_server.uri)
+    assert client.get_experiment_by_name("kind-new").tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
+    old = client.create_experiment("kind-old")  # made before the workbench set kinds: it gets one
+    Tracker(mlflow_server.uri, "kind-old").finish()
+    assert client.get_experiment(old).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
+    chosen = client.create_experiment("kind-chosen", tags={EXPERIMENT_KIND_TAG: "genai_development"})
+    Tracker(mlflow_server.uri, "kind-chosen").finish()  # a kind someone chose is kept
+    assert client.get_experiment(chosen).tags[EXPERIMENT_KIND_TAG] == "genai_development"

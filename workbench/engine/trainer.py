@@ -136,11 +136,14 @@ class FitState:
 
 class Trainer:
     """``after_training``: callables run with a :class:`FinishedTraining` when training ends with a best
-    evaluation (e.g. the baseline comparison ``workbench.api`` wires in when ``tracking.baseline_run`` is set)."""
+    evaluation (e.g. the baseline comparison ``workbench.api`` wires in when ``tracking.baseline_run`` is set).
+    ``run_name``: the MLflow run's name when ``tracking.run_name`` gives none (the API names it from the task,
+    model, data and command-line overrides)."""
 
     def __init__(self, cfg: TrainConfig, task: Task, run_dir: Path, env: Optional[DistEnv] = None,
-                 after_training: Sequence[Callable[[FinishedTraining], None]] = ()):
+                 after_training: Sequence[Callable[[FinishedTraining], None]] = (), run_name: Optional[str] = None):
         self.cfg = cfg
+        self.run_name = run_name
         self.task = task
         self.run_dir = Path(run_dir)
         self.env = env or DistEnv()
@@ -554,8 +557,9 @@ class Trainer:
         }
         parent = os.environ.get("WB_PARENT_RUN_ID")
         self.tracker = Tracker(
-            cfg.tracking.tracking_uri, cfg.tracking.experiment, run_name=cfg.tracking.run_name, run_id=run_id,
-            parent_run_id=parent, tags=tags, backlog_dir=self.run_dir,
+            cfg.tracking.tracking_uri, cfg.tracking.experiment, run_name=cfg.tracking.run_name or self.run_name,
+            run_id=run_id, parent_run_id=parent, tags=tags, backlog_dir=self.run_dir,
+            system_metrics=cfg.tracking.system_metrics,
         )
         if self.tracker.run_id:  # lets sweeps and tools find this run from its directory
             (self.run_dir / "mlflow_run.json").write_text(json.dumps(
@@ -571,6 +575,12 @@ class Trainer:
             self.tracker.log_dict(to_plain_dict(cfg), "config/config.json")
             self.tracker.log_dict(summary, "data/summary.json")
             self.tracker.log_dict(asdict(self.weights_report), "weights/initial_weights.json")
+            self.tracker.log_inputs([d.to_dict() for d in self.task.datasets()])
+            if cfg.tracking.baseline_run and self.tracker.enabled:
+                from workbench.tracking.conventions import baseline_tags
+
+                self.tracker.set_tags(baseline_tags(cfg.tracking.baseline_run, self.tracker.uri,
+                                                    cfg.tracking.experiment))
         else:
             self.tracker.set_tags({"wb.resumed_at_step": self.state.global_step})
 

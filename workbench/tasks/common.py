@@ -230,6 +230,28 @@ class LabelFileTask(Task):
             "fingerprints": {"train": train.fingerprint(), **({"val": val.fingerprint()} if val is not None else {})},
         }
 
+    def datasets(self, splits: tuple[str, ...] = ("train", "val")) -> list:
+        """``train`` / ``val`` (context ``validation``; ``eval`` when it is the only split, as in ``wb eval``) as
+        MLflow dataset inputs; the digest is the dataset's fingerprint (label files, ratios, kept samples)."""
+        from workbench.tracking.conventions import DatasetInfo, data_name
+
+        out = []
+        for split in splits:
+            ds = self.train_dataset() if split == "train" else self.val_dataset()
+            if ds is None:
+                continue
+            files = self.files.train if split == "train" else self.files.val
+            context = "training" if split == "train" else ("validation" if "train" in splits else "evaluation")
+            extra = {"unit": self.sample_unit}
+            if split == "train":
+                extra["skipped"] = sum(ds.skip_counts().values())
+                if len(files) > 1:
+                    extra["ratios"] = [r for _, r in files]
+            out.append(DatasetInfo(name=data_name([p for p, _ in files], demo=self.files.demo), context=context,
+                                   files=[str(p) for p, _ in files], digest=ds.fingerprint(),
+                                   samples=len(ds.samples), extra=extra))
+        return out
+
     def check_data(self, run_dir: Path) -> None:
         from workbench.data.check import check_sources
 

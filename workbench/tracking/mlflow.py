@@ -58,6 +58,7 @@ class Tracker:
         tags: Optional[dict] = None,
         backlog_dir: Optional[str | Path] = None,
         enabled: bool = True,
+        system_metrics: bool = False,
     ):
         self.enabled = enabled
         self.uri = resolve_tracking_uri(tracking_uri)
@@ -70,6 +71,7 @@ class Tracker:
         self._warned = False
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
+        self._system_metrics = None
         if not enabled:
             return
         try:
@@ -80,6 +82,10 @@ class Tracker:
             return
         self._thread = threading.Thread(target=self._worker, name="mlflow-tracker", daemon=True)
         self._thread.start()
+        if system_metrics:
+            from workbench.tracking.conventions import SystemMetrics
+
+            self._system_metrics = SystemMetrics(self.run_id, self.uri, resume=bool(run_id))
 
     @classmethod
     def disabled(cls) -> "Tracker":
@@ -107,11 +113,18 @@ class Tracker:
     def log_dict(self, data: dict, artifact_file: str) -> None:
         self._put("text", (json.dumps(data, indent=1, default=str), artifact_file))
 
+    def log_inputs(self, datasets: list[dict]) -> None:
+        """Dataset inputs (``conventions.DatasetInfo.to_dict()`` records)."""
+        self._put("inputs", list(datasets))
+
     def finish(self, status: Optional[str] = "FINISHED", timeout: float = 120.0) -> None:
         """Flush what is queued (up to ``timeout`` s), end the run with ``status`` (None: leave it open), and write
         a backlog of what was not sent."""
         if self.run_id is None:
             return
+        if self._system_metrics is not None:
+            self._system_metrics.stop()
+            self._system_metrics = None
         if status is not None:
             self._put("end", status)
         self._stop.set()
@@ -142,8 +155,9 @@ class Tracker:
             client.update_run(run_id, status="RUNNING")
             self.run_id = run_id
             return
-        exp = client.get_experiment_by_name(self.experiment)
-        exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
+        from workbench.tracking.conventions import ensure_experiment
+
+        exp_id = ensure_experiment(client, self.experiment)
         tags = dict(tags)
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
@@ -210,6 +224,10 @@ class Tracker:
         elif op.kind == "text":
             text, artifact_file = op.payload
             client.log_text(self.run_id, text, artifact_file)
+        elif op.kind == "inputs":
+            from workbench.tracking.conventions import dataset_inputs
+
+            client.log_inputs(self.run_id, datasets=dataset_inputs(op.payload))
         elif op.kind == "end":
             client.set_terminated(self.run_id, status=op.payload)
 
@@ -273,9 +291,10 @@ def list_artifacts(run_id: str, path: Optional[str] = None, tracking_uri: Option
 # --- export bundles (wb export): synchronous, so the caller knows whether they arrived ----------------------------
 def create_run(experiment: str, run_name: str, tags: dict, tracking_uri: Optional[str] = None) -> str:
     """A new run in ``experiment`` (created when missing); returns its id."""
+    from workbench.tracking.conventions import ensure_experiment
+
     client = _client(resolve_tracking_uri(tracking_uri))
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    exp_id = ensure_experiment(client, experiment)
     run = client.create_run(exp_id, run_name=run_name, tags={"mlflow.runName": run_name, **tags})
     return run.info.run_id
 
