@@ -81,3 +81,25 @@ def test_experiments_are_created_as_model_training_experiments(mlflow_server):
     chosen = client.create_experiment("kind-chosen", tags={EXPERIMENT_KIND_TAG: "genai_development"})
     Tracker(mlflow_server.uri, "kind-chosen").finish()  # a kind someone chose is kept
     assert client.get_experiment(chosen).tags[EXPERIMENT_KIND_TAG] == "genai_development"
+
+
+def test_an_unreachable_server_is_one_line_saying_how_to_reach_it(tmp_path):
+    """`wb compare` of MLflow runs with nothing listening: one line naming the server and what to do."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from workbench.tracking.hints import failure_text, is_unreachable
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    run = "0123456789abcdef0123456789abcdef"
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "compare", run, run, "--tracking-uri",
+                           "http://127.0.0.1:9"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line == (f"wb compare: error: MLflow run {run}: MLflow at http://127.0.0.1:9 is not reachable: start it "
+                    "(`mlflow server --host 127.0.0.1 --port 9`) or point MLFLOW_TRACKING_URI / tracking_uri= at a "
+                    "running server")
+    assert not is_unreachable(ValueError("RESOURCE_DOES_NOT_EXIST: run x")) and failure_text(
+        ValueError("a\nb"), "sqlite:///x.db") == "MLflow at sqlite:///x.db: ValueError: a"

@@ -5,8 +5,10 @@
 
 ``data`` is a det-format label file with transcriptions. ``det`` / ``rec``: ``stock`` (the official PP-OCRv5 mobile
 weights; the default), an official model name, an MLflow run id, a run / checkpoint directory or a ``.pdparams``
-file (our models, run in process exactly as the PaddleX pipeline runs them), two exported inference model folders,
-or one exported pipeline folder (``PaddleOCR.yaml``; also ``pipeline=<folder>``), run by the real PaddleX pipeline.
+file (our models, run in process exactly as the PaddleX pipeline runs them), a registered version
+(``models:/<name>/<version>`` or ``@<alias>``: the module's checkpoint it was exported from), two exported inference
+model folders, or one exported pipeline folder (``PaddleOCR.yaml``; also ``pipeline=<folder>``, or
+``pipeline=models:/<name>/<version>`` for a registered version's exported folder), run by the real PaddleX pipeline.
 
 Prints the outcome counts and the verdict (which module to fine-tune first), and writes into ``out``:
 ``report.html``, ``attribution.jsonl/csv``, ``images.jsonl``, ``summary.json`` and ``next_training_set/`` (the
@@ -38,7 +40,7 @@ class AnalyzeConfig:
     data: str = "???"  # det label file (image<TAB>[{"transcription", "points"}, ...])
     det: Optional[str] = None  # null = stock
     rec: Optional[str] = None  # null = stock
-    pipeline: Optional[str] = None  # an exported pipeline folder / PaddleOCR.yaml (instead of det / rec)
+    pipeline: Optional[str] = None  # an exported pipeline folder / PaddleOCR.yaml / models:/<name>/<version>
     out: Optional[str] = None  # null = reports/pipeline_<data folder name>
     root: Optional[str] = None  # image paths are relative to this folder (null = the label file's folder)
     limit: Optional[int] = None  # analyse the first N images only

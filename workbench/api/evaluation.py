@@ -26,7 +26,7 @@ def apply_checkpoint_to_config(cfg, ref: str):
     from workbench.weights import refs
 
     w = refs.resolve(ref, stock=registry.get(cfg.task).stock_model, prefer="best",
-                     tracking_uri=cfg.tracking.tracking_uri, fetch=False, what="checkpoint")
+                     tracking_uri=cfg.tracking.tracking_uri, fetch=False, what="checkpoint", task=cfg.task)
     if w.kind in (refs.RefKind.PIPELINE, refs.RefKind.INFERENCE_MODEL):
         w.require_weights("checkpoint")
     where = w.checkpoint_dir or ref

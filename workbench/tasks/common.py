@@ -282,6 +282,6 @@ class LabelFileTask(Task):
         from workbench.weights import refs
 
         ref = refs.resolve(self.cfg.model.pretrained, stock=registry.get(self.name).stock_model,
-                           tracking_uri=self.cfg.tracking.tracking_uri, what="model.pretrained")
+                           tracking_uri=self.cfg.tracking.tracking_uri, what="model.pretrained", task=self.name)
         return ref.require_weights("model.pretrained")
 

@@ -77,7 +77,9 @@ class Tracker:
         try:
             self._start_run(run_name, run_id, parent_run_id, tags or {})
         except Exception as exc:  # server down at start: train anyway, keep a backlog
-            self._warn(f"MLflow at {self.uri} is not reachable ({exc.__class__.__name__}: {exc}); training goes on")
+            from workbench.tracking.hints import failure_text
+
+            self._warn(f"{failure_text(exc, self.uri)}; training goes on without tracking")
             self.enabled = False
             return
         self._thread = threading.Thread(target=self._worker, name="mlflow-tracker", daemon=True)

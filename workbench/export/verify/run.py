@@ -21,10 +21,11 @@ from workbench.export.verify.stages import (
 
 
 def verify_export(folder: str | Path, sources: dict, *, probes: Probes, tolerances: Optional[Tolerances] = None,
-                  device: str = "cpu", cli: bool = True, engine_configs: Optional[dict] = None) -> Report:
+                  device: str = "cpu", cli: bool = True, serve: bool = True,
+                  engine_configs: Optional[dict] = None) -> Report:
     """Run every stage on an export folder; writes the report into it and returns it (does not raise).
     ``sources``: the exported modules by task; ``engine_configs``: PaddleX engine settings by task (the ones
-    the pipeline YAML gives the module)."""
+    the pipeline YAML gives the module); ``cli`` / ``serve``: run the ``paddleocr`` CLI / the served pipeline."""
     import paddle
 
     folder = Path(folder)
@@ -43,12 +44,7 @@ def verify_export(folder: str | Path, sources: dict, *, probes: Probes, toleranc
         t = time.perf_counter()
         report.expected = verify_pipeline(StageCheck(report, "pipeline", wb, tol), folder, probes, device)
         timings["pipeline"] = time.perf_counter() - t
-        if cli:
-            t = time.perf_counter()
-            results, cmd, _ = run_cli(folder, probes.images, device)
-            report.facts["cli_command"] = " ".join(cmd)
-            compare_with_expected(report, "cli", report.expected, results, tol)
-            timings["cli"] = time.perf_counter() - t
+        _outside_stages(report, folder, probes.images, report.expected, device, cli, serve, timings)
     except Exception as exc:  # PaddleX refusing the folder is exactly what verification must catch, loudly
         text = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
         report.add("run", "PaddleX", "ran to completion", False, True, False,
@@ -58,6 +54,28 @@ def verify_export(folder: str | Path, sources: dict, *, probes: Probes, toleranc
                         probes={"images": [p.name for p in probes.images], "crops": [p.name for p in probes.crops]})
     report.write(folder)
     return report
+
+
+def _outside_stages(report: Report, folder: Path, images: list[Path], expected: dict, device: str, cli: bool,
+                    serve: bool, timings: dict) -> None:
+    """The ``cli`` and ``serve`` stages: PaddleX's own front ends, started from another directory, must give the
+    pipeline's results."""
+    from workbench.export.verify.paddleocr_cli import subprocess_env
+    from workbench.export.verify.serving import run_served
+
+    where = str(Path(folder).resolve())
+    if cli:
+        t = time.perf_counter()
+        results, cmd, _ = run_cli(folder, images, device)
+        report.facts["cli_command"] = " ".join(cmd).replace(where, "<export folder>")
+        compare_with_expected(report, "cli", expected, results, report.tolerances)
+        timings["cli"] = time.perf_counter() - t
+    if serve:
+        t = time.perf_counter()
+        results, cmd = run_served(folder, images, device, env=subprocess_env())
+        report.facts["serve_command"] = " ".join(cmd).replace(where, "<export folder>")
+        compare_with_expected(report, "serve", expected, results, report.tolerances)
+        timings["serve"] = time.perf_counter() - t
 
 
 def _stock_hint(folder: Path) -> str:
@@ -76,10 +94,21 @@ def _stock_hint(folder: Path) -> str:
             "det_model_dir= / rec_model_dir= with a local model folder)")
 
 
-def recheck(folder: str | Path, *, device: str = "cpu", cli: bool = True) -> Report:
-    """Re-run the pipeline (and the CLI) of an export folder — moved, copied, on another machine — on its own
-    probes and compare with the results recorded at export time. Needs no checkpoint and no workbench model."""
+def recheck(folder: str | Path, *, device: str = "cpu", cli: bool = True, serve: bool = True) -> Report:
+    """Re-run the pipeline (the CLI, the served pipeline) of an export folder — moved, copied, on another machine
+    — on its own probes and compare with the results recorded at export time. Needs no checkpoint and no
+    workbench model. A folder whose YAML still points at the place it was moved or copied from is a one-line
+    error naming ``wb export repoint=``."""
+    from workbench.export.pipeline_yaml import stale_model_dirs
+
     folder = Path(folder)
+    if not (folder / REPORT_JSON).is_file():
+        raise ExportError(f"{folder}: no {REPORT_JSON} (not a folder written by `wb export`)")
+    stale = stale_model_dirs(folder)
+    if stale:
+        old, new = stale[0]
+        raise ExportError(f"{folder}/PaddleOCR.yaml points at {old}, not at {new} (the folder was moved or copied): "
+                          f"run `wb export repoint={folder}` first")
     data = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
     tol = Tolerances(**data.get("tolerances", {}))
     expected = data.get("expected") or {}
@@ -89,10 +118,7 @@ def recheck(folder: str | Path, *, device: str = "cpu", cli: bool = True) -> Rep
     report = Report(tolerances=tol, facts={"recheck_of": str(folder.resolve()), **_versions()})
     _, results, _ = run_pipeline(folder, images, device)
     compare_with_expected(report, "pipeline", expected, {p.name: r for p, r in zip(images, results)}, tol)
-    if cli:  # the form for "anywhere else" (the export-time verification ran the one for inside the folder)
-        cli_results, cmd, _ = run_cli(folder, images, device, inside=False)
-        report.facts["cli_command"] = " ".join(cmd)
-        compare_with_expected(report, "cli", expected, cli_results, tol)
+    _outside_stages(report, folder, images, expected, device, cli, serve, {})
     return report
 
 
