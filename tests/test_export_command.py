@@ -12,6 +12,7 @@ from workbench.errors import ConfigError, ExportError
 def test_command_line_is_typed(tmp_path):
     cfg = parse_args(["det=a", "box_thresh=0.5", "probe_images=[x.jpg,y.jpg]", "tolerances.det_map_atol=0.01"])
     assert cfg.box_thresh == 0.5 and cfg.probe_images == ["x.jpg", "y.jpg"] and cfg.tolerances.det_map_atol == 0.01
+    assert parse_args(["tracking=off"]).tracking == "off" and parse_args(["tracking=on"]).tracking == "on"
     with pytest.raises(ConfigError, match="box_tresh"):
         parse_args(["box_tresh=0.5"])
     with pytest.raises(ConfigError, match="key=value"):

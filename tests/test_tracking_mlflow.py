@@ -103,3 +103,25 @@ def test_an_unreachable_server_is_one_line_saying_how_to_reach_it(tmp_path):
                     "running server")
     assert not is_unreachable(ValueError("RESOURCE_DOES_NOT_EXIST: run x")) and failure_text(
         ValueError("a\nb"), "sqlite:///x.db") == "MLflow at sqlite:///x.db: ValueError: a"
+
+
+def test_registered_version_uris_and_tags():
+    import pytest
+
+    from workbench.tracking.hints import TrackingError
+    from workbench.tracking.registry import ModelVersion, parse_uri, version_tags
+
+    assert parse_uri("models:/receipts-ocr/3") == ("receipts-ocr", "3", None)
+    assert parse_uri("models:/receipts-ocr@champion") == ("receipts-ocr", None, "champion")
+    for bad in ("models:/receipts-ocr", "models:/a/b/c", "models:/x/latest"):
+        with pytest.raises(TrackingError, match="models:/<name>/<version> or models:/<name>@<alias>"):
+            parse_uri(bad)
+    tags = version_tags(export_run="e" * 32, folder="/x/export/mine", verified=True,
+                        modules={"det": {"name": "PP-OCRv5_mobile_det", "dir": None},
+                                 "rec": {"name": "PP-OCRv5_mobile_rec", "dir": "rec"}},
+                        exported={"rec": {"checkpoint": "/runs/rec/1/checkpoints/best", "mlflow_run_id": "r" * 32}})
+    assert tags["wb.verification"] == f"runs:/{'e' * 32}/export/verification.md" and tags["wb.verified"] == "true"
+    assert (tags["wb.det_module"], tags["wb.rec_module"], tags["wb.rec_run"]) == ("stock", "fine-tuned", "r" * 32)
+    v = ModelVersion("m", "1", "e" * 32, "runs:/e/export", tags)
+    assert v.fine_tuned() == ["rec"] and v.checkpoint("rec") == "/runs/rec/1/checkpoints/best"
+    assert v.training_run("det") is None and v.module_kind("det") == "stock"

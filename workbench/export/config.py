@@ -80,6 +80,7 @@ def parse_args(argv: list[str]) -> ExportConfig:
     from workbench.config.compose import parse_key_values
 
     cfg = parse_key_values(ExportConfig, argv, "wb export", "det=<run> rec=<run> out=export/x")
+    cfg.tracking = {"False": "off", "True": "on"}.get(str(cfg.tracking), cfg.tracking)  # YAML reads off / on as bools
     if cfg.tracking not in ("auto", "on", "off"):
         raise ConfigError(f"tracking={cfg.tracking!r}: choose auto, on or off")
     if cfg.alias and not cfg.register:
