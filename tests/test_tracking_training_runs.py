@@ -87,6 +87,9 @@ def test_finetune_run_is_compared_with_its_baseline(shared_dir, tmp_path, mlflow
     assert ft.data.tags["wb.baseline_run"] == baseline_id
     # one experiment; the baseline is named as such and the tuned run's description links it
     assert base_run.info.run_name == f"eval rec rec_tiny {tiny_rec_run.name} icdar2015_rec"
+    (evaluated,) = base_run.inputs.dataset_inputs  # an evaluation names only the data it evaluated on
+    assert evaluated.tags[0].value == "evaluation" and evaluated.dataset.name == "icdar2015_rec"
+    assert json.loads(evaluated.dataset.profile)["num_samples"] == 16
     link = f"(#/experiments/{exp.experiment_id}/runs/{baseline_id})"
     assert f"[{base_run.info.run_name}]{link}" in ft.data.tags["mlflow.note.content"]
     arts = _artifacts(client, ft.info.run_id)

@@ -137,12 +137,14 @@ def main() -> None:
     det_w, rec_w = stock_weights(work, shared)
     train_file, val_file = split_sroie(work, shared)
     (work / "mlflow").mkdir(exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so `finally` stops the server
     server, uri = start_mlflow(work / "mlflow")
     try:
         common = [f"tracking.tracking_uri={uri}", f"tracking.experiment={EXPERIMENT}", f"data.val={val_file}",
                   "data.num_workers=0", "trainer.progress_bar=false"]
         base = workbench.evaluate(workbench.compose(
-            ["recipe=rec_finetune", f"checkpoint={rec_w}", *common, f"trainer.output_dir={work / 'baseline'}"]))
+            ["recipe=rec_finetune", f"checkpoint={rec_w}", f"data.train={train_file}", *common,
+             f"trainer.output_dir={work / 'baseline'}"]))
         tuned = workbench.train(workbench.compose(
             ["recipe=rec_finetune", f"model.pretrained={rec_w}", f"data.train={train_file}", *common,
              "data.batch_size=8", "trainer.max_steps=30", "trainer.eval_every_steps=15", "optim.lr=2e-4",

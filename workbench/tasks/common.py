@@ -247,7 +247,8 @@ class LabelFileTask(Task):
                 extra["skipped"] = sum(ds.skip_counts().values())
                 if len(files) > 1:
                     extra["ratios"] = [r for _, r in files]
-            out.append(DatasetInfo(name=data_name([p for p, _ in files], demo=self.files.demo), context=context,
+            demo = self.files.demo and (split == "train" or not self.cfg.data.val)  # the user's val stays theirs
+            out.append(DatasetInfo(name=data_name([p for p, _ in files], demo=demo), context=context,
                                    files=[str(p) for p, _ in files], digest=ds.fingerprint(),
                                    samples=len(ds.samples), extra=extra))
         return out
