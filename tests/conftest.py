@@ -58,7 +58,7 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
-    def start(self, timeout: float = 120.0) -> "MlflowServer":
+    def start(self, timeout: float = 300.0) -> "MlflowServer":
         mlflow_bin = Path(sys.executable).with_name("mlflow")
         cmd = [
             str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
@@ -75,7 +75,8 @@ class MlflowServer:
                         return self
             except OSError:
                 time.sleep(0.5)
-        raise RuntimeError(f"mlflow server did not start; see {self.root / 'server.log'}")
+        self.stop()  # never leave a half-started server behind
+        raise RuntimeError(f"mlflow server did not start within {timeout:.0f} s; see {self.root / 'server.log'}")
 
     def stop(self) -> None:
         import os

@@ -67,6 +67,59 @@ def test_pipeline_yaml_reads_back_and_resolves_dirs_against_its_folder(tmp_path)
     assert pipeline_yaml._plain(load_pipeline_config(str(path))) == config
 
 
+def _fake_model_dir(d):
+    d.mkdir(parents=True)
+    for f in ("inference.yml", "inference.json", "inference.pdiparams"):
+        (d / f).write_text("x")
+
+
+def test_repoint_after_a_move_or_a_copy_keeps_the_file_and_what_points_elsewhere(tmp_path):
+    import shutil
+
+    folder = tmp_path / "a" / "my_receipts"
+    _fake_model_dir(folder / "det")
+    _fake_model_dir(folder / "rec")
+    _fake_model_dir(tmp_path / "shared_models" / "textline_orientation")  # outside the export: left alone
+    config = pipeline_yaml.build_pipeline_config(
+        ModuleRef("PP-OCRv5_mobile_det", str(folder / "det"), engine_config=pipeline_yaml.PADDLE_RUN_MODE),
+        ModuleRef("PP-OCRv5_mobile_rec", str(folder / "rec")),
+        textline_orientation=ModuleRef("PP-LCNet_x1_0_textline_ori",
+                                       str(tmp_path / "shared_models" / "textline_orientation")))
+    pipeline_yaml.dump_pipeline_yaml(config, folder / "PaddleOCR.yaml", header=["test"])
+    assert pipeline_yaml.stale_model_dirs(folder) == [] and pipeline_yaml.repoint(folder) == []
+
+    copy = tmp_path / "b" / "copy"
+    shutil.copytree(folder, copy)  # the original still exists: the copy must not keep using its models
+    assert pipeline_yaml.stale_model_dirs(copy) == [(str(folder / "det"), str(copy / "det")),
+                                                    (str(folder / "rec"), str(copy / "rec"))]
+    before = (copy / "PaddleOCR.yaml").read_text().splitlines()
+    assert len(pipeline_yaml.repoint(copy)) == 2 and pipeline_yaml.stale_model_dirs(copy) == []
+    after = (copy / "PaddleOCR.yaml").read_text().splitlines()
+    changed = [(x, y) for x, y in zip(before, after) if x != y]
+    assert len(before) == len(after) and len(changed) == 2 and all("model_dir:" in y for _, y in changed)
+    subs = pipeline_yaml.load_pipeline_config(copy / "PaddleOCR.yaml", resolve_dirs=False)["SubModules"]
+    assert subs["TextDetection"]["model_dir"] == str(copy / "det")
+    assert subs["TextLineOrientation"]["model_dir"] == str(tmp_path / "shared_models" / "textline_orientation")
+    assert subs["TextDetection"]["engine_config"] == pipeline_yaml.PADDLE_RUN_MODE
+
+    moved = tmp_path / "c" / "moved with space"
+    moved.parent.mkdir()
+    shutil.move(folder, moved)  # the old place is gone
+    assert len(pipeline_yaml.repoint(moved)) == 2
+    from paddlex.inference import load_pipeline_config  # PaddleX reads what was written
+
+    assert load_pipeline_config(str(moved / "PaddleOCR.yaml"))["SubModules"]["TextRecognition"]["model_dir"] == str(
+        moved / "rec")
+
+    old = tmp_path / "old_relative"  # an export written with relative model_dir values
+    _fake_model_dir(old / "det")
+    _fake_model_dir(old / "rec")
+    pipeline_yaml.dump_pipeline_yaml(pipeline_yaml.build_pipeline_config(
+        ModuleRef("PP-OCRv5_mobile_det", "det"), ModuleRef("PP-OCRv5_mobile_rec", "rec")), old / "PaddleOCR.yaml",
+        header=["old"])
+    assert [new for _, new in pipeline_yaml.repoint(old)] == [str(old / "det"), str(old / "rec")]
+
+
 def test_graph_needs_paddle_run_mode_looks_for_interpolation_ops(tmp_path):
     (tmp_path / "inference.json").write_text('{"ops": ["pd_op.conv2d", "pd_op.nearest_interp"]}')
     assert pipeline_yaml.graph_needs_paddle_run_mode(tmp_path)

@@ -41,12 +41,13 @@ def test_textline_module_is_in_the_pipeline_yaml_and_inference_yml(textline_expo
     config = yaml.safe_load((folder / "PaddleOCR.yaml").read_text())
     tl = config["SubModules"]["TextLineOrientation"]
     assert config["use_textline_orientation"] is True and config["use_doc_preprocessor"] is False
-    assert (tl["model_name"], tl["model_dir"], tl["batch_size"]) == ("PP-LCNet_x0_25_textline_ori", "textline_ori", 6)
+    assert (tl["model_name"], tl["model_dir"], tl["batch_size"]) == (
+        "PP-LCNet_x0_25_textline_ori", str((folder / "textline_ori").resolve()), 6)  # absolute: works from anywhere
     yml = yaml.safe_load((folder / "textline_ori" / "inference.yml").read_text())
     assert yml["PostProcess"]["Topk"] == {"topk": 1, "label_list": ["0_degree", "180_degree"]}
     assert {"ResizeImage": {"size": [192, 48]}} in yml["PreProcess"]["transform_ops"]  # the stock model's input
     readme = (folder / "README.md").read_text()
-    assert "on: TextLineOrientation" in readme and "--textline_orientation_model_dir" in readme
+    assert "on: TextLineOrientation" in readme and f"--paddlex_config {folder.resolve()}/PaddleOCR.yaml" in readme
 
 
 def test_paddlex_turns_upside_down_crops_as_the_workbench_decides(textline_export):
@@ -80,7 +81,7 @@ def doc_export(tiny_det_run, tiny_rec_run, shared_dir, tmp_path_factory):
     doc_run = train(cfg)
     project = tmp_path_factory.mktemp("project_doc")
     proc = wb(["export", f"det={tiny_det_run}", f"rec={tiny_rec_run}", f"doc_ori={doc_run}", "out=export/pages",
-               "num_probe_images=1", "cli=false"], shared_dir, project)
+               "num_probe_images=1", "cli=false", "serve=false"], shared_dir, project)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return project / "export" / "pages"
 
@@ -91,7 +92,7 @@ def test_doc_orientation_export_is_switched_on_and_verified(doc_export):
     assert config["use_doc_preprocessor"] is True and config["use_textline_orientation"] is False
     assert doc["use_doc_orientation_classify"] is True and doc["use_doc_unwarping"] is False
     section = doc["SubModules"]["DocOrientationClassify"]
-    assert (section["model_name"], section["model_dir"]) == ("PP-LCNet_x1_0_doc_ori", "doc_ori")
+    assert (section["model_name"], section["model_dir"]) == ("PP-LCNet_x1_0_doc_ori", str((doc_export / "doc_ori").resolve()))
     yml = yaml.safe_load((doc_export / "doc_ori" / "inference.yml").read_text())
     assert yml["PostProcess"]["Topk"]["label_list"] == ["0", "90", "180", "270"]
     ops = yml["PreProcess"]["transform_ops"]

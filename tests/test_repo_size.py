@@ -54,3 +54,15 @@ def test_the_size_check_finds_a_large_file(tmp_path):
     (tmp_path / "trace.json").write_bytes(b"0" * (3 * 1024 * 1024))
     subprocess.run(["git", "add", "small.txt", "trace.json"], cwd=tmp_path, check=True)
     assert oversized(tmp_path, tracked_files(tmp_path), MAX_BYTES) == [("trace.json", 3 * 1024 * 1024)]
+
+
+def test_readme_pictures_are_small_and_shown():
+    """The README's pictures (docs/pictures/*.png, made by docs/pictures/make_pictures.py) stay under 300 kB each,
+    and every one is shown in the README."""
+    pictures = sorted((PROJECT_ROOT / "docs" / "pictures").glob("*.png"))
+    assert {p.name for p in pictures} >= {"bad_cases.png", "analysis_verdict.png", "mlflow_run.png"}
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    for p in pictures:
+        assert p.stat().st_size < 300_000, p
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
+        assert f"(docs/pictures/{p.name})" in readme, p.name

@@ -3,6 +3,8 @@ artifacts, tags; a baseline `wb eval` run compared with a later fine-tuning run.
 
 from __future__ import annotations
 
+import json
+
 from mlflow.tracking import MlflowClient
 
 from tiny_runs import rec_config, train
@@ -16,7 +18,8 @@ def _artifacts(client, run_id, path=None):
     return out
 
 
-def test_training_run_is_tracked_and_loss_falls(shared_dir, tmp_path, mlflow_server):
+def test_training_run_is_tracked_and_loss_falls(shared_dir, tmp_path, mlflow_server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     cfg = rec_config(shared_dir, tmp_path / "run", trainer__epochs=3)
     cfg.tracking.enabled = True
     cfg.tracking.tracking_uri = mlflow_server.uri
@@ -39,6 +42,20 @@ def test_training_run_is_tracked_and_loss_falls(shared_dir, tmp_path, mlflow_ser
     arts = _artifacts(client, run.info.run_id)
     assert "checkpoints/best/model.pdparams" in arts and "checkpoints/latest/state.json" in arts
     assert "report/report.html" in arts and "config/config.json" in arts and "data/summary.json" in arts
+
+    # what the MLflow UI shows: a model-training experiment, a readable name, the data, the machine's load
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert run.info.run_name == "rec rec_tiny icdar2015_rec"  # task, model, data (label.txt is named by its folder)
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "validation"}
+    summary_fp = {t[len("wb.data."):]: v for t, v in tags.items() if t.startswith("wb.data.")}
+    for context, split, n in (("training", "train", 64), ("validation", "val", 16)):
+        d = inputs[context]
+        assert d.name == "icdar2015_rec" and d.digest == summary_fp[split] and d.source_type == "local"
+        assert json.loads(d.source)["uri"] == str(shared_dir / "data" / "icdar2015_rec" / "label.txt")
+        assert json.loads(d.profile)["num_samples"] == n
+    system = [k for k in run.data.metrics if k.startswith("system/")]
+    assert "system/cpu_utilization_percentage" in system and "system/system_memory_usage_megabytes" in system
 
 
 def test_finetune_run_is_compared_with_its_baseline(shared_dir, tmp_path, mlflow_server, tiny_rec_run):
@@ -69,6 +86,13 @@ def test_finetune_run_is_compared_with_its_baseline(shared_dir, tmp_path, mlflow
     # the comparison is of the best evaluation (the best checkpoint), whichever evaluation was last
     assert abs(m["vs_baseline/acc"] - (m["best/acc"] - m["baseline/acc"])) < 1e-6
     assert ft.data.tags["wb.baseline_run"] == baseline_id
+    # one experiment; the baseline is named as such and the tuned run's description links it
+    assert base_run.info.run_name == f"eval rec rec_tiny {tiny_rec_run.name} icdar2015_rec"
+    (evaluated,) = base_run.inputs.dataset_inputs  # an evaluation names only the data it evaluated on
+    assert evaluated.tags[0].value == "evaluation" and evaluated.dataset.name == "icdar2015_rec"
+    assert json.loads(evaluated.dataset.profile)["num_samples"] == 16
+    link = f"(#/experiments/{exp.experiment_id}/runs/{baseline_id})"
+    assert f"[{base_run.info.run_name}]{link}" in ft.data.tags["mlflow.note.content"]
     arts = _artifacts(client, ft.info.run_id)
     assert "compare_baseline/compare.html" in arts and "compare_baseline/compare.json" in arts
 

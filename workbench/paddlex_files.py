@@ -59,3 +59,24 @@ def model_name_of(model_dir: str | Path, error: type[WorkbenchError] = Workbench
     if not name:
         raise error(f"{Path(model_dir) / INFERENCE_YML}: no Global.model_name; PaddleX will refuse this folder")
     return str(name)
+
+
+def require_registered_model(name: str, where: str, error: type[WorkbenchError] = WorkbenchError) -> None:
+    """PaddleX creates a model only under a name it has registered (``Global.model_name`` of ``inference.yml``,
+    ``model_name`` of a pipeline YAML); a name the installed PaddleX does not know (a newer model, a typo) is a
+    one-line ``error`` saying so, with the closest names it does know, instead of PaddleX's exception deep in a
+    verification run."""
+    try:
+        from paddlex.inference.models.bindings.registry import UnknownModelError, get_supported_engines
+    except ImportError:  # a PaddleX without this registry: it will say so itself
+        return
+    try:
+        get_supported_engines(name)
+    except UnknownModelError as exc:
+        import difflib
+        from importlib.metadata import version
+
+        close = difflib.get_close_matches(str(name), [str(n) for n in exc.known_models], n=3, cutoff=0.6)
+        hint = f" (closest it knows: {', '.join(close)})" if close else ""
+        raise error(f"{where}: the installed PaddleX {version('paddlex')} has no model named {name!r}{hint}; "
+                    "use a name it knows, or a PaddleX version that has it") from None

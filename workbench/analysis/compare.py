@@ -155,11 +155,10 @@ def _run_dir_metrics(run_dir: Path) -> tuple[dict[str, float], dict]:
 def _load_mlflow(run_id: str, tracking_uri: Optional[str], workdir: Path) -> Side:
     from workbench.tracking import mlflow as tracking
 
-    try:
+    from workbench.tracking.hints import mlflow_call
+
+    with mlflow_call(tracking.resolve_tracking_uri(tracking_uri), f"MLflow run {run_id}"):
         run = tracking.run_summary(run_id, tracking_uri)
-    except Exception as exc:
-        raise WorkbenchError(f"MLflow run {run_id} at {tracking.resolve_tracking_uri(tracking_uri)}: "
-                             f"{exc.__class__.__name__}: {exc}") from exc
     metrics = {k[len("eval/"):]: v for k, v in run["metrics"].items() if k.startswith("eval/")}
     records, summary, records_from, notes = [], {}, None, []
     artifacts = set(tracking.list_artifacts(run_id, "report", tracking_uri))
@@ -184,19 +183,33 @@ def _load_mlflow(run_id: str, tracking_uri: Optional[str], workdir: Path) -> Sid
     return Side(run_id, "mlflow run", run_id[:8], task, metrics, records, select, records_from, notes)
 
 
-def load_side(ref: str, tracking_uri: Optional[str] = None, workdir: Optional[Path] = None) -> Side:
-    """An MLflow run id, a run directory or a report directory → :class:`Side` (what ``ref`` is:
-    ``workbench.weights.refs.classify``)."""
+def load_side(ref: str, tracking_uri: Optional[str] = None, workdir: Optional[Path] = None,
+              task: Optional[str] = None) -> Side:
+    """An MLflow run id, a run directory, a report directory or a registered version (``models:/<name>/<version>``
+    or ``@<alias>``: the training run of its fine-tuned ``task`` module, which may be omitted when it has one) →
+    :class:`Side` (what ``ref`` is: ``workbench.weights.refs.classify``)."""
     from workbench.weights.refs import RefKind, classify
 
     path = Path(ref)
     kind = classify(ref)
-    if path.is_dir():
+    if kind is RefKind.REGISTERED:
+        from workbench.weights.refs import resolve
+
+        w = resolve(ref, tracking_uri=tracking_uri, task=task, fetch=False)
+        if not w.run_id:
+            raise WorkbenchError(f"{ref}: its {task or w.task} module has no training run to compare (a stock or "
+                                 "untracked model): compare a `wb eval` run of it instead")
+        side = _load_mlflow(w.run_id, tracking_uri, workdir or Path(tempfile.mkdtemp(prefix="wb-compare-")))
+        side.ref, side.source, side.name = ref, f"registered version (run {w.run_id})", _slug(ref[len("models:/"):], 20)
+    elif path.is_dir():
         side = _load_dir(path)
     elif kind is RefKind.RUN_ID:
         side = _load_mlflow(ref, tracking_uri, workdir or Path(tempfile.mkdtemp(prefix="wb-compare-")))
     else:
-        raise WorkbenchError(f"{ref!r} is neither a directory nor an MLflow run id (32 hex digits)")
+        raise WorkbenchError(f"{ref!r} is neither a directory, an MLflow run id (32 hex digits) nor a registered "
+                             "version (models:/<name>/<version>)")
+    if task and side.task != task:
+        raise WorkbenchError(f"{ref}: a {side.task} evaluation, not {task}")
     inferred = infer_task(side.records)
     if inferred and side.task != inferred:
         raise WorkbenchError(f"{ref}: labelled a {side.task} evaluation but its records are {inferred} records")
@@ -657,7 +670,7 @@ def default_out_dir(a: Side, b: Side) -> Path:
 
 
 def run_compare(a: str, b: str, *, metric: Optional[str] = None, out_dir: Optional[Path] = None,
-                tracking_uri: Optional[str] = None, max_cases: int = 100) -> Comparison:
+                tracking_uri: Optional[str] = None, max_cases: int = 100, task: Optional[str] = None) -> Comparison:
     """``wb compare A B``: load both sides (MLflow artifacts into a temporary folder), compare them and write
     ``compare.json`` / ``compare.html`` into ``out_dir`` (default :func:`default_out_dir`); the written files
     are the result's ``files``."""
@@ -665,11 +678,28 @@ def run_compare(a: str, b: str, *, metric: Optional[str] = None, out_dir: Option
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file is noise here
     with tempfile.TemporaryDirectory(prefix="wb-compare-") as tmp:
-        side_a = load_side(a, tracking_uri, Path(tmp) / "a")
-        side_b = load_side(b, tracking_uri, Path(tmp) / "b")
+        task = task or _common_registered_task(a, b, tracking_uri)
+        side_a = load_side(a, tracking_uri, Path(tmp) / "a", task=task)
+        side_b = load_side(b, tracking_uri, Path(tmp) / "b", task=task)
         result = compare(side_a, side_b, metric)
         result.files = write_outputs(result, out_dir or default_out_dir(side_a, side_b), max_cases)
     return result
+
+
+def _common_registered_task(a: str, b: str, tracking_uri: Optional[str]) -> Optional[str]:
+    """For two registered versions: the module both fine-tuned, when that is exactly one (else None: each side
+    decides, or says to name it with ``--task``)."""
+    from workbench.tracking.registry import PREFIX, get_version
+
+    refs = [r for r in (a, b) if r.startswith(PREFIX)]
+    if not refs:
+        return None
+    tuned = [set(get_version(r, tracking_uri).fine_tuned()) for r in refs]
+    common = set.intersection(*tuned)
+    if len(common) > 1:
+        raise WorkbenchError(f"{' and '.join(refs)} both fine-tuned {' and '.join(sorted(common))}: say which "
+                             "module to compare with --task")
+    return next(iter(common)) if len(common) == 1 else None
 
 
 def write_outputs(c: Comparison, out_dir: Path, max_cases: int = 100) -> list[Path]:

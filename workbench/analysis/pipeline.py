@@ -210,7 +210,8 @@ def load_model(ref: str, task: str, *, model_name: Optional[str] = None, rec_dic
     from workbench.tasks import registry
     from workbench.weights import refs
 
-    w = refs.resolve(ref, stock=registry.get(task).stock_models, tracking_uri=tracking_uri, fetch=False, what=task)
+    w = refs.resolve(ref, stock=registry.get(task).stock_models, tracking_uri=tracking_uri, fetch=False, what=task,
+                     task=task)
     if w.task is not None and w.task != task:
         raise ConfigError(f"{task}={ref} is a {w.task} model")
     if w.checkpoint is not None:
@@ -411,7 +412,10 @@ def read_pipeline_yaml(path: str | Path) -> tuple[dict, Path]:
         raise ConfigError(f"{file}: not a PaddleX OCR pipeline config (pipeline_name: OCR)")
     for name, module in (config.get("SubModules") or {}).items():
         if isinstance(module, dict) and module.get("model_dir") and not Path(module["model_dir"]).is_dir():
-            raise ConfigError(f"{file}: SubModules.{name}.model_dir → {module['model_dir']} does not exist")
+            moved = (file.parent / Path(module["model_dir"]).name).is_dir()
+            raise ConfigError(f"{file}: SubModules.{name}.model_dir → {module['model_dir']} does not exist"
+                              + (f" (the folder was moved or copied: run `wb export repoint={file.parent}`)"
+                                 if moved else ""))
     return config, file
 
 
@@ -470,6 +474,12 @@ class PaddleXPipeline:
             log.info("document preprocessing switched off for the analysis: it moves pixels away from the "
                      "ground truth's coordinates")
             config["use_doc_preprocessor"] = False
+        from workbench.paddlex_files import require_registered_model
+
+        for key in ("TextDetection", "TextRecognition"):
+            name = (config.get("SubModules", {}).get(key) or {}).get("model_name")
+            if name:
+                require_registered_model(name, f"{source}: SubModules.{key}.model_name", ConfigError)
         self.config = config
         self.settings = settings or PipelineSettings.from_pipeline_config(config)
         det_dir = (config.get("SubModules", {}).get("TextDetection") or {}).get("model_dir")
@@ -569,8 +579,8 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
                   textline_ori: Optional[str] = None):
     """The runner for ``det=`` / ``rec=`` / ``pipeline=`` / ``textline_ori=`` (see ``wb analyze``).
 
-    * ``pipeline=<export folder | pipeline YAML>``, or ``det=<export folder>`` (``rec`` omitted or the same):
-      the real PaddleX pipeline;
+    * ``pipeline=<export folder | pipeline YAML | models:/<name>/<version>>``, or ``det=<export folder>`` (``rec``
+      omitted or the same): the real PaddleX pipeline (a registered version's exported folder, downloaded);
     * ``det=<inference model folder> rec=<inference model folder>``: the real PaddleX pipeline on the two models;
     * anything else (``stock`` / ``stock-v6`` ... (the task's ``TaskEntry.stock_models``), an official name, a run
       id / run dir / checkpoint dir, a ``.pdparams``): our models in process. ``None`` means ``stock``.
@@ -582,6 +592,10 @@ def load_pipeline(det: Optional[str], rec: Optional[str], *, pipeline: Optional[
     """
     device, paddlex_run_mode = options.device, options.paddlex_run_mode
     overrides = {k: v for k, v in (settings or {}).items() if v is not None}
+    if pipeline is not None and pipeline.startswith("models:/"):  # a registered version: its exported pipeline
+        from workbench.export.registered import registered_export
+
+        pipeline = str(registered_export(pipeline, options.tracking_uri))
     for ref in (det, rec):
         if ref is not None and ref != pipeline and is_pipeline_export(ref):
             if pipeline is not None:

@@ -7,8 +7,10 @@
 weights; the default), ``stock-v6`` (PP-OCRv6 medium, paddleocr 3.7's default), ``stock-v6-small`` /
 ``stock-v6-tiny`` (each task's shortcuts: ``TaskEntry.stock_models``), an official model name, an MLflow run id, a
 run / checkpoint directory or a ``.pdparams`` file (our models, run in process exactly as the PaddleX pipeline runs
-them; a file written by ``wb weights import`` names its model itself), two exported inference model folders,
-or one exported pipeline folder (``PaddleOCR.yaml``; also ``pipeline=<folder>``), run by the real PaddleX pipeline.
+them; a file written by ``wb weights import`` names its model itself), a registered version
+(``models:/<name>/<version>`` or ``@<alias>``: the module's checkpoint it was exported from), two exported inference
+model folders, or one exported pipeline folder (``PaddleOCR.yaml``; also ``pipeline=<folder>``, or
+``pipeline=models:/<name>/<version>`` for a registered version's exported folder), run by the real PaddleX pipeline.
 ``textline_ori``: a text-line orientation model in the pipeline (same kinds of reference; none by default): its
 decisions are then what the ``orientation`` outcome measures (a crop it turned upside down, or one it left upside
 down), and the crops it gets wrong go to ``next_training_set/textline_ori`` (a class list).
@@ -45,7 +47,7 @@ class AnalyzeConfig:
     det: Optional[str] = None  # null = stock
     rec: Optional[str] = None  # null = stock
     textline_ori: Optional[str] = None  # a text-line orientation model in the pipeline (null = none; stock = PaddleX's)
-    pipeline: Optional[str] = None  # an exported pipeline folder / PaddleOCR.yaml (instead of det / rec)
+    pipeline: Optional[str] = None  # an exported pipeline folder / PaddleOCR.yaml / models:/<name>/<version>
     out: Optional[str] = None  # null = reports/pipeline_<data folder name>
     root: Optional[str] = None  # image paths are relative to this folder (null = the label file's folder)
     limit: Optional[int] = None  # analyse the first N images only

@@ -73,14 +73,15 @@ def analyze_pipeline(cfg=None, **keys) -> dict:
 
 
 def compare(a: str, b: str, *, metric: Optional[str] = None, out: Optional[str | Path] = None,
-            tracking_uri: Optional[str] = None, max_cases: int = 100):
-    """``wb compare A B``: two evaluations of one module (run ids, run dirs or report dirs); writes
+            tracking_uri: Optional[str] = None, max_cases: int = 100, task: Optional[str] = None):
+    """``wb compare A B``: two evaluations of one module (run ids, run dirs, report dirs or registered versions
+    ``models:/<name>/<version>``: the training runs of their ``task`` module); writes
     ``compare.json`` / ``compare.html`` into ``out`` (default ``reports/compare_<A>_<B>``) and returns the
     ``Comparison`` (``regressed_on_metric``, ``metrics``, ``fixed``, ``regressed``, ``files`` written)."""
     from workbench.analysis.compare import run_compare
 
     return run_compare(a, b, metric=metric, out_dir=Path(out) if out else None, tracking_uri=tracking_uri,
-                       max_cases=max_cases)
+                       max_cases=max_cases, task=task)
 
 
 def check_data(recipe, *, out: Optional[str | Path] = None):

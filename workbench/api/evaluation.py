@@ -26,7 +26,7 @@ def apply_checkpoint_to_config(cfg, ref: str):
     from workbench.weights import refs
 
     w = refs.resolve(ref, stock=registry.get(cfg.task).stock_models, prefer="best",
-                     tracking_uri=cfg.tracking.tracking_uri, fetch=False, what="checkpoint")
+                     tracking_uri=cfg.tracking.tracking_uri, fetch=False, what="checkpoint", task=cfg.task)
     if w.kind in (refs.RefKind.PIPELINE, refs.RefKind.INFERENCE_MODEL):
         w.require_weights("checkpoint")
     where = w.checkpoint_dir or ref
@@ -43,9 +43,19 @@ def apply_checkpoint_to_config(cfg, ref: str):
     return w
 
 
+def _weights_label(w) -> str:
+    """``stock`` / the official name / the run, file or registered version the evaluated weights came from."""
+    from workbench.tracking.conventions import weights_label
+    from workbench.weights.refs import RefKind
+
+    if w.kind in (RefKind.STOCK, RefKind.OFFICIAL):
+        return "stock" if w.kind is RefKind.STOCK or w.ref == w.model_name else w.ref
+    return weights_label(w.ref)
+
+
 def run_eval(cfg, run_dir: Optional[Path] = None) -> dict:
     """Evaluate ``cfg.checkpoint`` on ``cfg.data.val``; returns ``{"metrics", "run_id", "run_dir", "files"}``."""
-    from workbench.api.training import default_run_dir, hydra_run_dir
+    from workbench.api.training import default_run_dir, default_run_name, hydra_run_dir
     from workbench.config.compose import flatten, to_plain_dict, to_typed
     from workbench.config.schema import TrainConfig
     from workbench.engine.distributed import DistEnv
@@ -61,7 +71,7 @@ def run_eval(cfg, run_dir: Optional[Path] = None) -> dict:
             hydra_run_dir() or default_run_dir(typed.task, "eval_"))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    apply_checkpoint_to_config(typed, typed.checkpoint)
+    weights_ref = apply_checkpoint_to_config(typed, typed.checkpoint)
     seed_everything(typed.seed)
     set_device(typed, DistEnv())
     task = build_task(typed)
@@ -80,13 +90,15 @@ def run_eval(cfg, run_dir: Optional[Path] = None) -> dict:
     if typed.tracking.enabled:
         tracker = Tracker(
             typed.tracking.tracking_uri, typed.tracking.experiment,
-            run_name=typed.tracking.run_name or f"eval {typed.model.name}",
+            run_name=typed.tracking.run_name or default_run_name(typed, task, kind="eval",
+                                                                 weights=_weights_label(weights_ref)),
             tags={"wb.kind": "eval", "wb.task": typed.task, "wb.model": typed.model.name,
                   RUN_DIR_TAG: str(run_dir.resolve()), "wb.checkpoint": str(typed.checkpoint),
                   **{str(k): str(v) for k, v in typed.tracking.tags.items()}},
             backlog_dir=run_dir,
         )
         tracker.log_params(flatten(to_plain_dict(typed)))
+        tracker.log_inputs([d.to_dict() for d in task.datasets(("val",))])
         tracker.log_metrics({f"eval/{k}": v for k, v in result.metrics.items()}, step=0)
         tracker.log_dict(asdict(weights), "weights/initial_weights.json")
         for f in files:

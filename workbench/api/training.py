@@ -41,6 +41,24 @@ def hydra_run_dir() -> Optional[Path]:
     return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
 
 
+def hydra_overrides() -> list[str]:
+    """The command-line overrides of the running Hydra app (a sweep trial's: its own), else ``[]``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def default_run_name(typed, task, *, kind: str = "", weights: str = "") -> str:
+    """The MLflow run's name when ``tracking.run_name`` gives none: ``rec PP-OCRv5_mobile_rec receipts lr2e-4``
+    (task, model, the training data's name — the evaluation data's for ``wb eval`` —, the overrides)."""
+    from workbench.tracking.conventions import run_name
+
+    split = "val" if kind == "eval" else "train"
+    infos = task.datasets((split,))
+    return run_name(typed.task, typed.model.name, infos[0].name if infos else "", hydra_overrides(), kind=kind,
+                    weights=weights)
+
+
 def run_training(cfg, run_dir: Optional[Path] = None) -> TrainResult:
     """Train from a typed config (``TrainConfig``) or a composed one (Hydra ``DictConfig``)."""
     from workbench.config.compose import to_typed
@@ -70,7 +88,8 @@ def run_training(cfg, run_dir: Optional[Path] = None) -> TrainResult:
 
         hooks.append(BaselineComparison(typed.tracking.baseline_run, typed.tracking.tracking_uri,
                                         typed.eval.select_metric))
-    state = Trainer(typed, task, run_dir, env, after_training=hooks).fit()
+    name = None if typed.tracking.run_name or not typed.tracking.enabled else default_run_name(typed, task)
+    state = Trainer(typed, task, run_dir, env, after_training=hooks, run_name=name).fit()
     log.info("run dir: %s | best %s = %s (step %s)", run_dir, typed.eval.select_metric, state.best_metric,
              state.best_step)
     return TrainResult(run_dir, state, typed.eval.select_metric)

@@ -1,6 +1,7 @@
 """`wb compare A B`: two evaluations of one module, metrics side by side and what changed per sample.
 
     wb compare <run id | run dir | report dir> <run id | run dir | report dir> [--metric acc] [--out DIR]
+    wb compare models:/receipts-ocr/1 models:/receipts-ocr@candidate [--task rec]    # two registered versions
 
 A is the reference (e.g. the stock model's baseline evaluation), B the candidate (e.g. the fine-tuned one).
 Writes ``compare.json`` and a self-contained ``compare.html`` to ``--out`` (default ``reports/compare_<A>_<B>``)
@@ -20,8 +21,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
     p = OneLineArgumentParser(prog="wb compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("a", help="reference: MLflow run id, run directory or report directory")
-    p.add_argument("b", help="candidate: MLflow run id, run directory or report directory")
+    p.add_argument("a", help="reference: MLflow run id, run directory, report directory or models:/<name>/<version>")
+    p.add_argument("b", help="candidate: MLflow run id, run directory, report directory or models:/<name>/<version>")
+    p.add_argument("--task", help="for registered versions: the module to compare (det / rec; default: the one "
+                                  "both fine-tuned)")
     p.add_argument("--metric", help="metric that decides better / worse (default: the runs' eval.select_metric, "
                                     "else the task's: acc for rec, hmean for det)")
     p.add_argument("--out", type=Path, help="output folder (default: reports/compare_<A>_<B>)")
@@ -38,7 +41,7 @@ def main(argv: list[str]) -> int:
 
     args = parse_args(argv)
     result = run_compare(args.a, args.b, metric=args.metric, out_dir=args.out, tracking_uri=args.tracking_uri,
-                         max_cases=args.max_cases)
+                         max_cases=args.max_cases, task=args.task)
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     print(format_text(result, colour=colour))
     print("\nwritten: " + ", ".join(str(f) for f in result.files))

@@ -196,6 +196,9 @@ class TrackingConfig:
     # A baseline run (e.g. stock weights evaluated by `wb eval`) this run is compared against.
     baseline_run: Optional[str] = None
     tags: dict = field(default_factory=dict)
+    # CPU / memory / disk / network (GPU with nvidia-ml-py) as system/* metrics, sampled by MLflow's monitor
+    # every $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s (default 10); needs psutil
+    system_metrics: bool = True
 
 
 @dataclass

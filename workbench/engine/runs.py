@@ -33,7 +33,11 @@ def resolve_checkpoint(ref: str, prefer: str = "best", tracking_uri: Optional[st
                 continue
         raise WorkbenchError(f"{ref}: no checkpoints/{prefer} (nor the other of best/latest) in this directory")
     if looks_like_run_id(ref):
-        run_dir = run_dir_of(ref, tracking_uri)
+        from workbench.tracking.hints import mlflow_call
+        from workbench.tracking.mlflow import resolve_tracking_uri
+
+        with mlflow_call(resolve_tracking_uri(tracking_uri), f"MLflow run {ref}"):
+            run_dir = run_dir_of(ref, tracking_uri)
         if run_dir is not None:
             return resolve_checkpoint(str(run_dir), prefer, tracking_uri)
         for name in (prefer, "latest" if prefer == "best" else "best"):

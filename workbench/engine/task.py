@@ -75,6 +75,11 @@ class Task(ABC):
         """Sizes, fingerprints and findings of the data (MLflow params / tags)."""
         return {}
 
+    def datasets(self, splits: tuple[str, ...] = ("train", "val")) -> list:
+        """The data of ``splits`` as ``workbench.tracking.conventions.DatasetInfo`` records (MLflow dataset
+        inputs: name, label files, digest, sample count); ``[]`` when the task has none to name."""
+        return []
+
     # --- training ------------------------------------------------------------------------------------------
     def batch_sort_keys(self, dataset) -> Optional[Any]:
         """One number per sample of ``dataset`` (e.g. the input width) to batch similar samples together, so

@@ -174,11 +174,14 @@ class FitState:
 
 class Trainer:
     """``after_training``: callables run with a :class:`FinishedTraining` when training ends with a best
-    evaluation (e.g. the baseline comparison ``workbench.api`` wires in when ``tracking.baseline_run`` is set)."""
+    evaluation (e.g. the baseline comparison ``workbench.api`` wires in when ``tracking.baseline_run`` is set).
+    ``run_name``: the MLflow run's name when ``tracking.run_name`` gives none (the API names it from the task,
+    model, data and command-line overrides)."""
 
     def __init__(self, cfg: TrainConfig, task: Task, run_dir: Path, env: Optional[DistEnv] = None,
-                 after_training: Sequence[Callable[[FinishedTraining], None]] = ()):
+                 after_training: Sequence[Callable[[FinishedTraining], None]] = (), run_name: Optional[str] = None):
         self.cfg = cfg
+        self.run_name = run_name
         self.task = task
         self.run_dir = Path(run_dir)
         self.env = env or DistEnv()
@@ -635,9 +638,10 @@ class Trainer:
         # The run dir holds the tracking journal (what is logged is kept there until MLflow has it) and
         # mlflow_run.json (lets sweeps and tools find the run from its directory).
         self.tracker = Tracker(
-            cfg.tracking.tracking_uri, cfg.tracking.experiment, run_name=cfg.tracking.run_name, run_id=run_id,
-            parent_run_id=parent, tags=tags, backlog_dir=self.run_dir,
+            cfg.tracking.tracking_uri, cfg.tracking.experiment, run_name=cfg.tracking.run_name or self.run_name,
+            run_id=run_id, parent_run_id=parent, tags=tags, backlog_dir=self.run_dir,
             resume=resume_from is not None or self._resumed_without_checkpoint,
+            system_metrics=cfg.tracking.system_metrics,
         )
         if resume_from is None and not self._resumed_without_checkpoint:  # (a restart logged them already)
             params = flatten(to_plain_dict(cfg))
@@ -650,6 +654,12 @@ class Trainer:
             self.tracker.log_dict(to_plain_dict(cfg), "config/config.json")
             self.tracker.log_dict(summary, "data/summary.json")
             self.tracker.log_dict(asdict(self.weights_report), "weights/initial_weights.json")
+            self.tracker.log_inputs([d.to_dict() for d in self.task.datasets()])
+            if cfg.tracking.baseline_run and self.tracker.enabled:
+                from workbench.tracking.conventions import baseline_tags
+
+                self.tracker.set_tags(baseline_tags(cfg.tracking.baseline_run, self.tracker.uri,
+                                                    cfg.tracking.experiment))
         else:
             self.tracker.set_tags({"wb.resumed_at_step": self.state.global_step})
 

@@ -53,7 +53,8 @@ class ExportConfig:
     probe_images: list = field(default_factory=list)  # default: the det run's first validation images
     num_probe_images: int = 2
     num_probe_crops: int = 8
-    cli: bool = True  # also run `paddleocr ocr` in a subprocess
+    cli: bool = True  # also run `paddleocr ocr` in a subprocess (from another directory)
+    serve: bool = True  # also serve the pipeline (`paddlex --serve`, needs `.[serve]`) and POST the probes to /ocr
     device: str = "cpu"
     tolerances: Tolerances = field(default_factory=Tolerances)
     overwrite: bool = False
@@ -64,7 +65,9 @@ class ExportConfig:
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = None  # default: the source run's experiment, else "wb-export"
     register: Optional[str] = None  # register the bundle as a new version of this MLflow model
+    alias: Optional[str] = None  # with register=: point this alias of the model at the new version (champion, ...)
     check: Optional[str] = None  # re-verify an existing export folder instead of exporting
+    repoint: Optional[str] = None  # after moving / copying an export folder: point its YAML at the new place
 
     def fine_tuned(self, task: str) -> Optional[str]:
         """The run / checkpoint given for ``task`` (``<task>=``)."""
@@ -86,6 +89,9 @@ def parse_args(argv: list[str]) -> ExportConfig:
     from workbench.config.compose import parse_key_values
 
     cfg = parse_key_values(ExportConfig, argv, "wb export", "det=<run> rec=<run> out=export/x")
+    cfg.tracking = {"False": "off", "True": "on"}.get(str(cfg.tracking), cfg.tracking)  # YAML reads off / on as bools
     if cfg.tracking not in ("auto", "on", "off"):
         raise ConfigError(f"tracking={cfg.tracking!r}: choose auto, on or off")
+    if cfg.alias and not cfg.register:
+        raise ConfigError("alias= names a version of register=<model>: give register= too")
     return cfg

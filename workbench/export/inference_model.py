@@ -102,7 +102,7 @@ def load_export_source(
 
     try:
         ckpt = refs.resolve(str(ref), stock=registry.get(task).stock_models, prefer=prefer, tracking_uri=tracking_uri,
-                            fetch=False).require_checkpoint(task)
+                            fetch=False, task=task).require_checkpoint(task)
     except WorkbenchError as exc:
         raise ExportError(f"{task}={ref}: {exc}") from None
     path = ckpt.path
@@ -136,6 +136,9 @@ def load_export_source(
         raise ExportError(f"{where}: meta.json model_name: {exc}") from None
     if spec.paddlex_name is None:
         raise ExportError(f"{where}: model {name} has no PaddleX name (ModelSpec.paddlex_name); PaddleX cannot load it")
+    from workbench.paddlex_files import require_registered_model
+
+    require_registered_model(spec.paddlex_name, f"{where}: model {name} exports as", ExportError)
     arch = dict(meta.get("arch") or {})
 
     from workbench.tasks import registry

@@ -8,10 +8,12 @@ that will read the file. What changes:
   ``Global.model_name`` in the model's ``inference.yml``) and ``model_dir``; detection limits and thresholds
   from the training run's evaluation settings (or the export's overrides); recognition ``score_thresh`` and
   ``batch_size``.
-* ``model_dir`` paths are **relative to the export folder** (``det``, ``rec``): nothing in the folder names the
-  machine it was written on, so it can be moved or copied. PaddleX resolves a relative ``model_dir`` against the
-  working directory, so the commands in the README either run inside the folder or pass the folders explicitly
-  (``--text_detection_model_dir <folder>/det``); :func:`load_pipeline_config` resolves them for Python callers.
+* ``model_dir`` paths are **absolute** (``/.../export/my_receipts/det``). PaddleX (``create_pipeline``,
+  ``paddleocr --paddlex_config``, ``paddlex --serve``) resolves a relative ``model_dir`` against the working
+  directory, not against the YAML, so a relative path works only from inside the folder; an absolute one works
+  from anywhere. After the folder is moved or copied, :func:`repoint` (``wb export repoint=<folder>``) rewrites
+  them to the folder's new place; :func:`stale_model_dirs` tells that it is needed. A relative ``model_dir`` (an
+  export written before) is still read against the YAML's folder by :func:`load_pipeline_config`.
 * Document preprocessing (orientation, unwarping) and text-line orientation are switched off unless the export
   names their models (``textline_ori=`` / ``doc_ori=`` runs, ``*_model_dir=`` / ``*_model_name=``): the stock
   models would be downloaded at start-up and change what the fine-tuned models see. Their sections and the flags
@@ -249,6 +251,65 @@ def enabled_sections(config: dict) -> list[str]:
 
     optional = [name for name, flags in OPTIONAL_MODULES.items() if all(flag(f) for f in flags)]
     return ["TextDetection", "TextRecognition", *optional]
+
+
+def module_dir_name(section: dict) -> Optional[str]:
+    """The name of the export's sub-folder a module section's ``model_dir`` points at (``det``), or None."""
+    d = section.get("model_dir")
+    return Path(d).name if d else None
+
+
+def stale_model_dirs(folder: str | Path) -> list[tuple[str, str]]:
+    """``(model_dir, where it should point)`` for every module section of ``folder``'s pipeline YAML whose
+    ``model_dir`` does not point at this folder's own module folder of that name (the folder was moved or
+    copied, or it was written with relative paths); ``[]`` when the YAML is ready to use from anywhere."""
+    folder = Path(folder).resolve()
+    config = load_pipeline_config(folder / PIPELINE_YAML, resolve_dirs=False)
+    out = []
+    for section in _module_sections(config):
+        name = module_dir_name(section)
+        if name and paddlex_files.is_inference_model_dir(folder / name) and section["model_dir"] != str(folder / name):
+            out.append((str(section["model_dir"]), str(folder / name)))
+    return out
+
+
+def repoint(folder: str | Path) -> list[tuple[str, str]]:
+    """Point every ``model_dir`` of ``folder``'s pipeline YAML at this folder's module folder of the same name
+    (absolute paths), after a move or a copy; sections that name a folder this export does not hold are left as
+    they are. Rewrites the file only when something changes (comments and layout kept: only the ``model_dir``
+    values are replaced, and the result must read back as the intended config). Returns ``(old, new)``."""
+    folder = Path(folder).resolve()
+    path = folder / PIPELINE_YAML
+    if not path.is_file():
+        raise ExportError(f"{folder}: no {PIPELINE_YAML} (not a `wb export` folder)")
+    changes = stale_model_dirs(folder)
+    if not changes:
+        return []
+    config = load_pipeline_config(path, resolve_dirs=False)
+    mapping = dict(changes)
+    for section in _module_sections(config):
+        if section.get("model_dir") in mapping:
+            section["model_dir"] = mapping[section["model_dir"]]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.lstrip()
+        if stripped.startswith("model_dir:"):
+            value = yaml.safe_load(stripped[len("model_dir:"):] or "null")
+            if value in mapping:
+                lines[i] = line[: len(line) - len(stripped)] + "model_dir: " + _yaml_scalar(mapping[value])
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if load_pipeline_config(tmp, resolve_dirs=False) != config:
+        tmp.unlink()
+        raise ExportError(f"{path}: could not rewrite its model_dir values safely; edit them by hand to "
+                          + ", ".join(new for _, new in changes))
+    tmp.replace(path)
+    return changes
+
+
+def _yaml_scalar(value: str) -> str:
+    text = yaml.safe_dump(value, allow_unicode=True, width=10_000).strip()
+    return text[: -len("...")].strip() if text.endswith("...") else text
 
 
 def module_names(config: dict) -> dict[str, str]:

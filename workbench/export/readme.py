@@ -18,22 +18,30 @@ def _cmd(parts: list[str]) -> str:
     return " ".join(f'"{p}"' if p.startswith(FOLDER_VAR) else shlex.quote(p) for p in parts)
 
 
-def write_readme(folder: str | Path, *, name: str, config: dict, modules: dict, report: dict,
-                 exported: dict, other_notes: Optional[list[str]] = None) -> Path:
-    """``modules``: ``{"det": {"name": ..., "dir": "det" | None}, "rec": {...}}`` as in the pipeline YAML;
+def curl_example(url: str = "http://localhost:8080", image: str = "some.jpg") -> list[str]:
+    """A shell pipeline that sends ``image`` to a served pipeline's ``POST /ocr`` and prints the texts. The JSON
+    body goes through stdin (``-d @-``): a base64 image passed as one argument would hit the kernel's 128 kB
+    limit on a single argument."""
+    return [
+        f"printf '{{\"file\": \"%s\", \"fileType\": 1, \"visualize\": false}}' \"$(base64 -w0 {image})\" \\",
+        f"  | curl -s -X POST {url}/ocr -H 'Content-Type: application/json' -d @- \\",
+        "  | python3 -c 'import json, sys; print(json.load(sys.stdin)[\"result\"][\"ocrResults\"][0]"
+        "[\"prunedResult\"][\"rec_texts\"])'",
+    ]
+
+
+def write_readme(folder: str | Path, *, name: str, published: str | Path, config: dict, modules: dict,
+                 report: dict, exported: dict, other_notes: Optional[list[str]] = None) -> Path:
+    """``published``: where the folder is published (the YAML's model folders are absolute paths into it);
+    ``modules``: ``{"det": {"name": ..., "dir": "det" | None}, "rec": {...}}`` (the module sub-folders);
     ``exported``: provenance per exported task (``ExportSource.describe()``); ``report``: the verification
     report dict."""
-    from workbench.export.pipeline_yaml import PIPELINE_YAML
+    from workbench.export.pipeline_yaml import OPTIONAL_MODULES, PIPELINE_YAML, enabled_sections
     from workbench.export.verify import paddleocr_command
-
-    from workbench.export.pipeline_yaml import OPTIONAL_MODULES, PADDLEOCR_PREFIX, enabled_sections, module_dirs
+    from workbench.export.verify.serving import serve_command
 
     det, rec = modules["det"], modules["rec"]
-    folders = module_dirs(config)
-    inside = paddleocr_command(config, yaml_path=PIPELINE_YAML, image="some.jpg")
-    outside = paddleocr_command(config, yaml_path=f"{FOLDER_VAR}/{PIPELINE_YAML}", image="some.jpg",
-                                model_dirs={s: f"{FOLDER_VAR}/{d}" for s, d in folders.items()})
-    dirs = [f'    {PADDLEOCR_PREFIX[s]}_model_dir=str(folder / "{d}"),' for s, d in folders.items()]
+    yaml_path = f"{published}/{PIPELINE_YAML}"
     steps_on = [s for s in enabled_sections(config) if s in OPTIONAL_MODULES]
     steps_off = [s for s in OPTIONAL_MODULES if s not in steps_on]
     maxes = report.get("summary", {}).get("max", {})
@@ -64,18 +72,11 @@ def write_readme(folder: str | Path, *, name: str, config: dict, modules: dict, 
         "",
         "## Run it",
         "",
-        "From inside this folder (the YAML's model folders are relative to it):",
+        f"The YAML names the model folders by absolute path (this folder was written at `{published}`), so it works "
+        "from any working directory:",
         "",
         "```bash",
-        _cmd(inside),
-        "```",
-        "",
-        "From anywhere else, name the folders too (PaddleX resolves a relative `model_dir` against the working "
-        "directory, not against the YAML):",
-        "",
-        "```bash",
-        "FOLDER=/path/to/this/folder",
-        _cmd(outside),
+        _cmd(paddleocr_command(config, yaml_path=yaml_path, image="some.jpg")),
         "```",
         "",
         "Keep both `--text_*_model_name` flags: without them `paddleocr` replaces the YAML's models with its "
@@ -84,15 +85,12 @@ def write_readme(folder: str | Path, *, name: str, config: dict, modules: dict, 
         "Python:",
         "",
         "```python",
-        "from pathlib import Path",
         "from paddleocr import PaddleOCR",
         "",
-        'folder = Path("path/to/this/folder")',
         "ocr = PaddleOCR(",
-        f'    paddlex_config=str(folder / "{PIPELINE_YAML}"),',
+        f'    paddlex_config="{yaml_path}",',
         f'    text_detection_model_name="{det["name"]}",',
         f'    text_recognition_model_name="{rec["name"]}",',
-        *dirs,
         ")",
         'for res in ocr.predict("some.jpg"):',
         '    print(res["rec_texts"], res["rec_scores"])',
@@ -101,31 +99,39 @@ def write_readme(folder: str | Path, *, name: str, config: dict, modules: dict, 
         "or PaddleX directly (`create_pipeline` keeps the YAML's model names):",
         "",
         "```python",
-        "import yaml",
-        "from pathlib import Path",
         "from paddlex import create_pipeline",
         "",
-        'folder = Path("path/to/this/folder")',
-        f'config = yaml.safe_load((folder / "{PIPELINE_YAML}").read_text())',
-        "",
-        "def resolve(section):  # model_dir values are relative to the folder",
-        '    for module in section.get("SubModules", {}).values():',
-        '        if module.get("model_dir"):',
-        '            module["model_dir"] = str(folder / module["model_dir"])',
-        '    for sub in section.get("SubPipelines", {}).values():',
-        "        resolve(sub)",
-        "",
-        "resolve(config)",
-        "pipeline = create_pipeline(config=config)",
+        f'pipeline = create_pipeline("{yaml_path}")',
         'for res in pipeline.predict("some.jpg"):',
         '    print(res["rec_texts"])',
         "```",
         "",
+        "## Serve it over HTTP",
+        "",
+        "PaddleX's serving app (`pip install \"paddlex[serving]\"`, or the workbench's `.[serve]` extra):",
+        "",
+        "```bash",
+        _cmd(serve_command(yaml_path, host="0.0.0.0", port=8080, device="cpu")),
+        "```",
+        "",
+        "then, from another shell (`POST /ocr`: the image as base64, `fileType` 1 for an image; the answer's "
+        "`result.ocrResults[0].prunedResult` holds `rec_texts`, `rec_scores`, `dt_polys`, ...):",
+        "",
+        "```bash",
+        *curl_example(),
+        "```",
+        "",
+        "`wb export` ran this server on a loopback port and sent it the probe images: its texts and boxes equal "
+        "the pipeline's (stage `serve` in `verification.md`). Drop `--device cpu` on a GPU machine.",
+        "",
         "## Moving or copying this folder",
         "",
-        "Nothing in it names the machine it was written on: the YAML's `model_dir` values are relative to the "
-        "folder. Run from inside it, or pass the folders as above. To prove a copy behaves as at export time "
-        "(same texts and boxes on `probes/`), run `wb export check=<folder>`.",
+        "The YAML names this folder by its absolute path. After moving or copying it (another machine included), "
+        "run `wb export repoint=<new folder>` (rewrites the `model_dir` lines) and `wb export check=<new folder>` "
+        "(the pipeline, the CLI and the served pipeline on `probes/` must give the texts and boxes recorded at "
+        f"export). Without the workbench, replace `{published}` by the new path in the `model_dir` lines of "
+        f"`{PIPELINE_YAML}`, or pass each module's folder (`--text_detection_model_dir`, `--text_recognition_model_dir`, "
+        "`--textline_orientation_model_dir`, ...).",
         "",
         "## CPU",
         "",
@@ -151,7 +157,8 @@ def write_readme(folder: str | Path, *, name: str, config: dict, modules: dict, 
         "## Verification",
         "",
         f"**{'PASSED' if report.get('passed') else 'FAILED'}** — {report.get('summary', {}).get('checks', 0)} "
-        "comparisons of PaddleX (`create_model`, `create_pipeline`, `paddleocr ocr`) against the workbench's own "
+        "comparisons of PaddleX (`create_model`, `create_pipeline`, `paddleocr ocr`, `paddlex --serve`) against the "
+        "workbench's own "
         "predictions. Tolerances: " + ", ".join(f"{k}={v}" for k, v in report.get("tolerances", {}).items()) + ".",
         "",
         "| quantity | largest difference |",
@@ -165,8 +172,8 @@ def write_readme(folder: str | Path, *, name: str, config: dict, modules: dict, 
 
 
 def command_from(folder: str | Path, cwd: str | Path) -> str:
-    """The ``paddleocr`` command that runs the export ``folder`` from the directory ``cwd`` (model folders given
-    explicitly, relative to ``cwd`` when inside it)."""
+    """The ``paddleocr`` command that runs the export ``folder`` from the directory ``cwd`` (the YAML relative to
+    ``cwd`` when inside it; its model folders are absolute)."""
     from workbench.export.pipeline_yaml import PIPELINE_YAML, load_pipeline_config
     from workbench.export.verify import paddleocr_command
 
@@ -175,8 +182,5 @@ def command_from(folder: str | Path, cwd: str | Path) -> str:
         rel = folder.resolve().relative_to(Path(cwd).resolve())
     except ValueError:
         rel = folder.resolve()
-    from workbench.export.pipeline_yaml import module_dirs
-
     config = load_pipeline_config(folder / PIPELINE_YAML, resolve_dirs=False)
-    return _cmd(paddleocr_command(config, yaml_path=str(rel / PIPELINE_YAML), image="some.jpg",
-                                  model_dirs={s: str(rel / d) for s, d in module_dirs(config).items()}))
+    return _cmd(paddleocr_command(config, yaml_path=str(rel / PIPELINE_YAML), image="some.jpg"))

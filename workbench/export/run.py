@@ -6,6 +6,9 @@ Writes ``<out>/<task>/inference.{json,pdiparams,yml}`` (det, rec, and textline_o
 ``<out>/PaddleOCR.yaml``, a README with the exact
 commands, ``verification.{json,md}`` and ``probes/``. Every export is verified in the real PaddleX before it
 is published at ``out``: a failed verification leaves the folder at ``<out>.FAILED`` with the report and raises.
+The export is built and verified in a work folder beside ``out`` (the YAML's absolute ``model_dir`` values point
+into it), published by renaming it to ``out``, and then re-pointed there (``pipeline_yaml.repoint``, the same
+step ``wb export repoint=`` runs after a user moves the folder).
 Each module of the pipeline is a registered task (``workbench.tasks.registry``): its export writer says what
 differs per task; this module is the same for all.
 """
@@ -49,6 +52,11 @@ def run_export(cfg: ExportConfig) -> ExportResult:
 
     t0 = time.perf_counter()
     _check_combination(cfg)
+    _check_model_names(cfg)
+    if cfg.serve:
+        from workbench.export.verify.serving import require_serving
+
+        require_serving("the served-pipeline check of `wb export`")
     out = Path(cfg.out or Path(DEFAULT_EXPORT_ROOT) / time.strftime("%Y%m%d-%H%M%S"))
     if out.exists() and not cfg.overwrite:
         raise ExportError(f"{out} exists; choose another out= or pass overwrite=true")
@@ -66,7 +74,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
         shutil.rmtree(work)
     work.mkdir()
     try:
-        result = _build_and_verify(cfg, sources, work, out.name)
+        result = _build_and_verify(cfg, sources, work, out)
     except BaseException as exc:
         failed = out.parent / f"{out.name}.FAILED"
         if not work.exists():
@@ -74,6 +82,12 @@ def run_export(cfg: ExportConfig) -> ExportResult:
         if failed.exists():
             shutil.rmtree(failed)
         os.replace(work, failed)
+        try:
+            from workbench.export.pipeline_yaml import repoint
+
+            repoint(failed)  # so the failed folder can be run and inspected where it is
+        except Exception:  # noqa: BLE001 - the verification failure is the error to report
+            pass
         log.error("the unverified export is kept for inspection at %s", failed)
         if isinstance(exc, ExportError):
             raise ExportError(str(exc).replace(str(work), str(failed))) from None
@@ -81,6 +95,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     if out.exists():
         shutil.rmtree(out)
     os.replace(work, out)
+    _publish_paths(out)
     seconds = time.perf_counter() - t0
     info_path = out / "export_info.json"
     info = json.loads(info_path.read_text(encoding="utf-8"))
@@ -116,6 +131,41 @@ def _in_pipeline(cfg: ExportConfig, entry) -> bool:
     """det and rec are always in the pipeline; an optional module (orientation) when the export names it."""
     t = entry.name
     return not entry.export_writer.optional or bool(cfg.fine_tuned(t) or cfg.model_dir(t) or cfg.model_name(t))
+
+
+def _publish_paths(out: Path) -> None:
+    """Point the published YAML's ``model_dir`` values at ``out`` (they pointed into the work folder)."""
+    from workbench.export.pipeline_yaml import repoint, stale_model_dirs
+
+    repoint(out)
+    if stale_model_dirs(out):
+        raise ExportError(f"{out}/PaddleOCR.yaml: model_dir values still point elsewhere after publishing: "
+                          f"{stale_model_dirs(out)}")
+
+
+def repoint_export(folder: str | Path) -> list[tuple[str, str]]:
+    """``wb export repoint=<folder>``: after moving or copying an export, point its YAML at the folder's own
+    module folders; returns the ``(old, new)`` paths changed."""
+    from workbench.export.pipeline_yaml import repoint
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ExportError(f"repoint={folder}: no such folder")
+    return repoint(folder)
+
+
+def _check_model_names(cfg: ExportConfig) -> None:
+    """Model names and folders the user gives must be names the installed PaddleX has registered."""
+    from workbench.export.inference_yml import model_name_of
+    from workbench.paddlex_files import require_registered_model
+
+    for task in [e.name for e in _tasks()]:
+        if cfg.model_name(task):
+            require_registered_model(cfg.model_name(task), f"{task}_model_name", ExportError)
+        if cfg.model_dir(task) and Path(cfg.model_dir(task)).is_dir():
+            require_registered_model(model_name_of(Path(cfg.model_dir(task))),
+                                     f"{task}_model_dir={cfg.model_dir(task)} (inference.yml Global.model_name)",
+                                     ExportError)
 
 
 def _check_combination(cfg: ExportConfig) -> None:
@@ -156,10 +206,10 @@ def _module(cfg: ExportConfig, entry, source, work: Path, base_section: dict) ->
         files = inference_model.save_inference_model(source, work / task)
         content = writer.inference_config(source, settings.model)
         inference_yml.write_inference_yml(work / task, content, source.describe(), notes=writer.yml_notes)
-        ref = pipeline_yaml.ModuleRef(source.paddlex_name, task)
+        ref = pipeline_yaml.ModuleRef(source.paddlex_name, str((work / task).resolve()))
     elif cfg.model_dir(task):
         model_name = _copy_model_dir(cfg.model_dir(task), work / task)
-        ref = pipeline_yaml.ModuleRef(model_name, task)
+        ref = pipeline_yaml.ModuleRef(model_name, str((work / task).resolve()))
         note = f"{task}: copied from `{cfg.model_dir(task)}` ({model_name})"
     else:
         stock = cfg.model_name(task) or base_section["model_name"]
@@ -171,9 +221,11 @@ def _module(cfg: ExportConfig, entry, source, work: Path, base_section: dict) ->
     return ref, files, note
 
 
-def _build_and_verify(cfg: ExportConfig, sources: dict, work: Path, name: str) -> dict:
+def _build_and_verify(cfg: ExportConfig, sources: dict, work: Path, out: Path) -> dict:
+    """Write and verify the export in ``work``; ``out``: where it will be published (named in the README)."""
     from workbench.export import pipeline_yaml, readme, verify
 
+    name = out.name
     base = pipeline_yaml.paddlex_default_ocr_config()
     timings, files, notes, refs, sections = {}, {}, [], {}, {}
     for entry in _tasks():
@@ -191,13 +243,15 @@ def _build_and_verify(cfg: ExportConfig, sources: dict, work: Path, name: str) -
 
     if cfg.doc_unwarping_model_dir:  # UVDoc: not a task (no training upstream), only copied in
         sections["DocUnwarping"] = pipeline_yaml.ModuleRef(
-            _copy_model_dir(cfg.doc_unwarping_model_dir, work / "doc_unwarping"), "doc_unwarping")
+            _copy_model_dir(cfg.doc_unwarping_model_dir, work / "doc_unwarping"),
+            str((work / "doc_unwarping").resolve()))
         notes.append(f"document unwarping: copied from `{cfg.doc_unwarping_model_dir}`")
     config = pipeline_yaml.build_pipeline_config_from(sections, base=base)
     pipeline_yaml.dump_pipeline_yaml(config, work / pipeline_yaml.PIPELINE_YAML, header=[
         f"PaddleX OCR pipeline config written by `wb export` ({name}), from paddlex's default OCR config.",
-        "model_dir paths are relative to this folder. PaddleX resolves them against the working directory:",
-        "run from inside this folder, or pass each module's folder (--text_detection_model_dir, ...).",
+        "model_dir paths are absolute, so this file works from any working directory (PaddleX resolves a",
+        "relative model_dir against the working directory, not this file). After moving or copying the folder,",
+        "run `wb export repoint=<folder>` (or replace the old folder path in the model_dir lines).",
         "paddleocr needs --text_detection_model_name and --text_recognition_model_name (see README.md).",
     ])
 
@@ -213,13 +267,15 @@ def _build_and_verify(cfg: ExportConfig, sources: dict, work: Path, name: str) -
     turns = {a for t in oriented for a in registry_classes(t).angles}
     probes = verify.copy_probes(probes, work, turns=turns)
     report = verify.verify_export(work, sources, probes=probes, tolerances=cfg.tolerances, device=cfg.device,
-                                  cli=cfg.cli, engine_configs={t: r.engine_config for t, r in refs.items()})
+                                  cli=cfg.cli, serve=cfg.serve,
+                                  engine_configs={t: r.engine_config for t, r in refs.items()})
     timings["verify"] = round(time.perf_counter() - t, 2)
     report_dict = report.to_dict()
-    modules = {t: {"name": r.model_name, "dir": r.model_dir} for t, r in refs.items()}
+    modules = {t: {"name": r.model_name, "dir": Path(r.model_dir).name if r.model_dir else None}
+               for t, r in refs.items()}
     exported = {t: s.describe() for t, s in sources.items()}
-    readme.write_readme(work, name=name, config=config, modules=modules, report=report_dict, exported=exported,
-                        other_notes=notes)
+    readme.write_readme(work, name=name, published=out.resolve(), config=config, modules=modules,
+                        report=report_dict, exported=exported, other_notes=notes)
     info = {"name": name, "exported": exported, "modules": modules, "files": files, "notes": notes,
             "pipeline": {section: ref.params for section, ref in sections.items()},
             "verification_passed": report.passed, "timings": timings,
@@ -227,7 +283,8 @@ def _build_and_verify(cfg: ExportConfig, sources: dict, work: Path, name: str) -
     (work / "export_info.json").write_text(json.dumps(info, indent=1, ensure_ascii=False, default=str),
                                            encoding="utf-8")
     report.raise_if_failed(work)
-    command = verify.paddleocr_command(config, yaml_path=pipeline_yaml.PIPELINE_YAML, image="some.jpg")  # inside
+    command = verify.paddleocr_command(config, yaml_path=str(out.resolve() / pipeline_yaml.PIPELINE_YAML),
+                                       image="some.jpg")
     return {"report": report_dict, "command": command, "config": config}
 
 
@@ -274,23 +331,28 @@ def _log_to_mlflow(cfg: ExportConfig, sources: dict, folder: Path, report: dict,
             mlf.set_tags(rid, {f"wb.exported.{folder.name}": run_id}, uri)
         out.update(run_id=run_id, experiment=experiment, source_runs=run_ids)
     except Exception as exc:
+        from workbench.tracking.hints import failure_text
+
+        text = failure_text(exc, out["tracking_uri"])
         if cfg.register:
-            raise ExportError(f"MLflow at {out['tracking_uri']}: {type(exc).__name__}: {exc}") from None
-        log.warning("the export is verified and complete, but logging it to MLflow at %s failed: %s: %s",
-                    out["tracking_uri"], type(exc).__name__, exc)
-        out["error"] = f"{type(exc).__name__}: {exc}"
+            raise ExportError(f"export {folder} is verified and complete, but not registered: {text}") from None
+        log.warning("the export is verified and complete, but logging it to MLflow failed: %s", text)
+        out["error"] = text
         return out
     if cfg.register:
+        from workbench.tracking import registry
+
         try:
-            version = mlf.register_model_version(
-                cfg.register, out["run_id"], "export", tracking_uri=uri,
+            version = registry.register_version(
+                cfg.register, out["run_id"], tracking_uri=uri, alias=cfg.alias,
                 description=f"wb export {folder.name}: " + ", ".join(
                     f"{t} {m['name']}" for t, m in info["modules"].items()),
-                tags={"wb.export.verified": str(report["passed"]).lower()})
+                tags=registry.version_tags(export_run=out["run_id"], folder=folder, verified=report["passed"],
+                                           modules=info["modules"], exported=info["exported"]))
         except Exception as exc:
             raise ExportError(f"export {folder} is complete and logged to run {out['run_id']}, but registering "
-                              f"model {cfg.register!r} failed: {type(exc).__name__}: {exc}") from None
-        out.update(registered_model=cfg.register, version=version)
+                              f"model {cfg.register!r} failed: {str(exc).splitlines()[0]}") from None
+        out.update(registered_model=cfg.register, version=version, alias=cfg.alias)
     return out
 
 

@@ -234,6 +234,29 @@ class LabelFileTask(Task):
             "fingerprints": {"train": train.fingerprint(), **({"val": val.fingerprint()} if val is not None else {})},
         }
 
+    def datasets(self, splits: tuple[str, ...] = ("train", "val")) -> list:
+        """``train`` / ``val`` (context ``validation``; ``eval`` when it is the only split, as in ``wb eval``) as
+        MLflow dataset inputs; the digest is the dataset's fingerprint (label files, ratios, kept samples)."""
+        from workbench.tracking.conventions import DatasetInfo, data_name
+
+        out = []
+        for split in splits:
+            ds = self.train_dataset() if split == "train" else self.val_dataset()
+            if ds is None:
+                continue
+            files = self.files.train if split == "train" else self.files.val
+            context = "training" if split == "train" else ("validation" if "train" in splits else "evaluation")
+            extra = {"unit": self.sample_unit}
+            if split == "train":
+                extra["skipped"] = sum(ds.skip_counts().values())
+                if len(files) > 1:
+                    extra["ratios"] = [r for _, r in files]
+            demo = self.files.demo and (split == "train" or not self.cfg.data.val)  # the user's val stays theirs
+            out.append(DatasetInfo(name=data_name([p for p, _ in files], demo=demo), context=context,
+                                   files=[str(p) for p, _ in files], digest=ds.fingerprint(),
+                                   samples=len(ds.samples), extra=extra))
+        return out
+
     def check_data(self, run_dir: Path) -> None:
         from workbench.data.check import check_sources
 
@@ -264,6 +287,6 @@ class LabelFileTask(Task):
         from workbench.weights import refs
 
         ref = refs.resolve(self.cfg.model.pretrained, stock=registry.get(self.name).stock_models,
-                           tracking_uri=self.cfg.tracking.tracking_uri, what="model.pretrained")
+                           tracking_uri=self.cfg.tracking.tracking_uri, what="model.pretrained", task=self.name)
         return ref.require_weights("model.pretrained")
 

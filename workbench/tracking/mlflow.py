@@ -175,7 +175,9 @@ class Tracker:
     """One MLflow run, written asynchronously through a local journal. ``Tracker.disabled()`` does nothing.
 
     ``backlog_dir``: the run directory holding the journal (None: no journal; what cannot be sent is lost, with a
-    warning). ``resume``: continue the journal there (a resumed training) instead of starting a new one."""
+    warning). ``resume``: continue the journal there (a resumed training) instead of starting a new one.
+    ``system_metrics``: MLflow's CPU / memory / GPU monitor on the run (``conventions.SystemMetrics``), from the
+    moment the run exists on the server."""
 
     def __init__(
         self,
@@ -189,6 +191,7 @@ class Tracker:
         backlog_dir: Optional[str | Path] = None,
         enabled: bool = True,
         resume: bool = False,
+        system_metrics: bool = False,
     ):
         self.enabled = enabled
         self.uri = _absolute_uri(resolve_tracking_uri(tracking_uri))
@@ -203,6 +206,8 @@ class Tracker:
         self._stop = threading.Event()
         self._give_up_at = float("inf")
         self._lock = threading.Lock()
+        self._want_system_metrics = system_metrics and enabled
+        self._system_metrics = None
         if not enabled:
             return
         start = {"experiment": experiment, "run_name": run_name, "run_id": run_id, "parent_run_id": parent_run_id,
@@ -225,8 +230,9 @@ class Tracker:
         try:
             self._ensure_run(_client(self.uri))
         except Exception as exc:  # server down at start: train anyway; the worker creates the run later
-            self._warn(f"MLflow at {self.uri} is not reachable ({exc.__class__.__name__}: {str(exc)[:200]}); "
-                       f"training goes on, {self._kept_where()}")
+            from workbench.tracking.hints import failure_text
+
+            self._warn(f"{failure_text(exc, self.uri)}; training goes on, {self._kept_where()}")
         self._thread = threading.Thread(target=self._worker, name="mlflow-tracker", daemon=True)
         self._thread.start()
 
@@ -259,12 +265,20 @@ class Tracker:
     def log_dict(self, data: dict, artifact_file: str) -> None:
         self._put("text", (json.dumps(data, indent=1, default=str), artifact_file))
 
+    def log_inputs(self, datasets: list[dict]) -> None:
+        """Dataset inputs (``conventions.DatasetInfo.to_dict()`` records)."""
+        self._put("inputs", list(datasets))
+
     def finish(self, status: Optional[str] = "FINISHED", timeout: float = 120.0, retry_for: float = 15.0) -> None:
         """Flush what is queued (up to ``timeout`` s; a server that does not answer is retried for ``retry_for`` s),
         end the run with ``status`` (None: leave it open). What could not be sent stays in the journal, and a
         warning prints the command that sends it."""
         if not self.enabled:
             return
+        with self._lock:  # (the worker starts the monitor when it creates a run late: not after this)
+            monitor, self._system_metrics, self._want_system_metrics = self._system_metrics, None, False
+        if monitor is not None:
+            monitor.stop()
         if status is not None:
             self._put("end", status)
         self._give_up_at = time.monotonic() + retry_for
@@ -306,6 +320,7 @@ class Tracker:
 
     def _ensure_run(self, client) -> None:
         if self.run_id is None:
+            resumed = bool(self._start.get("run_id"))
             self.run_id = ensure_run(client, self._start)
             if self._journal is not None:
                 from workbench.files.atomic import write_text_atomic
@@ -313,6 +328,16 @@ class Tracker:
                 write_text_atomic(self._journal.folder / RUN_FILE, json.dumps(
                     {"run_id": self.run_id, "tracking_uri": self.uri,
                      "parent_run_id": self._start.get("parent_run_id")}))
+            self._start_system_metrics(resumed)
+
+    def _start_system_metrics(self, resumed: bool) -> None:
+        """MLflow's monitor logs straight to the run (not through the journal: a sample lost while the server is
+        away is no loss), so it starts once the run exists: here, or in the worker when the run is created late."""
+        with self._lock:
+            if self._want_system_metrics and self._system_metrics is None:
+                from workbench.tracking.conventions import SystemMetrics
+
+                self._system_metrics = SystemMetrics(self.run_id, self.uri, resume=resumed)
 
     def _drain(self):
         while True:
@@ -355,8 +380,9 @@ class Tracker:
                 sent_all = False
                 retry = retry or ops
                 if not failing:
-                    self._warn(f"MLflow at {self.uri} is not reachable ({exc.__class__.__name__}); retrying in the "
-                               f"background, {self._kept_where()}")
+                    from workbench.tracking.hints import failure_text
+
+                    self._warn(f"{failure_text(exc, self.uri)}; retrying in the background, {self._kept_where()}")
                 failing = True
                 if self._stop.is_set() and time.monotonic() > self._give_up_at:
                     self._unsent = len(retry)
@@ -389,8 +415,9 @@ def ensure_run(client, start: dict, reopen: bool = True) -> str:
         if reopen:
             client.update_run(start["run_id"], status="RUNNING")
         return start["run_id"]
-    exp = client.get_experiment_by_name(start["experiment"])
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(start["experiment"])
+    from workbench.tracking.conventions import ensure_experiment
+
+    exp_id = ensure_experiment(client, start["experiment"])
     jid = start["journal_id"]
     found = client.search_runs([exp_id], filter_string=f"tags.`{JOURNAL_TAG}` = '{jid}'", max_results=1)
     if found:
@@ -428,6 +455,10 @@ def send(client, run_id: str, kind: str, payload: Any) -> None:
     elif kind == "text":
         text, artifact_file = payload
         client.log_text(run_id, text, artifact_file)
+    elif kind == "inputs":
+        from workbench.tracking.conventions import dataset_inputs
+
+        client.log_inputs(run_id, datasets=dataset_inputs(payload))
     elif kind == "end":
         client.set_terminated(run_id, status=payload)
 
@@ -457,8 +488,9 @@ def replay(run_dir: str | Path, tracking_uri: Optional[str] = None) -> dict:
     try:
         run_id = ensure_run(client, run_start, reopen=False)
     except Exception as exc:
-        raise WorkbenchError(f"MLflow at {uri} is not reachable ({exc.__class__.__name__}: {str(exc)[:200]}); "
-                             "nothing was sent: run the command again later") from None
+        from workbench.tracking.hints import failure_text
+
+        raise WorkbenchError(f"{failure_text(exc, uri)}; nothing was sent: run the command again later") from None
     write_text_atomic(run_dir / RUN_FILE, json.dumps({"run_id": run_id, "tracking_uri": uri,
                                                       "parent_run_id": start.get("parent_run_id")}))
     pending = [e for e in entries if e["seq"] > sent_seq and e["kind"] != "start"]
@@ -539,9 +571,10 @@ def list_artifacts(run_id: str, path: Optional[str] = None, tracking_uri: Option
 # --- export bundles (wb export): synchronous, so the caller knows whether they arrived ----------------------------
 def create_run(experiment: str, run_name: str, tags: dict, tracking_uri: Optional[str] = None) -> str:
     """A new run in ``experiment`` (created when missing); returns its id."""
+    from workbench.tracking.conventions import ensure_experiment
+
     client = _client(resolve_tracking_uri(tracking_uri))
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    exp_id = ensure_experiment(client, experiment)
     run = client.create_run(exp_id, run_name=run_name, tags={"mlflow.runName": run_name, **tags})
     return run.info.run_id
 

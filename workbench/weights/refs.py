@@ -9,8 +9,10 @@ kind                what it is, and what comes with it
 ==================  ============================================================================================
 ``stock``           ``stock`` or a ``stock-*`` shortcut (``stock-v6``, ``stock-v6-small`` ...): the official
                     model the task says it means (``TaskEntry.stock_models``; the caller passes them)
-``registered``      ``models:/<name>/<version>`` or ``models:/<name>@<alias>``: an MLflow registered model
-                    (not supported yet: the one branch to add is :func:`_registered_model`)
+``registered``      ``models:/<name>/<version>`` or ``models:/<name>@<alias>``: a version registered by
+                    ``wb export register=`` (``workbench.tracking.registry``); for the module ``task`` asked
+                    for: the checkpoint it was exported from (its folder, else its training run's), a stock
+                    module's official name; ``run_id`` is the training run
 ``checkpoint``      a checkpoint directory (``model.pdparams`` + ``state.json``), or its ``model.pdparams``:
                     ``meta.json`` gives model name, task, arch; ``dict.txt`` the training dictionary
 ``pipeline``        an export folder holding ``PaddleOCR.yaml``, or a pipeline YAML file (no weights to load:
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Mapping, Optional
@@ -86,6 +88,7 @@ class WeightsRef:
     import_record: Optional[dict] = None
     arch: dict = field(default_factory=dict)
     folder: Optional[Path] = None  # the inference model folder / export folder
+    run_id: Optional[str] = None  # the MLflow run that trained the weights (an MLflow run, a registered version)
 
     @property
     def checkpoint_dir(self) -> Optional[Path]:
@@ -163,11 +166,13 @@ def _model_file() -> str:
 
 # --- resolution ---------------------------------------------------------------------------------------------------
 def resolve(ref: str, *, stock: Optional[Mapping[str, str]] = None, prefer: str = "best",
-            tracking_uri: Optional[str] = None, fetch: bool = True, what: str = "") -> WeightsRef:
+            tracking_uri: Optional[str] = None, fetch: bool = True, what: str = "",
+            task: Optional[str] = None) -> WeightsRef:
     """``ref`` → :class:`WeightsRef` (see the module's table). ``stock``: the official name each ``stock``
     shortcut stands for (the task's ``TaskEntry.stock_models``); ``prefer``: which checkpoint of a run (best /
     latest); ``fetch``: download official weights now (else ``weights_file`` stays None); ``what``: the key it was
-    given as, for messages (``model.pretrained``)."""
+    given as, for messages (``model.pretrained``); ``task``: the module asked for (a registered version holds
+    several)."""
     ref = str(ref)
     kind = classify(ref)
     if kind is RefKind.STOCK:
@@ -178,7 +183,7 @@ def resolve(ref: str, *, stock: Optional[Mapping[str, str]] = None, prefer: str 
                                f"{', '.join(stock)} or an official model name")
         return _official(stock[ref], fetch, ref=ref, kind=RefKind.STOCK)
     if kind is RefKind.REGISTERED:
-        return _registered_model(ref, tracking_uri)
+        return _registered_model(ref, tracking_uri, task=task, prefer=prefer, fetch=fetch, what=what)
     if kind is RefKind.CHECKPOINT:
         p = Path(ref).expanduser()
         return _from_checkpoint(ref, p if p.is_dir() else p.parent, RefKind.CHECKPOINT)
@@ -187,7 +192,8 @@ def resolve(ref: str, *, stock: Optional[Mapping[str, str]] = None, prefer: str 
     if kind in (RefKind.RUN_DIR, RefKind.RUN_ID):
         from workbench.engine.runs import resolve_checkpoint
 
-        return _from_checkpoint(ref, resolve_checkpoint(ref, prefer=prefer, tracking_uri=tracking_uri), kind)
+        w = _from_checkpoint(ref, resolve_checkpoint(ref, prefer=prefer, tracking_uri=tracking_uri), kind)
+        return replace(w, run_id=ref) if kind is RefKind.RUN_ID else w
     if kind is RefKind.WEIGHTS_FILE:
         return _weights_file(ref, Path(ref).expanduser())
     if kind is RefKind.OFFICIAL:
@@ -204,7 +210,8 @@ def _from_checkpoint(ref: str, path: Path, kind: RefKind) -> WeightsRef:
 
     c = read_checkpoint(path)
     return WeightsRef(ref, kind, weights_file=c.model_file, checkpoint=c, model_name=c.meta.get("model_name"),
-                      task=c.meta.get("task"), dictionary=c.dict_file, arch=dict(c.meta.get("arch") or {}))
+                      task=c.meta.get("task"), dictionary=c.dict_file, arch=dict(c.meta.get("arch") or {}),
+                      run_id=c.meta.get("mlflow_run_id"))
 
 
 def _weights_file(ref: str, path: Path) -> WeightsRef:
@@ -238,7 +245,51 @@ def _official(name: str, fetch: bool, *, ref: Optional[str] = None, kind: RefKin
     return WeightsRef(ref or name, kind, weights_file=weights, model_name=name, task=spec.task)
 
 
-def _registered_model(ref: str, tracking_uri: Optional[str]) -> WeightsRef:
-    """``models:/<name>/<version>`` / ``models:/<name>@<alias>``: the MLflow model registry (not yet)."""
-    raise WeightsError(f"{ref}: MLflow registered-model references are not supported yet; give the run id of the "
-                       "version (its 'run_id' in the MLflow UI) instead")
+def _registered_model(ref: str, tracking_uri: Optional[str], *, task: Optional[str], prefer: str, fetch: bool,
+                      what: str) -> WeightsRef:
+    """``models:/<name>/<version>`` / ``models:/<name>@<alias>``: a version ``wb export register=`` made (see
+    ``workbench.tracking.registry``). For the module ``task`` (None: the one module the version fine-tuned):
+    the checkpoint folder it was exported from when it is on this machine, else the same checkpoint (best /
+    latest) of its training run (downloaded from MLflow when the run directory is elsewhere); a stock module: its
+    official name. ``run_id`` is the training run, ``folder`` stays None (the exported pipeline itself:
+    ``workbench.export.registered``)."""
+    from workbench.tracking.registry import get_version
+
+    version = get_version(ref, tracking_uri)
+    tuned = version.fine_tuned()
+    key = f"{what}=" if what else ""
+    if task is None:
+        if len(tuned) != 1:
+            raise WeightsError(f"{key}{ref} holds fine-tuned {' and '.join(tuned) or 'no'} module(s): say which "
+                               "module (e.g. wb compare --task, or the det= / rec= key)")
+        task = tuned[0]
+    if task in tuned:
+        checkpoint, run = version.checkpoint(task), version.training_run(task)
+        if checkpoint and _is_checkpoint(Path(checkpoint)):
+            w = _from_checkpoint(ref, Path(checkpoint), RefKind.REGISTERED)
+        elif run:
+            from workbench.engine.runs import resolve_checkpoint
+
+            which = Path(checkpoint).name if checkpoint and Path(checkpoint).name in ("best", "latest") else prefer
+            w = _from_checkpoint(ref, resolve_checkpoint(run, prefer=which, tracking_uri=tracking_uri),
+                                 RefKind.REGISTERED)
+        else:
+            raise WeightsError(f"{key}{ref}: its {task} module came from {checkpoint}, which is not on this machine, "
+                               "and no MLflow run recorded it")
+        return replace(w, run_id=run or w.run_id)
+    model = version.module_model(task)
+    from workbench.models import zoo
+
+    if version.module_kind(task) == "stock" and model in zoo.list_models():
+        return replace(_official(model, fetch), ref=ref, kind=RefKind.REGISTERED)
+    what_it_is = {"folder": "a model folder copied in at export", "stock": "a stock model"}.get(
+        version.module_kind(task) or "", "not one the workbench fine-tuned")
+    raise WeightsError(f"{key}{ref}: its {task} module ({model or 'unknown'}) is {what_it_is}, not workbench weights "
+                       f"(fine-tuned in it: {', '.join(tuned) or 'none'}); the whole registered pipeline runs with "
+                       f"pipeline={ref}")
+
+
+def _is_checkpoint(path: Path) -> bool:
+    from workbench.engine.checkpoint import is_checkpoint_dir
+
+    return is_checkpoint_dir(path)

@@ -1,4 +1,5 @@
-"""The ``cli`` stage: the ``paddleocr ocr`` command an export's README prints, run in a subprocess.
+"""The ``cli`` stage: the ``paddleocr ocr`` command an export's README prints, run in a subprocess from another
+directory.
 
 Part of ``workbench.export.verify`` (see its docstring)."""
 
@@ -62,11 +63,10 @@ def local_font() -> Optional[str]:
         return None
 
 
-def run_cli(folder: Path, images: list[Path], device: str, *, inside: bool = True,
-            timeout: float = 600) -> tuple[dict, list[str], str]:
-    """``paddleocr ocr`` on the probe images, as the README says: ``inside`` the folder (the YAML's relative model
-    dirs are what it uses), or from another directory with the model folders passed as flags. Returns
-    ``{image name: result}``, the command and its output."""
+def run_cli(folder: Path, images: list[Path], device: str, *, timeout: float = 600) -> tuple[dict, list[str], str]:
+    """``paddleocr ocr`` on the probe images as the README says, run from a directory that is not the export
+    folder, with only ``--paddlex_config <folder>/PaddleOCR.yaml`` and the model-name flags: the YAML's absolute
+    ``model_dir`` values must be all it needs. Returns ``{image name: result}``, the command and its output."""
     from workbench.export.pipeline_yaml import PIPELINE_YAML, load_pipeline_config
 
     folder = folder.resolve()
@@ -75,23 +75,15 @@ def run_cli(folder: Path, images: list[Path], device: str, *, inside: bool = Tru
     if any(p.parent != images_dir for p in images):
         raise ExportError("verification: the CLI probe images must share one folder")
     with tempfile.TemporaryDirectory(prefix="wb-cli-") as save:
-        if inside:
-            cwd, yaml_path, dirs = folder, PIPELINE_YAML, {}
-        else:
-            from workbench.export.pipeline_yaml import module_dirs
-
-            cwd, yaml_path = Path(save), str(folder / PIPELINE_YAML)
-            dirs = {"model_dirs": {s: str(folder / d) for s, d in module_dirs(config).items()}}
-        image_arg = str(images_dir.resolve())
-        if inside and images_dir.resolve().is_relative_to(folder):
-            image_arg = str(images_dir.resolve().relative_to(folder))  # e.g. probes/images
-        cmd = paddleocr_command(config, yaml_path=yaml_path, image=image_arg, **dirs,
+        cwd = Path(save) / "elsewhere"
+        cwd.mkdir()
+        cmd = paddleocr_command(config, yaml_path=str(folder / PIPELINE_YAML), image=str(images_dir.resolve()),
                                 extra=["--save_path", str(Path(save) / "out"), "--device", device])
         proc = subprocess.run(_paddleocr_executable() + cmd[1:], cwd=cwd, env=subprocess_env(),
                               capture_output=True, text=True, timeout=timeout)
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
-            raise ExportError(f"`{' '.join(cmd)}` (in {folder}) failed with exit code {proc.returncode}:\n"
+            raise ExportError(f"`{' '.join(cmd)}` (in {cwd}) failed with exit code {proc.returncode}:\n"
                               f"{output[-3000:]}")
         results = {}
         for path in images:

@@ -25,10 +25,11 @@ log = logging.getLogger("workbench.export")
 
 
 def verify_export(folder: str | Path, sources: dict, *, probes: Probes, tolerances: Optional[Tolerances] = None,
-                  device: str = "cpu", cli: bool = True, engine_configs: Optional[dict] = None) -> Report:
+                  device: str = "cpu", cli: bool = True, serve: bool = True,
+                  engine_configs: Optional[dict] = None) -> Report:
     """Run every stage on an export folder; writes the report into it and returns it (does not raise).
     ``sources``: the exported modules by task; ``engine_configs``: PaddleX engine settings by task (the ones
-    the pipeline YAML gives the module)."""
+    the pipeline YAML gives the module); ``cli`` / ``serve``: run the ``paddleocr`` CLI / the served pipeline."""
     import paddle
 
     folder = Path(folder)
@@ -36,7 +37,8 @@ def verify_export(folder: str | Path, sources: dict, *, probes: Probes, toleranc
     report = Report(tolerances=tol)
     paddle.set_device(device)
     timings = {}
-    bar = Progress(4 if cli else 3, "verify export (files, modules, pipeline, CLI)", "stage", log).__enter__()
+    stages = ["files", "modules", "pipeline"] + (["CLI"] if cli else []) + (["serve"] if serve else [])
+    bar = Progress(len(stages), f"verify export ({', '.join(stages)})", "stage", log).__enter__()
     t = time.perf_counter()
     wb = Workbench(sources)
     verify_files(report, folder, wb)
@@ -51,13 +53,7 @@ def verify_export(folder: str | Path, sources: dict, *, probes: Probes, toleranc
         report.expected = verify_pipeline(StageCheck(report, "pipeline", wb, tol), folder, probes, device)
         timings["pipeline"] = time.perf_counter() - t
         bar.update()
-        if cli:
-            t = time.perf_counter()
-            results, cmd, _ = run_cli(folder, probes.images, device)
-            report.facts["cli_command"] = " ".join(cmd)
-            compare_with_expected(report, "cli", report.expected, results, tol)
-            timings["cli"] = time.perf_counter() - t
-            bar.update()
+        _outside_stages(report, folder, probes.images, report.expected, device, cli, serve, timings, bar)
     except Exception as exc:  # PaddleX refusing the folder is exactly what verification must catch, loudly
         text = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
         report.add("run", "PaddleX", "ran to completion", False, True, False,
@@ -68,6 +64,32 @@ def verify_export(folder: str | Path, sources: dict, *, probes: Probes, toleranc
     bar.__exit__(None, None, None)
     report.write(folder)
     return report
+
+
+def _outside_stages(report: Report, folder: Path, images: list[Path], expected: dict, device: str, cli: bool,
+                    serve: bool, timings: dict, bar: Optional[Progress] = None) -> None:
+    """The ``cli`` and ``serve`` stages: PaddleX's own front ends, started from another directory, must give the
+    pipeline's results (``bar``: advanced after each)."""
+    from workbench.export.verify.paddleocr_cli import subprocess_env
+    from workbench.export.verify.serving import run_served
+
+    where = str(Path(folder).resolve())
+    if cli:
+        t = time.perf_counter()
+        results, cmd, _ = run_cli(folder, images, device)
+        report.facts["cli_command"] = " ".join(cmd).replace(where, "<export folder>")
+        compare_with_expected(report, "cli", expected, results, report.tolerances)
+        timings["cli"] = time.perf_counter() - t
+        if bar is not None:
+            bar.update()
+    if serve:
+        t = time.perf_counter()
+        results, cmd = run_served(folder, images, device, env=subprocess_env())
+        report.facts["serve_command"] = " ".join(cmd).replace(where, "<export folder>")
+        compare_with_expected(report, "serve", expected, results, report.tolerances)
+        timings["serve"] = time.perf_counter() - t
+        if bar is not None:
+            bar.update()
 
 
 def _stock_hint(folder: Path) -> str:
@@ -86,10 +108,21 @@ def _stock_hint(folder: Path) -> str:
             "<module>_model_dir= with a local model folder)")
 
 
-def recheck(folder: str | Path, *, device: str = "cpu", cli: bool = True) -> Report:
-    """Re-run the pipeline (and the CLI) of an export folder — moved, copied, on another machine — on its own
-    probes and compare with the results recorded at export time. Needs no checkpoint and no workbench model."""
+def recheck(folder: str | Path, *, device: str = "cpu", cli: bool = True, serve: bool = True) -> Report:
+    """Re-run the pipeline (the CLI, the served pipeline) of an export folder — moved, copied, on another machine
+    — on its own probes and compare with the results recorded at export time. Needs no checkpoint and no
+    workbench model. A folder whose YAML still points at the place it was moved or copied from is a one-line
+    error naming ``wb export repoint=``."""
+    from workbench.export.pipeline_yaml import stale_model_dirs
+
     folder = Path(folder)
+    if not (folder / REPORT_JSON).is_file():
+        raise ExportError(f"{folder}: no {REPORT_JSON} (not a folder written by `wb export`)")
+    stale = stale_model_dirs(folder)
+    if stale:
+        old, new = stale[0]
+        raise ExportError(f"{folder}/PaddleOCR.yaml points at {old}, not at {new} (the folder was moved or copied): "
+                          f"run `wb export repoint={folder}` first")
     data = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
     tol = Tolerances(**data.get("tolerances", {}))
     expected = data.get("expected") or {}
@@ -99,10 +132,7 @@ def recheck(folder: str | Path, *, device: str = "cpu", cli: bool = True) -> Rep
     report = Report(tolerances=tol, facts={"recheck_of": str(folder.resolve()), **_versions()})
     _, results, _ = run_pipeline(folder, images, device)
     compare_with_expected(report, "pipeline", expected, {p.name: r for p, r in zip(images, results)}, tol)
-    if cli:  # the form for "anywhere else" (the export-time verification ran the one for inside the folder)
-        cli_results, cmd, _ = run_cli(folder, images, device, inside=False)
-        report.facts["cli_command"] = " ".join(cmd)
-        compare_with_expected(report, "cli", expected, cli_results, tol)
+    _outside_stages(report, folder, images, expected, device, cli, serve, {})
     return report
 
 
