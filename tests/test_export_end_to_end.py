@@ -242,11 +242,13 @@ def test_registered_versions_are_sources_everywhere(exported, shared_dir, mlflow
         assert result.tracking["version"] == str(i + 1)
     run_ids = [json.loads((r / "mlflow_run.json").read_text())["run_id"] for r in runs]
 
-    # the resolver: a version (or an alias) → the checkpoint it was exported from, and its training run
+    # the resolver: a version (or an alias) → the checkpoint it was exported from (the exact checkpoint version
+    # `best` pointed at), and its training run
     w = refs.resolve(f"models:/{name}/1", tracking_uri=uri, task="rec")
-    assert w.kind is refs.RefKind.REGISTERED and w.checkpoint_dir == runs[0] / "checkpoints" / "best"
+    assert w.kind is refs.RefKind.REGISTERED and w.checkpoint_dir == (runs[0] / "checkpoints" / "best").resolve()
     assert w.run_id == run_ids[0] and w.model_name == "rec_tiny" and w.weights_file.is_file()
-    assert refs.resolve(f"models:/{name}@candidate", tracking_uri=uri).checkpoint_dir == runs[1] / "checkpoints" / "best"
+    assert refs.resolve(f"models:/{name}@candidate", tracking_uri=uri).checkpoint_dir == (
+        runs[1] / "checkpoints" / "best").resolve()
     with pytest.raises(WeightsError, match="model folder copied in at export"):
         refs.resolve(f"models:/{name}/1", tracking_uri=uri, task="det")
     with pytest.raises(WorkbenchError, match=f"has versions 1, 2 and aliases @candidate"):

@@ -7,7 +7,8 @@
 tag                         value
 ==========================  ==================================================================================
 ``wb.<task>_run``           the MLflow run that trained the fine-tuned module ``<task>`` (det, rec)
-``wb.<task>_checkpoint``    the checkpoint folder it was exported from (``.../checkpoints/best``)
+``wb.<task>_checkpoint``    the checkpoint version it was exported from (``.../checkpoints/step-00000040``:
+                            the folder ``best`` (or ``latest``) pointed at)
 ``wb.<task>_model``         the module's PaddleX model name (also for stock or copied modules)
 ``wb.<task>_module``        ``fine-tuned`` (exported from a checkpoint), ``folder`` (a model folder copied in)
                             or ``stock`` (PaddleX downloads it)
