@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 from mlflow.tracking import MlflowClient
 
@@ -105,6 +106,31 @@ def test_unreachable_server_keeps_everything_locally_and_prints_the_replay_comma
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     out = replay(tmp_path, uri)
     assert out["metric_rows"] == 60 and _rows(uri, out["run_id"], "b") == [(s, 0.5) for s in range(1, 31)]
+
+
+def test_system_metrics_start_when_a_late_run_is_created(tmp_path, monkeypatch):
+    """System metrics go straight to MLflow (not through the journal): with the server down at start, the monitor
+    starts when the worker creates the run, and samples the rest of the training."""
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    server = MlflowServer(tmp_path / "srv")
+    server.root.mkdir()
+    t = Tracker(server.uri, "test-late-system", backlog_dir=tmp_path / "run", system_metrics=True)
+    assert t.run_id is None
+    server.start()
+    try:
+        deadline = time.monotonic() + 120
+        step = 0
+        while t.run_id is None and time.monotonic() < deadline:  # the worker retries with a growing backoff
+            step += 1
+            t.log_metrics({"a": float(step)}, step=step)
+            time.sleep(0.5)
+        assert t.run_id is not None
+        time.sleep(4)  # a few samples at 1 s
+        t.finish(timeout=120, retry_for=60)
+        metrics = MlflowClient(server.uri).get_run(t.run_id).data.metrics
+        assert "system/cpu_utilization_percentage" in metrics and metrics["a"] == float(step)
+    finally:
+        server.stop()
 
 
 _CONCURRENT = textwrap.dedent("""

@@ -208,6 +208,7 @@ class Tracker:
         self._lock = threading.Lock()
         self._want_system_metrics = system_metrics and enabled
         self._system_metrics = None
+        self._finishing = False
         if not enabled:
             return
         start = {"experiment": experiment, "run_name": run_name, "run_id": run_id, "parent_run_id": parent_run_id,
@@ -275,8 +276,9 @@ class Tracker:
         warning prints the command that sends it."""
         if not self.enabled:
             return
-        with self._lock:  # (the worker starts the monitor when it creates a run late: not after this)
+        with self._lock:  # (the worker may be starting the monitor of a run it created late: it stops it then)
             monitor, self._system_metrics, self._want_system_metrics = self._system_metrics, None, False
+            self._finishing = True
         if monitor is not None:
             monitor.stop()
         if status is not None:
@@ -333,11 +335,19 @@ class Tracker:
     def _start_system_metrics(self, resumed: bool) -> None:
         """MLflow's monitor logs straight to the run (not through the journal: a sample lost while the server is
         away is no loss), so it starts once the run exists: here, or in the worker when the run is created late."""
-        with self._lock:
-            if self._want_system_metrics and self._system_metrics is None:
-                from workbench.tracking.conventions import SystemMetrics
+        from workbench.tracking.conventions import SystemMetrics
 
-                self._system_metrics = SystemMetrics(self.run_id, self.uri, resume=resumed)
+        with self._lock:
+            if not self._want_system_metrics:
+                return
+            self._want_system_metrics = False  # once
+        monitor = SystemMetrics(self.run_id, self.uri, resume=resumed)  # (may talk to the server: not locked)
+        with self._lock:
+            finished = self._finishing
+            if not finished:
+                self._system_metrics = monitor
+        if finished:  # finish() ran meanwhile: it did not see this monitor
+            monitor.stop()
 
     def _drain(self):
         while True:
