@@ -32,3 +32,12 @@ def test_mlflow_metric_keys_are_plain():
     from workbench.export.run import _metric_key
 
     assert _metric_key("pipeline: det box vertices max abs diff (px)") == "pipeline_det_box_vertices_max_abs_diff_px"
+
+
+def test_yaml_words_stay_words_for_text_keys():
+    """YAML reads ``off`` as a boolean; ``wb export tracking=off`` (a text key) must still mean "off"."""
+    from workbench.export.config import parse_args
+
+    assert parse_args(["det=a", "tracking=off"]).tracking == "off"
+    assert parse_args(["det=a", "tracking=on"]).tracking == "on"
+    assert parse_args(["det=a", "cli=false"]).cli is False  # boolean keys still read booleans
