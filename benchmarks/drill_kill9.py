@@ -38,6 +38,9 @@ from pathlib import Path
 from _common import ROOT, SHARED
 
 TIMING_KEYS = ("train/samples_per_sec",)
+# MLflow's system metrics (CPU, memory, disk) are sampled on a wall-clock timer: they describe the machine while it
+# ran, so a run that was killed and resumed has other samples by construction. Not compared.
+SYSTEM_PREFIX = "system/"
 PHASES = ("train_step", "eval_batch", "checkpoint_write", "tracking_send")
 
 
@@ -195,6 +198,8 @@ def _history(uri: str, run: Path) -> dict:
     client = MlflowClient(uri)
     out = {}
     for key in client.get_run(run_id).data.metrics:
+        if key.startswith(SYSTEM_PREFIX):
+            continue
         rows = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
         out[key] = [s for s, _ in rows] if key in TIMING_KEYS else rows
     out["_status"] = client.get_run(run_id).info.status

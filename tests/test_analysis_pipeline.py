@@ -90,7 +90,7 @@ def test_mixed_and_bad_references_are_clear_errors(tmp_path):
     inference.mkdir()
     for f in ("inference.yml", "inference.json", "inference.pdiparams"):
         (inference / f).write_text("x")
-    with pytest.raises(ConfigError, match="is an exported inference model and the other is not"):
+    with pytest.raises(ConfigError, match="is an exported inference model and the others are not"):
         load_pipeline(str(inference), "stock")
     export = tmp_path / "export"
     export.mkdir()

@@ -79,3 +79,12 @@ def test_a_missing_serving_extra_is_one_line(tmp_path, monkeypatch):
     assert 'pip install -e ".[serve]"' in text and "serve=false" in text and not (tmp_path / "x").exists()
     with pytest.raises(ExportError, match="nowhere"):  # serve=false: the export goes on (here: to the bad ref)
         run_export(parse_args(["rec=nowhere", f"out={tmp_path / 'x'}", "serve=false"]))
+
+
+def test_yaml_words_stay_words_for_text_keys():
+    """YAML reads ``off`` as a boolean; ``wb export tracking=off`` (a text key) must still mean "off"."""
+    from workbench.export.config import parse_args
+
+    assert parse_args(["det=a", "tracking=off"]).tracking == "off"
+    assert parse_args(["det=a", "tracking=on"]).tracking == "on"
+    assert parse_args(["det=a", "cli=false"]).cli is False  # boolean keys still read booleans

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from pathlib import Path
 
@@ -106,7 +108,14 @@ def parse_key_values(schema: type, argv: list[str], command: str, example: str, 
     if bad:
         raise ConfigError(f"{command} takes key=value arguments, got {' '.join(bad)}; e.g. {example}")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
+        given = OmegaConf.from_dotlist(argv)
+        # YAML reads off / on / yes / no as booleans: a text-typed key keeps the word typed (tracking=off)
+        texts = {f.name for f in dataclasses.fields(schema) if str(f.type) in ("str", "<class 'str'>", "Optional[str]")}
+        for arg in argv:
+            key, value = arg.split("=", 1)
+            if key in texts and isinstance(given.get(key), bool):
+                given[key] = value
+        merged = OmegaConf.merge(OmegaConf.structured(schema), given)
         for key in merged:
             if OmegaConf.is_missing(merged, key):
                 raise ConfigError(f"{(required or {}).get(key, key + '=<...>')} is required; e.g. {example}")

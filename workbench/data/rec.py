@@ -86,13 +86,17 @@ class RecDataset(SourceMixDataset):
 
     def image_widths(self, height: int = 48) -> np.ndarray:
         """Width of each sample (in ``self.samples`` order) when resized to ``height``, from the image headers
-        (no decoding). For width-bucketing batch samplers."""
+        (no decoding). For width-bucketing batch samplers. An unreadable header sorts as width 0: loading that
+        sample fails later, where the data policy decides (strict: file:line error; skip: counted and logged)."""
         from PIL import Image
 
         widths = []
         for s in self.samples:
-            with Image.open(s.image_path) as im:
-                w, h = im.size
+            try:
+                with Image.open(s.image_path) as im:
+                    w, h = im.size
+            except (OSError, ValueError, Image.DecompressionBombError):
+                w, h = 0, 1
             widths.append(int(np.ceil(height * w / max(h, 1))))
         return np.asarray(widths, dtype=np.int64)
 

@@ -169,9 +169,12 @@ def _check_model_names(cfg: ExportConfig) -> None:
 
 
 def _check_combination(cfg: ExportConfig) -> None:
-    names = [e.name for e in _tasks()]
+    entries = _tasks()
+    names = [e.name for e in entries]
     if not any(cfg.fine_tuned(t) for t in names):
-        raise ConfigError("wb export needs " + " and/or ".join(f"{t}=<run|checkpoint>" for t in names))
+        # the pipeline's own modules first, the optional ones (orientation) after
+        ordered = sorted(entries, key=lambda e: e.export_writer.optional)
+        raise ConfigError("wb export needs " + " and/or ".join(f"{e.name}=<run|checkpoint>" for e in ordered))
     for task in names:
         given = [k for k in (task, f"{task}_model_dir", f"{task}_model_name") if getattr(cfg, k, None)]
         if cfg.fine_tuned(task) and len(given) > 1:

@@ -72,6 +72,7 @@ class MultiHead(nn.Layer):
         self.ctc_head = ctc_head if ctc_head is not None else CTCHead(self.ctc_encoder.out_channels, num_classes,
                                                                       fc_decay=fc_decay)
         self.gtc_detached = False
+        self.gtc_enabled = True  # False: the training-only branch (NRTR / SAR) is not computed (skip_nrtr)
         if sar is not None:
             from workbench.models.heads.sar import SARHead
 
@@ -85,14 +86,15 @@ class MultiHead(nn.Layer):
             num_layers=nrtr_layers,
             max_text_length=max_text_length,
         )
-        self.gtc_enabled = True
 
     def skip_nrtr(self) -> None:
         """Train without the NRTR branch: CTC trains the backbone (no guide) and NRTR is not computed at all. For
         starting weights whose NRTR branch is untrained (imports): the branch is never exported, and detached it
         could not help the CTC branch anyway, so computing it is pure cost (its output projection alone is
         nrtr_dim x ~18k classes per target position). Its weights stay in the state dict, untouched."""
-        self.ctc_encoder.encoder.use_guide = False
+        encoder = getattr(self.ctc_encoder, "encoder", None)  # v6 tiny's ReshapeSequence has no SVTR encoder
+        if encoder is not None and hasattr(encoder, "use_guide"):
+            encoder.use_guide = False
         self.gtc_enabled = False
 
     def protect_backbone(self) -> None:
