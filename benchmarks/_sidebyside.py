@@ -438,6 +438,8 @@ def log_run(kind: str, args, figures: dict, describe: dict, work: Path, logs: li
     import mlflow
 
     mlflow.set_tracking_uri(args.tracking_uri or f"sqlite:///{work / 'mlflow.db'}")
+    if mlflow.get_experiment_by_name(args.experiment) is None:  # artifacts beside the store, not in the cwd
+        mlflow.create_experiment(args.experiment, artifact_location=(work / "mlartifacts").as_uri())
     mlflow.set_experiment(args.experiment)
     with mlflow.start_run(run_name=f"{kind}-sidebyside-{time.strftime('%Y%m%d-%H%M%S')}") as run:
         mlflow.set_tags({"wb.bench": f"{kind}_training_sidebyside", "paddleocr_dir": str(args.paddleocr_dir)})

@@ -35,6 +35,7 @@ def build(kind: str, batch: int):
     else:
         cfg.model.name = "PP-OCRv5_mobile_det"
         cfg.data.train = str(SHARED / "data" / "icdar2015_det" / "label.txt")
+        cfg.data.eval_batch_size = 1  # the recipe's value (the schema's default is rec's)
     cfg.data.check = False
     cfg.trainer.output_dir = tempfile.mkdtemp(prefix=f"profile-{kind}-")
     task = build_task(cfg)
