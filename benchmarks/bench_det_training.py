@@ -1,87 +1,68 @@
-"""Detection training throughput and memory: real-size PP-OCRv5_mobile_det, batch 4, 640x640 random crops of
-../shared/data/icdar2015_det (flip / rotate / scale / crop augmentation and DB targets in worker processes), through
-the real trainer; then evaluation speed (images/s) in the pipeline's resize mode.
+"""Detection training speed and memory, side by side with PaddleOCR's own trainer, and against the cores' limit.
 
-    python benchmarks/bench_det_training.py [--steps 10] [--warmup 2] [--eval-images 30]
+    PADDLEOCR_DIR=/path/to/PaddleOCR PADDLEOCR_PYTHON=/path/to/venv/bin/python \\
+        nice -n 10 python benchmarks/bench_det_training.py [--steps 10] [--warmup 2] [--threads 2] [--rounds 1]
 
-Reference (upstream PaddleOCR's own trainer here, same settings): ~0.21-0.25 samples/s, 4.7 GB peak RSS.
-Target: >= 1.5x the throughput, no more memory.
+Both sides train PP-OCRv5_mobile_det from random weights on the same seeded subset of ../shared/data/icdar2015_det,
+batch 4, 640x640 random crops, upstream's augmentation (CopyPaste, flip / rotate / scale, random crop, DB border
+and shrink maps), ``--workers`` loader processes, ``--threads`` OMP/MKL threads, one after the other:
+
+* wb: ``wb train recipe=det_finetune data.augment.copy_paste=true`` (upstream's config copy-pastes text);
+* upstream: ``tools/train.py -c configs/det/PP-OCRv5/PP-OCRv5_mobile_det.yml`` from the given checkout, unchanged
+  except CPU, this data, batch and workers, no pretrained backbone, no evaluation.
+
+Printed per side: samples/s, CPU seconds per sample (whole process tree), peak RSS / PSS summed over the trainer
+and its loader workers; the ratios against the targets (>= 3x samples/s, <= 1/3 peak RSS); FLOPs of a training
+step, the GEMM peak at ``--threads`` threads and the model-FLOP utilisation. Everything goes to one MLflow run.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
+from pathlib import Path
 
-from _common import SHARED, peak_rss_gb, report
+from _common import SHARED, report
+from _sidebyside import Targets, add_common_arguments, compare, subset_labels
+
+DATA = SHARED / "data" / "icdar2015_det"
+MODEL = "PP-OCRv5_mobile_det"
+SIZE = 640
+
+
+def limit_figures(batch: int, threads: int) -> tuple[float, dict]:
+    """(forward+backward FLOPs of one step, GEMM peak figures at ``threads``); printed."""
+    from _limit import count_step_flops, peak_gflops
+
+    flops = count_step_flops(MODEL, batch, (SIZE, SIZE))
+    peaks = peak_gflops(threads)
+    lines = {"FLOPs / step (fwd + bwd)": f"{flops.step / 1e9:.1f} GFLOP ({flops.step / batch / 1e9:.2f} / sample)"}
+    lines.update({f"  fwd {kind}": f"{v / 1e9:.2f} GFLOP" for kind, v in sorted(flops.by_kind.items())})
+    lines.update({f"peak {name}": f"{p['gflops_wall']:.1f} GFLOP/s wall, {p['gflops_cpu']:.1f} per CPU-s"
+                  for name, p in peaks.items()})
+    report(f"{MODEL}: the limit at {threads} threads", lines)
+    return flops.step, peaks["GEMM 1024^3"]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--eval-images", type=int, default=30)
-    p.add_argument("--model", default="PP-OCRv5_mobile_det")
-    args = p.parse_args()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser, steps=10, warmup=2, batch=4)
+    args = parser.parse_args()
 
-    from workbench.config.schema import TrainConfig
-    from workbench.engine.trainer import Trainer
-    from workbench.tasks import build_task
-
-    out = tempfile.mkdtemp(prefix="bench-det-")
-    cfg = TrainConfig(task="det")
-    cfg.model.name = args.model
-    cfg.data.train = str(SHARED / "data" / "icdar2015_det" / "label.txt")
-    cfg.data.val = str(SHARED / "data" / "icdar2015_det" / "label.txt")
-    cfg.data.max_val_samples = args.eval_images
-    cfg.data.check = False
-    cfg.data.batch_size = args.batch
-    cfg.data.eval_batch_size = 1
-    cfg.data.num_workers = args.workers
-    cfg.eval.select_metric = "hmean"
-    cfg.eval.det.also_upstream_mode = False
-    cfg.trainer.max_steps = args.warmup + args.steps
-    cfg.trainer.eval_every_epochs = None
-    cfg.trainer.log_every_steps = 1
-    cfg.trainer.progress_bar = False
-    cfg.trainer.output_dir = out
-    cfg.tracking.enabled = False
-    task = build_task(cfg)
-    trainer = Trainer(cfg, task, out)
-    t0 = time.time()
-    trainer.fit()  # ends with one evaluation of the final weights
-    total = time.time() - t0
-    rows = trainer.step_log[args.warmup:]
-    seconds = rows[-1]["time"] - rows[0]["time"]
-    steps = len(rows) - 1
-    sps = steps * args.batch / seconds
-    train_done = rows[-1]["time"]
-    eval_seconds = time.time() - t0 - (train_done - t0)  # the final evaluation (plus checkpoint writes)
-
-    # evaluation speed on its own: model + DB post-process + matching, pipeline resize mode
-    from workbench.files.safe_load import load_state_dict
-
-    model = task.build_model()
-    model.set_state_dict(load_state_dict(f"{out}/checkpoints/latest/model.pdparams"))
-    t1 = time.time()
-    result = trainer.evaluate(model, task.val_dataset())
-    eval_time = time.time() - t1
-    rss_main, rss_children = peak_rss_gb()
-    report(f"{args.model} training, batch {args.batch}, 640x640 crops, {args.workers} loader workers", {
-        "measured steps (after warm-up)": steps,
-        "samples/s": f"{sps:.2f}",
-        "seconds/step": f"{seconds / steps:.2f}",
-        "vs upstream 0.21 samples/s": f"{sps / 0.21:.2f}x",
-        "eval images/s (pipeline resize)": f"{result.metrics['n_images'] / eval_time:.2f} "
-                                            f"({int(result.metrics['n_images'])} ICDAR 2015 images 1280x720)",
-        "peak RSS main process": f"{rss_main:.2f} GB",
-        "peak RSS loader workers (max)": f"{rss_children:.2f} GB",
-        "wall time incl. setup": f"{total:.0f} s (final eval + checkpoints {eval_seconds:.0f} s)",
-    })
+    samples = (args.warmup + args.steps + 2) * args.batch  # one epoch covers every step of both trainers
+    labels = subset_labels(DATA / "label.txt", samples, Path(tempfile.mkdtemp(prefix="bench-det-")) / "label.txt",
+                           rewrite_root=DATA)
+    flops, peak = (None, None) if args.no_limit else limit_figures(args.batch, args.threads)
+    wb_overrides = [
+        "recipe=det_finetune", f"data.train={labels}", "data.val=null", f"data.num_workers={args.workers}",
+        f"data.augment.crop_size=[{SIZE},{SIZE}]", "data.augment.copy_paste=true", "model.pretrained=null",
+    ]
+    compare("det", args, wb_overrides=wb_overrides, targets=Targets(speed=3.0), flops_per_step=flops, peak=peak,
+            upstream_kwargs={"label_file": labels, "data_dir": DATA},
+            describe={"model": MODEL, "batch, input": f"{args.batch}, {SIZE}x{SIZE} random crops",
+                      "data": f"{samples} images of {DATA}", "upstream change": "none"})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
