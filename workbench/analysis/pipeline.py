@@ -419,7 +419,7 @@ def pipeline_config_for_models(det_dir: str | Path, rec_dir: str | Path,
                                settings: PipelineSettings = PipelineSettings(),
                                textline_dir: Optional[str | Path] = None) -> dict:
     """An OCR pipeline config for two inference model folders (their ``inference.yml`` names the models), and a
-    text-line orientation model folder when given."""
+    text-line orientation model folder when given; each module's engine as ``wb export`` sets it."""
     import yaml
 
     def model_name(d):
@@ -447,6 +447,13 @@ def pipeline_config_for_models(det_dir: str | Path, rec_dir: str | Path,
         config["SubModules"]["TextLineOrientation"] = {
             "module_name": "textline_orientation", "model_name": model_name(textline_dir),
             "model_dir": str(Path(textline_dir).resolve()), "batch_size": s.textline_batch_size}
+    # as `wb export` writes it: a graph oneDNN cannot run (the det necks' nearest_interp, PaddleX's CPU default
+    # crashes on it) runs that module on plain Paddle kernels
+    from workbench.export import pipeline_yaml
+
+    for section in config["SubModules"].values():
+        if pipeline_yaml.graph_needs_paddle_run_mode(section["model_dir"]):
+            section["engine_config"] = pipeline_yaml.PADDLE_RUN_MODE
     return config
 
 
