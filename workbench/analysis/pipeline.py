@@ -51,7 +51,7 @@ import numpy as np
 
 from workbench.data.crops import TURN_RATIO, crop_corners, crop_is_turned, crop_quad, turn_180  # noqa: F401
 from workbench.errors import ConfigError, WeightsError, WorkbenchError
-from workbench.paddlex_files import PIPELINE_YAML, is_inference_model_dir, is_pipeline_export
+from workbench.paddlex_files import CLASSIFIER_BATCH_SIZE, PIPELINE_YAML, is_inference_model_dir, is_pipeline_export
 
 log = logging.getLogger("workbench.analyze")
 
@@ -446,7 +446,10 @@ def pipeline_config_for_models(det_dir: str | Path, rec_dir: str | Path,
     if textline_dir is not None:
         config["SubModules"]["TextLineOrientation"] = {
             "module_name": "textline_orientation", "model_name": model_name(textline_dir),
-            "model_dir": str(Path(textline_dir).resolve()), "batch_size": s.textline_batch_size}
+            "model_dir": str(Path(textline_dir).resolve()),
+            # one crop per batch, as wb export writes it (paddlex_files.CLASSIFIER_BATCH_SIZE: PaddleX 3.7.2 turns
+            # every crop of a larger batch by the first crop's class)
+            "batch_size": CLASSIFIER_BATCH_SIZE}
     # as `wb export` writes it: a graph oneDNN cannot run (the det necks' nearest_interp, PaddleX's CPU default
     # crashes on it) runs that module on plain Paddle kernels
     from workbench.export import pipeline_yaml
