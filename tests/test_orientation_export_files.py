@@ -69,3 +69,16 @@ def test_classifier_inference_yml_is_what_paddlex_builds_its_predictor_from(name
     assert {"Read", "Resize", "Normalize", "ToCHW", "ToBatch"} <= set(pre) and set(post) == {"Topk"}
     assert ("Crop" in pre) == ("crop" in spec.preprocess)
     assert post["Topk"].class_id_map == dict(enumerate(spec.classes))
+
+
+def test_a_classifier_result_gives_each_image_its_own_class():
+    """PaddleX 3.7.2 hands every result of a classifier batch the whole batch's class_ids ([N, 1]); the class of
+    the i-th image is row i (and an image's own result, [topk], is read as it is)."""
+    import numpy as np
+
+    from workbench.paddlex_files import CLASSIFIER_BATCH_SIZE, classifier_class_id
+
+    batch = {"class_ids": np.array([[1], [1], [0]], np.int32)}
+    assert [classifier_class_id(batch, i) for i in range(3)] == [1, 1, 0]
+    assert classifier_class_id({"class_ids": np.array([0, 1])}, 5) == 0  # one image's top-2
+    assert CLASSIFIER_BATCH_SIZE == 1

@@ -110,6 +110,7 @@ def test_compare_two_classifier_evaluations_sample_by_sample(tmp_path):
                  "image_path": f"/x/{i}.png", "label_file": "/x/label.txt", "line": i + 1} for i, (g, p) in
                 enumerate(zip([0, 1, 0, 1], preds))]
         acc = sum(r["correct"] for r in rows) / 4
+        (tmp_path / name).mkdir()  # the report writers write into an existing folder (as the reports make it)
         write_record_files(rows, tmp_path / name, task="textline_ori", title=name, metrics={"acc": acc}, info={})
         return load_side(str(tmp_path / name), None, tmp_path / "dl")
 

@@ -17,6 +17,24 @@ MODEL_FILE_PREFIX = "inference"  # PaddleX looks for inference.json / inference.
 INFERENCE_YML = "inference.yml"
 PIPELINE_YAML = "PaddleOCR.yaml"  # the pipeline config an export folder holds (``wb export`` writes it)
 
+#: The batch size of a classifier module (TextLineOrientation) in PaddleX's OCR pipeline. PaddleX 3.7.2's
+#: ``BasePredictor.apply`` hands every result of a classifier batch the whole batch's ``class_ids`` array ([N, 1]: a
+#: numpy array is not split per instance, only lists are), and the OCR pipeline reads ``class_ids.ravel()[0]``: with
+#: batch_size 6 every crop of a batch is turned by the *first* crop's class (measured: an upside-down probe whose
+#: third crop the module calls upright, 0.56, had all three crops turned). One crop per batch gives each crop its own
+#: decision; the module is tiny, so the cost is small.
+CLASSIFIER_BATCH_SIZE = 1
+
+
+def classifier_class_id(result: Any, position: int) -> int:
+    """The class PaddleX's classifier decided for the ``position``-th image of a batch, from its result (which holds
+    either that image's ``class_ids`` or, PaddleX 3.7.2, the whole batch's: see :data:`CLASSIFIER_BATCH_SIZE`)."""
+    import numpy as np
+
+    ids = np.asarray(result["class_ids"])
+    rows = ids.reshape(ids.shape[0], -1) if ids.ndim > 1 else ids.reshape(1, -1)
+    return int(rows[position if rows.shape[0] > 1 else 0][0])
+
 
 def is_inference_model_dir(path: str | Path) -> bool:
     """A PaddleX inference model folder: ``inference.yml`` + ``inference.json`` / ``.pdmodel`` + ``.pdiparams``."""

@@ -51,7 +51,7 @@ import numpy as np
 
 from workbench.data.crops import TURN_RATIO, crop_corners, crop_is_turned, crop_quad, turn_180  # noqa: F401
 from workbench.errors import ConfigError, WeightsError, WorkbenchError
-from workbench.paddlex_files import PIPELINE_YAML, is_inference_model_dir, is_pipeline_export
+from workbench.paddlex_files import CLASSIFIER_BATCH_SIZE, PIPELINE_YAML, is_inference_model_dir, is_pipeline_export
 
 log = logging.getLogger("workbench.analyze")
 
@@ -423,7 +423,7 @@ def pipeline_config_for_models(det_dir: str | Path, rec_dir: str | Path,
                                settings: PipelineSettings = PipelineSettings(),
                                textline_dir: Optional[str | Path] = None) -> dict:
     """An OCR pipeline config for two inference model folders (their ``inference.yml`` names the models), and a
-    text-line orientation model folder when given."""
+    text-line orientation model folder when given; each module's engine as ``wb export`` sets it."""
     import yaml
 
     def model_name(d):
@@ -450,7 +450,17 @@ def pipeline_config_for_models(det_dir: str | Path, rec_dir: str | Path,
     if textline_dir is not None:
         config["SubModules"]["TextLineOrientation"] = {
             "module_name": "textline_orientation", "model_name": model_name(textline_dir),
-            "model_dir": str(Path(textline_dir).resolve()), "batch_size": s.textline_batch_size}
+            "model_dir": str(Path(textline_dir).resolve()),
+            # one crop per batch, as wb export writes it (paddlex_files.CLASSIFIER_BATCH_SIZE: PaddleX 3.7.2 turns
+            # every crop of a larger batch by the first crop's class)
+            "batch_size": CLASSIFIER_BATCH_SIZE}
+    # as `wb export` writes it: a graph oneDNN cannot run (the det necks' nearest_interp, PaddleX's CPU default
+    # crashes on it) runs that module on plain Paddle kernels
+    from workbench.export import pipeline_yaml
+
+    for section in config["SubModules"].values():
+        if pipeline_yaml.graph_needs_paddle_run_mode(section["model_dir"]):
+            section["engine_config"] = pipeline_yaml.PADDLE_RUN_MODE
     return config
 
 

@@ -13,7 +13,8 @@ other formats stay as they are):
   least one text box gives one sample per class (document orientation). A page without text has no "up"; it is
   reported (``no_orientation_signal``) and not used.
 
-``label_format`` ``auto`` decides per file: every label a JSON list → det; every label a class → class; else rec.
+``label_format`` ``auto`` decides per file: every label a JSON list → det; most labels a class → class (the
+others are reported as unknown classes); else rec.
 The task says which derivations it accepts (text lines: class, rec; documents: class, det).
 
 Angles are *clockwise*: a sample of class θ is the upright image turned clockwise by θ, so turning it back
@@ -129,10 +130,13 @@ class OrientationSample:
 
 
 def detect_format(labels: Sequence[str], classes: OrientationClasses) -> str:
-    """``det`` when every label is a JSON list, ``class`` when every label names a class, else ``rec``."""
+    """``det`` when every label is a JSON list, ``class`` when most labels (more than half) name a class, else
+    ``rec``. Most, not all: a class list with a typo (``sideways``) stays a class list whose bad lines are
+    reported (``unknown_class``), instead of becoming a rec file whose turned crops silently replace every class
+    label of the file. A rec file's texts are almost never mostly ``0_degree`` / ``180`` / ``1``."""
     if labels and all(lb.lstrip().startswith("[") for lb in labels):
         return "det"
-    if labels and all(classes.parse(lb) is not None for lb in labels):
+    if labels and 2 * sum(classes.parse(lb) is not None for lb in labels) > len(labels):
         return "class"
     return "rec"
 

@@ -48,6 +48,7 @@ class ExportConfig:
     max_candidates: Optional[int] = None
     rec_score_thresh: Optional[float] = None  # default: the rec run's eval.rec.score_thresh
     rec_batch_size: Optional[int] = None
+    # default 1 (paddlex_files.CLASSIFIER_BATCH_SIZE): PaddleX 3.7.2 turns a larger batch by its first crop's class
     textline_ori_batch_size: Optional[int] = None
     # Verification
     probe_images: list = field(default_factory=list)  # default: the det run's first validation images

@@ -13,7 +13,8 @@ or ``num_classes`` (= C); with neither, the official dictionary's size is used s
 weights load. The zoo never reads a dictionary file: ``ModelSpec.dictionary`` only says where to get it.
 
 Families (``ModelSpec.family``): PP-OCRv6 tiny / small / medium, PP-OCRv5 mobile (+ per-language recognisers) and
-server, PP-OCRv4 mobile and server (incl. ``_rec_doc``), PP-OCRv3 mobile det; plus small test / demo configs.
+server, PP-OCRv4 mobile and server (incl. ``_rec_doc``), PP-OCRv3 mobile det; the orientation classifiers (PP-LCNet
+text-line / document orientation, PaddleOCR 2.x's ``ch_ppocr_mobile_v2.0_cls``); plus small test / demo configs.
 """
 
 from __future__ import annotations
@@ -310,13 +311,14 @@ def _test_specs() -> tuple[ModelSpec, ...]:
         ),
         _orientation("doc_ori_tiny", "doc_ori", functools.partial(pplcnet, scale=0.25),
                      "test config: PP-LCNet x0.25 + fc, 4 page orientations", (3, 224, 224), _DOC_CLASSES,
-                     _DOC_PREPROCESS, paddlex_name="PP-LCNet_x1_0_doc_ori"),
+                     _DOC_PREPROCESS, paddlex_name="PP-LCNet_x1_0_doc_ori", family="test"),
         _orientation("textline_ori_demo_cnn", "textline_ori", compact_classifier,
                      "demo config: CompactClassifier (4 conv stages) + fc, 0° / 180°; learns from scratch in minutes",
-                     (3, 80, 160), _TEXTLINE_CLASSES, _TEXTLINE_PREPROCESS, paddlex_name="PP-LCNet_x0_25_textline_ori"),
+                     (3, 80, 160), _TEXTLINE_CLASSES, _TEXTLINE_PREPROCESS, paddlex_name="PP-LCNet_x0_25_textline_ori",
+                     family="demo"),
         _orientation("doc_ori_demo_cnn", "doc_ori", functools.partial(compact_classifier, widths=(8, 16, 32, 64)),
                      "demo config: CompactClassifier (4 conv stages) + fc, 4 page orientations", (3, 224, 224),
-                     _DOC_CLASSES, _DOC_PREPROCESS, paddlex_name="PP-LCNet_x1_0_doc_ori"),
+                     _DOC_CLASSES, _DOC_PREPROCESS, paddlex_name="PP-LCNet_x1_0_doc_ori", family="demo"),
         ModelSpec(
             name="rec_demo_cnn",
             task="rec",
@@ -672,8 +674,9 @@ _DOC_PREPROCESS = MappingProxyType({"resize_short": 256, "crop": 224, **_CLS_NOR
 
 
 def _orientation(name: str, task: str, builder, description: str, shape, classes, preprocess, **kw) -> ModelSpec:
+    """An orientation classifier; by default an official PaddleX model of the PP-LCNet family (its own name)."""
     return ModelSpec(name=name, task=task, builder=builder, description=description, image_shape=shape,
-                     classes=classes, preprocess=preprocess, **{"paddlex_name": name, **kw})
+                     classes=classes, preprocess=preprocess, **{"paddlex_name": name, "family": "PP-LCNet", **kw})
 
 
 def _orientation_specs() -> tuple[ModelSpec, ...]:
@@ -692,7 +695,7 @@ def _orientation_specs() -> tuple[ModelSpec, ...]:
                  description="MobileNetV3-small x0.35 + ClsHead: PaddleOCR 2.x's direction classifier, 0° / 180°",
                  preprocess=MappingProxyType({"size": (48, 192), "mean": (0.5,) * 3, "std": (0.5,) * 3,
                                               "scale": 1.0 / 255}),
-                 paddlex_name="PP-LCNet_x0_25_textline_ori"),
+                 paddlex_name="PP-LCNet_x0_25_textline_ori", family="PP-OCR 2.x mobile"),
         _orientation("PP-LCNet_x1_0_doc_ori", "doc_ori", functools.partial(pplcnet, scale=1.0),
                      "PP-LCNet x1.0 + fc: page 0° / 90° / 180° / 270°", (3, 224, 224), _DOC_CLASSES, _DOC_PREPROCESS,
                      pretrained_url=_PRETRAINED.format("PP-LCNet_x1_0_doc_ori")),

@@ -38,4 +38,5 @@ ENTRY = TaskEntry(
     export_writer=OrientationExportWriter("doc_ori"), label_check=DocOriLabelCheck,
     pipeline_module="DocOrientationClassify", stock_model="PP-LCNet_x1_0_doc_ori", select_metric="acc",
     recipe="doc_ori_finetune",
+    # one official document-orientation model (the same for every ocr_version): `stock` is the only shortcut
 )

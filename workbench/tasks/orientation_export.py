@@ -73,10 +73,15 @@ class OrientationExportWriter(ExportWriter):
         return [paddle.static.InputSpec([None, 3, h, w], "float32", name="x")]
 
     def settings(self, cfg, source, base: dict) -> ModuleSettings:
+        """The module's pipeline settings: PaddleX's defaults, except ``batch_size``: the export's
+        ``<task>_batch_size`` if given, else :data:`~workbench.paddlex_files.CLASSIFIER_BATCH_SIZE` (1: PaddleX 3.7.2
+        turns every crop of a larger batch by the first crop's class; the verification reports it if set higher)."""
+        from workbench.paddlex_files import CLASSIFIER_BATCH_SIZE
+
         params = {k: base[k] for k in self.pipeline_keys if k in base}
-        batch = getattr(cfg, f"{self.task}_batch_size", None)
-        if batch is not None and "batch_size" in self.pipeline_keys:
-            params["batch_size"] = int(batch)
+        if "batch_size" in self.pipeline_keys:
+            batch = getattr(cfg, f"{self.task}_batch_size", None)
+            params["batch_size"] = int(batch) if batch is not None else CLASSIFIER_BATCH_SIZE
         return ModuleSettings(params, {})
 
     def inference_config(self, source, model_settings: dict) -> dict:

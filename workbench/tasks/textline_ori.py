@@ -34,4 +34,7 @@ ENTRY = TaskEntry(
     export_writer=OrientationExportWriter("textline_ori", pipeline_keys=("batch_size",)),
     label_check=TextlineOriLabelCheck, pipeline_module="TextLineOrientation",
     stock_model="PP-LCNet_x1_0_textline_ori", select_metric="acc", recipe="textline_ori_finetune",
+    # `stock` = PaddleX's OCR pipeline default (x1.0, whatever ocr_version: PP-OCRv6 has no orientation model of
+    # its own, so there is no stock-v6 here); paddleocr's stand-alone TextLineOrientationClassification runs x0.25
+    stock_variants={"stock-x1_0": "PP-LCNet_x1_0_textline_ori", "stock-x0_25": "PP-LCNet_x0_25_textline_ori"},
 )

@@ -19,6 +19,7 @@ from workbench.export.verify.ours import (
 from workbench.export.verify.probes import Probes
 from workbench.export.verify.recording import PredictorRecorder, inner_pipeline, record_runner
 from workbench.export.verify.report import Report, Tolerances
+from workbench.paddlex_files import classifier_class_id
 
 
 def _det_postprocess(det_yml: dict, params: Optional[dict] = None):
@@ -111,7 +112,7 @@ def verify_classifier_module(check: StageCheck, model_dir: Path, task: str, imag
             before = len(runner.calls)
             (result,) = list(model.predict(sample))
             (their_x,), (their_probs,) = runner.calls[before]
-            their_id = int(np.asarray(result["class_ids"]).ravel()[0])
+            their_id = classifier_class_id(result, 0)
             compare_cls_batch(check, task, [f"{path.name} turned {angle}°"], [sample],
                               TheirCls(their_x, their_probs, [their_id]))
             right += their_id == classes.index_of(angle)
@@ -236,14 +237,23 @@ def _task_of(section: str) -> Optional[str]:
     return next((e.name for e in registry.TASKS.values() if e.pipeline_module == section), None)
 
 
+def _batch_size(model) -> int:
+    return int(getattr(model, "batch_sampler").batch_size)
+
+
+def _class_ids(results: list, batch_size: int) -> list[int]:
+    """Each image's own class from one classifier call's results (batches of ``batch_size``, in order)."""
+    return [classifier_class_id(r, i % batch_size) for i, r in enumerate(results)]
+
+
 def _parity(check: StageCheck, task: str, model, runner, calls: list, label: str) -> None:
     """Our classifier against PaddleX's on every image the pipeline gave it (batch by batch, as it ran)."""
     if task not in check.wb.sources:
         return  # a copied / stock module: nothing of ours to compare with
-    batch_size = int(getattr(model, "batch_sampler").batch_size)
+    batch_size = _batch_size(model)
     batches = iter(runner.calls)
     for k, (images, results) in enumerate(calls):
-        ids = [int(np.asarray(r["class_ids"]).ravel()[0]) for r in results]
+        ids = _class_ids(results, batch_size)
         for start in range(0, len(images), batch_size):
             try:
                 (their_x,), (their_probs,) = next(batches)
@@ -267,8 +277,9 @@ def _verify_textline_in_pipeline(check: StageCheck, recorded, rec_pred) -> None:
         check.add("all probes", f"{task}: one recognition call per orientation call", len(rec_pred.calls),
                   len(pred.calls), False)
         return
+    batch_size = _batch_size(model)
     for k, ((crops, results), (rec_inputs, _)) in enumerate(zip(pred.calls, rec_pred.calls)):
-        ids = [int(np.asarray(r["class_ids"]).ravel()[0]) for r in results]
+        ids = _class_ids(results, batch_size)  # each crop's own class: what the pipeline must turn it by
         turned = [pipeline_turn(c, angles[i]) for c, i in zip(crops, ids)]
         order = sorted(range(len(turned)), key=lambda i: turned[i].shape[1] / float(turned[i].shape[0]))
         same = len(rec_inputs) == len(turned) and all(np.array_equal(a, turned[i]) for a, i in zip(rec_inputs, order))
@@ -284,8 +295,9 @@ def _verify_pages_in_pipeline(check: StageCheck, recorded, det_pred) -> None:
     task = _task_of("DocOrientationClassify")
     _parity(check, task, model, runner, pred.calls, "page")
     angles = _classes(task).angles
-    pages = [(image, int(np.asarray(r["class_ids"]).ravel()[0])) for images, results in pred.calls
-             for image, r in zip(images, results)]
+    batch_size = _batch_size(model)
+    pages = [(image, cls) for images, results in pred.calls
+             for image, cls in zip(images, _class_ids(results, batch_size))]
     det_inputs = [image for images, _ in det_pred.calls for image in images]
     for k, ((page, cls), det_input) in enumerate(zip(pages, det_inputs)):
         same = np.array_equal(pipeline_turn(page, angles[cls]), det_input)
