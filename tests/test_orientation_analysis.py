@@ -50,7 +50,9 @@ def test_orientation_errors_are_measured_against_the_module(stock_weights, stock
     assert a.by_outcome[ORIENTATION] >= 5 and a.correct <= 2
     assert with_module["describe"]["text-line orientation"] and "textline_ori" in with_module["describe"]
     o = with_module["orientation"]
-    assert o["crops"] >= 10 and o["turned"] >= 0.8 * o["crops"]  # the stock classifier turns them upright
+    # the stock classifier (PaddleOCR 2.x's, imported from ONNX, = onnxruntime within 1e-5) turns half of these
+    # detected crops upright (10 of 20; 0.80 of ICDAR 2015's ground-truth crops): the module is measured as it is
+    assert o["crops"] >= 10 and o["turned"] >= 0.5 * o["crops"]
     assert b.correct >= a.correct + 4 and b.by_outcome[ORIENTATION] < a.by_outcome[ORIENTATION]
     left = [g for g in with_module["gts"] if g["outcome"] == ORIENTATION and g.get("pred_rotated_correct")]
     assert o["wrong_turns"] + o["missed_turns"] == len(left)
