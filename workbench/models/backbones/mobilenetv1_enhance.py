@@ -77,6 +77,9 @@ _BLOCKS = (
 
 
 class MobileNetV1Enhance(nn.Layer):
+    #: its final pooling is the same in training and at inference: keep-ratio training needs no change
+    train_time_steps = None
+
     def __init__(self, scale: float = 0.5, last_conv_stride=(1, 2), last_pool_type: str = "avg",
                  last_pool_kernel_size=(2, 2)):
         super().__init__()

@@ -103,6 +103,8 @@ class PPHGNet(nn.Layer):
 
     def __init__(self, stem_channels=(64, 64, 128), stages=_SMALL_REC, layer_num: int = 6, det: bool = False):
         super().__init__()
+        # rec training pools to 40 steps (upstream); None pools as at inference (W/8: keep-ratio training)
+        self.train_time_steps = 40
         self.det = det
         widths = (3, *stem_channels)
         self.stem = nn.Sequential(*[ConvBNAct(widths[i], widths[i + 1], 3, stride=2 if i == 0 else 1)
@@ -123,8 +125,8 @@ class PPHGNet(nn.Layer):
             return features
         for stage in self.stages:
             x = stage(x)
-        if self.training:
-            return F.adaptive_avg_pool2d(x, [1, 40])
+        if self.training and self.train_time_steps:
+            return F.adaptive_avg_pool2d(x, [1, self.train_time_steps])
         return F.avg_pool2d(x, [3, 2], [3, 2])
 
 

@@ -264,6 +264,8 @@ class PPHGNetV2(nn.Layer):
         class_num: int = 1000,
     ):
         super().__init__()
+        # rec training pools to REC_TIME_STEPS_TRAIN steps (upstream); None pools as at inference (keep-ratio)
+        self.train_time_steps = REC_TIME_STEPS_TRAIN
         if det and text_rec:
             raise ConfigError("PPHGNetV2: det=True and text_rec=True are exclusive (pick the det or the rec layout)")
         self.det = det
@@ -294,7 +296,7 @@ class PPHGNetV2(nn.Layer):
         for stage in self.stages:
             x = stage(x)
         if self.text_rec:
-            x = pool_to_sequence(x, self.training)
+            x = pool_to_sequence(x, self.training and bool(self.train_time_steps))
         return x
 
 

@@ -298,6 +298,8 @@ class PPLCNetV4(nn.Layer):
 
     def __init__(self, model_size: str = "small", det: bool = False):
         super().__init__()
+        # rec training pools to this many steps (upstream); None pools as at inference (W/8: keep-ratio training)
+        self.train_time_steps = REC_TIME_STEPS_TRAIN
         table = DET_CONFIGS if det else REC_CONFIGS
         if model_size not in table:
             raise ConfigError(f"PPLCNetV4: model_size {model_size!r} is not one of {sorted(table)}")
@@ -332,6 +334,6 @@ class PPLCNetV4(nn.Layer):
         x = self.conv1(x)
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        if self.training:
-            return F.adaptive_avg_pool2d(x, [1, REC_TIME_STEPS_TRAIN])
+        if self.training and self.train_time_steps:
+            return F.adaptive_avg_pool2d(x, [1, self.train_time_steps])
         return F.avg_pool2d(x, [3, 2], [3, 2])
