@@ -161,7 +161,8 @@ def main() -> None:
     finally:
         stop(server)
     report = work / "baseline" / "report" / "report.html"
-    shrink(screenshot(report.as_uri() + "#cases", raw / "bad_cases.png", height=1000, wait_ms=3000),
+    # the top of the report (headless Chromium renders a blank page when it scrolls to an anchor of this page)
+    shrink(screenshot(report.as_uri(), raw / "bad_cases.png", height=1000, wait_ms=10000),
            args.out / "bad_cases.png")
     analysis = workbench.analyze_pipeline(data=str(shared / "data" / "icdar2015_det" / "label.txt"),
                                           det=str(det_w), rec=str(rec_w), limit=12, out=str(work / "analysis"))
