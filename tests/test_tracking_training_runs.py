@@ -91,7 +91,7 @@ def test_finetune_run_is_compared_with_its_baseline(shared_dir, tmp_path, mlflow
     (evaluated,) = base_run.inputs.dataset_inputs  # an evaluation names only the data it evaluated on
     assert evaluated.tags[0].value == "evaluation" and evaluated.dataset.name == "icdar2015_rec"
     assert json.loads(evaluated.dataset.profile)["num_samples"] == 16
-    link = f"(#/experiments/{exp.experiment_id}/runs/{baseline_id})"
+    link = f"(#/experiments/{exp.experiment_id}/runs/{baseline_id}?workflowType=machine_learning)"  # the ML view
     assert f"[{base_run.info.run_name}]{link}" in ft.data.tags["mlflow.note.content"]
     arts = _artifacts(client, ft.info.run_id)
     assert "compare_baseline/compare.html" in arts and "compare_baseline/compare.json" in arts

@@ -35,6 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 MAX_BYTES = 300_000
+ML_VIEW = "?workflowType=machine_learning"  # = workbench.tracking.conventions.ML_VIEW (the UI's Model training view)
 EXPERIMENT = "receipts"
 
 
@@ -155,9 +156,9 @@ def main() -> None:
         exp_id = MlflowClient(uri).get_run(run_id).info.experiment_id
         raw = work / "raw"
         raw.mkdir(exist_ok=True)
-        shrink(screenshot(f"{uri}/#/experiments/{exp_id}/runs/{run_id}", raw / "mlflow_run.png", height=1000,
+        shrink(screenshot(f"{uri}/#/experiments/{exp_id}/runs/{run_id}{ML_VIEW}", raw / "mlflow_run.png", height=1000,
                           wait_ms=25000), args.out / "mlflow_run.png")
-        screenshot(f"{uri}/#/experiments/{exp_id}", raw / "mlflow_experiment.png", height=900, wait_ms=25000)
+        screenshot(f"{uri}/#/experiments/{exp_id}{ML_VIEW}", raw / "mlflow_experiment.png", height=900, wait_ms=25000)
     finally:
         stop(server)
     report = work / "baseline" / "report" / "report.html"

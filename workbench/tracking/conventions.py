@@ -30,6 +30,10 @@ log = logging.getLogger("workbench.tracking")
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"  # the UI's "Machine learning" experiment type
+# MLflow 3.17's UI keeps a GenAI / Model training switch of its own (browser storage, GenAI at first) and shows the
+# GenAI pages even for a model-training experiment when a link lands on it directly (seen in headless Chromium):
+# links wb writes carry the view.
+ML_VIEW = "?workflowType=machine_learning"
 NOTE_TAG = "mlflow.note.content"  # a run's description (markdown) on its page
 BASELINE_TAG = "wb.baseline_run"
 DATASET_CONTEXT_TAG = "mlflow.data.context"  # train / validation / eval, shown next to the dataset in the UI
@@ -215,7 +219,7 @@ def baseline_tags(ref: str, tracking_uri: str, experiment: str) -> dict:
         log.warning("baseline run %s is in experiment %r, this run goes to %r: set tracking.experiment=%s to see "
                     "both in one chart", run_id, base_exp.name, experiment, base_exp.name)
     name = base.info.run_name or run_id[:8]
-    link = f"#/experiments/{base.info.experiment_id}/runs/{run_id}"
+    link = f"#/experiments/{base.info.experiment_id}/runs/{run_id}{ML_VIEW}"
     tags[NOTE_TAG] = (f"Fine-tuned against the baseline run [{name}]({link}) (`{run_id}`): its metrics are logged "
                       "here as `baseline/*`, the differences as `vs_baseline/*`, and the per-sample comparison "
                       "is in the artifacts under `compare_baseline/`.")
