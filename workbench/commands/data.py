@@ -113,10 +113,10 @@ def check_recipe(overrides: list[str]) -> int:
 
 def split_files(argv: list[str]) -> int:
     """``wb data split FILE... --out DIR``: train/val label files split by source document (``data/split.py``)."""
+    from workbench.config.suggest import OneLineArgumentParser
     from workbench.data.split import split_label_files
-    from workbench.errors import WorkbenchError
 
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="wb data split",
         description="Split label files (rec or det) into <out>/<name>_train.txt and <name>_val.txt by source "
                     "document (403_047.png and 403.jpg are document 403), the same documents held out in every "
@@ -128,16 +128,9 @@ def split_files(argv: list[str]) -> int:
     p.add_argument("--group-pattern", help="regular expression on the image file name whose first group (or match) "
                    "is the document id (default: the stem without a trailing _<digits>)")
     p.add_argument("--root", type=Path, help="image paths are relative to this folder (default: the label file's)")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    try:
-        results = split_label_files(args.files, args.out, val_fraction=args.val, seed=args.seed,
-                                    group_pattern=args.group_pattern, root=args.root)
-    except WorkbenchError as e:
-        print(f"wb data split: error: {e}", file=sys.stderr)
-        return 2
+    args = p.parse_args(argv)  # bad arguments / errors: one line, exit 2, printed by `wb`'s entry point
+    results = split_label_files(args.files, args.out, val_fraction=args.val, seed=args.seed,
+                                group_pattern=args.group_pattern, root=args.root)
     for r in results:
         print(r.summary())
         for line, why in r.skipped_lines[:5]:
@@ -147,10 +140,10 @@ def split_files(argv: list[str]) -> int:
 
 def crop_files(argv: list[str]) -> int:
     """``wb data crops DET_LABELS... --out DIR``: rec training crops cut from det-labelled pages (``data/crops.py``)."""
+    from workbench.config.suggest import OneLineArgumentParser
     from workbench.data.crops import crops_from_det_labels
-    from workbench.errors import WorkbenchError
 
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="wb data crops",
         description="Cut every transcribed care box of det label files the way PaddleX's OCR pipeline crops a "
                     "detected box, and write them as a rec label file <out>/label.txt (+ <out>/crops/). A crop "
@@ -158,14 +151,7 @@ def crop_files(argv: list[str]) -> int:
     p.add_argument("files", nargs="+", type=Path, help="det label files")
     p.add_argument("--out", type=Path, required=True, help="folder for label.txt and crops/")
     p.add_argument("--root", type=Path, help="image paths are relative to this folder (default: the label file's)")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    try:
-        result = crops_from_det_labels(args.files, args.out, root=args.root)
-    except WorkbenchError as e:
-        print(f"wb data crops: error: {e}", file=sys.stderr)
-        return 2
+    args = p.parse_args(argv)  # bad arguments / errors: one line, exit 2, printed by `wb`'s entry point
+    result = crops_from_det_labels(args.files, args.out, root=args.root)
     print(result.summary())
     return 0

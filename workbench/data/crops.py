@@ -97,7 +97,7 @@ def crops_from_det_labels(label_files: Iterable[str | Path], out_dir: str | Path
         errors = [f for f in findings if f.severity == "error"]
         if errors:
             first = errors[0]
-            raise DataError(f"{first.file}:{first.line}: {first.message}"
+            raise DataError(f"{first.where}: {first.message}"
                             + (f" (and {len(errors) - 1} more errors: wb data check det {label_file})"
                                if len(errors) > 1 else ""))
         for sample in samples:
