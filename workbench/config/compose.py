@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import typing
 
 import os
 from pathlib import Path
@@ -110,7 +110,7 @@ def parse_key_values(schema: type, argv: list[str], command: str, example: str, 
     try:
         given = OmegaConf.from_dotlist(argv)
         # YAML reads off / on / yes / no as booleans: a text-typed key keeps the word typed (tracking=off)
-        texts = {f.name for f in dataclasses.fields(schema) if str(f.type) in ("str", "<class 'str'>", "Optional[str]")}
+        texts = {name for name, hint in typing.get_type_hints(schema).items() if hint in (str, typing.Optional[str])}
         for arg in argv:
             key, value = arg.split("=", 1)
             if key in texts and isinstance(given.get(key), bool):
