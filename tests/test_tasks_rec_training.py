@@ -109,3 +109,22 @@ def test_multi_scale_batches_share_one_drawn_size_and_train(shared_dir, tmp_path
     assert set(heights) <= {32, 48, 64} and len(set(heights)) > 1
     assert heights == [task.batch_meta(0, k)["image_shape"][1] for k in range(len(heights))]
     train(cfg)  # every height trains (the backbone pools to a fixed sequence length)
+
+
+def test_eval_of_a_run_uses_the_text_length_the_run_resolved(shared_dir, tmp_path):
+    """model.max_text_length=null resolves to the longest training label; `wb eval` of that run (no training data)
+    must exclude (upstream mode) the same labels as the run's own evaluation, not those over the default 25."""
+    from workbench.api.evaluation import apply_checkpoint_to_config
+    from workbench.data.labels import read_rec_labels
+
+    receipts = str(shared_dir / "data" / "sroie_rec" / "label.txt")  # 1 line in 8 is longer than 25 characters
+    cfg = rec_config(shared_dir, tmp_path / "run", model__max_text_length=None, trainer__epochs=1, data__train=receipts)
+    cfg.data.max_train_samples = 16
+    run = train(cfg)
+    longest = max(len(s.text) for s in read_rec_labels(cfg.data.train)[0])
+    resolved = ckpt.read_checkpoint(run / "checkpoints" / "best").meta["max_text_length"]
+    assert resolved >= longest > 25
+    for given, expected in ((None, resolved), (30, 30)):
+        ev = rec_config(shared_dir, tmp_path / "eval", model__max_text_length=given)
+        apply_checkpoint_to_config(ev, str(run))
+        assert ev.model.max_text_length == expected

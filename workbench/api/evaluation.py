@@ -39,6 +39,11 @@ def apply_checkpoint_to_config(cfg, ref: str):
         cfg.model.character_dict = str(w.dictionary)
     if w.arch:
         cfg.model.arch = dict(w.arch)
+    trained_length = (w.checkpoint.meta.get("max_text_length") if w.checkpoint is not None else None)
+    if trained_length and cfg.model.max_text_length is None:
+        # null = "the longest training label": for a run's weights that is the length the run resolved, so
+        # `wb eval` excludes (upstream mode) the same labels as the run's own evaluation did
+        cfg.model.max_text_length = int(trained_length)
     cfg.model.pretrained = str(w.weights_file) if w.weights_file is not None else w.model_name
     return w
 
