@@ -225,37 +225,30 @@ def _family(name: str) -> str:
     return f"PP-OCR{version} {size}"
 
 
+def official_det(name: str, builder: Callable[..., Any], description: str, **fields: Any) -> ModelSpec:
+    """The spec of an official PaddleOCR det model: its manifest, pretrained weights and PaddleX name are all
+    ``name``; pre/post-processing the pipeline's defaults unless ``fields`` say otherwise."""
+    spec = dict(manifest=name, pretrained_url=_PRETRAINED.format(name), paddlex_name=name,
+                preprocess=_DET_PREPROCESS, postprocess=_DET_POSTPROCESS, family=_family(name))
+    return ModelSpec(name=name, task="det", builder=builder, description=description, **{**spec, **fields})
+
+
+def official_rec(name: str, builder: Callable[..., Any], description: str, dictionary: DictionarySpec,
+                 **fields: Any) -> ModelSpec:
+    """The spec of an official PaddleOCR rec model (as :func:`official_det`), read at 48x320, 25 characters."""
+    spec = dict(manifest=name, pretrained_url=_PRETRAINED.format(name), paddlex_name=name, dictionary=dictionary,
+                image_shape=(3, 48, 320), max_text_length=25, preprocess=_REC_PREPROCESS,
+                postprocess=_REC_POSTPROCESS, family=_family(name))
+    return ModelSpec(name=name, task="rec", builder=builder, description=description, **{**spec, **fields})
+
+
 def _mobile_det(name: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        task="det",
-        builder=pplcnetv3_db,
-        description="PPLCNetV3 x0.75 (det) + RSEFPN(96) + DBHead(k=50)",
-        manifest=name,
-        pretrained_url=_PRETRAINED.format(name),
-        paddlex_name=name,
-        preprocess=_DET_PREPROCESS,
-        postprocess=_DET_POSTPROCESS,
-        family=_family(name),
-    )
+    return official_det(name, pplcnetv3_db, "PPLCNetV3 x0.75 (det) + RSEFPN(96) + DBHead(k=50)")
 
 
 def _mobile_rec(name: str, dictionary: DictionarySpec, manifest: Optional[str] = "") -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        task="rec",
-        builder=pplcnetv3_multihead,
-        description="PPLCNetV3 x0.95 (rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]",
-        manifest=name if manifest == "" else manifest,
-        pretrained_url=_PRETRAINED.format(name),
-        paddlex_name=name,
-        dictionary=dictionary,
-        image_shape=(3, 48, 320),
-        max_text_length=25,
-        preprocess=_REC_PREPROCESS,
-        postprocess=_REC_POSTPROCESS,
-        family=_family(name),
-    )
+    return official_rec(name, pplcnetv3_multihead, "PPLCNetV3 x0.95 (rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]",
+                        dictionary, manifest=name if manifest == "" else manifest)
 
 
 #: PP-OCRv5 mobile recognisers for other scripts, as the installed PaddleX 3.7 registers them
@@ -369,33 +362,10 @@ def hgnet_multihead(num_classes: int, *, backbone: str = "v2_b4", nrtr_dim: int 
 
 def _server_specs() -> tuple[ModelSpec, ...]:
     return (
-        ModelSpec(
-            name="PP-OCRv5_server_det",
-            task="det",
-            builder=hgnet_pfhead,
-            description="PPHGNetV2_B4 (det) + LKPAN(256, IntraCL) + PFHeadLocal(k=50, large)",
-            manifest="PP-OCRv5_server_det",
-            pretrained_url=_PRETRAINED.format("PP-OCRv5_server_det"),
-            paddlex_name="PP-OCRv5_server_det",
-            preprocess=_DET_PREPROCESS,
-            postprocess=_DET_POSTPROCESS,
-            family="PP-OCRv5 server",
-        ),
-        ModelSpec(
-            name="PP-OCRv5_server_rec",
-            task="rec",
-            builder=hgnet_multihead,
-            description="PPHGNetV2_B4 (text_rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]",
-            manifest="PP-OCRv5_server_rec",
-            pretrained_url=_PRETRAINED.format("PP-OCRv5_server_rec"),
-            paddlex_name="PP-OCRv5_server_rec",
-            dictionary=_PPOCRV5_DICT,
-            image_shape=(3, 48, 320),
-            max_text_length=25,
-            preprocess=_REC_PREPROCESS,
-            postprocess=_REC_POSTPROCESS,
-            family="PP-OCRv5 server",
-        ),
+        official_det("PP-OCRv5_server_det", hgnet_pfhead,
+                     "PPHGNetV2_B4 (det) + LKPAN(256, IntraCL) + PFHeadLocal(k=50, large)"),
+        official_rec("PP-OCRv5_server_rec", hgnet_multihead,
+                     "PPHGNetV2_B4 (text_rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]", _PPOCRV5_DICT),
     )
 
 
@@ -490,40 +460,14 @@ _V6_UPSTREAM_EVAL_RESIZE = MappingProxyType({"limit_side_len": 4000, "limit_type
 
 
 def _v6_det(size: str, description: str, box_thresh: float, **builder) -> ModelSpec:
-    name = f"PP-OCRv6_{size}_det"
-    return ModelSpec(
-        name=name,
-        task="det",
-        builder=functools.partial(pplcnetv4_db, model_size=size, **builder),
-        description=description,
-        manifest=name,
-        pretrained_url=_PRETRAINED.format(name),
-        paddlex_name=name,
-        preprocess=_DET_PREPROCESS,
-        postprocess=MappingProxyType({**_V6_DET_POSTPROCESS, "box_thresh": box_thresh}),
-        loss=_V6_DET_LOSS,
-        upstream_eval_resize=_V6_UPSTREAM_EVAL_RESIZE,
-        family=_family(name),
-    )
+    return official_det(f"PP-OCRv6_{size}_det", functools.partial(pplcnetv4_db, model_size=size, **builder),
+                        description, postprocess=MappingProxyType({**_V6_DET_POSTPROCESS, "box_thresh": box_thresh}),
+                        loss=_V6_DET_LOSS, upstream_eval_resize=_V6_UPSTREAM_EVAL_RESIZE)
 
 
 def _v6_rec(size: str, description: str, dictionary: DictionarySpec, **builder) -> ModelSpec:
-    name = f"PP-OCRv6_{size}_rec"
-    return ModelSpec(
-        name=name,
-        task="rec",
-        builder=functools.partial(pplcnetv4_multihead, model_size=size, **builder),
-        description=description,
-        manifest=name,
-        pretrained_url=_PRETRAINED.format(name),
-        paddlex_name=name,
-        dictionary=dictionary,
-        image_shape=(3, 48, 320),
-        max_text_length=25,
-        preprocess=_REC_PREPROCESS,
-        postprocess=_REC_POSTPROCESS,
-        family=_family(name),
-    )
+    return official_rec(f"PP-OCRv6_{size}_rec", functools.partial(pplcnetv4_multihead, model_size=size, **builder),
+                        description, dictionary)
 
 
 def _v6_specs() -> tuple[ModelSpec, ...]:
@@ -569,22 +513,8 @@ def mv1enhance_multihead(num_classes: int, *, scale: float = 0.5, svtr_dims: int
 
 
 def _v3_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        task="rec",
-        builder=mv1enhance_multihead,
-        description="MobileNetV1Enhance x0.5 + MultiHead[SVTR(64) + CTC, SAR(512)]",
-        manifest=name,
-        pretrained_url=_PRETRAINED.format(name),
-        paddlex_name=name,
-        dictionary=dictionary,
-        image_shape=(3, 48, 320),
-        max_text_length=25,
-        preprocess=_REC_PREPROCESS,
-        postprocess=_REC_POSTPROCESS,
-        family="PP-OCRv3 mobile",
-        training_branch="sar",
-    )
+    return official_rec(name, mv1enhance_multihead, "MobileNetV1Enhance x0.5 + MultiHead[SVTR(64) + CTC, SAR(512)]",
+                        dictionary, training_branch="sar")
 
 
 _PPOCRV4_DOC_DICT = _dictionary(
@@ -593,51 +523,18 @@ _PPOCRV4_DOC_DICT = _dictionary(
 
 
 def _v4_server_rec(name: str, dictionary: DictionarySpec) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        task="rec",
-        builder=functools.partial(hgnet_multihead, backbone="small"),
-        description="PPHGNet_small (rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]",
-        manifest=name,
-        pretrained_url=_PRETRAINED.format(name),
-        paddlex_name=name,
-        dictionary=dictionary,
-        image_shape=(3, 48, 320),
-        max_text_length=25,
-        preprocess=_REC_PREPROCESS,
-        postprocess=_REC_POSTPROCESS,
-        family="PP-OCRv4 server",
-    )
+    return official_rec(name, functools.partial(hgnet_multihead, backbone="small"),
+                        "PPHGNet_small (rec) + MultiHead[SVTR(120) + CTC, NRTR(384)]", dictionary)
 
 
 def _v4_server_and_v3_specs() -> tuple[ModelSpec, ...]:
     return (
-        ModelSpec(
-            name="PP-OCRv4_server_det",
-            task="det",
-            builder=functools.partial(hgnet_pfhead, backbone="small"),
-            description="PPHGNet_small (det) + LKPAN(256, IntraCL) + PFHeadLocal(k=50, large)",
-            manifest="PP-OCRv4_server_det",
-            pretrained_url=_PRETRAINED.format("PP-OCRv4_server_det"),
-            paddlex_name="PP-OCRv4_server_det",
-            preprocess=_DET_PREPROCESS,
-            postprocess=_DET_POSTPROCESS,
-            family="PP-OCRv4 server",
-        ),
+        official_det("PP-OCRv4_server_det", functools.partial(hgnet_pfhead, backbone="small"),
+                     "PPHGNet_small (det) + LKPAN(256, IntraCL) + PFHeadLocal(k=50, large)"),
         _v4_server_rec("PP-OCRv4_server_rec", _PPOCR_KEYS_V1),
         _v4_server_rec("PP-OCRv4_server_rec_doc", _PPOCRV4_DOC_DICT),
-        ModelSpec(
-            name="PP-OCRv3_mobile_det",
-            task="det",
-            builder=mobilenetv3_db,
-            description="MobileNetV3 large x0.5 (no SE) + RSEFPN(96) + DBHead(k=50)",
-            manifest="PP-OCRv3_mobile_det",
-            pretrained_url=_PRETRAINED.format("PP-OCRv3_mobile_det"),
-            paddlex_name="PP-OCRv3_mobile_det",
-            preprocess=_DET_PREPROCESS,
-            postprocess=_DET_POSTPROCESS,
-            family="PP-OCRv3 mobile",
-        ),
+        official_det("PP-OCRv3_mobile_det", mobilenetv3_db,
+                     "MobileNetV3 large x0.5 (no SE) + RSEFPN(96) + DBHead(k=50)"),
         _v3_rec("PP-OCRv3_mobile_rec", _PPOCR_KEYS_V1),
         _v3_rec("en_PP-OCRv3_mobile_rec", _EN_DICT),
     )
