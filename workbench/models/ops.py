@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import paddle
+import paddle.nn.functional as F
 
-__all__ = ["spatial_mean"]
+__all__ = ["rec_feature_row", "spatial_mean"]
+
+
+def rec_feature_row(x: paddle.Tensor, *, training: bool, train_time_steps: int | None,
+                    eval_pool=(3, 2)) -> paddle.Tensor:
+    """The last step of every rec backbone: the feature map ``[N, C, H, W']`` as one row of time steps.
+
+    Upstream training pools to a fixed ``train_time_steps`` (40: the same as inference only at 48x320); inference
+    pools a fixed window (3x2 for 48-pixel lines: ``T = W / 8`` follows the width). ``train_time_steps=None``
+    trains with inference's pooling, so keep-ratio crops get as many steps in training as when read."""
+    if training and train_time_steps:
+        return F.adaptive_avg_pool2d(x, [1, train_time_steps])
+    return F.avg_pool2d(x, list(eval_pool), list(eval_pool))
 
 
 def spatial_mean(x: paddle.Tensor) -> paddle.Tensor:

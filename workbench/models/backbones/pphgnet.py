@@ -25,6 +25,8 @@ from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
+from workbench.models.ops import rec_feature_row
+
 __all__ = ["ConvBNAct", "ESEModule", "HGBlock", "HGStage", "PPHGNet", "pphgnet_small"]
 
 # in, mid, out channels, blocks, downsample, stride of the downsampling conv
@@ -125,9 +127,7 @@ class PPHGNet(nn.Layer):
             return features
         for stage in self.stages:
             x = stage(x)
-        if self.training and self.train_time_steps:
-            return F.adaptive_avg_pool2d(x, [1, self.train_time_steps])
-        return F.avg_pool2d(x, [3, 2], [3, 2])
+        return rec_feature_row(x, training=self.training, train_time_steps=self.train_time_steps)
 
 
 def pphgnet_small(det: bool = False) -> PPHGNet:

@@ -37,6 +37,7 @@ from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
 from workbench.errors import ConfigError
+from workbench.models.ops import rec_feature_row
 
 __all__ = [
     "ConvBNAct",
@@ -309,7 +310,7 @@ def pool_to_sequence(x: paddle.Tensor, training: bool) -> paddle.Tensor:
     for 48x320 input.
     """
     if training:
-        return F.adaptive_avg_pool2d(x, [1, REC_TIME_STEPS_TRAIN])
+        return rec_feature_row(x, training=True, train_time_steps=REC_TIME_STEPS_TRAIN)
     height = x.shape[2]
     # height is -1 only while tracing a graph with a dynamic height; any known value other than 3 would make the
     # fixed 3x2 pool drop rows silently (H=4, 5) or emit several rows that the CTC encoder cannot read.
@@ -318,7 +319,7 @@ def pool_to_sequence(x: paddle.Tensor, training: bool) -> paddle.Tensor:
             f"PPHGNetV2 text_rec eval: stage-4 height is {height}, expected 3; eval/export input must be "
             f"48 pixels high (got a feature map of shape {list(x.shape)})"
         )
-    return F.avg_pool2d(x, [3, 2])
+    return rec_feature_row(x, training=False, train_time_steps=None)
 
 
 def pphgnetv2_b4(det: bool = False, text_rec: bool = False) -> PPHGNetV2:

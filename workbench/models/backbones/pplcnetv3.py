@@ -31,6 +31,8 @@ from paddle.autograd import PyLayer
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
+from workbench.models.ops import rec_feature_row
+
 __all__ = [
     "BlockSpec",
     "DET_STAGES",
@@ -596,6 +598,5 @@ class PPLCNetV3(nn.Layer):
                 features.append(proj(x))
             return features
         x = self.blocks6(self.blocks5(self.blocks4(self.blocks3(x))))
-        if self.training and self.train_time_steps:
-            return F.adaptive_avg_pool2d(x, [1, self.train_time_steps])
-        return F.avg_pool2d(x, self.eval_pool, self.eval_pool)
+        return rec_feature_row(x, training=self.training, train_time_steps=self.train_time_steps,
+                               eval_pool=self.eval_pool)

@@ -34,7 +34,7 @@ from paddle.nn.initializer import Constant
 from paddle.regularizer import L2Decay
 
 from workbench.errors import ConfigError
-from workbench.models.ops import spatial_mean
+from workbench.models.ops import rec_feature_row, spatial_mean
 
 __all__ = [
     "DET_CONFIGS",
@@ -334,6 +334,4 @@ class PPLCNetV4(nn.Layer):
         x = self.conv1(x)
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        if self.training and self.train_time_steps:
-            return F.adaptive_avg_pool2d(x, [1, self.train_time_steps])
-        return F.avg_pool2d(x, [3, 2], [3, 2])
+        return rec_feature_row(x, training=self.training, train_time_steps=self.train_time_steps)
