@@ -175,8 +175,9 @@ class TrainerConfig:
     master: Optional[str] = None
     node_rank: int = 0
     sync_bn: bool = False
-    # CPU math threads of Paddle (null = Paddle's default, OMP_NUM_THREADS). On small CPUs more threads can be
-    # slower: benchmarks/bench_data_parallel.py prints 1 vs all-core figures.
+    # CPU math threads of Paddle (null = Paddle's default, OMP_NUM_THREADS). On small CPUs more threads buy little:
+    # 2 vs 1 on 2 cores (SROIE rec fine-tune, batch 16, keep-ratio, 2 loader workers, 25 steps) gave 2.1-3.4 vs
+    # 2.0-3.3 samples/s (+4 %); benchmarks/bench_data_parallel.py prints 1 vs all-core figures.
     num_threads: Optional[int] = None
     progress_bar: bool = True
     # Fine-tuning (model.pretrained and a val set): score the starting weights on val before the first step
