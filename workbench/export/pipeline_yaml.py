@@ -19,11 +19,12 @@ that will read the file. What changes:
   models would be downloaded at start-up and change what the fine-tuned models see. Their sections and the flags
   that switch them on are PaddleX's (:data:`OPTIONAL_MODULES`); document orientation lives in the
   ``DocPreprocessor`` sub-pipeline.
-* CPU: a detection graph with an interpolation op (PPLCNetV3 + RSEFPN upsample with ``nearest_interp``) fails in
+* CPU: a detection graph with an interpolation op (``nearest_interp``, as upstream's FPN necks upsample) fails in
   Paddle Inference's oneDNN mode, which is PaddleX's CPU default ("ConvertPirAttribute2RuntimeAttribute not support
-  [pir::ArrayAttribute<pir::DoubleAttribute>]"). The detection module then gets
-  ``engine_config: {paddle_static: {run_mode: paddle}}``: plain Paddle kernels for that module only. The form
-  keyed by engine name is the one ``paddleocr`` itself passes, so it merges with the CLI's own settings.
+  [pir::ArrayAttribute<pir::DoubleAttribute>]"). wb's own det graphs upsample without one
+  (``models.ops.upsample_nearest``) and run under oneDNN; a copied model folder (or an export written before) that
+  holds one gets ``engine_config: {paddle_static: {run_mode: paddle}}``: plain Paddle kernels for that module only.
+  The form keyed by engine name is the one ``paddleocr`` itself passes, so it merges with the CLI's own settings.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from workbench.errors import ConfigError
+from workbench.models.ops import upsample_nearest
 
 __all__ = [
     "ConvBNReLU",
@@ -91,7 +92,7 @@ def build_cbn_layer(in_channels: int, mode: str = "large") -> LocalRefineModule:
 
 def upsample_feature(feature: paddle.Tensor) -> paddle.Tensor:
     """The head's ``up_conv``: nearest 2x upsampling of the half-resolution binarize feature to map size."""
-    return F.interpolate(feature, scale_factor=2, mode="nearest")
+    return upsample_nearest(feature, 2)
 
 
 def refine_shrink_map(

@@ -22,17 +22,13 @@ from __future__ import annotations
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import KaimingUniform
 
 from workbench.errors import ConfigError
+from workbench.models.ops import upsample_nearest
 
 __all__ = ["IntraCLBlock", "LKPAN"]
-
-
-def _upsample(x: paddle.Tensor, factor: int) -> paddle.Tensor:
-    return F.interpolate(x, scale_factor=factor, mode="nearest")
 
 
 class IntraCLBlock(nn.Layer):
@@ -129,9 +125,9 @@ class LKPAN(nn.Layer):
         in3 = self.ins_conv[1](c3)
         in2 = self.ins_conv[0](c2)
 
-        out4 = in4 + _upsample(in5, 2)  # stride 16
-        out3 = in3 + _upsample(out4, 2)  # stride 8
-        out2 = in2 + _upsample(out3, 2)  # stride 4
+        out4 = in4 + upsample_nearest(in5, 2)  # stride 16
+        out3 = in3 + upsample_nearest(out4, 2)  # stride 8
+        out2 = in2 + upsample_nearest(out3, 2)  # stride 4
 
         f5 = self.inp_conv[3](in5)
         f4 = self.inp_conv[2](out4)
@@ -153,4 +149,4 @@ class LKPAN(nn.Layer):
             p3 = self.incl2(p3)
             p2 = self.incl1(p2)
 
-        return paddle.concat([_upsample(p5, 8), _upsample(p4, 4), _upsample(p3, 2), p2], axis=1)
+        return paddle.concat([upsample_nearest(p5, 8), upsample_nearest(p4, 4), upsample_nearest(p3, 2), p2], axis=1)

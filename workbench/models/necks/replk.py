@@ -26,13 +26,13 @@ from __future__ import annotations
 import numpy as np
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import KaimingUniform
 
 from workbench.errors import ConfigError
 from workbench.models.necks.lkpan import IntraCLBlock
 from workbench.models.necks.rsefpn import RSELayer, SEModule
+from workbench.models.ops import upsample_nearest
 
 __all__ = ["DILATED_BRANCHES", "DilatedReparamBlock", "DilatedReparamConv", "RepLKFPN", "RepLKPAN"]
 
@@ -44,10 +44,6 @@ DILATED_BRANCHES = {
     11: ((5, 1), (5, 2), (3, 3), (3, 4), (3, 5)),
     13: ((5, 1), (7, 2), (3, 3), (3, 4), (3, 5)),
 }
-
-
-def _up(x, factor: int):
-    return F.interpolate(x, scale_factor=factor, mode="nearest")
 
 
 def _kaiming_conv(cin: int, cout: int, k: int = 1, stride: int = 1) -> nn.Conv2D:
@@ -171,14 +167,14 @@ def _check_inputs(name: str, in_channels, out_channels: int) -> None:
 def _top_down(ins_conv, features):
     c2, c3, c4, c5 = features
     in5 = ins_conv[3](c5)
-    out4 = ins_conv[2](c4) + _up(in5, 2)  # stride 16
-    out3 = ins_conv[1](c3) + _up(out4, 2)  # stride 8
-    out2 = ins_conv[0](c2) + _up(out3, 2)  # stride 4
+    out4 = ins_conv[2](c4) + upsample_nearest(in5, 2)  # stride 16
+    out3 = ins_conv[1](c3) + upsample_nearest(out4, 2)  # stride 8
+    out2 = ins_conv[0](c2) + upsample_nearest(out3, 2)  # stride 4
     return in5, out4, out3, out2
 
 
 def _output(training: bool, p5, p4, p3, p2, out4, out3, out2):
-    fuse = paddle.concat([_up(p5, 8), _up(p4, 4), _up(p3, 2), p2], axis=1)
+    fuse = paddle.concat([upsample_nearest(p5, 8), upsample_nearest(p4, 4), upsample_nearest(p3, 2), p2], axis=1)
     if training:
         return {"fuse": fuse, "aux_p4": out4, "aux_p3": out3, "aux_p2": out2}
     return fuse

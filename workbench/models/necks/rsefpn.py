@@ -14,6 +14,8 @@ import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import KaimingUniform
 
+from workbench.models.ops import upsample_nearest
+
 __all__ = ["SEModule", "RSELayer", "RSEFPN"]
 
 
@@ -52,10 +54,6 @@ class RSELayer(nn.Layer):
         return x + self.se_block(x) if self.shortcut else self.se_block(x)
 
 
-def _up(x, factor: int):
-    return F.interpolate(x, scale_factor=factor, mode="nearest")
-
-
 class RSEFPN(nn.Layer):
     """``in_channels``: the 4 backbone widths (stride 4 first). Output width: ``out_channels``."""
 
@@ -76,12 +74,12 @@ class RSEFPN(nn.Layer):
         in3 = self.ins_conv[1](c3)
         in2 = self.ins_conv[0](c2)
 
-        out4 = in4 + _up(in5, 2)  # stride 16
-        out3 = in3 + _up(out4, 2)  # stride 8
-        out2 = in2 + _up(out3, 2)  # stride 4
+        out4 = in4 + upsample_nearest(in5, 2)  # stride 16
+        out3 = in3 + upsample_nearest(out4, 2)  # stride 8
+        out2 = in2 + upsample_nearest(out3, 2)  # stride 4
 
-        p5 = _up(self.inp_conv[3](in5), 8)
-        p4 = _up(self.inp_conv[2](out4), 4)
-        p3 = _up(self.inp_conv[1](out3), 2)
+        p5 = upsample_nearest(self.inp_conv[3](in5), 8)
+        p4 = upsample_nearest(self.inp_conv[2](out4), 4)
+        p3 = upsample_nearest(self.inp_conv[1](out3), 2)
         p2 = self.inp_conv[0](out2)
         return paddle.concat([p5, p4, p3, p2], axis=1)
