@@ -454,8 +454,8 @@ def pipeline_config_for_models(det_dir: str | Path, rec_dir: str | Path,
             # one crop per batch, as wb export writes it (paddlex_files.CLASSIFIER_BATCH_SIZE: PaddleX 3.7.2 turns
             # every crop of a larger batch by the first crop's class)
             "batch_size": CLASSIFIER_BATCH_SIZE}
-    # as `wb export` writes it: a graph oneDNN cannot run (the det necks' nearest_interp, PaddleX's CPU default
-    # crashes on it) runs that module on plain Paddle kernels
+    # as `wb export` writes it: a graph oneDNN cannot run (nearest_interp in stock or older det graphs; PaddleX's
+    # CPU default crashes on it) runs that module on plain Paddle kernels
     from workbench.export import pipeline_yaml
 
     for section in config["SubModules"].values():
