@@ -102,6 +102,10 @@ class Task(ABC):
     def predict(self, model, batch) -> list[dict]:
         """Model predictions for an evaluation batch as plain per-sample records (picklable)."""
 
+    def eval_input_spec(self) -> Optional[list]:
+        """``paddle.static.InputSpec`` s of the evaluation graph (``eval.runtime``); None: evaluate eagerly."""
+        return None
+
     @abstractmethod
     def score(self, records: list[dict]) -> EvalResult:
         """Metrics over all records of the evaluation set."""

@@ -442,7 +442,7 @@ class Trainer:
             rank=env.rank, world_size=env.world_size, pad=False, sort_keys=self.task.batch_sort_keys(val_ds),
         )
         loader = BatchLoader(val_ds, sampler, self.task.collate_eval, num_workers=0)
-        eval_model = inference_copy(model, weights)
+        eval_model = self._eval_runner(inference_copy(model, weights))
         records: list[dict] = []
         shown = env.is_main and cfg.trainer.progress_bar
         with paddle.no_grad(), Progress(len(sampler.plan(0).batches), "evaluate", "batch", log, enabled=shown) as bar:
@@ -451,12 +451,28 @@ class Trainer:
                     records.extend(self.task.predict(eval_model, batch))
                 fault_point("eval_batch")
                 bar.update()
+        if hasattr(eval_model, "close"):
+            eval_model.close()
         del eval_model
         if env.enabled:
             shards = all_gather_objects(env, records)
             records = [r for shard in shards for r in shard]
         records.sort(key=lambda r: r["index"])  # batches may be grouped by input width
         return self.task.score(records)
+
+    def _eval_runner(self, eval_model):
+        """``eval.runtime`` (see ``engine.compiled_eval``): the eager copy, or its graph in Paddle Inference."""
+        import os
+
+        import paddle
+
+        from workbench.engine.compiled_eval import eval_runner
+
+        device = "cpu" if paddle.device.get_device().startswith("cpu") else "gpu"
+        # evaluation loads in this process (no loader workers): it may use this rank's share of the cores
+        threads = self.cfg.trainer.num_threads or max(1, (os.cpu_count() or 1) // self.env.world_size)
+        return eval_runner(eval_model, runtime=self.cfg.eval.runtime, input_spec=self.task.eval_input_spec(),
+                           device=device, threads=threads)
 
     def _evaluate_and_checkpoint(self, fit: FitState) -> bool:
         """Evaluate, save latest (+ best when improved), log; returns True when early stopping fires."""

@@ -180,6 +180,17 @@ class LabelFileTask(Task):
         self.policy = DataPolicy(cfg.data.policy)
         self._datasets: dict[str, object] = {}
 
+    # --- evaluation ----------------------------------------------------------------------------------------
+    def eval_input_spec(self) -> Optional[list]:
+        """The exported graph's inputs (its export writer's, at the image shape a checkpoint of this run records):
+        evaluation compiles the graph `wb export` writes."""
+        from types import SimpleNamespace
+
+        from workbench.tasks import registry
+
+        source = SimpleNamespace(image_shape=self.checkpoint_meta().get("image_shape"))
+        return registry.get(self.name).export_writer.input_spec(source)
+
     # --- data ----------------------------------------------------------------------------------------------
     @abstractmethod
     def build_dataset(self, files: list[tuple[Path, float]], *, train: bool): ...

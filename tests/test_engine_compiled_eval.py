@@ -1,0 +1,59 @@
+"""Evaluation through Paddle Inference + oneDNN (eval.runtime, engine/compiled_eval.py) scores what the eager
+model scores, for every task with an evaluation graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import paddle
+import pytest
+
+from tiny_runs import det_config, rec_config, textline_config
+from workbench.api.evaluation import run_eval
+from workbench.engine.compiled_eval import CompiledModel, eval_runner
+from workbench.errors import ConfigError
+
+CONFIGS = {"rec": rec_config, "det": det_config, "textline_ori": textline_config}
+
+
+@pytest.mark.parametrize("task", sorted(CONFIGS))
+def test_compiled_evaluation_scores_as_eager(task, shared_dir, tmp_path, request):
+    run = request.getfixturevalue(f"tiny_{'textline' if task == 'textline_ori' else task}_run")
+    metrics = {}
+    for runtime in ("eager", "inference"):
+        cfg = CONFIGS[task](shared_dir, tmp_path / runtime)
+        cfg.checkpoint, cfg.eval.runtime, cfg.eval.report = str(run), runtime, False
+        metrics[runtime] = run_eval(cfg, tmp_path / runtime)["metrics"]
+    assert metrics["eager"].keys() == metrics["inference"].keys()
+    for k, v in metrics["eager"].items():
+        assert metrics["inference"][k] == pytest.approx(v, abs=1e-3), k
+
+
+def test_compiled_model_matches_the_eager_model_on_dynamic_shapes(shared_dir):
+    from workbench.engine.trainer import inference_copy
+    from workbench.models import zoo
+
+    model = inference_copy(zoo.build_model("det_tiny"))
+    spec = [paddle.static.InputSpec([None, 3, None, None], "float32", name="x")]
+    compiled = eval_runner(model, runtime="inference", input_spec=spec, device="cpu", threads=1)
+    assert isinstance(compiled, CompiledModel)
+    try:
+        for shape in ((1, 3, 64, 96), (2, 3, 128, 64)):  # oneDNN compiles per shape: two different ones
+            x = paddle.to_tensor(np.random.default_rng(0).standard_normal(shape).astype("float32"))
+            with paddle.no_grad():
+                want = model(x).numpy()
+            got = compiled(x).numpy()
+            assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
+    finally:
+        compiled.close()
+    assert not compiled.folder.exists()
+
+
+def test_runtime_choice():
+    model = object()
+    assert eval_runner(model, runtime="auto", input_spec=None, device="cpu", threads=1) is model
+    assert eval_runner(model, runtime="auto", input_spec=[1], device="gpu", threads=1) is model
+    assert eval_runner(model, runtime="eager", input_spec=[1], device="cpu", threads=1) is model
+    with pytest.raises(ConfigError, match="eval.runtime='fast'"):
+        eval_runner(model, runtime="fast", input_spec=None, device="cpu", threads=1)
+    with pytest.raises(ConfigError, match="no evaluation graph"):
+        eval_runner(model, runtime="inference", input_spec=None, device="cpu", threads=1)
