@@ -152,3 +152,15 @@ def test_lr_scales_with_the_global_batch_when_asked(tmp_path):
     cfg.optim.base_batch_size = 64
     cfg.trainer.grad_accum_steps = 2
     assert scaled_lr(cfg, 4) == pytest.approx(1e-3 * 8 * 4 * 2 / 64)
+
+
+def test_every_evaluation_names_the_epoch_it_ends(tmp_path, caplog):
+    """The last epoch ends on max_steps (the schedule's length): its evaluation is still that epoch's, not the one
+    before (it read "epoch 2" after 3 epochs)."""
+    import logging
+
+    cfg = make_cfg(tmp_path, epochs=3)
+    with caplog.at_level(logging.INFO, logger="workbench.train"):
+        Trainer(cfg, ToyTask(cfg), tmp_path / "run").fit()
+    epochs = [int(m.split("(epoch ")[1].split(")")[0]) for m in caplog.messages if m.startswith("eval @ step")]
+    assert epochs == [1, 2, 3]

@@ -500,7 +500,9 @@ class Trainer:
             self.tracker.log_metrics({f"best/{name}": st.best_metric}, step=st.global_step)
             log.info(
                 "eval @ step %d (epoch %d): %s | best %s=%.4f @ %s",
-                st.global_step, st.epoch,
+                # the epoch the step belongs to: one that max_steps ended (even on its last batch) is not yet
+                # counted in st.epoch
+                st.global_step, st.epoch + (1 if st.batch_in_epoch else 0),
                 ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())),
                 name, st.best_metric, st.best_step,
             )
