@@ -142,3 +142,27 @@ def test_saved_graph_is_the_fused_eval_forward_with_dynamic_shapes(task, tiny_re
         np.testing.assert_allclose(theirs, ours, atol=5e-3 if task == "det" else 1e-4)
     if task == "rec":
         assert ours.shape[-1] == source.charset.num_ctc_classes  # the CTC head only: [N, T, classes]
+
+
+def test_eval_and_pretrained_read_the_ema_weights_export_ships(tiny_det_run, tmp_path):
+    """`wb eval checkpoint=<run>` and ``model.pretrained=<run>`` resolve a checkpoint to the weights the run
+    selected on (EMA when kept), without the average's update counter, so they load strictly and equal the export."""
+    import numpy as np
+    import paddle
+
+    from workbench.weights import refs
+    from workbench.weights.pretrained import read_state_dict
+
+    ckpt = _copy(tiny_det_run, tmp_path)
+    state = paddle.load(str(ckpt / "model.pdparams"))
+    assert refs.resolve(str(ckpt), fetch=False).weights_file.name == "model.pdparams"  # no EMA kept: raw
+    ema = {"updates": 7, **{k: paddle.to_tensor(np.asarray(v) + 1.0) for k, v in state.items()}}
+    paddle.save(ema, str(ckpt / "ema.pdparams"))
+    w = refs.resolve(str(ckpt), fetch=False)
+    assert w.weights_file.name == "ema.pdparams"
+    got = read_state_dict(w.weights_file)
+    assert set(got) == set(state)  # no "updates"
+    exported = load_export_source(ckpt, "det").state_dict
+    for k in state:
+        np.testing.assert_array_equal(got[k], np.asarray(exported[k]))
+        np.testing.assert_array_equal(got[k], np.asarray(state[k]) + 1.0)

@@ -72,7 +72,7 @@ def test_a_pickle_that_would_run_code_is_refused_before_anything_runs(tmp_path, 
         else:
             from workbench.engine.checkpoint import Checkpoint, TrainState
 
-            Checkpoint(tmp_path, TrainState(), {}).load_model_state()
+            Checkpoint(tmp_path, TrainState(), {}).load_weights()
     assert str(path) in str(exc.value)
     assert not marker.exists(), "the payload ran"
 

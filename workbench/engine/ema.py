@@ -26,10 +26,14 @@ class ModelEMA:
                 self.shadow[k].set_value(self.shadow[k] * d + v.detach() * (1.0 - d))
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates, **self.shadow}
+        from workbench.engine.checkpoint import EMA_COUNTER_KEY
+
+        return {EMA_COUNTER_KEY: self.updates, **self.shadow}
 
     def set_state_dict(self, state: dict) -> None:
-        self.updates = int(state.pop("updates", 0))
+        from workbench.engine.checkpoint import EMA_COUNTER_KEY
+
+        self.updates = int(state.pop(EMA_COUNTER_KEY, 0))
         for k, v in state.items():
             if k in self.shadow:
                 self.shadow[k].set_value(paddle.to_tensor(v) if not isinstance(v, paddle.Tensor) else v)

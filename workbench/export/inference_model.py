@@ -152,19 +152,13 @@ def load_export_source(
 
 
 def _pick_weights(ckpt: Checkpoint, weights: str, where: str) -> tuple[dict, str]:
-    from workbench.files.safe_load import load, load_state_dict
+    from workbench.engine.checkpoint import CheckpointError
 
-    if weights not in ("auto", "model", "ema"):
-        raise ExportError(f"weights={weights!r}: choose auto, model or ema")
-    model_state = load_state_dict(ckpt.model_file)
-    if weights == "model" or (weights == "auto" and ckpt.ema_file is None):
-        return model_state, ckpt.model_file.name
-    if ckpt.ema_file is None:
-        raise ExportError(f"{where}: weights=ema but the checkpoint has no {ckpt.path / 'ema.pdparams'}")
-    ema = dict(load(ckpt.ema_file))
-    ema.pop("updates", None)
-    # EMA keeps the float tensors only; anything else (none in our models today) comes from the raw weights
-    return {k: ema.get(k, v) for k, v in model_state.items()}, ckpt.ema_file.name
+    try:
+        state, f = ckpt.load_weights(weights)
+    except CheckpointError as exc:
+        raise ExportError(f"{where}: {exc}") from None
+    return state, f.name
 
 
 # ----------------------------------------------------------------------------------------------- model

@@ -141,9 +141,9 @@ def check_state_dict_fits(name: str, path: Path) -> int:
 
 def read_state_dict(path: str | Path) -> dict:
     """A state dict from a .pdparams file, as numpy float32 arrays (fp16 files are cast: see the parity fixtures)."""
-    from workbench.files.safe_load import load_state_dict
+    from workbench.engine.checkpoint import read_weights
 
-    raw = load_state_dict(path)  # refuses pickles that would run code (see workbench.files.safe_load)
+    raw = read_weights(path)  # refuses pickles that would run code (see workbench.files.safe_load)
     out = {}
     for k, v in raw.items():
         arr = v.numpy() if hasattr(v, "numpy") else np.asarray(v)

@@ -209,7 +209,7 @@ def _from_checkpoint(ref: str, path: Path, kind: RefKind) -> WeightsRef:
     from workbench.engine.checkpoint import read_checkpoint
 
     c = read_checkpoint(path)
-    return WeightsRef(ref, kind, weights_file=c.model_file, checkpoint=c, model_name=c.meta.get("model_name"),
+    return WeightsRef(ref, kind, weights_file=c.weights_file, checkpoint=c, model_name=c.meta.get("model_name"),
                       task=c.meta.get("task"), dictionary=c.dict_file, arch=dict(c.meta.get("arch") or {}),
                       run_id=c.meta.get("mlflow_run_id"))
 
