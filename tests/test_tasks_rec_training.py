@@ -128,3 +128,20 @@ def test_eval_of_a_run_uses_the_text_length_the_run_resolved(shared_dir, tmp_pat
         ev = rec_config(shared_dir, tmp_path / "eval", model__max_text_length=given)
         apply_checkpoint_to_config(ev, str(run))
         assert ev.model.max_text_length == expected
+
+
+def test_min_width_trains_short_words_narrow_and_evaluates_at_the_pipeline_canvas(shared_dir, tmp_path):
+    """data.min_width: keep-ratio training crops may be narrower than the pipeline's 320 px canvas (less padding
+    to compute); evaluation still resizes as PaddleX does (at least 320); a fixed-width run refuses the key."""
+    from workbench.errors import ConfigError
+
+    cfg = rec_config(shared_dir, tmp_path / "run", data__width_mode="keep_ratio", data__min_width=64,
+                     data__augment={"concat_p": 0.0}, trainer__max_steps=2)
+    task = build_task(cfg)
+    train_widths = [task.train_dataset().load(i, np.random.default_rng(0))["image"].shape[-1] for i in range(16)]
+    eval_widths = [task.val_dataset().load(i, None)["image"].shape[-1] for i in range(16)]
+    assert min(train_widths) >= 64 and sum(w < 320 for w in train_widths) >= 8  # ICDAR words: most under 320
+    assert min(eval_widths) >= 320
+    train(cfg)  # narrow batches train (CTC has W/8 steps)
+    with pytest.raises(ConfigError, match="data.min_width=64: needs data.width_mode=keep_ratio"):
+        build_task(rec_config(shared_dir, tmp_path / "fixed", data__min_width=64))

@@ -106,6 +106,10 @@ class DataConfig:
     # to W/8 time steps as at inference.
     width_mode: str = "fixed"
     max_width: int = 1280
+    # keep_ratio: the narrowest training width; null = image_shape[2], the pipeline's canvas (a short word is padded
+    # to 320 px as at inference). Narrower trains on less padding: benchmarks/bench_width_buckets.py measures it.
+    # Evaluation and export keep image_shape.
+    min_width: Optional[int] = None
     # Orientation tasks: how label files are read. auto decides per file: a class list (image<TAB>class), a rec
     # file (every crop upright, turned into every class) or a det file (every page upright); or say class|rec|det.
     label_format: str = "auto"

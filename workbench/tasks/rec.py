@@ -35,12 +35,14 @@ UPSTREAM_MAX_TEXT_LENGTH = 25  # the floor of model.max_text_length=null: short-
 
 class RecTrainTransform:
     """Augment (upstream RecConAug + RecAug), then resize to [-1, 1]: upstream's fixed 48×320, or (``max_width``
-    given) the pipeline's keep-ratio resize, at least ``image_shape`` wide and at most ``max_width``."""
+    given) the pipeline's keep-ratio resize, at least ``min_width`` (default ``image_shape``'s) wide and at most
+    ``max_width``."""
 
-    def __init__(self, augment, image_shape, max_width: Optional[int] = None):
+    def __init__(self, augment, image_shape, max_width: Optional[int] = None, min_width: Optional[int] = None):
         self.augment = augment
         self.image_shape = tuple(image_shape)
         self.max_width = max_width
+        self.min_width = min_width
 
     @property
     def ext_data_num(self) -> int:
@@ -56,7 +58,9 @@ class RecTrainTransform:
         if self.max_width:
             from workbench.data.preprocess import resize_norm_rec
 
-            data["image"] = resize_norm_rec(data["image"], shape, max_width=self.max_width)
+            # the canvas is at least min_width wide (resize_norm_rec's minimum ratio)
+            canvas = (*shape[:2], self.min_width or shape[2])
+            data["image"] = resize_norm_rec(data["image"], canvas, max_width=self.max_width)
             # the crop fills its own keep-ratio canvas (SAR masks by it; batch padding is zeros)
             data["valid_ratio"] = 1.0
         else:
@@ -99,6 +103,10 @@ class RecTask(LabelFileTask):
         super().__init__(cfg)
         if cfg.data.width_mode not in ("fixed", "keep_ratio"):
             raise ConfigError(f"data.width_mode={cfg.data.width_mode!r}: choose fixed or keep_ratio")
+        if cfg.data.min_width is not None and (cfg.data.width_mode != "keep_ratio"
+                                               or not 8 <= cfg.data.min_width <= cfg.data.max_width):
+            raise ConfigError(f"data.min_width={cfg.data.min_width}: needs data.width_mode=keep_ratio and a width "
+                              f"from 8 (one time step) to data.max_width ({cfg.data.max_width})")
         self.charset = self._resolve_charset()
         self.max_text_length = self._resolve_max_text_length()
 
@@ -209,7 +217,8 @@ class RecTask(LabelFileTask):
                        "image_shape": tuple(d.image_shape[1:]), **dict(d.augment)}
             augment = build_rec_augment(aug_cfg, seed=self.cfg.seed)
             keep_ratio = d.width_mode == "keep_ratio"
-            transform = RecTrainTransform(augment, d.image_shape, max_width=d.max_width if keep_ratio else None)
+            transform = RecTrainTransform(augment, d.image_shape, max_width=d.max_width if keep_ratio else None,
+                                          min_width=d.min_width)
         else:
             transform = RecEvalTransform(self.cfg.eval.rec.resize_mode, d.image_shape)
         return RecDataset(
