@@ -31,7 +31,7 @@ from paddle.autograd import PyLayer
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
-from workbench.models.ops import rec_feature_row
+from workbench.models.ops import add_channel_bias, conv2d_channel_bias, rec_feature_row
 
 __all__ = [
     "BlockSpec",
@@ -292,7 +292,7 @@ class LearnableRepLayer(nn.Layer):
             out = self._forward_batch_stats(x)
         else:
             kernel, bias = self.fused_kernel_bias_tensors(include_lab=True)
-            out = F.conv2d(x, kernel, bias, self.stride, self.padding, groups=self.groups)
+            out = conv2d_channel_bias(x, kernel, bias, self.stride, self.padding, groups=self.groups)
         return self.act(out) if self.use_act else out
 
     def branch_sum(self, x):
@@ -406,7 +406,7 @@ class LearnableRepLayer(nn.Layer):
                 self._update_running(self.identity, mean, identity_var)
 
         out = paddle.matmul(effective, centered).reshape([n, self.out_channels, h, w])
-        return out + shift.reshape([-1, 1, 1])  # not [1, C, 1, 1]: see _CenteredCovariance
+        return add_channel_bias(out, shift)
 
     @staticmethod
     @paddle.no_grad()
