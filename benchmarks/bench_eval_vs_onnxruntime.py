@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -95,12 +96,14 @@ def compare(task: str, name: str, batches, weights: Path, dictionary, threads: i
     import paddle
 
     from workbench.engine.compiled_eval import eval_runner
+    from workbench.models import zoo
+    from workbench.tasks import registry
     from workbench.weights.importers.reference import OnnxRuntimeModel
 
     model = eval_model(name, weights, dictionary)
-    spec_height = 48 if task == "rec" else None
-    spec = [paddle.static.InputSpec([None, 3, spec_height, None], "float32", name="x")]
-    compiled = eval_runner(model, runtime="inference", input_spec=spec, device="cpu", threads=threads)
+    writer = registry.get(task).export_writer  # the graph `wb export` writes and evaluation compiles
+    spec = writer.input_spec(SimpleNamespace(image_shape=zoo.get_spec(name).image_shape))
+    compiled = eval_runner(model, runtime="inference", input_spec=lambda: spec, device="cpu", threads=threads)
     ort = OnnxRuntimeModel(STOCK / f"{name}.onnx", threads)
 
     def eager(x):

@@ -34,7 +34,7 @@ def test_compiled_model_matches_the_eager_model_on_dynamic_shapes(shared_dir):
 
     model = inference_copy(zoo.build_model("det_tiny"))
     spec = [paddle.static.InputSpec([None, 3, None, None], "float32", name="x")]
-    compiled = eval_runner(model, runtime="inference", input_spec=spec, device="cpu", threads=1)
+    compiled = eval_runner(model, runtime="inference", input_spec=lambda: spec, device="cpu", threads=1)
     assert isinstance(compiled, CompiledModel)
     try:
         for shape in ((1, 3, 64, 96), (2, 3, 128, 64)):  # oneDNN compiles per shape: two different ones
@@ -49,11 +49,24 @@ def test_compiled_model_matches_the_eager_model_on_dynamic_shapes(shared_dir):
 
 
 def test_runtime_choice():
+    from workbench.engine.compiled_eval import check_runtime
+
     model = object()
-    assert eval_runner(model, runtime="auto", input_spec=None, device="cpu", threads=1) is model
-    assert eval_runner(model, runtime="auto", input_spec=[1], device="gpu", threads=1) is model
-    assert eval_runner(model, runtime="eager", input_spec=[1], device="cpu", threads=1) is model
+
+    def no_spec_asked():
+        raise AssertionError("the input spec is asked for only when compiling")
+
+    assert eval_runner(model, runtime="auto", input_spec=lambda: None, device="cpu", threads=1) is model
+    assert eval_runner(model, runtime="auto", input_spec=no_spec_asked, device="gpu", threads=1) is model
+    assert eval_runner(model, runtime="eager", input_spec=no_spec_asked, device="cpu", threads=1) is model
     with pytest.raises(ConfigError, match="eval.runtime='fast'"):
-        eval_runner(model, runtime="fast", input_spec=None, device="cpu", threads=1)
+        eval_runner(model, runtime="fast", input_spec=lambda: None, device="cpu", threads=1)
     with pytest.raises(ConfigError, match="no evaluation graph"):
-        eval_runner(model, runtime="inference", input_spec=None, device="cpu", threads=1)
+        eval_runner(model, runtime="inference", input_spec=lambda: None, device="cpu", threads=1)
+    with pytest.raises(ConfigError, match="on a GPU use auto or eager"):
+        check_runtime("inference", "gpu")
+
+    def spec_fails():
+        raise NotImplementedError
+
+    assert eval_runner(model, runtime="auto", input_spec=spec_fails, device="cpu", threads=1) is model

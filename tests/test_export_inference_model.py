@@ -166,3 +166,9 @@ def test_eval_and_pretrained_read_the_ema_weights_export_ships(tiny_det_run, tmp
     for k in state:
         np.testing.assert_array_equal(got[k], np.asarray(exported[k]))
         np.testing.assert_array_equal(got[k], np.asarray(state[k]) + 1.0)
+    # a weights file named inside the checkpoint is that file, with the checkpoint's model name and task
+    for name in ("model.pdparams", "ema.pdparams"):
+        named = refs.resolve(str(ckpt / name), fetch=False)
+        assert (named.kind, named.weights_file, named.task) == (refs.RefKind.CHECKPOINT, ckpt / name, "det")
+        assert named.model_name == w.model_name is not None
+    np.testing.assert_array_equal(read_state_dict(ckpt / "model.pdparams")[k], np.asarray(state[k]))

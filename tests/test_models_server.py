@@ -231,16 +231,16 @@ def test_rec_time_steps_train_fixed_eval_follows_width(rec_backbone):
 def test_rec_pooling_train_and_eval_agree_only_for_width_320():
     stage4 = paddle.rand([2, 8, 3, 320 // 4])  # stage-4 map of a 48x320 line
     np.testing.assert_allclose(
-        pool_to_sequence(stage4, training=True).numpy(), pool_to_sequence(stage4, training=False).numpy(), atol=1e-6
+        pool_to_sequence(stage4, REC_TIME_STEPS_TRAIN).numpy(), pool_to_sequence(stage4, None).numpy(), atol=1e-6
     )
     wide = paddle.rand([2, 8, 3, 640 // 4])
-    assert pool_to_sequence(wide, training=True).shape[-1] == 40
-    assert pool_to_sequence(wide, training=False).shape[-1] == 80
+    assert pool_to_sequence(wide, REC_TIME_STEPS_TRAIN).shape[-1] == 40
+    assert pool_to_sequence(wide, None).shape[-1] == 80
     # Eval pooling is only defined for 48-pixel lines (stage-4 height 3); train pooling accepts any height.
     tall = paddle.rand([1, 8, 4, 80])  # a 64-pixel line
-    assert list(pool_to_sequence(tall, training=True).shape) == [1, 8, 1, 40]
+    assert list(pool_to_sequence(tall, REC_TIME_STEPS_TRAIN).shape) == [1, 8, 1, 40]
     with pytest.raises(ConfigError, match="48 pixels high"):
-        pool_to_sequence(tall, training=False)
+        pool_to_sequence(tall, None)
 
 
 # --------------------------------------------------------------------------------------- train / eval behaviour

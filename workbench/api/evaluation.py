@@ -18,10 +18,11 @@ log = logging.getLogger("workbench.eval")
 
 
 def apply_checkpoint_to_config(cfg, ref: str):
-    """Point ``cfg.model`` at the weights ``ref`` (resolved by ``workbench.weights.refs``) and at what comes with
-    them: a checkpoint's model name, arch and dictionary (``meta.json``, ``dict.txt``), an imported file's model
-    name and dictionary (``<stem>.import.json``, ``<stem>.dict.txt``), an official name's model. Returns the
-    :class:`~workbench.weights.refs.WeightsRef`."""
+    """Point ``cfg.model`` at the weights ``ref`` (resolved by ``workbench.weights.refs``: for a checkpoint or run,
+    the weights it stands for, its EMA average when it kept one) and at what comes with them: a checkpoint's model
+    name, arch, dictionary and resolved ``max_text_length`` (``meta.json``, ``dict.txt``; the length only where
+    the config leaves it null), an imported file's model name and dictionary (``<stem>.import.json``,
+    ``<stem>.dict.txt``), an official name's model. Returns the :class:`~workbench.weights.refs.WeightsRef`."""
     from workbench.tasks import registry
     from workbench.weights import refs
 
@@ -64,6 +65,7 @@ def run_eval(cfg, run_dir: Optional[Path] = None) -> dict:
     from workbench.config.compose import flatten, to_plain_dict, to_typed
     from workbench.config.schema import TrainConfig
     from workbench.engine.distributed import DistEnv
+    from workbench.engine.compiled_eval import check_runtime
     from workbench.engine.trainer import Trainer, seed_everything, set_device
     from workbench.tasks.registry import build_task
     from workbench.tracking.mlflow import RUN_DIR_TAG, Tracker
@@ -78,7 +80,7 @@ def run_eval(cfg, run_dir: Optional[Path] = None) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     weights_ref = apply_checkpoint_to_config(typed, typed.checkpoint)
     seed_everything(typed.seed)
-    set_device(typed, DistEnv())
+    check_runtime(typed.eval.runtime, set_device(typed, DistEnv()))
     task = build_task(typed)
     val = task.val_dataset()
     if val is None:

@@ -101,9 +101,9 @@ class DataConfig:
     image_shape: list = field(default_factory=lambda: [3, 48, 320])
     multi_scale: Optional[list] = None
     # Rec: how training crops are sized. fixed: upstream's image_shape (48x320; longer crops are squeezed into it).
-    # keep_ratio: height image_shape[1], each crop at its own width (at least image_shape[2], at most max_width),
-    # as the deployed pipeline resizes them; batches group similar widths (little padding) and the backbone pools
-    # to W/8 time steps as at inference.
+    # keep_ratio: height image_shape[1], each crop at its own width (at least min_width, default image_shape[2]; at
+    # most max_width), as the deployed pipeline resizes them; batches group similar widths (little padding) and the
+    # backbone pools to W/8 time steps as at inference.
     width_mode: str = "fixed"
     max_width: int = 1280
     # keep_ratio: the narrowest training width; null = image_shape[2], the pipeline's canvas (a short word is padded

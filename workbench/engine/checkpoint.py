@@ -504,13 +504,21 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path=path, state=state, meta=meta)
 
 
+def weights_file_of_checkpoint(path: str | Path) -> Optional[str]:
+    """``"model"`` or ``"ema"`` when ``path`` is a checkpoint's own weights file (``model.pdparams`` /
+    ``ema.pdparams`` inside a checkpoint directory), else None: the one rule for "is this file a checkpoint's"."""
+    path = Path(path)
+    which = {MODEL_FILE: "model", EMA_FILE: "ema"}.get(path.name)
+    return which if which and path.is_file() and is_checkpoint_dir(path.parent) else None
+
+
 def read_weights(path: str | Path) -> dict:
     """The state dict in a weights file; a checkpoint's ``ema.pdparams`` comes completed as
     :meth:`Checkpoint.load_weights` completes it (so it loads strictly like any other weights file)."""
     from workbench.files.safe_load import load_state_dict
 
     path = Path(path)
-    if path.name == EMA_FILE and is_checkpoint_dir(path.parent):
+    if weights_file_of_checkpoint(path) == "ema":
         return read_checkpoint(path.parent).load_weights("ema")[0]
     return load_state_dict(path)
 

@@ -19,6 +19,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -76,23 +77,34 @@ def compile_for_eval(model, input_spec: list, threads: int) -> CompiledModel:
         raise
 
 
-def eval_runner(model, *, runtime: str, input_spec, device: str, threads: int):
-    """What evaluation calls for a batch: ``model`` itself (eager) or its compiled graph.
-
-    ``auto``: compiled on CPU when the task gives an input spec, eager otherwise (GPU: eager kernels are fast
-    there); a graph that fails to compile is logged and evaluated eagerly (the same function, only slower).
-    ``inference``: compiled, or the error. ``eager``: never compiled."""
+def check_runtime(runtime: str, device: str) -> None:
+    """Refuse an ``eval.runtime`` that cannot run here, when the run starts (not at its first evaluation)."""
     if runtime not in RUNTIMES:
         raise ConfigError(f"eval.runtime={runtime!r}: choose one of {', '.join(RUNTIMES)}")
-    if runtime == "eager" or (runtime == "auto" and (device != "cpu" or input_spec is None)):
+    if runtime == "inference" and device != "cpu":
+        raise ConfigError("eval.runtime=inference compiles for the CPU (oneDNN); on a GPU use auto or eager")
+
+
+def eval_runner(model, *, runtime: str, input_spec: Callable[[], Optional[list]], device: str, threads: int):
+    """What evaluation calls for a batch: ``model`` itself (eager) or its compiled graph.
+
+    ``auto``: compiled on CPU when the task gives an input spec (``input_spec()``, asked only when compiling),
+    eager otherwise (GPU: eager kernels are fast there); a graph that fails to compile is logged and evaluated
+    eagerly (the same function, only slower). ``inference``: compiled, or the error. ``eager``: never compiled."""
+    check_runtime(runtime, device)
+    if runtime == "eager" or (runtime == "auto" and device != "cpu"):
         return model
-    if input_spec is None:
-        raise ConfigError("eval.runtime=inference: this task has no evaluation graph (eval_input_spec); use eager")
     try:
-        return compile_for_eval(model, input_spec, threads)
+        spec = input_spec()
+        if spec is None:
+            if runtime == "inference":
+                raise ConfigError("eval.runtime=inference: this task has no evaluation graph (eval_input_spec); "
+                                  "use eager")
+            return model
+        return compile_for_eval(model, spec, threads)
     except Exception as e:  # noqa: BLE001 -- auto falls back to the identical eager function
         if runtime == "inference":
             raise
-        first = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
-        log.warning("evaluation runs eagerly: compiling the model for Paddle Inference failed (%s)", first)
+        last = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+        log.warning("evaluation runs eagerly: compiling the model for Paddle Inference failed (%s)", last)
         return model

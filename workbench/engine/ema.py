@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import paddle
 
+from workbench.engine.checkpoint import EMA_COUNTER_KEY  # part of the checkpoint's ema.pdparams format
+
 
 class ModelEMA:
     """Keeps ``shadow = decay·shadow + (1-decay)·param`` for every float state-dict entry.
@@ -26,13 +28,9 @@ class ModelEMA:
                 self.shadow[k].set_value(self.shadow[k] * d + v.detach() * (1.0 - d))
 
     def state_dict(self) -> dict:
-        from workbench.engine.checkpoint import EMA_COUNTER_KEY
-
         return {EMA_COUNTER_KEY: self.updates, **self.shadow}
 
     def set_state_dict(self, state: dict) -> None:
-        from workbench.engine.checkpoint import EMA_COUNTER_KEY
-
         self.updates = int(state.pop(EMA_COUNTER_KEY, 0))
         for k, v in state.items():
             if k in self.shadow:

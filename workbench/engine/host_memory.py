@@ -5,9 +5,9 @@ Why: Paddle's CPU tensors come from the C library's ``malloc``. glibc serves eve
 big activations (a keep-ratio rec batch at 48x704: the CTC head's output alone is 16 x 88 x 18,385 floats =
 103 MB) pays the kernel's page faults on every page of them, every step. On a virtual machine whose memory the
 host takes back (this 2-core VM: a first touch of 700 MB took 4.7 s, a reuse 0.13 s) that is most of the step.
-Serving everything from the heap and never trimming it: PP-OCRv5_mobile_rec, batch 16, frozen BatchNorm
-(benchmarks/bench_rec_training.py --host-memory both): width 800 8.7 s a step instead of 25.4 s, width 704 8.1 s
-instead of 14.5 s, width 320 4.2 s vs 3.9 s (noise); peak RSS 5.7 GB instead of 5.1 GB.
+Serving everything from the heap and never trimming it: PP-OCRv5_mobile_rec, batch 16, frozen BatchNorm, random
+48xW input (``benchmarks/bench_host_memory.py`` measures both sides alternately): width 800 8.7 s a step instead
+of 25.4 s, width 704 8.1 s instead of 14.5 s, width 320 4.2 s vs 3.9 s (noise); peak RSS 5.7 GB instead of 5.1 GB.
 
 The price is that the process keeps its peak memory until it exits (``trainer.keep_freed_memory=false`` keeps
 glibc's defaults). A no-op where the C library is not glibc (macOS, musl): :func:`keep_freed_memory` says so.

@@ -28,6 +28,7 @@ from workbench.config.compose import flatten, to_plain_dict
 from workbench.config.paths import cache_dir
 from workbench.config.schema import TrainConfig
 from workbench.engine import checkpoint as ckpt
+from workbench.engine.compiled_eval import check_runtime
 from workbench.engine.distributed import DistEnv, all_gather_objects, all_reduce_mean, barrier
 from workbench.faults import fault_point
 from workbench.engine.loader import BatchLoader, EpochSampler
@@ -203,6 +204,7 @@ class Trainer:
         seed_everything(cfg.seed)
         device = set_device(cfg, env)
         amp = amp_plan(cfg, device)
+        check_runtime(cfg.eval.runtime, device)
 
         resume_from = self._resolve_resume()
         model = self.task.build_model()
@@ -446,15 +448,18 @@ class Trainer:
         eval_model = self._eval_runner(inference_copy(model, weights))
         records: list[dict] = []
         shown = env.is_main and cfg.trainer.progress_bar
-        with paddle.no_grad(), Progress(len(sampler.plan(0).batches), "evaluate", "batch", log, enabled=shown) as bar:
-            for batch in loader.iter_epoch(0):
-                if batch is not None:
-                    records.extend(self.task.predict(eval_model, batch))
-                fault_point("eval_batch")
-                bar.update()
-        if hasattr(eval_model, "close"):
-            eval_model.close()
-        del eval_model
+        try:
+            with paddle.no_grad(), Progress(len(sampler.plan(0).batches), "evaluate", "batch", log,
+                                            enabled=shown) as bar:
+                for batch in loader.iter_epoch(0):
+                    if batch is not None:
+                        records.extend(self.task.predict(eval_model, batch))
+                    fault_point("eval_batch")
+                    bar.update()
+        finally:  # a compiled graph's temporary folder goes, whatever stopped the evaluation
+            if hasattr(eval_model, "close"):
+                eval_model.close()
+            del eval_model
         if env.enabled:
             shards = all_gather_objects(env, records)
             records = [r for shard in shards for r in shard]
@@ -472,7 +477,7 @@ class Trainer:
         device = "cpu" if paddle.device.get_device().startswith("cpu") else "gpu"
         # evaluation loads in this process (no loader workers): it may use this rank's share of the cores
         threads = self.cfg.trainer.num_threads or max(1, (os.cpu_count() or 1) // self.env.world_size)
-        return eval_runner(eval_model, runtime=self.cfg.eval.runtime, input_spec=self.task.eval_input_spec(),
+        return eval_runner(eval_model, runtime=self.cfg.eval.runtime, input_spec=self.task.eval_input_spec,
                            device=device, threads=threads)
 
     def _evaluate_and_checkpoint(self, fit: FitState) -> bool:
@@ -492,7 +497,9 @@ class Trainer:
             st.best_metric, st.best_step, st.evals_without_improvement = value, st.global_step, 0
         else:
             st.evals_without_improvement += 1
-        st.last_metrics = {**result.metrics, "_step": st.global_step, "_epoch": st.epoch}
+        # the epoch the step belongs to: one that max_steps ended (even on its last batch) is not yet in st.epoch
+        epoch = st.epoch + (1 if st.batch_in_epoch else 0)
+        st.last_metrics = {**result.metrics, "_step": st.global_step, "_epoch": epoch}
         self._save("latest", fit, eval_result=result)
         if better and self.env.is_main:
             ckpt.copy_checkpoint(self.ckpt_dir / "latest", self.ckpt_dir / "best")
@@ -501,9 +508,7 @@ class Trainer:
             self.tracker.log_metrics({f"best/{name}": st.best_metric}, step=st.global_step)
             log.info(
                 "eval @ step %d (epoch %d): %s | best %s=%.4f @ %s",
-                # the epoch the step belongs to: one that max_steps ended (even on its last batch) is not yet
-                # counted in st.epoch
-                st.global_step, st.epoch + (1 if st.batch_in_epoch else 0),
+                st.global_step, epoch,
                 ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())),
                 name, st.best_metric, st.best_step,
             )

@@ -237,7 +237,7 @@ def official_rec(name: str, builder: Callable[..., Any], description: str, dicti
                  **fields: Any) -> ModelSpec:
     """The spec of an official PaddleOCR rec model (as :func:`official_det`), read at 48x320, 25 characters."""
     spec = dict(manifest=name, pretrained_url=_PRETRAINED.format(name), paddlex_name=name, dictionary=dictionary,
-                image_shape=(3, 48, 320), max_text_length=25, preprocess=_REC_PREPROCESS,
+                image_shape=_REC_PREPROCESS["image_shape"], max_text_length=25, preprocess=_REC_PREPROCESS,
                 postprocess=_REC_POSTPROCESS, family=_family(name))
     return ModelSpec(name=name, task="rec", builder=builder, description=description, **{**spec, **fields})
 

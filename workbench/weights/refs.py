@@ -13,8 +13,10 @@ kind                what it is, and what comes with it
                     ``wb export register=`` (``workbench.tracking.registry``); for the module ``task`` asked
                     for: the checkpoint it was exported from (its folder, else its training run's), a stock
                     module's official name; ``run_id`` is the training run
-``checkpoint``      a checkpoint directory (``model.pdparams`` + ``state.json``), or its ``model.pdparams``:
-                    ``meta.json`` gives model name, task, arch; ``dict.txt`` the training dictionary
+``checkpoint``      a checkpoint directory (``model.pdparams`` + ``state.json``): the weights the run stands
+                    for (its EMA average when it kept one, else ``model.pdparams``); or one of its weights files
+                    by name (``model.pdparams`` / ``ema.pdparams``): that file. ``meta.json`` gives model name,
+                    task, arch; ``dict.txt`` the training dictionary
 ``pipeline``        an export folder holding ``PaddleOCR.yaml``, or a pipeline YAML file (no weights to load:
                     PaddleX runs it)
 ``inference model`` a PaddleX inference model folder (no weights to load: PaddleX runs it, ``wb weights import``
@@ -127,7 +129,7 @@ _NOT_A_CHECKPOINT = {
 def classify(ref: str) -> Optional[RefKind]:
     """The kind of ``ref`` from its text and the file system alone (no download, no MLflow call); None when it
     is none of them. ``official`` is decided by the model zoo."""
-    from workbench.engine.checkpoint import is_checkpoint_dir
+    from workbench.engine.checkpoint import is_checkpoint_dir, weights_file_of_checkpoint
     from workbench.paddlex_files import is_inference_model_dir, is_pipeline_export
     from workbench.tracking.mlflow import looks_like_run_id
 
@@ -138,8 +140,7 @@ def classify(ref: str) -> Optional[RefKind]:
     p = Path(ref).expanduser()
     if ref.startswith(STOCK_VARIANT_PREFIX) and not p.exists():
         return RefKind.STOCK
-    if is_checkpoint_dir(p) or (p.is_file() and p.suffix == ".pdparams" and p.name == _model_file()
-                                and is_checkpoint_dir(p.parent)):
+    if is_checkpoint_dir(p) or weights_file_of_checkpoint(p):
         return RefKind.CHECKPOINT
     if is_pipeline_export(p):
         return RefKind.PIPELINE
@@ -156,12 +157,6 @@ def classify(ref: str) -> Optional[RefKind]:
     if ref in zoo.list_models():
         return RefKind.OFFICIAL
     return None
-
-
-def _model_file() -> str:
-    from workbench.engine.checkpoint import MODEL_FILE
-
-    return MODEL_FILE
 
 
 # --- resolution ---------------------------------------------------------------------------------------------------
@@ -186,7 +181,9 @@ def resolve(ref: str, *, stock: Optional[Mapping[str, str]] = None, prefer: str 
         return _registered_model(ref, tracking_uri, task=task, prefer=prefer, fetch=fetch, what=what)
     if kind is RefKind.CHECKPOINT:
         p = Path(ref).expanduser()
-        return _from_checkpoint(ref, p if p.is_dir() else p.parent, RefKind.CHECKPOINT)
+        if p.is_dir():
+            return _from_checkpoint(ref, p, RefKind.CHECKPOINT)
+        return replace(_from_checkpoint(ref, p.parent, RefKind.CHECKPOINT), weights_file=p)  # the file named
     if kind in (RefKind.PIPELINE, RefKind.INFERENCE_MODEL):
         return WeightsRef(ref, kind, folder=Path(ref).expanduser())
     if kind in (RefKind.RUN_DIR, RefKind.RUN_ID):

@@ -297,20 +297,20 @@ class PPHGNetV2(nn.Layer):
         for stage in self.stages:
             x = stage(x)
         if self.text_rec:
-            x = pool_to_sequence(x, self.training and bool(self.train_time_steps))
+            x = pool_to_sequence(x, self.train_time_steps if self.training else None)
         return x
 
 
-def pool_to_sequence(x: paddle.Tensor, training: bool) -> paddle.Tensor:
+def pool_to_sequence(x: paddle.Tensor, train_time_steps: int | None) -> paddle.Tensor:
     """Rec mode: stage-4 map [N, C, 3, W/4] (48-pixel lines) -> one row [N, C, 1, T].
 
-    Train: adaptive average pooling to exactly ``REC_TIME_STEPS_TRAIN`` (40) steps, whatever H and W (the
-    multi-scale sampler feeds heights 32/48/64 at width 320). Eval / export: a fixed 3x2 average pool, so
-    T = W/8 follows the image width; it needs the stage-4 height to be 3 (a 48-pixel input). The two agree only
-    for 48x320 input.
+    ``train_time_steps`` (training, upstream: ``REC_TIME_STEPS_TRAIN`` = 40): adaptive average pooling to exactly
+    that many steps, whatever H and W (the multi-scale sampler feeds heights 32/48/64 at width 320). None (eval /
+    export, or keep-ratio training): a fixed 3x2 average pool, so T = W/8 follows the image width; it needs the
+    stage-4 height to be 3 (a 48-pixel input). The two agree only for 48x320 input.
     """
-    if training:
-        return rec_feature_row(x, training=True, train_time_steps=REC_TIME_STEPS_TRAIN)
+    if train_time_steps:
+        return rec_feature_row(x, training=True, train_time_steps=train_time_steps)
     height = x.shape[2]
     # height is -1 only while tracing a graph with a dynamic height; any known value other than 3 would make the
     # fixed 3x2 pool drop rows silently (H=4, 5) or emit several rows that the CTC encoder cannot read.
