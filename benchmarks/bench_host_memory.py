@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from _common import ROOT, SHARED, report
 
@@ -107,7 +108,6 @@ def main() -> None:
     report(f"trainer.keep_freed_memory: PP-OCRv5_mobile_rec steps, batch {args.batch}, frozen BN", lines)
 
     import mlflow
-    from pathlib import Path
 
     Path(args.out).mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(f"sqlite:///{Path(args.out) / 'mlflow.db'}")

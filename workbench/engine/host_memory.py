@@ -29,36 +29,28 @@ _M_MMAP_MAX = -4
 _TOP_PAD_BYTES = 256 << 20  # grow the heap in 256 MB steps (address space: pages are touched when used)
 _NEVER_TRIM = -1  # man mallopt: "Setting M_TRIM_THRESHOLD to -1 disables trimming completely"
 
-_applied = False
-
-
 def _glibc():
+    """The C library when it is glibc (it has ``gnu_get_libc_version``), else None."""
     name = ctypes.util.find_library("c")
-    if not name:
-        return None
     try:
-        libc = ctypes.CDLL(name)
-        version = libc.gnu_get_libc_version
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
         return None
-    version.restype = ctypes.c_char_p
-    return libc
+    return libc if libc is not None and hasattr(libc, "gnu_get_libc_version") else None
 
 
 def keep_freed_memory() -> bool:
     """Make this process's ``malloc`` serve large blocks from its heap and keep freed memory (glibc ``mallopt``:
-    no mmap-served blocks, no trimming, 256 MB heap growth). Returns whether it applies; idempotent. Affects
-    allocations made after the call, so call it before building the model. Forked loader workers inherit it."""
-    global _applied
-    if _applied:
-        return True
+    no mmap-served blocks, no trimming, 256 MB heap growth). Returns whether it applies; calling again is harmless.
+    Affects allocations made after the call, so call it before building the model. Loader workers are spawned
+    and keep glibc's defaults (they hold decoded crops, not activations)."""
     libc = _glibc()
     if libc is None:
         log.info("trainer.keep_freed_memory: not a glibc system, malloc keeps its defaults")
         return False
-    ok = all(libc.mallopt(param, value) == 1 for param, value in (
-        (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _NEVER_TRIM), (_M_TOP_PAD, _TOP_PAD_BYTES)))
-    if not ok:
+    results = [libc.mallopt(param, value) for param, value in (
+        (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _NEVER_TRIM), (_M_TOP_PAD, _TOP_PAD_BYTES))]
+    if not all(r == 1 for r in results):
         log.warning("trainer.keep_freed_memory: glibc refused a mallopt setting; malloc may keep its defaults")
-    _applied = ok
-    return ok
+        return False
+    return True

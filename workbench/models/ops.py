@@ -20,8 +20,7 @@ def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
 def conv2d_channel_bias(x, weight, bias, stride=1, padding=0, groups=1) -> paddle.Tensor:
     """``F.conv2d`` with its bias added by :func:`add_channel_bias`: for training paths. Exported graphs keep
     ``nn.Conv2D`` (Paddle Inference fuses its bias into the conv)."""
-    out = F.conv2d(x, weight, None, stride, padding, groups=groups)
-    return out if bias is None else add_channel_bias(out, bias)
+    return add_channel_bias(F.conv2d(x, weight, None, stride, padding, groups=groups), bias)
 
 
 def rec_feature_row(x: paddle.Tensor, *, training: bool, train_time_steps: int | None,
