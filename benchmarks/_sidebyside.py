@@ -324,6 +324,19 @@ def run_upstream(kind: str, label: str, *, paddleocr: Path, python: str, label_f
                     "" if code == 0 else _failure(code, usage, log))
 
 
+def upstream_revision(paddleocr: Path) -> str:
+    """The checkout's commit (``git rev-parse HEAD``), or ``$PADDLEOCR_REVISION`` for an exported tree."""
+    try:  # only the tree's own repository: an exported tree inside another one must not report that one's HEAD
+        out = subprocess.run(["git", "-C", str(paddleocr), "rev-parse", "--show-toplevel", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        top, _, head = out.stdout.strip().partition("\n")
+        if out.returncode == 0 and Path(top).resolve() == paddleocr.resolve():
+            return head
+    except OSError:
+        pass
+    return os.environ.get("PADDLEOCR_REVISION", "unknown (not a git checkout; set $PADDLEOCR_REVISION)")
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -396,6 +409,8 @@ def compare(kind: str, args, *, wb_overrides: list[str], upstream_kwargs: dict, 
 
     figures: dict = {}
     lines: dict = dict(describe)
+    if "upstream" in sides:
+        lines["upstream checkout"] = f"{args.paddleocr_dir} @ {upstream_revision(args.paddleocr_dir)}"
     lines["threads / loader workers"] = f"{args.threads} / {args.workers}"
     lines["load average at the end"] = load_average()
     for side, (m, rss, pss) in best.items():
@@ -442,7 +457,8 @@ def log_run(kind: str, args, figures: dict, describe: dict, work: Path, logs: li
         mlflow.create_experiment(args.experiment, artifact_location=(work / "mlartifacts").as_uri())
     mlflow.set_experiment(args.experiment)
     with mlflow.start_run(run_name=f"{kind}-sidebyside-{time.strftime('%Y%m%d-%H%M%S')}") as run:
-        mlflow.set_tags({"wb.bench": f"{kind}_training_sidebyside", "paddleocr_dir": str(args.paddleocr_dir)})
+        mlflow.set_tags({"wb.bench": f"{kind}_training_sidebyside", "paddleocr_dir": str(args.paddleocr_dir),
+                         "paddleocr_revision": upstream_revision(args.paddleocr_dir) if args.paddleocr_dir else ""})
         mlflow.log_params({"batch": args.batch, "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
                            "workers": args.workers, "rounds": args.rounds,
                            **{re.sub(r"[^\w]+", "_", k).strip("_")[:250]: str(v)[:500] for k, v in describe.items()}})
