@@ -67,11 +67,22 @@ def test_the_zoo_covers_the_manifests(fixtures_dir):
 
 @pytest.mark.parametrize("name, reference", SAME_GRAPH)
 def test_same_graph_models_differ_only_in_the_dictionary_sized_tensors(name, reference, fixtures_dir):
+    """Built without a charset, a same-graph model has the reference's layout with its own pinned dictionary size
+    in the 4 dictionary-sized tensors: CTC classes = dictionary lines + blank + space, NRTR = CTC + 4."""
     manifest = json.loads((fixtures_dir / "manifests" / f"{reference}.json").read_text())
-    layout = _layout(zoo.build_model(name, num_classes=100))
+    spec = zoo.get_spec(name)
+    assert spec.dictionary.url.endswith(f"ppocr/utils/dict/ppocrv5_{name.split('_', 1)[0]}_dict.txt")
+    assert spec.dictionary.use_space_char and spec.dictionary.num_lines > 0
+    ctc_classes = spec.dictionary.num_ctc_classes
+    assert ctc_classes == spec.dictionary.num_lines + 2
+    layout = _layout(zoo.build_model(name))
     expected = manifest["state_dict"]
     assert [row[0] for row in layout] == [row[0] for row in expected]
     differing = [ours[0] for ours, ref in zip(layout, expected) if ours != ref]
     assert differing == list(DICTIONARY_SIZED)
-    spec = zoo.get_spec(name)
-    assert spec.dictionary.url.endswith(f"ppocr/utils/dict/ppocrv5_{name.split('_', 1)[0]}_dict.txt")
+    reference_classes = manifest["head_out_channels"]["out_channels_list"]["CTCLabelDecode"]
+    resized = {key: [ctc_classes + d - reference_classes if 0 <= d - reference_classes <= 4 else d for d in shape]
+               for key, shape, _ in expected if key in DICTIONARY_SIZED}
+    assert {key: shape for key, shape, _ in layout if key in DICTIONARY_SIZED} == resized
+    assert resized["head.ctc_head.fc.weight"] == [120, ctc_classes]
+    assert resized["head.gtc_head.tgt_word_prj.weight"] == [384, ctc_classes + 4]

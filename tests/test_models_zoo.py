@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -37,16 +38,43 @@ def test_table():
         if spec.task == "rec":
             assert spec.image_shape == (3, 48, 320) and spec.max_text_length == 25
             url = spec.dictionary.url
-            assert url.startswith(f"https://raw.githubusercontent.com/PaddlePaddle/PaddleOCR/{zoo.UPSTREAM_COMMIT}/")
-            assert url.endswith(spec.dictionary.file_name)
+            commit = url.removeprefix("https://raw.githubusercontent.com/PaddlePaddle/PaddleOCR/").split("/", 1)[0]
+            assert re.fullmatch("[0-9a-f]{40}", commit) and url.endswith("/" + spec.dictionary.file_name)
+            # one file at another commit: the later ppocrv5_latin_dict.txt no longer fits the official weights
+            assert commit == zoo.UPSTREAM_COMMIT or name == "latin_PP-OCRv5_mobile_rec", name
+            # every official head size is pinned (blank + dictionary + space); the bytes where a copy was verified
+            assert spec.dictionary.num_lines > 0 and spec.dictionary.use_space_char
+            assert spec.dictionary.num_ctc_classes == spec.dictionary.num_lines + 2
+            assert spec.dictionary.sha256 is None or re.fullmatch("[0-9a-f]{64}", spec.dictionary.sha256)
             if spec.manifest:  # pinned from a verified copy (the manifests)
-                assert len(spec.dictionary.sha256) == 64 and spec.dictionary.num_lines > 0
+                assert spec.dictionary.sha256 is not None
         else:
             assert spec.task == "det"
             assert set(zoo.det_postprocess(name)) == {"thresh", "box_thresh", "unclip_ratio", "max_candidates"}
     assert zoo.get_spec("PP-OCRv5_mobile_rec").dictionary.num_ctc_classes == 18385
     assert zoo.get_spec("en_PP-OCRv4_mobile_rec").dictionary.num_ctc_classes == 97
     assert zoo.get_spec("PP-OCRv6_tiny_rec").dictionary.num_ctc_classes == 6906
+    assert zoo.get_spec("korean_PP-OCRv5_mobile_rec").dictionary.num_ctc_classes == 11947
+
+
+def test_a_dictionary_pinned_by_line_count_only_is_checked_on_fetch(tmp_path, monkeypatch):
+    """Without a pinned sha256 (no byte-exact copy when it was pinned), the line count is what a fetched official
+    dictionary must have: a file of another size is moved aside, not used to size a head."""
+    from workbench.errors import WeightsError
+    from workbench.weights.pretrained import fetch_dictionary
+
+    spec = zoo.get_spec("th_PP-OCRv5_mobile_rec").dictionary
+    assert spec.sha256 is None and spec.num_lines == 524
+    monkeypatch.setenv("WB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("WB_OFFLINE", "1")
+    cached = tmp_path / "dictionaries" / spec.file_name
+    cached.parent.mkdir(parents=True)
+    cached.write_text("".join(f"{chr(0x4E00 + i)}\n" for i in range(spec.num_lines)), encoding="utf-8")
+    assert fetch_dictionary(spec) == cached
+    cached.write_text("".join(f"{chr(0x4E00 + i)}\n" for i in range(spec.num_lines - 1)), encoding="utf-8")
+    with pytest.raises(WeightsError, match="523 lines, not the 524"):
+        fetch_dictionary(spec)
+    assert not cached.exists() and cached.with_name(cached.name + ".corrupt").exists()
 
 
 def test_official_names_are_the_ones_paddlex_registers():

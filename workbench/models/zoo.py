@@ -55,10 +55,12 @@ _PRETRAINED = "https://paddle-model-ecology.bj.bcebos.com/paddlex/official_pretr
 class DictionarySpec:
     """A character dictionary file: one character per line; ``use_space_char`` appends a space class.
 
-    ``sha256`` / ``num_lines`` are ``None`` where they could not be pinned from a verified copy (the PP-OCRv5
-    per-language dictionaries: no manifest and no local copy when they were registered). Such a file is downloaded
-    from the pinned commit without a checksum, and the head is sized from the file itself; loading the official
-    weights strictly then checks the size (a wrong file gives a head-shape mismatch, listed by the strict load)."""
+    ``num_lines`` sizes the default head (``num_ctc_classes``). ``sha256`` is the digest of the file's exact bytes,
+    checked on download; ``None`` where no byte-exact copy was at hand when it was pinned (some PP-OCRv5
+    per-language dictionaries: their lines were counted in the published text). Such a file is downloaded without
+    a checksum and its line count is checked instead (``weights.pretrained.fetch_dictionary``). ``num_lines=None``
+    (nothing pinned): the head is sized from the file itself, and the strict load of the official weights checks
+    that size."""
 
     file_name: str
     url: str
@@ -254,13 +256,38 @@ def _mobile_rec(name: str, dictionary: DictionarySpec, manifest: Optional[str] =
 #: PP-OCRv5 mobile recognisers for other scripts, as the installed PaddleX 3.7 registers them
 #: (paddlex/modules/text_recognition/model_list.py): the PP-OCRv5 mobile graph with the dictionary
 #: ppocr/utils/dict/ppocrv5_<language>_dict.txt of configs/rec/PP-OCRv5/multi_language/<language>_PP-OCRv5_mobile_rec.
-#: ``en`` has a manifest and a pinned dictionary (above); for the others the zoo pins the file's commit only.
+#: ``en`` has a manifest and a pinned dictionary (above); the others are pinned in _V5_LANGUAGE_DICTS.
 V5_LANGUAGES = ("arabic", "cyrillic", "devanagari", "el", "eslav", "korean", "latin", "ta", "te", "th")
+
+# language -> (lines, sha256 of the exact bytes or None). eslav / korean / latin: counted and hashed from exact
+# copies in a PaddleOCR source export (commit 4a8aa277, 2025-08-07; eslav / korean read the same in later upstream
+# versions). The others: lines counted in the text of PaddlePaddle/PaddleOCR ppocr/utils/dict/ppocrv5_<language>
+# _dict.txt read as text, not bytes: no sha256, fetch_dictionary checks the line count instead. th: 524 after
+# upstream's "fix el th dict" (#16351; before it two lines were run together), el: 354 before and after that fix.
+_V5_LANGUAGE_DICTS: Mapping[str, tuple[int, Optional[str]]] = MappingProxyType({
+    "arabic": (747, None),  # its last 31 lines repeat the 31 before them (upstream counts both)
+    "cyrillic": (850, None),
+    "devanagari": (568, None),
+    "el": (354, None),
+    "eslav": (517, "3e95f1581557162870cacdba5af91a4c6be2890710d395b0c3c7578e7ee5e6eb"),
+    "korean": (11945, "a88071c68c01707489baa79ebe0405b7beb5cca229f4fc94cc3ef992328802d7"),
+    "latin": (502, "3c0a8a79b612653c25f765271714f71281e4e955962c153e272b7b8c1d2b13ff"),
+    "ta": (513, None),
+    "te": (540, None),
+    "th": (524, None),
+})
+# The dictionary URLs use UPSTREAM_COMMIT, except latin: PaddleOCR 3.3 (Oct 2025) replaced ppocrv5_latin_dict.txt
+# by a longer one (over 800 lines) with a new inference model, but not the training weights (PaddleOCR issue #16805),
+# which keep the 502-line head. Its URL names a commit that still has the 502-line file.
+_V5_LANGUAGE_COMMITS = MappingProxyType({"latin": "a4b5620fee72409226c63d6796cb50868bbf77e1"})
 
 
 def _v5_language_dictionary(language: str) -> DictionarySpec:
     path = f"ppocr/utils/dict/ppocrv5_{language}_dict.txt"
-    return DictionarySpec(file_name=path.rsplit("/", 1)[-1], url=_RAW + path, sha256=None, num_lines=None)
+    num_lines, sha256 = _V5_LANGUAGE_DICTS[language]
+    commit = _V5_LANGUAGE_COMMITS.get(language, UPSTREAM_COMMIT)
+    url = f"https://raw.githubusercontent.com/PaddlePaddle/PaddleOCR/{commit}/{path}"
+    return DictionarySpec(file_name=path.rsplit("/", 1)[-1], url=url, sha256=sha256, num_lines=num_lines)
 
 
 def _mobile_specs() -> tuple[ModelSpec, ...]:

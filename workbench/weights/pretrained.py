@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -216,7 +217,19 @@ def load_strict(
 
 
 def fetch_dictionary(spec) -> Path:
-    """An official dictionary (``zoo.DictionarySpec``) from the cache, downloaded and sha256-checked if needed."""
+    """An official dictionary (``zoo.DictionarySpec``) from the cache, downloaded and sha256-checked if needed.
+    Without a pinned sha256 but with a pinned line count, the line count is checked instead (a file that differs
+    is moved aside as ``<name>.corrupt``, as a failed sha256 check does)."""
+    from workbench.data.charset import Charset
     from workbench.weights.fetch import cache_dir, fetch
 
-    return fetch(spec.url, cache_dir() / "dictionaries" / spec.file_name, sha256=spec.sha256)
+    path = fetch(spec.url, cache_dir() / "dictionaries" / spec.file_name, sha256=spec.sha256)
+    if spec.sha256 is None and spec.num_lines is not None:
+        lines = len(Charset.from_file(path, use_space_char=spec.use_space_char))
+        if lines != spec.num_lines:
+            bad = path.with_name(path.name + ".corrupt")
+            os.replace(path, bad)
+            raise WeightsError(f"{spec.url} has {lines} lines, not the {spec.num_lines} the model table pins (the "
+                               f"official weights' head size); moved to {bad}. Pass your own dictionary "
+                               "(model.character_dict) if it is meant to differ.")
+    return path
