@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def cache_dir() -> Path:
-    """``$WB_CACHE_DIR``, else ``~/.cache/ocr-workbench``: downloaded weights and dictionaries, cached baselines."""
+    """``$WB_CACHE_DIR``, else ``~/.cache/ocr-workbench``: downloaded weights and dictionaries, cached baselines,
+    wb's compiled CPU kernels."""
     d = Path(os.environ.get("WB_CACHE_DIR") or Path.home() / ".cache" / "ocr-workbench")
     d.mkdir(parents=True, exist_ok=True)
     return d

@@ -31,11 +31,16 @@ def device_kind(want: str, key: str = "device") -> str:
 
 
 def set_device(want: str, *, key: str = "device", local_rank: int = 0, num_threads: Optional[int] = None,
-               keep_freed_memory: bool = False) -> str:
+               keep_freed_memory: bool = False, native_kernels: Optional[bool] = None) -> str:
     """Make Paddle compute on ``want`` (this process's GPU is ``gpu:<local_rank>`` unless ``want`` names one);
-    ``num_threads`` sets Paddle's CPU math threads; on CPU, ``keep_freed_memory`` keeps freed tensor memory in the
-    process (:mod:`workbench.engine.host_memory`: up to 2.9x faster steps on wide rec batches; the trainer passes
-    ``trainer.keep_freed_memory``). Returns ``"gpu"`` or ``"cpu"``."""
+    ``num_threads`` sets Paddle's CPU math threads (and those of wb's own CPU kernels); on CPU,
+    ``keep_freed_memory`` keeps freed tensor memory in the process (:mod:`workbench.engine.host_memory`: up to 2.9x
+    faster steps on wide rec batches; the trainer passes ``trainer.keep_freed_memory``); ``native_kernels`` turns
+    wb's own CPU kernels on or off (:mod:`workbench.models.native`; None leaves them as they are: on). Returns
+    ``"gpu"`` or ``"cpu"``."""
+    from workbench.models import native
+
+    native.configure(enabled=native_kernels, threads=num_threads)
     import paddle
 
     kind = device_kind(want, key)

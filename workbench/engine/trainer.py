@@ -52,12 +52,13 @@ def seed_everything(seed: int) -> None:
 
 
 def set_device(cfg: TrainConfig, env: DistEnv) -> str:
-    """``trainer.device`` for this process (its GPU is the launcher's local rank); ``trainer.num_threads`` and
-    ``trainer.keep_freed_memory`` on CPU."""
+    """``trainer.device`` for this process (its GPU is the launcher's local rank); ``trainer.num_threads``,
+    ``trainer.keep_freed_memory`` and ``trainer.native_kernels`` on CPU."""
     from workbench.engine.device import set_device as use_device
 
     return use_device(cfg.trainer.device, key="trainer.device", local_rank=env.local_rank,
-                      num_threads=cfg.trainer.num_threads, keep_freed_memory=cfg.trainer.keep_freed_memory)
+                      num_threads=cfg.trainer.num_threads, keep_freed_memory=cfg.trainer.keep_freed_memory,
+                      native_kernels=cfg.trainer.native_kernels)
 
 
 def amp_plan(cfg: TrainConfig, device: str) -> dict:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import paddle
 import paddle.nn.functional as F
 
-__all__ = ["add_channel_bias", "conv2d_channel_bias", "rec_feature_row", "spatial_mean", "upsample_nearest"]
+from workbench.models import native
+
+__all__ = ["add_channel_bias", "conv2d_channel_bias", "DepthwiseConv2D", "depthwise_conv2d", "rec_feature_row",
+           "spatial_mean", "upsample_nearest"]
 
 
 def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
@@ -20,7 +23,63 @@ def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
 def conv2d_channel_bias(x, weight, bias, stride=1, padding=0, groups=1) -> paddle.Tensor:
     """``F.conv2d`` with its bias added by :func:`add_channel_bias`: for training paths. Exported graphs keep
     ``nn.Conv2D`` (Paddle Inference fuses its bias into the conv)."""
+    if groups > 1 and groups == x.shape[1] and weight.shape[1] == 1:
+        return add_channel_bias(depthwise_conv2d(x, weight, stride, padding), bias)
     return add_channel_bias(F.conv2d(x, weight, None, stride, padding, groups=groups), bias)
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, stride=1, padding=0) -> paddle.Tensor:
+    """``F.conv2d(x, weight, None, stride, padding, groups=C)`` for kernels with one input channel each
+    (``weight`` ``[C*M, 1, KH, KW]``: output channel ``c*M + m`` reads input channel ``c``).
+
+    When training on CPU in float32 (eager, gradients recorded) it runs wb's own kernel
+    (:mod:`workbench.models.native`: Paddle 3.3's CPU depthwise kernel is the slowest op of a PPLCNet training
+    step): the same function up to float rounding, which differs from Paddle's. Anywhere else -- inference under
+    ``no_grad`` (where parity with onnxruntime / PaddleX is checked to 1e-4: rounding differences grow through
+    the network, 1.2e-4 on a PP-OCRv6_tiny_rec crop), static graphs being exported or compiled, GPU, AMP, string
+    paddings -- Paddle's conv."""
+    native_ok = (
+        paddle.in_dynamic_mode()
+        and paddle.is_grad_enabled()
+        and not (x.stop_gradient and weight.stop_gradient)
+        and x.place.is_cpu_place()
+        and x.dtype == paddle.float32
+        and weight.dtype == paddle.float32
+        and not isinstance(padding, str)
+    )
+    op = native.depthwise_conv2d_op() if native_ok else None
+    if op is None:
+        return F.conv2d(x, weight, None, stride, padding, groups=x.shape[1])
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    return op(x.contiguous(), weight.contiguous(), sh, sw, ph, pw, native.native_threads())
+
+
+class DepthwiseConv2D(paddle.nn.Conv2D):
+    """``nn.Conv2D`` with one input channel per group, computed by :func:`depthwise_conv2d` (wb's CPU kernel in
+    eager mode). Still an ``nn.Conv2D``: same parameters and state-dict keys, and forward hooks (weight import's
+    graph tracing, BatchNorm calibration, FLOP counts) see it as the conv it is."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._groups != self._in_channels:
+            raise ValueError(f"DepthwiseConv2D needs groups == in_channels, got {self._groups} / {self._in_channels}")
+
+    def forward(self, x):
+        simple = (
+            self._data_format == "NCHW"
+            and self._padding_mode == "zeros"
+            and self._padding_algorithm == "EXPLICIT"
+            and list(self._dilation) == [1, 1]
+            and len(self._updated_padding) == 2
+        )
+        if not simple:
+            return super().forward(x)
+        y = depthwise_conv2d(x, self.weight, self._stride, self._updated_padding)
+        return y if self.bias is None else add_channel_bias(y, self.bias)
 
 
 def rec_feature_row(x: paddle.Tensor, *, training: bool, train_time_steps: int | None,

@@ -31,7 +31,8 @@ from paddle.autograd import PyLayer
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
-from workbench.models.ops import add_channel_bias, conv2d_channel_bias, rec_feature_row
+from workbench.models.ops import (DepthwiseConv2D, add_channel_bias, conv2d_channel_bias, depthwise_conv2d,
+                                  rec_feature_row)
 
 __all__ = [
     "BlockSpec",
@@ -127,7 +128,8 @@ class ConvBN(nn.Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, lr_mult: float = 1.0):
         super().__init__()
-        self.conv = nn.Conv2D(
+        conv = DepthwiseConv2D if groups > 1 and groups == in_channels else nn.Conv2D  # wb's CPU kernel
+        self.conv = conv(
             in_channels,
             out_channels,
             kernel_size,
@@ -349,7 +351,7 @@ class LearnableRepLayer(nn.Layer):
         kernel = interleave([b.conv.weight for b in branches])
         running_mean = interleave([b.bn._mean for b in branches])
         running_var = interleave([b.bn._variance for b in branches])
-        z = F.conv2d(x, kernel, None, self.stride, self.padding, groups=c)
+        z = depthwise_conv2d(x, kernel, self.stride, self.padding)
         y = folded(
             branches[0].bn,
             z,

@@ -34,7 +34,7 @@ from paddle.nn.initializer import Constant
 from paddle.regularizer import L2Decay
 
 from workbench.errors import ConfigError
-from workbench.models.ops import rec_feature_row, spatial_mean
+from workbench.models.ops import DepthwiseConv2D, rec_feature_row, spatial_mean
 
 __all__ = [
     "DET_CONFIGS",
@@ -127,7 +127,8 @@ class ConvBN(nn.Layer):
     def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, groups=1,
                  zero_gamma: bool = False):
         super().__init__()
-        self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias_attr=False)
+        conv = DepthwiseConv2D if groups > 1 and groups == in_channels else nn.Conv2D  # wb's CPU kernel
+        self.conv = conv(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias_attr=False)
         self.bn = nn.BatchNorm2D(out_channels, weight_attr=ParamAttr(initializer=Constant(0.0 if zero_gamma else 1.0)),
                                  bias_attr=ParamAttr(initializer=Constant(0.0)))
 
