@@ -2,7 +2,7 @@
 (the task's training_step on a real batch of ../shared data, backward, Adam step), top operators by share.
 
     nice -n 10 python benchmarks/profile_training_step.py rec [--batch 32] [--threads 2] [--top 15]
-    nice -n 10 python benchmarks/profile_training_step.py det [--batch 4] [--threads 2]
+    nice -n 10 python benchmarks/profile_training_step.py det [--batch 4] [--threads 2] [--no-native]
 
 Forward operators and their backward (``...GradNode``) are listed separately; the share is of the summed operator
 CPU time of the step (so nested ops are counted within their parents' share too -- read the leaves). The step
@@ -55,14 +55,16 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=None, help="rec 32, det 4")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--no-native", action="store_true", help="Paddle's own kernels only (trainer.native_kernels=false)")
     args = p.parse_args()
     batch = args.batch or (32 if args.kind == "rec" else 4)
 
-    from paddle.base import core
-
     from _limit import profile_step
 
-    core.set_num_threads(args.threads)
+    from workbench.engine.device import set_device
+
+    # as the trainer sets it up on CPU: math threads, wb's native kernels at the same thread count, freed memory kept
+    set_device("cpu", num_threads=args.threads, keep_freed_memory=True, native_kernels=not args.no_native)
     task, model, loss_fn, optimizer, data = build(args.kind, batch)
 
     def step():
