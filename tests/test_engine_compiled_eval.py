@@ -70,3 +70,20 @@ def test_runtime_choice():
         raise NotImplementedError
 
     assert eval_runner(model, runtime="auto", input_spec=spec_fails, device="cpu", threads=1) is model
+
+
+def test_paddle_stdout_noise_is_dropped_and_the_rest_kept(capfd):
+    """Paddle 3.3.1 prints a debug line to fd 1 from C++ for each new shape of a reduce_mean in oneDNN (PP-OCRv6
+    graphs: dozens per evaluation); a predictor call drops those lines and nothing else, C stdio included."""
+    import ctypes
+    import os
+
+    from workbench.engine.compiled_eval import _WithoutPaddleNoise
+
+    libc = ctypes.CDLL(None)
+    with _WithoutPaddleNoise():
+        os.write(1, b"kept 1\nReduceMeanCheckIfOneDNNSupport\n")
+        libc.printf(b"ReduceMeanCheckIfOneDNNSupport\nkept 2 (C stdio, not flushed)\n")
+    os.write(1, b"after\n")
+    out = capfd.readouterr().out
+    assert out == "kept 1\nkept 2 (C stdio, not flushed)\nafter\n", out

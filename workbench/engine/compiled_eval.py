@@ -15,8 +15,11 @@ and loaded by a predictor. ``eval.runtime`` chooses (``workbench.config.schema.E
 from __future__ import annotations
 
 import copy
+import ctypes
 import logging
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,6 +34,45 @@ RUNTIMES = ("auto", "eager", "inference")
 # oneDNN keeps compiled primitives per input shape; evaluation batches come in many widths (rec) or page sizes
 # (det). A bounded cache keeps memory flat at the price of recompiling a shape that comes back.
 ONEDNN_CACHE_SHAPES = 32
+# Paddle 3.3.1's oneDNN kernel selection prints this debug line to stdout (fd 1, from C++) each time a reduce_mean
+# meets a new input shape: dozens of lines per evaluation of a PPLCNetV4 (PP-OCRv6) graph.
+PADDLE_STDOUT_NOISE = (b"ReduceMeanCheckIfOneDNNSupport",)
+
+
+class _WithoutPaddleNoise:
+    """Around a predictor call: fd 1 goes to a temporary file, and what was written there comes back to stdout
+    less the lines in ``PADDLE_STDOUT_NOISE`` -- nothing else is dropped or reordered within the call."""
+
+    def __enter__(self):
+        sys.stdout.flush()
+        self._saved = os.dup(1)
+        self._file = tempfile.TemporaryFile()
+        os.dup2(self._file.fileno(), 1)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            sys.stdout.flush()
+            _flush_c_stdio()
+        finally:
+            os.dup2(self._saved, 1)
+            os.close(self._saved)
+        self._file.seek(0)
+        written = self._file.read()
+        self._file.close()
+        kept = b"".join(line for line in written.splitlines(keepends=True)
+                        if line.strip() not in PADDLE_STDOUT_NOISE)
+        if kept:
+            os.write(1, kept)
+        return False
+
+
+def _flush_c_stdio() -> None:
+    """C stdio buffers of this process (what C++ wrote through them) reach the file before fd 1 is restored."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
 
 
 class CompiledModel:
@@ -56,7 +98,8 @@ class CompiledModel:
             x = paddle.to_tensor(np.ascontiguousarray(x, dtype=np.float32))
         # tensors in and out: no numpy round trip of the (batch, steps, 18k classes) rec output, 3-5 % of a
         # 64-crop batch (64x146x18385, 2 threads: 20.3-24.1 s vs 20.9-24.3 s through copy_from_cpu/copy_to_cpu)
-        return self.predictor.run([x])[0]
+        with _WithoutPaddleNoise():
+            return self.predictor.run([x])[0]
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
