@@ -87,3 +87,20 @@ def test_paddle_stdout_noise_is_dropped_and_the_rest_kept(capfd):
     os.write(1, b"after\n")
     out = capfd.readouterr().out
     assert out == "kept 1\nkept 2 (C stdio, not flushed)\nafter\n", out
+
+
+def test_paddle_noise_filter_runs_the_call_when_stdout_is_closed():
+    """A process without fd 1 (closed by its parent) still evaluates: the filter steps aside."""
+    import os
+
+    from workbench.engine.compiled_eval import _WithoutPaddleNoise
+
+    saved = os.dup(1)
+    try:
+        os.close(1)
+        with _WithoutPaddleNoise():
+            ran = True
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    assert ran
