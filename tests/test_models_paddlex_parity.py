@@ -7,10 +7,9 @@ deterministic, sensibly scaled weights (``models.synthetic_weights``) -> ``paddl
 and fusion -> PaddleX's model -> its eval output, compared with ours on the same input. This checks the meaning of
 every state-dict entry (as the upstream exporter reads it) and the forward, with code that shares nothing with
 ours but the framework. PP-OCRv4 mobile det / rec are the PP-OCRv5 mobile graphs. For the families PaddleX does
-not implement (PP-OCRv4 server, PP-OCRv3 mobile), ``test_models_upstream_backbones.py`` compares their backbones
-(PPHGNet_small, MobileNetV3 det, MobileNetV1Enhance) with upstream PaddleOCR's code through a stored fixture and
-checks that the zoo models are built on those backbones; the rest of their graphs is code shared with families
-checked here, not compared whole-model.
+not implement (PP-OCRv4 server, PP-OCRv3 mobile), ``test_models_upstream_models.py`` compares the whole models and
+``test_models_upstream_backbones.py`` their backbones (PPHGNet_small, MobileNetV3 det, MobileNetV1Enhance) with
+upstream PaddleOCR's own code, through stored fixtures.
 
 Known PaddleX quirk worked around here: its converter saves transposed linear weights as non-contiguous views,
 which ``safetensors`` writes in memory order (a reshape, not a transpose). Arrays are made contiguous first.
