@@ -28,6 +28,15 @@ def _ignore_file_size_signal() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
+def _quiet_paddle_import() -> None:
+    """``import paddle`` warns 'No ccache found' (its C++ extension builder's concern) in every process on a machine
+    without ccache: two lines of noise atop every command's output. wb builds its one extension once per machine
+    (``models.native``) and caches it, so the CLI, which owns the process, drops exactly that warning."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+
+
 def usage() -> str:
     lines = ["usage: wb <command> [args]", "", "commands:"]
     lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -49,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.errors import WorkbenchError
 
     _ignore_file_size_signal()
+    _quiet_paddle_import()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
     try:
         from workbench.config.compose import check_command_line

@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -93,7 +94,11 @@ def _load():
         if _STATE.module is not None:
             return _STATE.module
         try:
-            from paddle.utils.cpp_extension import load
+            with warnings.catch_warnings():
+                # Paddle's extension builder warns at import on every run when ccache is absent; we build once per
+                # machine and cache the result, so the warning is noise in every `wb` command's output.
+                warnings.filterwarnings("ignore", message="No ccache found")
+                from paddle.utils.cpp_extension import load
 
             build = _cache_dir()
             build.mkdir(parents=True, exist_ok=True)
@@ -102,8 +107,10 @@ def _load():
                 fresh = not any(build.glob("*.so"))
                 if fresh:
                     log.info("building wb's CPU kernels once into %s (~15 s)", build)
-                _STATE.module = load(name="wb_native_kernels", sources=[str(SOURCE)], extra_cxx_cflags=CFLAGS,
-                                     extra_ldflags=["-fopenmp"], build_directory=str(build), verbose=False)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="No ccache found")
+                    _STATE.module = load(name="wb_native_kernels", sources=[str(SOURCE)], extra_cxx_cflags=CFLAGS,
+                                         extra_ldflags=["-fopenmp"], build_directory=str(build), verbose=False)
         except Exception as exc:  # noqa: BLE001 -- any build failure means: use Paddle's kernels
             log.warning("wb's CPU kernels could not be built (%s: %s); using Paddle's (slower) kernels",
                         type(exc).__name__, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "")
