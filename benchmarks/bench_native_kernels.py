@@ -1,12 +1,15 @@
-"""What wb's own CPU depthwise-convolution kernel (``workbench/models/native``) buys against Paddle's.
+"""What wb's own CPU kernels (``workbench/models/native``: depthwise convolution, train-mode BatchNorm) buy against
+Paddle's.
 
     python benchmarks/bench_native_kernels.py [--threads 1] [--rounds 2] [--steps 3]
 
 1. The op alone, forward + backward, on the depthwise shapes of PP-OCRv5 mobile (rec batch 16 at 48x320, det
    batch 4 at 640^2): milliseconds for Paddle's ``F.conv2d(groups=C)`` and for ours, and the largest relative
-   difference of the output and both gradients.
-2. Whole training steps (forward, loss, backward, Adam), the two kernels alternating ``--rounds`` times in this
-   process on the same batches: PP-OCRv5_mobile_rec fine-tuning (frozen BatchNorm, as from pretrained weights;
+   difference of the output and both gradients. The same for BatchNorm with batch statistics (``ops.batch_norm_sum``:
+   one BN, and four stacked re-param branches' BNs summed) against Paddle's ``F.batch_norm`` (+ the group sum).
+2. Whole training steps (forward, loss, backward, Adam), three sides alternating ``--rounds`` times in this
+   process on the same batches -- Paddle's kernels, wb's depthwise conv only, all of wb's kernels:
+   PP-OCRv5_mobile_rec fine-tuning (frozen BatchNorm, as from pretrained weights;
    NRTR not computed, as from imported weights) at widths 320 and 640, batch 16; the same model from scratch
    (BatchNorm batch statistics, all four depthwise branches, NRTR; batch 32 at 320, the speed benchmark's setting);
    PP-OCRv5_mobile_det fine-tuning at 640x640, batch 4.
@@ -68,6 +71,44 @@ def time_op(shape, kernel, stride, threads: int, repeats: int = 5) -> dict:
     return {"paddle_ms": out["paddle"][0] * 1e3, "wb_ms": out["wb"][0] * 1e3, "max_rel_diff": diff}
 
 
+BN_SHAPES = {  # z [N, C*G, H, W], groups G: PP-OCRv5_mobile_rec batch 32 at 48x320 with batch statistics
+    "rec BN 32x240x6x80": ((32, 240, 6, 80), 1),
+    "rec 4 stacked BNs 32x(4x120)x12x80": ((32, 480, 12, 80), 4),
+    "rec 4 stacked BNs 32x(4x480)x3x80": ((32, 1920, 3, 80), 4),
+}
+
+
+def time_bn_op(shape, groups, threads: int, repeats: int = 5) -> dict:
+    import paddle
+
+    from workbench.models import native
+    from workbench.models.ops import batch_norm_sum
+
+    paddle.seed(0)
+    z0 = paddle.randn(shape)
+    g = paddle.randn([shape[0], shape[1] // groups, shape[2], shape[3]])
+    out = {}
+    for side in ("paddle", "wb"):
+        native.configure(enabled=side == "wb", threads=threads)
+        z, w, b = z0.clone(), paddle.ones([shape[1]]), paddle.zeros([shape[1]])
+        z.stop_gradient = w.stop_gradient = b.stop_gradient = False
+        mean, var = paddle.zeros([shape[1]]), paddle.ones([shape[1]])
+
+        def step():
+            z.clear_grad()
+            y = batch_norm_sum(z, w, b, mean, var, training=True, momentum=0.9, epsilon=1e-5, groups=groups)
+            (y * g).sum().backward()
+            return y
+
+        y = step()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        out[side] = ((time.perf_counter() - t0) / repeats, [y.numpy(), z.grad.numpy()])
+    diff = max(float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12)) for a, b in zip(out["paddle"][1], out["wb"][1]))
+    return {"paddle_ms": out["paddle"][0] * 1e3, "wb_ms": out["wb"][0] * 1e3, "max_rel_diff": diff}
+
+
 def step_timer(kind: str):
     """A function running one training step of ``kind`` on fixed random data, and its batch size."""
     import paddle
@@ -78,7 +119,7 @@ def step_timer(kind: str):
     cfg = TrainConfig(task="det" if kind == "det" else "rec")
     cfg.data.check = False
     cfg.trainer.output_dir = tempfile.mkdtemp(prefix="bench-native-")
-    cfg.demo.dir, cfg.demo.n_train, cfg.demo.n_val = tempfile.mkdtemp(prefix="bench-native-demo-"), 8, 4  # unused
+    cfg.data.demo.dir = tempfile.mkdtemp(prefix="bench-native-demo-")  # unused: the steps get fixed batches
     rng = np.random.default_rng(0)
     if kind == "det":
         cfg.model.name, batch = "PP-OCRv5_mobile_det", 4
@@ -151,20 +192,32 @@ def main() -> None:
     report(f"depthwise conv, forward + backward, {args.threads} thread(s)", lines)
 
     lines = {}
+    for name, (shape, groups) in BN_SHAPES.items():
+        r = time_bn_op(shape, groups, args.threads)
+        lines[f"op {name}: Paddle | wb ms (fwd+bwd)"] = (
+            f"{r['paddle_ms']:.1f} | {r['wb_ms']:.1f}  ({r['paddle_ms'] / r['wb_ms']:.1f}x; "
+            f"max rel diff {r['max_rel_diff']:.1e})")
+        metrics[f"op_speedup_bn_{shape[1]}x{shape[2]}_g{groups}"] = r["paddle_ms"] / r["wb_ms"]
+    report(f"BatchNorm with batch statistics, forward + backward, {args.threads} thread(s)", lines)
+
+    lines = {}
     for kind in args.kinds:
         one_step, batch = step_timer(kind)
-        times = {"paddle": [], "wb": []}
+        sides = {"paddle": (False, native.KERNELS), "wb_depthwise": (True, ("depthwise_conv",)),
+                 "wb": (True, native.KERNELS)}
+        times = {side: [] for side in sides}
         for r in range(args.rounds):
-            for side in (("paddle", "wb") if r % 2 == 0 else ("wb", "paddle")):
-                native.configure(enabled=side == "wb")
+            for side in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+                native.configure(enabled=sides[side][0], kernels=sides[side][1])
                 one_step()  # warm-up (first shapes, allocator)
                 times[side] += [one_step() for _ in range(args.steps)]
-        paddle_s, wb_s = float(np.median(times["paddle"])), float(np.median(times["wb"]))
-        lines[f"{kind} (batch {batch}): s/step Paddle | wb"] = (
-            f"{paddle_s:.2f} | {wb_s:.2f}  ({paddle_s / wb_s:.2f}x; samples/s {batch / paddle_s:.2f} -> "
-            f"{batch / wb_s:.2f})")
-        metrics.update({f"step_s_paddle_{kind}": paddle_s, f"step_s_wb_{kind}": wb_s,
-                        f"step_speedup_{kind}": paddle_s / wb_s})
+        native.configure(enabled=True, kernels=native.KERNELS)
+        paddle_s, dw_s, wb_s = (float(np.median(times[side])) for side in sides)
+        lines[f"{kind} (batch {batch}): s/step Paddle | wb depthwise only | wb all"] = (
+            f"{paddle_s:.2f} | {dw_s:.2f} | {wb_s:.2f}  ({paddle_s / dw_s:.2f}x, {paddle_s / wb_s:.2f}x; samples/s "
+            f"{batch / paddle_s:.2f} -> {batch / dw_s:.2f} -> {batch / wb_s:.2f})")
+        metrics.update({f"step_s_paddle_{kind}": paddle_s, f"step_s_wb_depthwise_{kind}": dw_s,
+                        f"step_s_wb_{kind}": wb_s, f"step_speedup_{kind}": paddle_s / wb_s})
     report(f"training steps, median of {args.rounds * args.steps} per side, {args.threads} thread(s)", lines)
 
     import mlflow
@@ -172,7 +225,7 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(f"sqlite:///{Path(args.out) / 'mlflow.db'}")
     mlflow.set_experiment("native-kernels")
-    with mlflow.start_run(run_name=f"depthwise conv {time.strftime('%Y-%m-%d %H:%M')}"):
+    with mlflow.start_run(run_name=f"native kernels {time.strftime('%Y-%m-%d %H:%M')}"):
         mlflow.log_params({"threads": args.threads, "rounds": args.rounds, "steps": args.steps,
                            "kinds": " ".join(args.kinds)})
         mlflow.log_metrics(metrics)

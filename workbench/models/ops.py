@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import paddle
 import paddle.nn.functional as F
+from paddle.autograd import PyLayer
 
 from workbench.models import native
 
-__all__ = ["add_channel_bias", "conv2d_channel_bias", "DepthwiseConv2D", "depthwise_conv2d", "rec_feature_row",
-           "spatial_mean", "upsample_nearest"]
+__all__ = ["add_channel_bias", "BatchNorm2D", "batch_norm_sum", "conv2d_channel_bias", "DepthwiseConv2D",
+           "depthwise_conv2d", "rec_feature_row", "spatial_mean", "upsample_nearest"]
 
 
 def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
@@ -56,6 +57,116 @@ def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, stride=1, padding=
         return F.conv2d(x, weight, None, stride, padding, groups=x.shape[1])
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
     return op(x.contiguous(), weight.contiguous(), sh, sw, ph, pw, native.native_threads())
+
+
+class _DepthwiseBatchNormSum(PyLayer):
+    """``batch_norm_sum(depthwise_conv2d(x, kernel), ...)`` keeping only ``x`` for the backward: the conv output
+    (``groups`` times the size of ``x``: one map per stacked re-param branch) is recomputed there by wb's kernel."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, weight, bias, running_mean, running_var, geometry, epsilon, training, groups):
+        dw_forward, _, bn_forward, _ = native.branch_recompute_ops()
+        threads = native.native_threads()
+        z = dw_forward(x, kernel, *geometry, threads)
+        y, mean, var = bn_forward(z, weight, bias, running_mean, running_var, epsilon, training, groups, threads)
+        ctx.save_for_backward(x, kernel, weight, mean, var)
+        ctx.settings = (geometry, epsilon, training, groups, threads)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, grad_y, *_):
+        x, kernel, weight, mean, var = ctx.saved_tensor()
+        geometry, epsilon, training, groups, threads = ctx.settings
+        dw_forward, dw_backward, _, bn_backward = native.branch_recompute_ops()
+        z = dw_forward(x, kernel, *geometry, threads)
+        grad_z, grad_weight, grad_bias = bn_backward(z, weight, mean, var, grad_y.contiguous(), epsilon, training,
+                                                     groups, threads)
+        del z
+        grad_x, grad_kernel = dw_backward(x, kernel, grad_z, *geometry, threads)
+        return grad_x, grad_kernel, grad_weight, grad_bias, None, None
+
+
+def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *, training: bool, momentum: float,
+                   epsilon: float, groups: int = 1, depthwise: tuple | None = None) -> paddle.Tensor:
+    """``F.batch_norm(z, ...)`` over ``[N, C*G, H, W]``, then the sum of each group of ``G`` consecutive channels
+    (``y[:, c] = sum_g bn(z)[:, c*G + g]``; ``G = 1``: plain BatchNorm). ``training``: batch statistics, and the
+    running statistics update in place as Paddle's BN does (momentum, biased variance).
+
+    Training on CPU in float32 (eager, gradients recorded) runs wb's kernel (:mod:`workbench.models.native`):
+    Paddle 3.3's CPU batch_norm uses one thread whatever the thread count, and the strided group sum is a pass of
+    its own. Measured (2 threads, forward + backward, ``benchmarks/bench_native_kernels.py``): four stacked
+    branches' BNs summed 103-109 ms -> 39-40 ms; a single BN about as fast as Paddle's (15.7 vs 16.6 ms on
+    32x240x6x80: both bandwidth-bound), yet whole det steps with batch statistics are 7 % faster with it (wb's
+    kernels / depthwise kernel only: 0.93 with it, 1.00 without). Elsewhere (inference, static graphs, GPU, AMP, a frozen single BN): Paddle's ops, the same
+    function.
+
+    ``depthwise=(kernel, stride, padding)``: ``z`` is the input of a depthwise conv whose output is normalised
+    (``depthwise_conv2d(z, kernel, stride, padding)``: the stacked branches of a re-param layer). With wb's
+    kernels the conv output is then not kept for the backward but recomputed there (native kernel
+    ``branch_recompute``): it is ``groups`` times the size of the layer's input."""
+    if depthwise is not None:
+        kernel, stride, padding = depthwise
+        recompute = (
+            paddle.in_dynamic_mode()
+            and paddle.is_grad_enabled()
+            and z.place.is_cpu_place()
+            and z.dtype == kernel.dtype == weight.dtype == bias.dtype == paddle.float32
+            and z.ndim == 4
+            and not isinstance(padding, str)
+            and native.branch_recompute_ops() is not None
+        )
+        if not recompute:
+            z = depthwise_conv2d(z, kernel, stride, padding)
+        else:
+            (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+            y, mean, var = _DepthwiseBatchNormSum.apply(z.contiguous(), kernel.contiguous(), weight, bias,
+                                                        running_mean, running_var, (sh, sw, ph, pw), float(epsilon),
+                                                        bool(training), int(groups))
+            if training:
+                _update_running_statistics(running_mean, running_var, mean, var, momentum)
+            return y
+    native_ok = (
+        (training or groups > 1)  # a frozen single BN: Paddle's is as fast (fine-tuning steps 4.34 s either way)
+        and paddle.in_dynamic_mode()
+        and paddle.is_grad_enabled()
+        and not (z.stop_gradient and weight.stop_gradient and bias.stop_gradient)
+        and z.place.is_cpu_place()
+        and z.dtype == weight.dtype == bias.dtype == paddle.float32
+        and z.ndim == 4
+    )
+    op = native.batch_norm_sum_op() if native_ok else None
+    if op is None:
+        y = F.batch_norm(z, running_mean, running_var, weight, bias, training=training, momentum=momentum,
+                         epsilon=epsilon)
+        if groups == 1:
+            return y
+        n, _, height, width = y.shape
+        return y.reshape([n, -1, groups, height, width]).sum(axis=2)
+    y, mean, var = op(z.contiguous(), weight, bias, running_mean, running_var, float(epsilon), bool(training),
+                      int(groups), native.native_threads())
+    if training:
+        _update_running_statistics(running_mean, running_var, mean, var, momentum)
+    return y
+
+
+@paddle.no_grad()
+def _update_running_statistics(running_mean, running_var, mean, var, momentum: float) -> None:
+    """As Paddle's BatchNorm: ``running = running * momentum + batch * (1 - momentum)`` (biased variance)."""
+    paddle.assign(running_mean * momentum + mean * (1 - momentum), output=running_mean)
+    paddle.assign(running_var * momentum + var * (1 - momentum), output=running_var)
+
+
+class BatchNorm2D(paddle.nn.BatchNorm2D):
+    """``nn.BatchNorm2D`` computed by :func:`batch_norm_sum` (wb's CPU kernel when training in eager mode). Still
+    an ``nn.BatchNorm2D``: same parameters, buffers and state-dict keys; exported graphs keep Paddle's op."""
+
+    def forward(self, x):
+        if self._data_format != "NCHW" or self._use_global_stats is not None or self.weight is None \
+                or self.bias is None or x.ndim != 4:
+            return super().forward(x)
+        return batch_norm_sum(x, self.weight, self.bias, self._mean, self._variance, training=self.training,
+                              momentum=self._momentum, epsilon=self._epsilon)
 
 
 class DepthwiseConv2D(paddle.nn.Conv2D):

@@ -31,7 +31,7 @@ from paddle.autograd import PyLayer
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
-from workbench.models.ops import (DepthwiseConv2D, add_channel_bias, conv2d_channel_bias, depthwise_conv2d,
+from workbench.models.ops import (BatchNorm2D, DepthwiseConv2D, add_channel_bias, batch_norm_sum, conv2d_channel_bias,
                                   rec_feature_row)
 
 __all__ = [
@@ -139,7 +139,7 @@ class ConvBN(nn.Layer):
             weight_attr=ParamAttr(initializer=KaimingNormal(), learning_rate=lr_mult),
             bias_attr=False,
         )
-        self.bn = nn.BatchNorm2D(
+        self.bn = BatchNorm2D(
             out_channels,
             weight_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
             bias_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
@@ -159,17 +159,22 @@ def _bn_scale_shift(bn: nn.BatchNorm2D) -> tuple[np.ndarray, np.ndarray]:
     return scale, beta - mean * scale
 
 
-def _batch_norm(bn: nn.BatchNorm2D, x, weight, bias, running_mean=None, running_var=None):
-    """``bn`` applied to ``x`` with substitute affine parameters (its running statistics update in place)."""
-    return F.batch_norm(
+def _batch_norm(bn: nn.BatchNorm2D, x, weight, bias, running_mean=None, running_var=None, groups: int = 1,
+                depthwise=None):
+    """``bn`` applied to ``x`` with substitute affine parameters (its running statistics update in place); with
+    ``groups`` > 1, summed over groups of that many consecutive channels; with ``depthwise``, applied to that
+    depthwise conv of ``x`` (``ops.batch_norm_sum``)."""
+    return batch_norm_sum(
         x,
-        bn._mean if running_mean is None else running_mean,
-        bn._variance if running_var is None else running_var,
         weight,
         bias,
+        bn._mean if running_mean is None else running_mean,
+        bn._variance if running_var is None else running_var,
         training=bn.training,
         momentum=bn._momentum,
         epsilon=bn._epsilon,
+        groups=groups,
+        depthwise=depthwise,
     )
 
 
@@ -250,7 +255,7 @@ class LearnableRepLayer(nn.Layer):
         # Creation order = state-dict order of the official graph: identity, conv_kxk, conv_1x1, lab, act.
         has_identity = out_channels == in_channels and stride == 1
         self.identity = (
-            nn.BatchNorm2D(
+            BatchNorm2D(
                 in_channels,
                 weight_attr=ParamAttr(learning_rate=lr_mult),
                 bias_attr=ParamAttr(learning_rate=lr_mult),
@@ -317,14 +322,14 @@ class LearnableRepLayer(nn.Layer):
         out = None
         pending_bias = lab_bias
 
-        def folded(bn, z, weight=None, bias=None, running_mean=None, running_var=None):
+        def folded(bn, z, weight=None, bias=None, running_mean=None, running_var=None, groups=1, depthwise=None):
             nonlocal pending_bias
             weight = bn.weight if weight is None else weight
             bias = bn.bias if bias is None else bias
             beta = bias * scale
             if pending_bias is not None:
                 beta, pending_bias = beta + pending_bias, None
-            return _batch_norm(bn, z, weight * scale, beta, running_mean, running_var)
+            return _batch_norm(bn, z, weight * scale, beta, running_mean, running_var, groups, depthwise)
 
         if self.identity is not None:
             out = folded(self.identity, x)
@@ -351,22 +356,22 @@ class LearnableRepLayer(nn.Layer):
         kernel = interleave([b.conv.weight for b in branches])
         running_mean = interleave([b.bn._mean for b in branches])
         running_var = interleave([b.bn._variance for b in branches])
-        z = depthwise_conv2d(x, kernel, self.stride, self.padding)
-        y = folded(
+        y = folded(  # one BN per branch over the stacked conv channels, summed over the branches: [N, C, H, W]
             branches[0].bn,
-            z,
+            x,
             weight=interleave([b.bn.weight for b in branches]),
             bias=interleave([b.bn.bias for b in branches]),
             running_mean=running_mean,
             running_var=running_var,
+            groups=n,
+            depthwise=(kernel, self.stride, self.padding),
         )
         if branches[0].bn.training:  # the stacked statistics were updated on copies: write them back
             with paddle.no_grad():
                 for index, branch in enumerate(branches):
                     paddle.assign(running_mean.reshape([c, n])[:, index], output=branch.bn._mean)
                     paddle.assign(running_var.reshape([c, n])[:, index], output=branch.bn._variance)
-        _, _, height, width = y.shape
-        return y.reshape([0, c, n, height, width]).sum(axis=2)
+        return y
 
     def _pointwise_batch_stats(self, x):
         """Train-mode pointwise layer with every branch's batch statistics derived from the input covariance.

@@ -1,14 +1,19 @@
 """CPU kernels of our own, compiled once per machine with Paddle's C++ extension builder.
 
-Only where Paddle's CPU kernel is the bottleneck of a training step, measured: depthwise convolutions
-(``depthwise_conv.cc``). Paddle 3.3 runs them at 2-6 GFLOP/s, a third of a PP-OCRv5_mobile_rec step and half of
-a det step for 6-7 % of the FLOPs; ours is 1.8-4.7x faster forward + backward on the shapes of PPLCNetV3 (1 thread,
-``benchmarks/bench_native_kernels.py``).
+Only where Paddle's CPU kernel is the bottleneck of a training step, measured (``benchmarks/bench_native_kernels.py``):
 
-* Used only when training (eager mode, gradients recorded) on CPU in float32 (``models.ops.depthwise_conv2d``):
-  an exported or compiled graph (``paddle.jit``) keeps Paddle's own conv op, which PaddleX and Paddle Inference
-  know; inference under ``no_grad`` keeps Paddle's rounding (parity with onnxruntime is checked to 1e-4); GPU and
-  AMP keep Paddle's kernels.
+* depthwise convolutions (``depthwise_conv.cc``): Paddle 3.3 runs them at 2-6 GFLOP/s, a third of a
+  PP-OCRv5_mobile_rec step and half of a det step for 6-7 % of the FLOPs; ours is 1.8-4.7x faster forward +
+  backward on the shapes of PPLCNetV3 (1 thread);
+* train-mode BatchNorm (``batch_norm.cc``), with the sum over stacked re-param branches: Paddle's runs on one
+  thread, and BN was 28 % of a rec step with batch statistics; four stacked branches' BNs + their sum, forward +
+  backward at 2 threads, 103-109 -> 39-40 ms. The stacked branches' conv output (four times the layer's input)
+  is recomputed in the backward instead of kept (``branch_recompute``; ``models.ops.batch_norm_sum``).
+
+* Used only when training (eager mode, gradients recorded) on CPU in float32 (``models.ops.depthwise_conv2d``,
+  ``models.ops.batch_norm_sum``): an exported or compiled graph (``paddle.jit``) keeps Paddle's own ops, which
+  PaddleX and Paddle Inference know; inference under ``no_grad`` keeps Paddle's rounding (parity with onnxruntime
+  is checked to 1e-4); GPU and AMP keep Paddle's kernels.
 * Compiled on first use (~15 s, a C++ compiler is needed) into ``<cache_dir>/native/<key>``; the key
   covers the source, the Paddle version and the CPU's instruction-set flags (the code is built for this CPU). A
   file lock keeps two processes from building the same one at once.
@@ -32,9 +37,9 @@ from workbench.config.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-__all__ = ["configure", "depthwise_conv2d_op", "native_threads"]
+__all__ = ["KERNELS", "batch_norm_sum_op", "branch_recompute_ops", "configure", "depthwise_conv2d_op", "native_threads"]
 
-SOURCE = Path(__file__).with_name("depthwise_conv.cc")
+SOURCES = (Path(__file__).with_name("depthwise_conv.cc"), Path(__file__).with_name("batch_norm.cc"))
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
@@ -42,6 +47,7 @@ class _State:
     """What ``configure`` set, and the loaded extension (None until first use, False when it cannot be built)."""
 
     enabled: bool = True
+    kernels: frozenset = frozenset(("depthwise_conv", "batch_norm", "branch_recompute"))
     threads: Optional[int] = None
     module: Any = None
 
@@ -50,10 +56,20 @@ _STATE = _State()
 _LOCK = threading.Lock()
 
 
-def configure(*, enabled: Optional[bool] = None, threads: Optional[int] = None) -> None:
-    """Turn the native kernels on or off and set their thread count (None leaves a setting unchanged)."""
+KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute")
+
+
+def configure(*, enabled: Optional[bool] = None, threads: Optional[int] = None,
+              kernels: Optional[tuple[str, ...]] = None) -> None:
+    """Turn the native kernels on or off, choose which of :data:`KERNELS` are used (benchmarks measure each one's
+    share) and set their thread count (None leaves a setting unchanged)."""
     if enabled is not None:
         _STATE.enabled = bool(enabled)
+    if kernels is not None:
+        unknown = set(kernels) - set(KERNELS)
+        if unknown:
+            raise ValueError(f"unknown native kernels {sorted(unknown)}; known: {', '.join(KERNELS)}")
+        _STATE.kernels = frozenset(kernels)
     if threads is not None:
         _STATE.threads = max(1, int(threads))
 
@@ -81,7 +97,10 @@ def _cache_dir() -> Path:
     import paddle
 
     key = hashlib.sha256(
-        SOURCE.read_bytes() + " ".join(CFLAGS).encode() + paddle.__version__.encode() + _cpu_flags().encode()
+        b"".join(source.read_bytes() for source in SOURCES)
+        + " ".join(CFLAGS).encode()
+        + paddle.__version__.encode()
+        + _cpu_flags().encode()
     ).hexdigest()[:16]
     return cache_dir() / "native" / key
 
@@ -109,8 +128,9 @@ def _load():
                     log.info("building wb's CPU kernels once into %s (~15 s)", build)
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="No ccache found")
-                    _STATE.module = load(name="wb_native_kernels", sources=[str(SOURCE)], extra_cxx_cflags=CFLAGS,
-                                         extra_ldflags=["-fopenmp"], build_directory=str(build), verbose=False)
+                    _STATE.module = load(name="wb_native_kernels", sources=[str(source) for source in SOURCES],
+                                         extra_cxx_cflags=CFLAGS, extra_ldflags=["-fopenmp"],
+                                         build_directory=str(build), verbose=False)
         except Exception as exc:  # noqa: BLE001 -- any build failure means: use Paddle's kernels
             log.warning("wb's CPU kernels could not be built (%s: %s); using Paddle's (slower) kernels",
                         type(exc).__name__, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "")
@@ -121,7 +141,29 @@ def _load():
 def depthwise_conv2d_op():
     """The compiled ``wb_depthwise_conv2d(x, weight, stride_h, stride_w, pad_h, pad_w, threads)``, or None when
     the native kernels are off or unavailable."""
-    if not _STATE.enabled:
+    if not _STATE.enabled or "depthwise_conv" not in _STATE.kernels:
         return None
     module = _load()
     return module.wb_depthwise_conv2d if module else None
+
+
+def batch_norm_sum_op():
+    """The compiled ``wb_batch_norm_sum(z, weight, bias, running_mean, running_var, epsilon, training, groups,
+    threads) -> (y, mean, var)``, or None when the native kernels are off or unavailable."""
+    if not _STATE.enabled or "batch_norm" not in _STATE.kernels:
+        return None
+    module = _load()
+    return module.wb_batch_norm_sum if module else None
+
+
+def branch_recompute_ops():
+    """``(depthwise forward, depthwise backward, batch-norm-sum forward, batch-norm-sum backward)`` as plain ops
+    (``models.ops.batch_norm_sum(..., depthwise=...)`` writes the backward itself and recomputes the stacked
+    branches' conv output there instead of keeping it), or None when off or unavailable."""
+    if not _STATE.enabled or not {"depthwise_conv", "batch_norm", "branch_recompute"} <= _STATE.kernels:
+        return None
+    module = _load()
+    if not module:
+        return None
+    return (module.wb_depthwise_conv2d, module.wb_depthwise_conv2d_bwd, module.wb_batch_norm_sum,
+            module.wb_batch_norm_sum_bwd)

@@ -170,3 +170,10 @@ PD_BUILD_GRAD_OP(wb_depthwise_conv2d)
     .Outputs({paddle::Grad("X"), paddle::Grad("Weight")})
     .Attrs({"stride_h: int", "stride_w: int", "pad_h: int", "pad_w: int", "threads: int"})
     .SetKernelFn(PD_KERNEL(DepthwiseBackward));
+
+// The backward as an op of its own, for callers that write their own backward (recomputing the forward).
+PD_BUILD_OP(wb_depthwise_conv2d_bwd)
+    .Inputs({"X", "Weight", "GradOut"})
+    .Outputs({"GradX", "GradWeight"})
+    .Attrs({"stride_h: int", "stride_w: int", "pad_h: int", "pad_w: int", "threads: int"})
+    .SetKernelFn(PD_KERNEL(DepthwiseBackward));

@@ -20,6 +20,7 @@ from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingNormal, TruncatedNormal
 
 from workbench.models.necks.svtr import ConvBNSwish, SVTRBlock
+from workbench.models.ops import BatchNorm2D
 
 __all__ = ["LightSVTREncoder", "LightSVTRSequenceEncoder"]
 
@@ -46,7 +47,7 @@ class LightSVTREncoder(nn.Layer):
         self.local_conv = nn.Sequential(
             nn.Conv2D(dims, dims, [1, local_kernel], padding=[0, local_kernel // 2], groups=dims, bias_attr=False,
                       weight_attr=ParamAttr(initializer=KaimingNormal())),
-            nn.BatchNorm2D(dims),
+            BatchNorm2D(dims),
             nn.Swish(),
         )
         self.svtr_block = nn.LayerList(

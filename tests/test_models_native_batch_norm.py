@@ -1,0 +1,181 @@
+"""wb's own CPU BatchNorm kernel (``workbench/models/native/batch_norm.cc`` through ``ops.batch_norm_sum`` and
+``ops.BatchNorm2D``): the same function as Paddle's batch_norm (plus the sum over stacked re-param branches),
+forward, backward and running statistics, in training and frozen modes; deterministic; never in exported graphs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from workbench.models import native
+from workbench.models.ops import BatchNorm2D, batch_norm_sum
+
+
+@pytest.fixture()
+def kernel():
+    op = native.batch_norm_sum_op()
+    if op is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the native CPU kernels could not be built (a C++ compiler and Paddle's headers are needed)")
+        pytest.skip("native kernels not buildable here")
+    yield op
+    native.configure(enabled=True)
+
+
+def _paddle_reference(z, weight, bias, mean, var, training, groups):
+    y = F.batch_norm(z, mean, var, weight, bias, training=training, momentum=0.9, epsilon=1e-5)
+    if groups > 1:
+        n, _, h, w = y.shape
+        y = y.reshape([n, -1, groups, h, w]).sum(axis=2)
+    return y
+
+
+def _run(arrays, training, groups, use_native):
+    """(output, dz, dweight, dbias, running mean, running var) after one forward + backward."""
+    z0, w0, b0, m0, v0, g0 = arrays
+    z, w, b = (paddle.to_tensor(a, stop_gradient=False) for a in (z0, w0, b0))
+    mean, var = paddle.to_tensor(m0), paddle.to_tensor(v0)
+    if use_native:
+        native.configure(enabled=True)
+        y = batch_norm_sum(z, w, b, mean, var, training=training, momentum=0.9, epsilon=1e-5, groups=groups)
+    else:
+        y = _paddle_reference(z, w, b, mean, var, training, groups)
+    (y * paddle.to_tensor(g0)).sum().backward()
+    return [t.numpy() for t in (y, z.grad, w.grad, b.grad, mean, var)]
+
+
+def _arrays(shape, groups, seed, offset=0.5):
+    rng = np.random.default_rng(seed)
+    n, k, h, w = shape
+    return (rng.normal(offset, 1.3, shape).astype(np.float32), rng.uniform(0.5, 1.5, k).astype(np.float32),
+            rng.normal(0, 0.1, k).astype(np.float32), rng.normal(0, 0.5, k).astype(np.float32),
+            rng.uniform(0.5, 2.0, k).astype(np.float32), rng.normal(0, 1, (n, k // groups, h, w)).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "shape,groups,training",
+    [
+        ((4, 6, 5, 7), 1, True),  # plain BatchNorm
+        ((4, 6, 5, 7), 1, False),  # frozen: running statistics
+        ((2, 16, 3, 40), 4, True),  # four stacked rec re-param branches (PPLCNetV3)
+        ((2, 16, 3, 40), 4, False),
+        ((3, 9, 8, 8), 3, True),
+        ((1, 5, 1, 1), 1, False),  # one value per channel (frozen; batch statistics of one value are degenerate)
+    ],
+)
+def test_same_as_paddle(kernel, shape, groups, training):
+    arrays = _arrays(shape, groups, seed=sum(shape) + groups)
+    ours, theirs = _run(arrays, training, groups, True), _run(arrays, training, groups, False)
+    for a, b, what in zip(ours, theirs, ("output", "z gradient", "weight gradient", "bias gradient",
+                                         "running mean", "running variance")):
+        assert a.shape == b.shape, what
+        assert np.abs(a - b).max() <= 2e-5 * max(np.abs(b).max(), 1e-3), what
+
+
+def test_statistics_exact_when_the_mean_dwarfs_the_spread(kernel):
+    """One-pass statistics, shifted by the channel's first value: no cancellation for |mean| >> std."""
+    rng = np.random.default_rng(3)
+    z0 = (1000.0 + rng.normal(0, 0.01, (8, 3, 6, 6))).astype(np.float32)
+    z = paddle.to_tensor(z0, stop_gradient=False)
+    mean, var = paddle.zeros([3]), paddle.ones([3])
+    batch_norm_sum(z, paddle.ones([3]), paddle.zeros([3]), mean, var, training=True, momentum=0.0, epsilon=1e-5)
+    exact = z0.astype(np.float64).var(axis=(0, 2, 3))
+    assert np.abs(var.numpy() - exact).max() <= 1e-3 * exact.max()  # E[x^2]-E[x]^2 in float32 would be ~1e3x off
+    np.testing.assert_allclose(mean.numpy(), z0.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-6)
+
+
+def test_deterministic(kernel):
+    arrays = _arrays((4, 32, 6, 80), 4, seed=1)
+    first, second = _run(arrays, True, 4, True), _run(arrays, True, 4, True)
+    for a, b in zip(first, second):
+        assert np.array_equal(a, b)
+
+
+def test_layer_is_a_batch_norm_with_the_same_values(kernel):
+    """``ops.BatchNorm2D``: an ``nn.BatchNorm2D`` (state-dict keys, isinstance) giving Paddle's values, train and
+    eval; under no_grad it is Paddle's own op, bit for bit."""
+    paddle.seed(5)
+    ours, ref = BatchNorm2D(6), paddle.nn.BatchNorm2D(6)
+    assert isinstance(ours, paddle.nn.BatchNorm2D)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    ref.set_state_dict(ours.state_dict())
+    x0 = paddle.randn([3, 6, 5, 9]) * 2 + 1
+    weights = paddle.randn([3, 6, 5, 9])  # not y*y: with batch statistics its input gradient is 0 (rounding noise)
+    for train in (True, False):
+        ours.train(train)
+        ref.train(train)
+        outs = []
+        for layer in (ours, ref):
+            x = x0.clone()
+            x.stop_gradient = False
+            y = layer(x)
+            (y * weights).sum().backward()
+            outs.append((y.numpy(), x.grad.numpy(), layer.weight.grad.numpy(), layer._mean.numpy()))
+            layer.clear_gradients()
+        for a, b in zip(*outs):
+            assert np.abs(a - b).max() <= 2e-5 * np.abs(b).max()
+    ours.eval()
+    ref.eval()
+    ref.set_state_dict(ours.state_dict())  # running statistics updated above by either kernel: the same again
+    with paddle.no_grad():
+        assert np.array_equal(ours(x0).numpy(), ref(x0).numpy())
+
+
+def test_static_graphs_keep_paddles_batch_norm(kernel):
+    layer = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), BatchNorm2D(4))
+    layer.eval()
+    static = paddle.jit.to_static(layer, input_spec=[paddle.static.InputSpec([None, 3, 16, 16], "float32")],
+                                  full_graph=True)
+    program = str(static.forward.concrete_program.main_program)
+    assert "wb_batch_norm_sum" not in program
+    assert "batch_norm" in program
+
+
+def test_off_means_paddles_op():
+    native.configure(enabled=False)
+    try:
+        assert native.batch_norm_sum_op() is None
+    finally:
+        native.configure(enabled=True)
+
+
+@pytest.mark.parametrize("stride,training", [(1, True), ((2, 1), True), (1, False)])
+def test_stacked_branches_recomputed_in_backward(kernel, stride, training):
+    """``batch_norm_sum(x, ..., depthwise=...)``: the stacked re-param branches' conv output is recomputed in the
+    backward (kernel ``branch_recompute``) -- the same values and gradients as keeping it, and as Paddle's ops."""
+    from workbench.models.ops import depthwise_conv2d
+
+    rng = np.random.default_rng(11)
+    n, c, groups = 2, 6, 4
+    x0 = rng.normal(0, 1, (n, c, 9, 24)).astype(np.float32)
+    k0 = rng.normal(0, 0.3, (c * groups, 1, 3, 3)).astype(np.float32)
+    w0, b0 = rng.uniform(0.5, 1.5, c * groups).astype(np.float32), rng.normal(0, 0.1, c * groups).astype(np.float32)
+    out_h = 9 if stride == 1 else 5
+    g0 = rng.normal(0, 1, (n, c, out_h, 24)).astype(np.float32)
+    results = {}
+    for side, setting in {"recompute": (True, native.KERNELS), "keep": (True, ("depthwise_conv", "batch_norm")),
+                          "paddle": (False, native.KERNELS)}.items():
+        native.configure(enabled=setting[0], kernels=setting[1])
+        try:
+            x, k, w, b = (paddle.to_tensor(a, stop_gradient=False) for a in (x0, k0, w0, b0))
+            mean, var = paddle.zeros([c * groups]), paddle.ones([c * groups])
+            if side == "keep":
+                z = depthwise_conv2d(x, k, stride, 1)
+                y = batch_norm_sum(z, w, b, mean, var, training=training, momentum=0.9, epsilon=1e-5, groups=groups)
+            else:
+                y = batch_norm_sum(x, w, b, mean, var, training=training, momentum=0.9, epsilon=1e-5, groups=groups,
+                                   depthwise=(k, stride, 1))
+            (y * paddle.to_tensor(g0)).sum().backward()
+            results[side] = [t.numpy() for t in (y, x.grad, k.grad, w.grad, b.grad, mean, var)]
+        finally:
+            native.configure(enabled=True, kernels=native.KERNELS)
+    assert native.branch_recompute_ops() is not None
+    for other in ("keep", "paddle"):
+        for a, ref, what in zip(results["recompute"], results[other], ("output", "x grad", "kernel grad",
+                                                                       "weight grad", "bias grad", "mean", "var")):
+            assert a.shape == ref.shape, what
+            assert np.abs(a - ref).max() <= 3e-5 * max(np.abs(ref).max(), 1e-3), (other, what)
