@@ -1,6 +1,6 @@
-"""wb's own CPU BatchNorm kernel (``workbench/models/native/batch_norm.cc`` through ``ops.batch_norm_sum`` and
-``ops.BatchNorm2D``): the same function as Paddle's batch_norm (plus the sum over stacked re-param branches),
-forward, backward and running statistics, in training and frozen modes; deterministic; never in exported graphs."""
+"""wb's own CPU BatchNorm kernel for stacked re-param branches (``workbench/models/native/batch_norm.cc`` through
+``ops.batch_norm_sum``): the same function as Paddle's batch_norm plus the sum over the branches, forward, backward
+and running statistics, in training and frozen modes; deterministic; never in exported graphs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import paddle.nn.functional as F
 import pytest
 
 from workbench.models import native
-from workbench.models.ops import BatchNorm2D, batch_norm_sum
+from workbench.models.ops import batch_norm_sum
 
 
 @pytest.fixture()
@@ -59,12 +59,11 @@ def _arrays(shape, groups, seed, offset=0.5):
 @pytest.mark.parametrize(
     "shape,groups,training",
     [
-        ((4, 6, 5, 7), 1, True),  # plain BatchNorm
-        ((4, 6, 5, 7), 1, False),  # frozen: running statistics
-        ((2, 16, 3, 40), 4, True),  # four stacked rec re-param branches (PPLCNetV3)
-        ((2, 16, 3, 40), 4, False),
+        ((2, 16, 3, 40), 4, True),  # four stacked rec re-param branches (PPLCNetV3), batch statistics
+        ((2, 16, 3, 40), 4, False),  # frozen: running statistics
         ((3, 9, 8, 8), 3, True),
-        ((1, 5, 1, 1), 1, False),  # one value per channel (frozen; batch statistics of one value are degenerate)
+        ((4, 12, 5, 7), 2, True),
+        ((1, 10, 1, 1), 2, False),  # one value per channel (frozen; batch statistics of one value are degenerate)
     ],
 )
 def test_same_as_paddle(kernel, shape, groups, training):
@@ -79,10 +78,11 @@ def test_same_as_paddle(kernel, shape, groups, training):
 def test_statistics_exact_when_the_mean_dwarfs_the_spread(kernel):
     """One-pass statistics, shifted by the channel's first value: no cancellation for |mean| >> std."""
     rng = np.random.default_rng(3)
-    z0 = (1000.0 + rng.normal(0, 0.01, (8, 3, 6, 6))).astype(np.float32)
+    z0 = (1000.0 + rng.normal(0, 0.01, (8, 4, 6, 6))).astype(np.float32)
     z = paddle.to_tensor(z0, stop_gradient=False)
-    mean, var = paddle.zeros([3]), paddle.ones([3])
-    batch_norm_sum(z, paddle.ones([3]), paddle.zeros([3]), mean, var, training=True, momentum=0.0, epsilon=1e-5)
+    mean, var = paddle.zeros([4]), paddle.ones([4])
+    batch_norm_sum(z, paddle.ones([4]), paddle.zeros([4]), mean, var, training=True, momentum=0.0, epsilon=1e-5,
+                   groups=2)
     exact = z0.astype(np.float64).var(axis=(0, 2, 3))
     assert np.abs(var.numpy() - exact).max() <= 1e-3 * exact.max()  # E[x^2]-E[x]^2 in float32 would be ~1e3x off
     np.testing.assert_allclose(mean.numpy(), z0.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-6)
@@ -95,43 +95,25 @@ def test_deterministic(kernel):
         assert np.array_equal(a, b)
 
 
-def test_layer_is_a_batch_norm_with_the_same_values(kernel):
-    """``ops.BatchNorm2D``: an ``nn.BatchNorm2D`` (state-dict keys, isinstance) giving Paddle's values, train and
-    eval; under no_grad it is Paddle's own op, bit for bit."""
-    paddle.seed(5)
-    ours, ref = BatchNorm2D(6), paddle.nn.BatchNorm2D(6)
-    assert isinstance(ours, paddle.nn.BatchNorm2D)
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ref.set_state_dict(ours.state_dict())
-    x0 = paddle.randn([3, 6, 5, 9]) * 2 + 1
-    weights = paddle.randn([3, 6, 5, 9])  # not y*y: with batch statistics its input gradient is 0 (rounding noise)
-    for train in (True, False):
-        ours.train(train)
-        ref.train(train)
-        outs = []
-        for layer in (ours, ref):
-            x = x0.clone()
-            x.stop_gradient = False
-            y = layer(x)
-            (y * weights).sum().backward()
-            outs.append((y.numpy(), x.grad.numpy(), layer.weight.grad.numpy(), layer._mean.numpy()))
-            layer.clear_gradients()
-        for a, b in zip(*outs):
-            assert np.abs(a - b).max() <= 2e-5 * np.abs(b).max()
-    ours.eval()
-    ref.eval()
-    ref.set_state_dict(ours.state_dict())  # running statistics updated above by either kernel: the same again
-    with paddle.no_grad():
-        assert np.array_equal(ours(x0).numpy(), ref(x0).numpy())
-
-
 def test_static_graphs_keep_paddles_batch_norm(kernel):
-    layer = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), BatchNorm2D(4))
+    class Layer(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.kernel = self.create_parameter([8, 1, 3, 3])
+            self.weight, self.bias = self.create_parameter([8]), self.create_parameter([8])
+            self.register_buffer("mean", paddle.zeros([8]))
+            self.register_buffer("var", paddle.ones([8]))
+
+        def forward(self, x):
+            return batch_norm_sum(x, self.weight, self.bias, self.mean, self.var, training=False, momentum=0.9,
+                                  epsilon=1e-5, groups=2, depthwise=(self.kernel, 1, 1))
+
+    layer = Layer()
     layer.eval()
-    static = paddle.jit.to_static(layer, input_spec=[paddle.static.InputSpec([None, 3, 16, 16], "float32")],
+    static = paddle.jit.to_static(layer, input_spec=[paddle.static.InputSpec([None, 4, 16, 16], "float32")],
                                   full_graph=True)
     program = str(static.forward.concrete_program.main_program)
-    assert "wb_batch_norm_sum" not in program
+    assert "wb_batch_norm_sum" not in program and "wb_depthwise" not in program
     assert "batch_norm" in program
 
 

@@ -8,7 +8,7 @@ from paddle.autograd import PyLayer
 
 from workbench.models import native
 
-__all__ = ["add_channel_bias", "BatchNorm2D", "batch_norm_sum", "conv2d_channel_bias", "DepthwiseConv2D",
+__all__ = ["add_channel_bias", "batch_norm_sum", "conv2d_channel_bias", "DepthwiseConv2D",
            "depthwise_conv2d", "rec_feature_row", "spatial_mean", "upsample_nearest"]
 
 
@@ -93,13 +93,12 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
     (``y[:, c] = sum_g bn(z)[:, c*G + g]``; ``G = 1``: plain BatchNorm). ``training``: batch statistics, and the
     running statistics update in place as Paddle's BN does (momentum, biased variance).
 
-    Training on CPU in float32 (eager, gradients recorded) runs wb's kernel (:mod:`workbench.models.native`):
-    Paddle 3.3's CPU batch_norm uses one thread whatever the thread count, and the strided group sum is a pass of
-    its own. Measured (2 threads, forward + backward, ``benchmarks/bench_native_kernels.py``): four stacked
-    branches' BNs summed 103-109 ms -> 39-40 ms; a single BN about as fast as Paddle's (15.7 vs 16.6 ms on
-    32x240x6x80: both bandwidth-bound), yet whole det steps with batch statistics are 7 % faster with it (wb's
-    kernels / depthwise kernel only: 0.93 with it, 1.00 without). Elsewhere (inference, static graphs, GPU, AMP, a frozen single BN): Paddle's ops, the same
-    function.
+    Groups of ``G > 1`` (stacked re-param branches) training on CPU in float32 (eager, gradients recorded) run
+    wb's kernel (:mod:`workbench.models.native`): Paddle 3.3's CPU batch_norm uses one thread whatever the thread
+    count, and the strided group sum is a pass of its own. Measured (2 threads, forward + backward,
+    ``benchmarks/bench_native_kernels.py``): four stacked branches' BNs summed 103-109 ms -> 39-40 ms. A single BN
+    (``G = 1``) keeps Paddle's op: both are bandwidth-bound (15.7 vs 16.6 ms on 32x240x6x80). Elsewhere
+    (inference, static graphs, GPU, AMP): Paddle's ops, the same function.
 
     ``depthwise=(kernel, stride, padding)``: ``z`` is the input of a depthwise conv whose output is normalised
     (``depthwise_conv2d(z, kernel, stride, padding)``: the stacked branches of a re-param layer). With wb's
@@ -127,7 +126,7 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
                 _update_running_statistics(running_mean, running_var, mean, var, momentum)
             return y
     native_ok = (
-        (training or groups > 1)  # a frozen single BN: Paddle's is as fast (fine-tuning steps 4.34 s either way)
+        groups > 1  # a single BN: Paddle's is as fast (bandwidth-bound), see above
         and paddle.in_dynamic_mode()
         and paddle.is_grad_enabled()
         and not (z.stop_gradient and weight.stop_gradient and bias.stop_gradient)
@@ -155,18 +154,6 @@ def _update_running_statistics(running_mean, running_var, mean, var, momentum: f
     """As Paddle's BatchNorm: ``running = running * momentum + batch * (1 - momentum)`` (biased variance)."""
     paddle.assign(running_mean * momentum + mean * (1 - momentum), output=running_mean)
     paddle.assign(running_var * momentum + var * (1 - momentum), output=running_var)
-
-
-class BatchNorm2D(paddle.nn.BatchNorm2D):
-    """``nn.BatchNorm2D`` computed by :func:`batch_norm_sum` (wb's CPU kernel when training in eager mode). Still
-    an ``nn.BatchNorm2D``: same parameters, buffers and state-dict keys; exported graphs keep Paddle's op."""
-
-    def forward(self, x):
-        if self._data_format != "NCHW" or self._use_global_stats is not None or self.weight is None \
-                or self.bias is None or x.ndim != 4:
-            return super().forward(x)
-        return batch_norm_sum(x, self.weight, self.bias, self._mean, self._variance, training=self.training,
-                              momentum=self._momentum, epsilon=self._epsilon)
 
 
 class DepthwiseConv2D(paddle.nn.Conv2D):

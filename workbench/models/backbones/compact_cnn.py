@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import paddle.nn as nn
 
-from workbench.models.ops import BatchNorm2D
-
 __all__ = ["CompactCNN"]
 
 
 def _stage(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2D(in_channels, out_channels, 3, padding=1, bias_attr=False), BatchNorm2D(out_channels), nn.ReLU()
+        nn.Conv2D(in_channels, out_channels, 3, padding=1, bias_attr=False), nn.BatchNorm2D(out_channels), nn.ReLU()
     )
 
 

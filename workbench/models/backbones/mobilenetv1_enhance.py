@@ -20,7 +20,6 @@ from paddle.nn.initializer import KaimingNormal
 from paddle.regularizer import L2Decay
 
 from workbench.errors import ConfigError
-from workbench.models.ops import BatchNorm2D
 
 __all__ = ["ConvBNLayer", "DepthwiseSeparable", "MobileNetV1Enhance"]
 
@@ -32,7 +31,7 @@ class ConvBNLayer(nn.Layer):
         super().__init__()
         self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride, padding, groups=groups,
                                weight_attr=ParamAttr(initializer=KaimingNormal()), bias_attr=False)
-        self._batch_norm = BatchNorm2D(out_channels, weight_attr=ParamAttr(regularizer=L2Decay(0.0)),
+        self._batch_norm = nn.BatchNorm2D(out_channels, weight_attr=ParamAttr(regularizer=L2Decay(0.0)),
                                           bias_attr=ParamAttr(regularizer=L2Decay(0.0)))
 
     def forward(self, x):

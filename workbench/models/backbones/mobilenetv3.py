@@ -17,7 +17,6 @@ import paddle.nn.functional as F
 
 from workbench.errors import ConfigError
 from workbench.models.necks.rsefpn import SEModule
-from workbench.models.ops import BatchNorm2D
 
 __all__ = ["ConvBNLayer", "MobileNetV3", "ResidualUnit", "make_divisible"]
 
@@ -48,7 +47,7 @@ class ConvBNLayer(nn.Layer):
             raise ConfigError(f"MobileNetV3: activation {act!r} is not relu or hardswish")
         self.act = act
         self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias_attr=False)
-        self.bn = BatchNorm2D(out_channels)
+        self.bn = nn.BatchNorm2D(out_channels)
 
     def forward(self, x):
         x = self.bn(self.conv(x))

@@ -25,7 +25,7 @@ from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
-from workbench.models.ops import BatchNorm2D, rec_feature_row
+from workbench.models.ops import rec_feature_row
 
 __all__ = ["ConvBNAct", "ESEModule", "HGBlock", "HGStage", "PPHGNet", "pphgnet_small"]
 
@@ -44,7 +44,7 @@ class ConvBNAct(nn.Layer):
         self.use_act = use_act
         self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride, padding=(kernel_size - 1) // 2,
                               groups=groups, bias_attr=False, weight_attr=ParamAttr(initializer=KaimingNormal()))
-        self.bn = BatchNorm2D(out_channels,
+        self.bn = nn.BatchNorm2D(out_channels,
                                  weight_attr=ParamAttr(regularizer=L2Decay(0.0), initializer=Constant(1.0)),
                                  bias_attr=ParamAttr(regularizer=L2Decay(0.0), initializer=Constant(0.0)))
         if use_act:

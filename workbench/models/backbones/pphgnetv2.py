@@ -37,7 +37,7 @@ from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
 from workbench.errors import ConfigError
-from workbench.models.ops import BatchNorm2D, rec_feature_row
+from workbench.models.ops import rec_feature_row
 
 __all__ = [
     "ConvBNAct",
@@ -88,7 +88,7 @@ class ConvBNAct(nn.Layer):
         )
         # Upstream excludes this backbone's BatchNorm scale/shift from weight decay (a per-parameter regulariser
         # overrides the optimizer's global L2); kept so that fine-tuning regularises the same parameters.
-        self.bn = BatchNorm2D(
+        self.bn = nn.BatchNorm2D(
             out_channels,
             weight_attr=ParamAttr(regularizer=L2Decay(0.0), initializer=Constant(1.0)),
             bias_attr=ParamAttr(regularizer=L2Decay(0.0), initializer=Constant(0.0)),

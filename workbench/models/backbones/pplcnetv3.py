@@ -31,7 +31,7 @@ from paddle.autograd import PyLayer
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
-from workbench.models.ops import (BatchNorm2D, DepthwiseConv2D, add_channel_bias, batch_norm_sum, conv2d_channel_bias,
+from workbench.models.ops import (DepthwiseConv2D, add_channel_bias, batch_norm_sum, conv2d_channel_bias,
                                   rec_feature_row)
 
 __all__ = [
@@ -139,7 +139,7 @@ class ConvBN(nn.Layer):
             weight_attr=ParamAttr(initializer=KaimingNormal(), learning_rate=lr_mult),
             bias_attr=False,
         )
-        self.bn = BatchNorm2D(
+        self.bn = nn.BatchNorm2D(
             out_channels,
             weight_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
             bias_attr=ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
@@ -255,7 +255,7 @@ class LearnableRepLayer(nn.Layer):
         # Creation order = state-dict order of the official graph: identity, conv_kxk, conv_1x1, lab, act.
         has_identity = out_channels == in_channels and stride == 1
         self.identity = (
-            BatchNorm2D(
+            nn.BatchNorm2D(
                 in_channels,
                 weight_attr=ParamAttr(learning_rate=lr_mult),
                 bias_attr=ParamAttr(learning_rate=lr_mult),

@@ -34,7 +34,7 @@ from paddle.nn.initializer import Constant
 from paddle.regularizer import L2Decay
 
 from workbench.errors import ConfigError
-from workbench.models.ops import BatchNorm2D, DepthwiseConv2D, rec_feature_row, spatial_mean
+from workbench.models.ops import DepthwiseConv2D, rec_feature_row, spatial_mean
 
 __all__ = [
     "DET_CONFIGS",
@@ -129,7 +129,7 @@ class ConvBN(nn.Layer):
         super().__init__()
         conv = DepthwiseConv2D if groups > 1 and groups == in_channels else nn.Conv2D  # wb's CPU kernel
         self.conv = conv(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias_attr=False)
-        self.bn = BatchNorm2D(out_channels, weight_attr=ParamAttr(initializer=Constant(0.0 if zero_gamma else 1.0)),
+        self.bn = nn.BatchNorm2D(out_channels, weight_attr=ParamAttr(initializer=Constant(0.0 if zero_gamma else 1.0)),
                                  bias_attr=ParamAttr(initializer=Constant(0.0)))
 
     def forward(self, x):
@@ -150,7 +150,7 @@ class ConvBNAct(nn.Layer):
         else:
             pad = (kernel_size - 1) // 2 if padding is None else padding
         self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride, padding=pad, bias_attr=False)
-        self.bn = BatchNorm2D(out_channels, weight_attr=_no_decay(), bias_attr=_no_decay())
+        self.bn = nn.BatchNorm2D(out_channels, weight_attr=_no_decay(), bias_attr=_no_decay())
         self.act = nn.ReLU()
 
     def forward(self, x):
@@ -208,7 +208,7 @@ class RepDWConv(nn.Layer):
         self.kernel_size = kernel_size
         self.conv = ConvBN(channels, channels, kernel_size, 1, (kernel_size - 1) // 2, groups=channels)
         self.conv1 = nn.Conv2D(channels, channels, 1, groups=channels, bias_attr=False)
-        self.bn = BatchNorm2D(channels, weight_attr=ParamAttr(initializer=Constant(1.0)),
+        self.bn = nn.BatchNorm2D(channels, weight_attr=ParamAttr(initializer=Constant(1.0)),
                                  bias_attr=ParamAttr(initializer=Constant(0.0)))
         self.is_repped = False
 

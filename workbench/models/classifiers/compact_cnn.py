@@ -17,14 +17,12 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from workbench.models.ops import BatchNorm2D
-
 __all__ = ["CompactClassifier"]
 
 
 def _stage(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2D(c_in, c_out, 3, padding=1, bias_attr=False), BatchNorm2D(c_out), nn.ReLU(),
-                         nn.Conv2D(c_out, c_out, 3, padding=1, bias_attr=False), BatchNorm2D(c_out), nn.ReLU(),
+    return nn.Sequential(nn.Conv2D(c_in, c_out, 3, padding=1, bias_attr=False), nn.BatchNorm2D(c_out), nn.ReLU(),
+                         nn.Conv2D(c_out, c_out, 3, padding=1, bias_attr=False), nn.BatchNorm2D(c_out), nn.ReLU(),
                          nn.MaxPool2D(2, 2))
 
 

@@ -21,8 +21,6 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from workbench.models.ops import BatchNorm2D
-
 __all__ = ["MobileNetV3Classifier"]
 
 # (kernel, expansion, out channels, squeeze-excitation, activation, stride) at scale 1.0: "small" of PaddleOCR
@@ -62,7 +60,7 @@ class ConvBNLayer(nn.Layer):
         super().__init__()
         self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
                               groups=groups, bias_attr=False)
-        self.bn = BatchNorm2D(out_channels)
+        self.bn = nn.BatchNorm2D(out_channels)
         self.act = act
 
     def forward(self, x):

@@ -25,8 +25,6 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from workbench.models.ops import BatchNorm2D
-
 __all__ = ["PPLCNet", "TEXTLINE_STRIDES", "make_divisible"]
 
 # (kernel, in channels, out channels, stride, squeeze-excitation) per block at scale 1.0
@@ -56,7 +54,7 @@ class ConvBNLayer(nn.Layer):
         super().__init__()
         self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
                               groups=groups, weight_attr=nn.initializer.KaimingNormal(), bias_attr=False)
-        self.bn = BatchNorm2D(out_channels)
+        self.bn = nn.BatchNorm2D(out_channels)
 
     def forward(self, x):
         return F.hardswish(self.bn(self.conv(x)))

@@ -24,8 +24,6 @@ import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingUniform, Uniform
 
-from workbench.models.ops import BatchNorm2D
-
 __all__ = ["DBBranch", "DBHead", "PFHeadLocal"]
 
 
@@ -47,14 +45,14 @@ class DBBranch(nn.Layer):
         mid = in_channels // 4
         self.padding = kernel_list[0] // 2
         self.conv1 = nn.Conv2D(in_channels, mid, kernel_list[0], padding=self.padding, bias_attr=False)
-        self.conv_bn1 = BatchNorm2D(
+        self.conv_bn1 = nn.BatchNorm2D(
             mid, weight_attr=ParamAttr(initializer=Constant(1.0)), bias_attr=ParamAttr(initializer=Constant(1e-4))
         )
         self.conv2 = nn.Conv2DTranspose(
             mid, mid, kernel_list[1], stride=2,
             weight_attr=ParamAttr(initializer=KaimingUniform()), bias_attr=_uniform_bias(mid),
         )
-        self.conv_bn2 = BatchNorm2D(
+        self.conv_bn2 = nn.BatchNorm2D(
             mid, weight_attr=ParamAttr(initializer=Constant(1.0)), bias_attr=ParamAttr(initializer=Constant(1e-4))
         )
         self.conv3 = nn.Conv2DTranspose(

@@ -38,7 +38,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from workbench.errors import ConfigError
-from workbench.models.ops import BatchNorm2D, upsample_nearest
+from workbench.models.ops import upsample_nearest
 
 __all__ = [
     "ConvBNReLU",
@@ -57,7 +57,7 @@ class ConvBNReLU(nn.Layer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int):
         super().__init__()
         self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, padding=padding, bias_attr=False)
-        self.bn = BatchNorm2D(out_channels)
+        self.bn = nn.BatchNorm2D(out_channels)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return F.relu(self.bn(self.conv(x)))

@@ -5,9 +5,9 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
 * depthwise convolutions (``depthwise_conv.cc``): Paddle 3.3 runs them at 2-6 GFLOP/s, a third of a
   PP-OCRv5_mobile_rec step and half of a det step for 6-7 % of the FLOPs; ours is 1.8-4.7x faster forward +
   backward on the shapes of PPLCNetV3 (1 thread);
-* train-mode BatchNorm (``batch_norm.cc``), with the sum over stacked re-param branches: Paddle's runs on one
-  thread, and BN was 28 % of a rec step with batch statistics; four stacked branches' BNs + their sum, forward +
-  backward at 2 threads, 103-109 -> 39-40 ms. The stacked branches' conv output (four times the layer's input)
+* BatchNorm of stacked re-param branches with their sum (``batch_norm.cc``): Paddle's runs on one thread, and BN
+  was 28 % of a rec step with batch statistics; four stacked branches' BNs + their sum, forward + backward at 2
+  threads, 103-109 -> 39-40 ms (a single BN keeps Paddle's op: both are bandwidth-bound). The stacked branches' conv output (four times the layer's input)
   is recomputed in the backward instead of kept (``branch_recompute``; ``models.ops.batch_norm_sum``).
 
 * Used only when training (eager mode, gradients recorded) on CPU in float32 (``models.ops.depthwise_conv2d``,

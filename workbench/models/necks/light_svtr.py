@@ -20,7 +20,6 @@ from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingNormal, TruncatedNormal
 
 from workbench.models.necks.svtr import ConvBNSwish, SVTRBlock
-from workbench.models.ops import BatchNorm2D
 
 __all__ = ["LightSVTREncoder", "LightSVTRSequenceEncoder"]
 
@@ -47,7 +46,7 @@ class LightSVTREncoder(nn.Layer):
         self.local_conv = nn.Sequential(
             nn.Conv2D(dims, dims, [1, local_kernel], padding=[0, local_kernel // 2], groups=dims, bias_attr=False,
                       weight_attr=ParamAttr(initializer=KaimingNormal())),
-            BatchNorm2D(dims),
+            nn.BatchNorm2D(dims),
             nn.Swish(),
         )
         self.svtr_block = nn.LayerList(

@@ -26,7 +26,7 @@ from paddle import ParamAttr
 from paddle.nn.initializer import KaimingUniform
 
 from workbench.errors import ConfigError
-from workbench.models.ops import BatchNorm2D, upsample_nearest
+from workbench.models.ops import upsample_nearest
 
 __all__ = ["IntraCLBlock", "LKPAN"]
 
@@ -54,7 +54,7 @@ class IntraCLBlock(nn.Layer):
         self.c_layer_7x7 = nn.Conv2D(mid, mid, 7, padding=3)
         self.c_layer_5x5 = nn.Conv2D(mid, mid, 5, padding=2)
         self.c_layer_3x3 = nn.Conv2D(mid, mid, 3, padding=1)
-        self.bn = BatchNorm2D(in_channels)
+        self.bn = nn.BatchNorm2D(in_channels)
         self.relu = nn.ReLU()
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:

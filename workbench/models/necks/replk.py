@@ -32,7 +32,7 @@ from paddle.nn.initializer import KaimingUniform
 from workbench.errors import ConfigError
 from workbench.models.necks.lkpan import IntraCLBlock
 from workbench.models.necks.rsefpn import RSELayer, SEModule
-from workbench.models.ops import BatchNorm2D, upsample_nearest
+from workbench.models.ops import upsample_nearest
 
 __all__ = ["DILATED_BRANCHES", "DilatedReparamBlock", "DilatedReparamConv", "RepLKFPN", "RepLKPAN"]
 
@@ -68,12 +68,12 @@ class DilatedReparamBlock(nn.Layer):
         self.branches = DILATED_BRANCHES[kernel_size]
         self.lk_origin = nn.Conv2D(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels,
                                    bias_attr=False)
-        self.origin_bn = BatchNorm2D(channels)
+        self.origin_bn = nn.BatchNorm2D(channels)
         for k, r in self.branches:
             span = r * (k - 1) + 1
             setattr(self, f"dil_conv_k{k}_{r}", nn.Conv2D(channels, channels, k, padding=span // 2, dilation=r,
                                                           groups=channels, bias_attr=False))
-            setattr(self, f"dil_bn_k{k}_{r}", BatchNorm2D(channels))
+            setattr(self, f"dil_bn_k{k}_{r}", nn.BatchNorm2D(channels))
         self.is_repped = False
 
     def _branch_layers(self):
@@ -151,7 +151,7 @@ class DilatedReparamConv(nn.Layer):
         super().__init__()
         self.dw = DilatedReparamBlock(in_channels, kernel_size)
         self.pw = _kaiming_conv(in_channels, out_channels, 1)
-        self.bn = BatchNorm2D(out_channels)
+        self.bn = nn.BatchNorm2D(out_channels)
 
     def forward(self, x):
         return self.bn(self.pw(self.dw(x)))

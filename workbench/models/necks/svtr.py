@@ -16,8 +16,6 @@ import paddle.nn as nn
 from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingUniform, TruncatedNormal
 
-from workbench.models.ops import BatchNorm2D
-
 __all__ = ["ConvBNSwish", "GlobalAttention", "Mlp", "SVTRBlock", "SVTREncoder", "SVTRSequenceEncoder"]
 
 _trunc_normal = TruncatedNormal(std=0.02)
@@ -38,7 +36,7 @@ class ConvBNSwish(nn.Layer):
             weight_attr=ParamAttr(initializer=KaimingUniform()),
             bias_attr=False,
         )
-        self.norm = BatchNorm2D(out_channels)
+        self.norm = nn.BatchNorm2D(out_channels)
         self.act = nn.Swish()
 
     def forward(self, x):
