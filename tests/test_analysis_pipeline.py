@@ -140,12 +140,14 @@ def _export(det_run, rec_run, out: Path, det_params: dict) -> None:
 @pytest.mark.slow
 def test_workbench_pipeline_equals_the_paddlex_pipeline_on_the_exported_models(tiny_det_run, tiny_rec_run,
                                                                                data_dir, tmp_path):
-    # the tiny detector is barely trained: lower thresholds give it boxes to crop
-    det_params = {"limit_side_len": 64, "limit_type": "min", "max_side_limit": 4000, "thresh": 0.2,
-                  "box_thresh": 0.4, "unclip_ratio": 1.5}
+    # The tiny detector is barely trained: thresholds a little below the pipeline's defaults give it boxes to crop
+    # (29 here). Not much lower: at 0.2 / 0.4 its near-random map gave ~100 boxes, and one sitting on the threshold
+    # came and went with float rounding between the two graphs (100 vs 101 after a change of training kernels).
+    det_params = {"limit_side_len": 64, "limit_type": "min", "max_side_limit": 4000, "thresh": 0.25,
+                  "box_thresh": 0.55, "unclip_ratio": 1.5}
     _export(tiny_det_run, tiny_rec_run, tmp_path / "export", det_params)
     paddlex_runner = load_pipeline(str(tmp_path / "export"), None)
-    ours = load_pipeline(str(tiny_det_run), str(tiny_rec_run), settings={"thresh": 0.2, "box_thresh": 0.4})
+    ours = load_pipeline(str(tiny_det_run), str(tiny_rec_run), settings={"thresh": 0.25, "box_thresh": 0.55})
     assert isinstance(ours, WorkbenchPipeline) and paddlex_runner.kind == "paddlex"
     assert paddlex_runner.settings == ours.settings
     sample = _first_samples(data_dir, "icdar2015_det", 1)[0]
