@@ -89,7 +89,7 @@ def time_bn_op(shape, groups, threads: int, repeats: int = 5) -> dict:
     g = paddle.randn([shape[0], shape[1] // groups, shape[2], shape[3]])
     out = {}
     for side in ("paddle", "wb"):
-        native.configure(enabled=side == "wb", threads=threads)
+        native.configure(enabled=side == "wb", threads=threads, kernels=native.KERNELS)
         z, w, b = z0.clone(), paddle.ones([shape[1]]), paddle.zeros([shape[1]])
         z.stop_gradient = w.stop_gradient = b.stop_gradient = False
         mean, var = paddle.zeros([shape[1]]), paddle.ones([shape[1]])
@@ -211,7 +211,7 @@ def main() -> None:
                 native.configure(enabled=sides[side][0], kernels=sides[side][1])
                 one_step()  # warm-up (first shapes, allocator)
                 times[side] += [one_step() for _ in range(args.steps)]
-        native.configure(enabled=True, kernels=native.KERNELS)
+        native.configure(enabled=True, kernels=native.DEFAULT_KERNELS)
         paddle_s, dw_s, wb_s = (float(np.median(times[side])) for side in sides)
         lines[f"{kind} (batch {batch}): s/step Paddle | wb depthwise only | wb all"] = (
             f"{paddle_s:.2f} | {dw_s:.2f} | {wb_s:.2f}  ({paddle_s / dw_s:.2f}x, {paddle_s / wb_s:.2f}x; samples/s "

@@ -17,13 +17,14 @@ from workbench.models.ops import batch_norm_sum
 
 @pytest.fixture()
 def kernel():
+    native.configure(kernels=native.KERNELS)  # opt-in (see native.DEFAULT_KERNELS)
     op = native.batch_norm_sum_op()
     if op is None:
         if os.environ.get("CI") == "true":
             pytest.fail("the native CPU kernels could not be built (a C++ compiler and Paddle's headers are needed)")
         pytest.skip("native kernels not buildable here")
     yield op
-    native.configure(enabled=True)
+    native.configure(enabled=True, kernels=native.DEFAULT_KERNELS)
 
 
 def _paddle_reference(z, weight, bias, mean, var, training, groups):
@@ -123,6 +124,14 @@ def test_off_means_paddles_op():
         assert native.batch_norm_sum_op() is None
     finally:
         native.configure(enabled=True)
+    assert native.batch_norm_sum_op() is None  # not among the default kernels
+
+
+def test_default_training_keeps_paddles_batch_norm():
+    """By default (``native.DEFAULT_KERNELS``) the stacked branches run Paddle's conv-output BN and group sum."""
+    native.configure(enabled=True, kernels=native.DEFAULT_KERNELS)
+    assert native.batch_norm_sum_op() is None and native.branch_recompute_ops() is None
+    assert native.depthwise_conv2d_op() is not None
 
 
 @pytest.mark.parametrize("stride,training", [(1, True), ((2, 1), True), (1, False)])

@@ -37,17 +37,25 @@ from workbench.config.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KERNELS", "batch_norm_sum_op", "branch_recompute_ops", "configure", "depthwise_conv2d_op", "native_threads"]
+__all__ = ["DEFAULT_KERNELS", "KERNELS", "batch_norm_sum_op", "branch_recompute_ops", "configure", "depthwise_conv2d_op", "native_threads"]
 
 SOURCES = (Path(__file__).with_name("depthwise_conv.cc"), Path(__file__).with_name("batch_norm.cc"))
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
+
+
+#: On by default: the depthwise conv. The stacked-branch BatchNorm kernels are opt-in
+#: (``configure(kernels=KERNELS)``): they change training's float rounding, and the export verification's
+#: float32-noise bound (4x our model's own float32 error) is then exceeded by the 4-step test det models (det map
+#: 7.1e-3 / 9.1e-3 against limits 6.6e-3 / 4.9e-3) -- that bound needs to account for the inference graph's own
+#: rounding before these kernels can be the default.
+DEFAULT_KERNELS = ("depthwise_conv",)
 
 
 class _State:
     """What ``configure`` set, and the loaded extension (None until first use, False when it cannot be built)."""
 
     enabled: bool = True
-    kernels: frozenset = frozenset(("depthwise_conv", "batch_norm", "branch_recompute"))
+    kernels: frozenset = frozenset(DEFAULT_KERNELS)
     threads: Optional[int] = None
     module: Any = None
 
