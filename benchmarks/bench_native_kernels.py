@@ -38,6 +38,23 @@ OP_SHAPES = {  # (input N, C, H, W), kernel, stride: layers of PPLCNetV3 x0.95 r
 }
 
 
+def compare_sides(make_step, configure_side, repeats: int) -> dict:
+    """Time ``make_step()``'s step (forward + backward, returns the tensors to compare) on Paddle's kernels and on
+    wb's (``configure_side(side)`` switches), after one warm-up step each; ms per step and the largest relative
+    difference between the two sides' outputs and gradients."""
+    out = {}
+    for side in ("paddle", "wb"):
+        configure_side(side)
+        step = make_step()
+        step()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            results = step()
+        out[side] = ((time.perf_counter() - t0) / repeats, [r.numpy() for r in results])
+    diff = max(float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12)) for a, b in zip(out["paddle"][1], out["wb"][1]))
+    return {"paddle_ms": out["paddle"][0] * 1e3, "wb_ms": out["wb"][0] * 1e3, "max_rel_diff": diff}
+
+
 def time_op(shape, kernel, stride, threads: int, repeats: int = 5) -> dict:
     import paddle
     import paddle.nn.functional as F
@@ -49,9 +66,8 @@ def time_op(shape, kernel, stride, threads: int, repeats: int = 5) -> dict:
     x0 = paddle.randn(shape)
     w0 = paddle.randn([shape[1], 1, kernel, kernel]) * 0.2
     g = paddle.randn(F.conv2d(x0, w0, None, stride, kernel // 2, groups=shape[1]).shape)
-    out = {}
-    for side in ("paddle", "wb"):
-        native.configure(enabled=side == "wb", threads=threads)
+
+    def make_step():
         x, w = x0.clone(), w0.clone()
         x.stop_gradient = w.stop_gradient = False
 
@@ -60,15 +76,11 @@ def time_op(shape, kernel, stride, threads: int, repeats: int = 5) -> dict:
             w.clear_grad()
             y = depthwise_conv2d(x, w, stride, kernel // 2)
             (y * g).sum().backward()
-            return y
+            return y, x.grad, w.grad
 
-        y = step()
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        out[side] = ((time.perf_counter() - t0) / repeats, [y.numpy(), x.grad.numpy(), w.grad.numpy()])
-    diff = max(float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12)) for a, b in zip(out["paddle"][1], out["wb"][1]))
-    return {"paddle_ms": out["paddle"][0] * 1e3, "wb_ms": out["wb"][0] * 1e3, "max_rel_diff": diff}
+        return step
+
+    return compare_sides(make_step, lambda side: native.configure(enabled=side == "wb", threads=threads), repeats)
 
 
 BN_SHAPES = {  # z [N, C*G, H, W], groups G: PP-OCRv5_mobile_rec batch 32 at 48x320 with batch statistics
@@ -87,9 +99,8 @@ def time_bn_op(shape, groups, threads: int, repeats: int = 5) -> dict:
     paddle.seed(0)
     z0 = paddle.randn(shape)
     g = paddle.randn([shape[0], shape[1] // groups, shape[2], shape[3]])
-    out = {}
-    for side in ("paddle", "wb"):
-        native.configure(enabled=side == "wb", threads=threads, kernels=native.KERNELS)
+
+    def make_step():
         z, w, b = z0.clone(), paddle.ones([shape[1]]), paddle.zeros([shape[1]])
         z.stop_gradient = w.stop_gradient = b.stop_gradient = False
         mean, var = paddle.zeros([shape[1]]), paddle.ones([shape[1]])
@@ -98,15 +109,14 @@ def time_bn_op(shape, groups, threads: int, repeats: int = 5) -> dict:
             z.clear_grad()
             y = batch_norm_sum(z, w, b, mean, var, training=True, momentum=0.9, epsilon=1e-5, groups=groups)
             (y * g).sum().backward()
-            return y
+            return y, z.grad
 
-        y = step()
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        out[side] = ((time.perf_counter() - t0) / repeats, [y.numpy(), z.grad.numpy()])
-    diff = max(float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12)) for a, b in zip(out["paddle"][1], out["wb"][1]))
-    return {"paddle_ms": out["paddle"][0] * 1e3, "wb_ms": out["wb"][0] * 1e3, "max_rel_diff": diff}
+        return step
+
+    def configure_side(side):
+        native.configure(enabled=side == "wb", threads=threads, kernels=native.KERNELS)
+
+    return compare_sides(make_step, configure_side, repeats)
 
 
 def step_timer(kind: str):

@@ -30,6 +30,11 @@ def require(what: str | Path, why: str = "") -> Any:
             return importlib.import_module(str(what))
         except ImportError as exc:
             reason = f"optional package {what} not importable ({exc})" + (f"; {why}" if why else "")
+    unavailable(reason)
+
+
+def unavailable(reason: str) -> None:
+    """Something a test needs is missing: skip with ``reason`` locally, fail under CI=true."""
     if CI:
         pytest.fail(f"CI=true: {reason}", pytrace=False)
     pytest.skip(reason)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_strict import pytest_make_collect_report, pytest_runtest_makereport, require  # noqa: F401 (hooks)
+from ci_strict import pytest_make_collect_report, pytest_runtest_makereport, require, unavailable  # noqa: F401 (hooks)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WB_SHARED_DIR", PROJECT_ROOT.parent / "shared")).resolve()
@@ -176,3 +176,18 @@ def stock_runs(shared_dir, stock, stock_weights, tmp_path_factory) -> dict:
     rec.model.character_dict = str(stock / "ppocrv5_dict.txt")
     rec.data.max_train_samples, rec.data.batch_size = 4, 4
     return {"det": train(det), "rec": train(rec)}
+
+
+@pytest.fixture()
+def native_kernels():
+    """All of wb's own CPU kernels on (``workbench.models.native``: the opt-in ones too), built for this machine;
+    the defaults come back after the test. Not buildable (no C++ compiler): skip locally, fail under CI."""
+    from workbench.models import native
+
+    native.configure(enabled=True, kernels=native.KERNELS)
+    try:
+        if native.depthwise_conv2d_op() is None:  # one extension holds every kernel
+            unavailable("wb's native CPU kernels could not be built (a C++ compiler and Paddle's headers are needed)")
+        yield native
+    finally:
+        native.configure(enabled=True, kernels=native.DEFAULT_KERNELS)

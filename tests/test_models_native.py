@@ -3,7 +3,6 @@ forward and backward, deterministic, and never inside a graph that is exported o
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import paddle
@@ -12,17 +11,6 @@ import pytest
 
 from workbench.models import native
 from workbench.models.ops import conv2d_channel_bias, depthwise_conv2d
-
-
-@pytest.fixture()
-def kernel():
-    op = native.depthwise_conv2d_op()
-    if op is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the native CPU kernels could not be built (a C++ compiler and Paddle's headers are needed)")
-        pytest.skip("native kernels not buildable here")
-    yield op
-    native.configure(enabled=True)
 
 
 def _run(x0, w0, stride, padding, grad, use_native):
@@ -45,7 +33,7 @@ def _run(x0, w0, stride, padding, grad, use_native):
         ((1, 3, 4, 3), 2, 5, (2, 2)),  # kernel wider than the map
     ],
 )
-def test_same_as_paddle_forward_and_backward(kernel, shape, multiplier, kernel_size, stride):
+def test_same_as_paddle_forward_and_backward(native_kernels, shape, multiplier, kernel_size, stride):
     paddle.seed(0)
     x = paddle.randn(shape)
     w = paddle.randn([shape[1] * multiplier, 1, kernel_size, kernel_size]) * 0.3
@@ -59,7 +47,7 @@ def test_same_as_paddle_forward_and_backward(kernel, shape, multiplier, kernel_s
         assert np.abs(a - b).max() <= 1e-5 * scale, what
 
 
-def test_deterministic(kernel):
+def test_deterministic(native_kernels):
     paddle.seed(1)
     x, w = paddle.randn([4, 16, 12, 40]), paddle.randn([16, 1, 5, 5])
     grad = paddle.randn([4, 16, 12, 40])
@@ -68,7 +56,7 @@ def test_deterministic(kernel):
         assert np.array_equal(a, b)
 
 
-def test_depthwise_conv_with_bias_uses_it(kernel):
+def test_depthwise_conv_with_bias_uses_it(native_kernels):
     paddle.seed(2)
     x, w, b = paddle.randn([2, 6, 5, 9]), paddle.randn([6, 1, 3, 3]), paddle.randn([6])
     ref = F.conv2d(x, w, b, 1, 1, groups=6)
@@ -76,7 +64,7 @@ def test_depthwise_conv_with_bias_uses_it(kernel):
     np.testing.assert_allclose(conv2d_channel_bias(x, w, b, 1, 1, groups=6).numpy(), ref.numpy(), atol=1e-5)
 
 
-def test_static_graphs_keep_paddles_conv(kernel):
+def test_static_graphs_keep_paddles_conv(native_kernels):
     """An exported graph must hold only ops PaddleX and Paddle Inference know."""
 
     class Layer(paddle.nn.Layer):
@@ -95,7 +83,7 @@ def test_static_graphs_keep_paddles_conv(kernel):
     assert "conv2d" in program
 
 
-def test_inference_keeps_paddles_kernel(kernel):
+def test_inference_keeps_paddles_kernel(native_kernels):
     """Under no_grad (evaluation, parity checks) the result is Paddle's own, bit for bit."""
     paddle.seed(4)
     x, w = paddle.randn([2, 8, 9, 21]), paddle.randn([8, 1, 5, 5])
@@ -115,7 +103,7 @@ def test_off_means_paddles_kernel():
 
 
 @pytest.mark.parametrize("stride,padding,bias", [(1, 1, False), ((2, 1), 1, True), (2, 2, False)])
-def test_depthwise_layer_through_the_kernel(kernel, stride, padding, bias):
+def test_depthwise_layer_through_the_kernel(native_kernels, stride, padding, bias):
     """``ops.DepthwiseConv2D``: the kernel inside an ``nn.Conv2D`` (same parameters), same values and gradients;
     forward hooks still fire (weight import traces layers with them)."""
     from workbench.models.ops import DepthwiseConv2D

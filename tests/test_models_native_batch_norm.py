@@ -4,7 +4,6 @@ and running statistics, in training and frozen modes; deterministic; never in ex
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import paddle
@@ -13,18 +12,6 @@ import pytest
 
 from workbench.models import native
 from workbench.models.ops import batch_norm_sum
-
-
-@pytest.fixture()
-def kernel():
-    native.configure(kernels=native.KERNELS)  # opt-in (see native.DEFAULT_KERNELS)
-    op = native.batch_norm_sum_op()
-    if op is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the native CPU kernels could not be built (a C++ compiler and Paddle's headers are needed)")
-        pytest.skip("native kernels not buildable here")
-    yield op
-    native.configure(enabled=True, kernels=native.DEFAULT_KERNELS)
 
 
 def _paddle_reference(z, weight, bias, mean, var, training, groups):
@@ -67,7 +54,7 @@ def _arrays(shape, groups, seed, offset=0.5):
         ((1, 10, 1, 1), 2, False),  # one value per channel (frozen; batch statistics of one value are degenerate)
     ],
 )
-def test_same_as_paddle(kernel, shape, groups, training):
+def test_same_as_paddle(native_kernels, shape, groups, training):
     arrays = _arrays(shape, groups, seed=sum(shape) + groups)
     ours, theirs = _run(arrays, training, groups, True), _run(arrays, training, groups, False)
     for a, b, what in zip(ours, theirs, ("output", "z gradient", "weight gradient", "bias gradient",
@@ -76,7 +63,7 @@ def test_same_as_paddle(kernel, shape, groups, training):
         assert np.abs(a - b).max() <= 2e-5 * max(np.abs(b).max(), 1e-3), what
 
 
-def test_statistics_exact_when_the_mean_dwarfs_the_spread(kernel):
+def test_statistics_exact_when_the_mean_dwarfs_the_spread(native_kernels):
     """One-pass statistics, shifted by the channel's first value: no cancellation for |mean| >> std."""
     rng = np.random.default_rng(3)
     z0 = (1000.0 + rng.normal(0, 0.01, (8, 4, 6, 6))).astype(np.float32)
@@ -89,14 +76,14 @@ def test_statistics_exact_when_the_mean_dwarfs_the_spread(kernel):
     np.testing.assert_allclose(mean.numpy(), z0.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-6)
 
 
-def test_deterministic(kernel):
+def test_deterministic(native_kernels):
     arrays = _arrays((4, 32, 6, 80), 4, seed=1)
     first, second = _run(arrays, True, 4, True), _run(arrays, True, 4, True)
     for a, b in zip(first, second):
         assert np.array_equal(a, b)
 
 
-def test_static_graphs_keep_paddles_batch_norm(kernel):
+def test_static_graphs_keep_paddles_batch_norm(native_kernels):
     class Layer(paddle.nn.Layer):
         def __init__(self):
             super().__init__()
@@ -135,7 +122,7 @@ def test_default_training_keeps_paddles_batch_norm():
 
 
 @pytest.mark.parametrize("stride,training", [(1, True), ((2, 1), True), (1, False)])
-def test_stacked_branches_recomputed_in_backward(kernel, stride, training):
+def test_stacked_branches_recomputed_in_backward(native_kernels, stride, training):
     """``batch_norm_sum(x, ..., depthwise=...)``: the stacked re-param branches' conv output is recomputed in the
     backward (kernel ``branch_recompute``) -- the same values and gradients as keeping it, and as Paddle's ops."""
     from workbench.models.ops import depthwise_conv2d

@@ -33,6 +33,18 @@ def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
+def _native_training_ok(*tensors: paddle.Tensor) -> bool:
+    """wb's CPU kernels serve training only: eager mode, gradients recorded for at least one of ``tensors``, all
+    of them on CPU in float32. Inference under ``no_grad``, static graphs (export, compiled eval), GPU and AMP keep
+    Paddle's ops."""
+    return (
+        paddle.in_dynamic_mode()
+        and paddle.is_grad_enabled()
+        and not all(t.stop_gradient for t in tensors)
+        and all(t.place.is_cpu_place() and t.dtype == paddle.float32 for t in tensors)
+    )
+
+
 def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, stride=1, padding=0) -> paddle.Tensor:
     """``F.conv2d(x, weight, None, stride, padding, groups=C)`` for kernels with one input channel each
     (``weight`` ``[C*M, 1, KH, KW]``: output channel ``c*M + m`` reads input channel ``c``).
@@ -43,15 +55,7 @@ def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, stride=1, padding=
     ``no_grad`` (where parity with onnxruntime / PaddleX is checked to 1e-4: rounding differences grow through
     the network, 1.2e-4 on a PP-OCRv6_tiny_rec crop), static graphs being exported or compiled, GPU, AMP, string
     paddings -- Paddle's conv."""
-    native_ok = (
-        paddle.in_dynamic_mode()
-        and paddle.is_grad_enabled()
-        and not (x.stop_gradient and weight.stop_gradient)
-        and x.place.is_cpu_place()
-        and x.dtype == paddle.float32
-        and weight.dtype == paddle.float32
-        and not isinstance(padding, str)
-    )
+    native_ok = _native_training_ok(x, weight) and not isinstance(padding, str)
     op = native.depthwise_conv2d_op() if native_ok else None
     if op is None:
         return F.conv2d(x, weight, None, stride, padding, groups=x.shape[1])
@@ -107,10 +111,7 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
     if depthwise is not None:
         kernel, stride, padding = depthwise
         recompute = (
-            paddle.in_dynamic_mode()
-            and paddle.is_grad_enabled()
-            and z.place.is_cpu_place()
-            and z.dtype == kernel.dtype == weight.dtype == bias.dtype == paddle.float32
+            _native_training_ok(z, kernel, weight, bias)
             and z.ndim == 4
             and not isinstance(padding, str)
             and native.branch_recompute_ops() is not None
@@ -127,11 +128,7 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
             return y
     native_ok = (
         groups > 1  # a single BN: Paddle's is as fast (bandwidth-bound), see above
-        and paddle.in_dynamic_mode()
-        and paddle.is_grad_enabled()
-        and not (z.stop_gradient and weight.stop_gradient and bias.stop_gradient)
-        and z.place.is_cpu_place()
-        and z.dtype == weight.dtype == bias.dtype == paddle.float32
+        and _native_training_ok(z, weight, bias)
         and z.ndim == 4
     )
     op = native.batch_norm_sum_op() if native_ok else None
