@@ -16,8 +16,8 @@ from workbench.export.verify.report import Report, Tolerances
 class Workbench:
     """The workbench's own predictions for the exported modules (training graph, unfused, dynamic mode).
 
-    ``det_map`` / ``rec_probs`` also return the float32 error of that prediction: the max abs difference to the
-    same model run in float64 (built on first use), which sets how close two float32 graphs can be expected to be.
+    ``det_map`` / ``rec_probs`` / ``cls_probs`` also return how far float32 rounding alone moves that prediction
+    (:meth:`_run`), which sets how close two float32 graphs of the same weights can be expected to be.
     ``sources``: the exported modules by task (``ExportSource``).
     """
 
@@ -49,6 +49,13 @@ class Workbench:
         return normalize_det(resized, arithmetic="paddlex")[None], shape
 
     def _run(self, task: str, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """Our prediction on ``x`` and its float32 noise: the larger of its float32 error (max abs difference to
+        the same model run in float64, built on first use) and its response to a random one-ulp perturbation of
+        ``x`` (max abs difference). The second stands in for the exported graph's own rounding, which no float64
+        run shows: its BatchNorms and branches are folded into rounded float32 weights, and PaddleX's default
+        oneDNN kernels order sums differently again. Measured on a 4-step test det model (1280x704 page): our
+        float32 error 1.2e-3, the exported graph's in PaddleX (oneDNN) 9.0e-3, one-ulp response 4.0e-3. Both
+        depend on the model only, never on the exported graph, so an export bug cannot widen its own bound."""
         import paddle
 
         from workbench.export.inference_model import build_model
@@ -60,10 +67,12 @@ class Workbench:
                 if callable(drop):
                     drop()
             self._f64[task] = f64.to(dtype="float64")
+        jitter = np.random.default_rng(0).uniform(-1.0, 1.0, x.shape) * np.finfo(np.float32).eps
         with paddle.no_grad():
             out = self.models[task](paddle.to_tensor(x)).numpy()
             exact = self._f64[task](paddle.to_tensor(x.astype(np.float64))).numpy()
-        return out, max_diff(out, exact)
+            jittered = self.models[task](paddle.to_tensor((x * (1.0 + jitter)).astype(np.float32))).numpy()
+        return out, max(max_diff(out, exact), max_diff(out, jittered))
 
     def det_map(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         return self._run("det", x)
@@ -175,11 +184,11 @@ def compare_det(check: StageCheck, item: str, image: np.ndarray, steps: DetSteps
     d_in = max_diff(ours_x, theirs.x)
     check.add(item, "det input max abs diff", d_in, tol.input_atol, d_in <= tol.input_atol,
               f"shape ours {list(ours_x.shape)} PaddleX {list(np.shape(theirs.x))}")
-    prob, f32_error = wb.det_map(ours_x)
+    prob, f32_noise = wb.det_map(ours_x)
     d = max_diff(prob, theirs.prob_map)
-    limit = max(tol.det_map_atol, tol.noise_factor * f32_error)
+    limit = max(tol.det_map_atol, tol.noise_factor * f32_noise)
     check.add(item, "det probability map max abs diff", d, limit, d <= limit,
-              f"float32 error of our model {f32_error:.2e}")
+              f"float32 noise of our model {f32_noise:.2e}")
     (polys, scores), = steps.post(prob, shape.as_array()[None])
     compare_boxes(check, item, (polys, scores), (theirs.polys, theirs.scores))
 
@@ -220,11 +229,11 @@ def compare_rec_batch(check: StageCheck, items: list[str], ours_x: np.ndarray, t
     d_in = max_diff(ours_x, theirs.x)
     check.add(label, "rec input max abs diff", d_in, tol.input_atol, d_in <= tol.input_atol,
               f"shape ours {list(np.shape(ours_x))} PaddleX {list(np.shape(theirs.x))}")
-    probs, f32_error = wb.rec_probs(ours_x)
+    probs, f32_noise = wb.rec_probs(ours_x)
     d = max_diff(probs, theirs.probs)
-    limit = max(tol.rec_prob_atol, tol.noise_factor * f32_error)
+    limit = max(tol.rec_prob_atol, tol.noise_factor * f32_noise)
     check.add(label, "rec probabilities max abs diff", d, limit, d <= limit,
-              f"float32 error of our model {f32_error:.2e}")
+              f"float32 noise of our model {f32_noise:.2e}")
     decoded = wb.decoder(probs)
     for i, (item, (text, score)) in enumerate(zip(items, decoded)):
         ok, detail = _text_agreement(text, theirs.texts[i], probs[i], np.asarray(theirs.probs)[i])
@@ -245,11 +254,11 @@ def compare_cls_batch(check: StageCheck, task: str, items: list[str], images: li
     d_in = max_diff(ours_x, theirs.x)
     check.add(label, f"{task} input max abs diff", d_in, tol.input_atol, d_in <= tol.input_atol,
               f"shape ours {list(ours_x.shape)} PaddleX {list(np.shape(theirs.x))}")
-    probs, f32_error = wb.cls_probs(task, ours_x)
+    probs, f32_noise = wb.cls_probs(task, ours_x)
     d = max_diff(probs, theirs.probs)
-    limit = max(tol.rec_prob_atol, tol.noise_factor * f32_error)
+    limit = max(tol.rec_prob_atol, tol.noise_factor * f32_noise)
     check.add(label, f"{task} probabilities max abs diff", d, limit, d <= limit,
-              f"float32 error of our model {f32_error:.2e}")
+              f"float32 noise of our model {f32_noise:.2e}")
     decided = [int(i) for i in probs.argmax(-1)]
     for i, item in enumerate(items):
         theirs_id = int(theirs.class_ids[i])
