@@ -180,7 +180,7 @@ def stock_runs(shared_dir, stock, stock_weights, tmp_path_factory) -> dict:
 
 @pytest.fixture()
 def native_kernels():
-    """All of wb's own CPU kernels on (``workbench.models.native``: the opt-in ones too), built for this machine;
+    """All of wb's own CPU kernels on (``workbench.models.native.KERNELS``), built for this machine;
     the defaults come back after the test. Not buildable (no C++ compiler): skip locally, fail under CI."""
     from workbench.models import native
 

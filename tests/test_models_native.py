@@ -3,7 +3,6 @@ forward and backward, deterministic, and never inside a graph that is exported o
 
 from __future__ import annotations
 
-
 import numpy as np
 import paddle
 import paddle.nn.functional as F

@@ -4,7 +4,6 @@ and running statistics, in training and frozen modes; deterministic; never in ex
 
 from __future__ import annotations
 
-
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -111,12 +110,14 @@ def test_off_means_paddles_op():
         assert native.batch_norm_sum_op() is None
     finally:
         native.configure(enabled=True)
-    assert native.batch_norm_sum_op() is None  # not among the default kernels
 
 
-def test_default_training_keeps_paddles_batch_norm():
-    """By default (``native.DEFAULT_KERNELS``) the stacked branches run Paddle's conv-output BN and group sum."""
+def test_default_training_uses_every_kernel(native_kernels):
+    """By default (``native.DEFAULT_KERNELS``) training runs the stacked branches through wb's BatchNorm kernel with
+    the recomputed conv output; a subset leaves the others to Paddle."""
     native.configure(enabled=True, kernels=native.DEFAULT_KERNELS)
+    assert native.batch_norm_sum_op() is not None and native.branch_recompute_ops() is not None
+    native.configure(kernels=("depthwise_conv",))
     assert native.batch_norm_sum_op() is None and native.branch_recompute_ops() is None
     assert native.depthwise_conv2d_op() is not None
 
