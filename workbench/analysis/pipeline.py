@@ -117,6 +117,24 @@ class PipelineSettings:
         (``meta.json``, ``eval.det.score_mode``) and the rec run's ``eval.rec.score_thresh``; for stock models and
         bare weight files the pipeline YAML's resize limits and the det model's own post-processing defaults
         (``models.zoo.det_postprocess``)."""
+        from workbench.tasks.export_writer import recorded_eval_settings
+
+        values = cls._det_values(det)
+        if rec.checkpoint is not None:
+            eval_rec = recorded_eval_settings(rec.checkpoint, "rec")
+            if "score_thresh" in eval_rec:
+                values["score_thresh"] = float(eval_rec["score_thresh"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def for_detector(cls, det: "LoadedModel") -> "PipelineSettings":
+        """The detection settings ``wb export`` writes for ``det`` (see :meth:`for_checkpoints`)."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in cls._det_values(det).items() if k in known})
+
+    @staticmethod
+    def _det_values(det: "LoadedModel") -> dict:
         from workbench.models import zoo
         from workbench.tasks.export_writer import recorded_eval_settings
 
@@ -127,12 +145,7 @@ class PipelineSettings:
             values.update(det.checkpoint.meta.get("resize") or {})
             values.update(det.checkpoint.meta.get("postprocess") or {})
             values["score_mode"] = recorded_eval_settings(det.checkpoint, "det").get("score_mode", "fast")
-        if rec.checkpoint is not None:
-            eval_rec = recorded_eval_settings(rec.checkpoint, "rec")
-            if "score_thresh" in eval_rec:
-                values["score_thresh"] = float(eval_rec["score_thresh"])
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return values
 
     def with_overrides(self, **values) -> "PipelineSettings":
         """A copy with the values that are not ``None`` replaced (command-line overrides)."""
@@ -266,6 +279,49 @@ def _load_weights(w, task: str, *, model_name: Optional[str], rec_dict: Optional
                        image_shape=tuple(spec.image_shape or (3, 48, 320)))
 
 
+class Detector:
+    """The pipeline's detection step with our det model (steps 1-2 of the module docstring): a BGR image -> its
+    boxes (quads) and box scores, in the pipeline's order."""
+
+    def __init__(self, det: LoadedModel, settings: PipelineSettings = PipelineSettings()):
+        from workbench.data.preprocess import DetResize
+        from workbench.postprocess.db import DBPostProcess
+
+        if det.task != "det":
+            raise ConfigError(f"det={det.ref} is a {det.task} model")
+        self.det, self.settings = det, settings
+        self.resize = DetResize(limit_side_len=settings.limit_side_len, limit_type=settings.limit_type,
+                                max_side_limit=settings.max_side_limit)
+        self.post = DBPostProcess(thresh=settings.thresh, box_thresh=settings.box_thresh,
+                                  max_candidates=settings.max_candidates, unclip_ratio=settings.unclip_ratio,
+                                  score_mode=settings.score_mode)
+
+    def __call__(self, image: np.ndarray, timings: Optional[dict] = None) -> tuple[list, list]:
+        import paddle
+
+        from workbench.data.preprocess import normalize_det
+
+        resized, shape = self.resize(image)
+        x = normalize_det(resized, arithmetic="paddlex")[None]
+        t0 = time.perf_counter()
+        with paddle.no_grad():
+            prob = self.det.model(paddle.to_tensor(x)).numpy()
+        t1 = time.perf_counter()
+        polys, scores = self.post(prob, shape.as_array()[None])[0]
+        order = sort_quad_boxes(polys)
+        if timings is not None:
+            timings["det_infer"] = timings.get("det_infer", 0.0) + t1 - t0
+            timings["det_post"] = timings.get("det_post", 0.0) + time.perf_counter() - t1
+        return [np.asarray(polys[i]) for i in order], [float(scores[i]) for i in order]
+
+
+def load_detector(ref: str, *, tracking_uri: Optional[str] = None) -> Detector:
+    """Our det model for ``ref`` (any reference :func:`load_model` takes), fused, with the settings ``wb export``
+    would write for it: what the deployed pipeline's detection step gives."""
+    det = load_model(ref, "det", tracking_uri=tracking_uri)
+    return Detector(det, PipelineSettings.for_detector(det))
+
+
 class WorkbenchPipeline:
     """Our det + rec models (and optionally a text-line orientation model), run like PaddleX's OCR pipeline
     (module docstring)."""
@@ -274,9 +330,7 @@ class WorkbenchPipeline:
 
     def __init__(self, det: LoadedModel, rec: LoadedModel, settings: PipelineSettings = PipelineSettings(),
                  textline: Optional[LoadedModel] = None):
-        from workbench.data.preprocess import DetResize
         from workbench.postprocess.ctc import CTCDecoder
-        from workbench.postprocess.db import DBPostProcess
 
         if det.task != "det" or rec.task != "rec":
             raise ConfigError(f"det={det.ref} is a {det.task} model, rec={rec.ref} a {rec.task} model")
@@ -290,11 +344,7 @@ class WorkbenchPipeline:
 
             self.textline_preprocess = ClsPreprocess.from_spec(zoo.get_spec(textline.name).preprocess)
             self.textline_angles = TEXTLINE_CLASSES.angles
-        self.resize = DetResize(limit_side_len=settings.limit_side_len, limit_type=settings.limit_type,
-                                max_side_limit=settings.max_side_limit)
-        self.post = DBPostProcess(thresh=settings.thresh, box_thresh=settings.box_thresh,
-                                  max_candidates=settings.max_candidates, unclip_ratio=settings.unclip_ratio,
-                                  score_mode=settings.score_mode)
+        self.detect = Detector(det, settings)  # boxes and box scores of one BGR image, in the pipeline's order
         self.decoder = CTCDecoder(rec.charset)
 
     def describe(self) -> dict:
@@ -328,25 +378,6 @@ class WorkbenchPipeline:
         if timings is not None:
             timings["textline_infer"] = timings.get("textline_infer", 0.0) + spent
         return out
-
-    def detect(self, image: np.ndarray, timings: Optional[dict] = None) -> tuple[list, list]:
-        """Boxes and box scores of one BGR image, in the pipeline's order."""
-        import paddle
-
-        from workbench.data.preprocess import normalize_det
-
-        resized, shape = self.resize(image)
-        x = normalize_det(resized, arithmetic="paddlex")[None]
-        t0 = time.perf_counter()
-        with paddle.no_grad():
-            prob = self.det.model(paddle.to_tensor(x)).numpy()
-        t1 = time.perf_counter()
-        polys, scores = self.post(prob, shape.as_array()[None])[0]
-        order = sort_quad_boxes(polys)
-        if timings is not None:
-            timings["det_infer"] = timings.get("det_infer", 0.0) + t1 - t0
-            timings["det_post"] = timings.get("det_post", 0.0) + time.perf_counter() - t1
-        return [np.asarray(polys[i]) for i in order], [float(scores[i]) for i in order]
 
     def recognize(self, crops: Sequence[np.ndarray], timings: Optional[dict] = None,
                   key: str = "rec_infer") -> list[tuple[str, float]]:

@@ -6,6 +6,7 @@
     wb data check recipe=rec_finetune [data.train=...] [model=...]    # the data and dictionary a recipe trains on
     wb data check --list-codes
     wb data crops sroie_det/label.txt --out data/receipt_lines     # det pages -> rec crops, as the pipeline cuts
+    wb data crops sroie_det/label.txt --det runs/det --out data/receipt_lines_det   # cut from the boxes it detects
     wb data split sroie_det/label.txt sroie_rec/label.txt --val 0.25 --out data/receipts   # by document
 
 Exit code: 0 = the data would train under the chosen policy; 1 = it would not; 2 = bad command line / unreadable
@@ -151,7 +152,26 @@ def crop_files(argv: list[str]) -> int:
     p.add_argument("files", nargs="+", type=Path, help="det label files")
     p.add_argument("--out", type=Path, required=True, help="folder for label.txt and crops/")
     p.add_argument("--root", type=Path, help="image paths are relative to this folder (default: the label file's)")
+    p.add_argument("--det", metavar="MODEL",
+                   help="cut each labelled line from the box this det model finds for it (IoU >= --min-iou), as the "
+                        "deployed pipeline will crop it; any reference `wb analyze` takes (run, checkpoint, "
+                        ".pdparams, stock)")
+    p.add_argument("--min-iou", type=float, default=0.5, help="--det: the least IoU of a detected box with its "
+                   "labelled line (0.5)")
     args = p.parse_args(argv)  # bad arguments / errors: one line, exit 2, printed by `wb`'s entry point
-    result = crops_from_det_labels(args.files, args.out, root=args.root)
+    if not 0.0 < args.min_iou <= 1.0:
+        p.error(f"--min-iou {args.min_iou}: choose a value in (0, 1]")
+    from workbench.reports.progress import Progress
+
+    detector, pages = None, 0
+    if args.det:
+        from workbench.analysis.pipeline import load_detector
+        from workbench.data.labels import read_det_labels
+
+        detector = load_detector(args.det)
+        pages = sum(len(read_det_labels(f, root=args.root)[0]) for f in args.files)
+    with Progress(pages, "detect + crop", "page", enabled=detector is not None) as bar:  # minutes with a detector
+        result = crops_from_det_labels(args.files, args.out, root=args.root, detector=detector,
+                                       min_iou=args.min_iou, progress=bar.update)
     print(result.summary())
     return 0

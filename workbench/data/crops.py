@@ -2,15 +2,16 @@
 (``get_minarea_rect_crop`` + ``get_rotate_crop_image``), and rec training data made from det labels.
 
 A det label file of pages with transcriptions is also recognition data: every care box, cropped the way the
-deployed pipeline will crop it, is a rec sample (`wb data crops`). So one set of labelled pages trains both modules,
-and the rec crops are exactly what the recogniser will be shown after detection.
+deployed pipeline will crop it, is a rec sample (`wb data crops`). So one set of labelled pages trains both modules.
+With a detector (`wb data crops --det <model>`), each labelled line is cut from the box the detector found for it
+instead: the margins, tilt and clipping the recogniser will really be shown after detection, with the label's text.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import cv2
 import numpy as np
@@ -74,13 +75,48 @@ class CropsResult:
         return f"{self.crops} crops from {self.pages} pages -> {self.label_file} (skipped: {skipped})"
 
 
+def match_detected(gt_polys: list, pred_polys: list, min_iou: float) -> dict[int, int]:
+    """GT index -> index of the detected box cut for it: pairs with IoU >= ``min_iou``, the highest IoU first,
+    each box used once."""
+    import shapely
+
+    def geoms(polys):
+        out = [shapely.Polygon(np.asarray(q, dtype=np.float64).reshape(-1, 2)) for q in polys]
+        return [g if g.is_valid else g.buffer(0) for g in out]
+
+    gts, preds = geoms(gt_polys), geoms(pred_polys)
+    pairs = []
+    for i, g in enumerate(gts):
+        for j, q in enumerate(preds):
+            inter = g.intersection(q).area if g.intersects(q) else 0.0
+            union = g.area + q.area - inter
+            if union > 0 and inter / union >= min_iou:
+                pairs.append((inter / union, i, j))
+    matched: dict[int, int] = {}
+    used: set[int] = set()
+    for _, i, j in sorted(pairs, key=lambda t: -t[0]):
+        if i not in matched and j not in used:
+            matched[i] = j
+            used.add(j)
+    return matched
+
+
+#: a detector for :func:`crops_from_det_labels`: BGR image -> (boxes as [4, 2] quads, box scores)
+DetectFn = Callable[[np.ndarray], tuple[list, list]]
+
+
 def crops_from_det_labels(label_files: Iterable[str | Path], out_dir: str | Path, *,
-                          root: Optional[str | Path] = None) -> CropsResult:
+                          root: Optional[str | Path] = None, detector: Optional[DetectFn] = None,
+                          min_iou: float = 0.5, progress: Optional[Callable[[int], None]] = None) -> CropsResult:
     """Write ``<out>/label.txt`` (rec format) and ``<out>/crops/<page stem>_<box>.png``: every care box of the det
     label files with a one-line transcription, cropped as the pipeline crops it (:func:`crop_quad`). The crop names
     keep the page's name, so `wb data split` / the document_leak check see a crop and its page as one document.
     Bad lines and unreadable images raise a ``DataError`` naming file:line (nothing is written under a final
-    name until every page is read). An existing ``label.txt`` is never overwritten."""
+    name until every page is read). An existing ``label.txt`` is never overwritten.
+
+    ``detector``: cut each labelled line from the detected box that matches it (IoU >= ``min_iou``,
+    :func:`match_detected`) instead of from its labelled box, with the label's text; lines the detector missed are
+    skipped and counted. ``progress(pages)`` is called after each page."""
     from workbench.data.images import read_image
     from workbench.data.labels import read_det_labels
     from workbench.errors import ConfigError, DataError
@@ -107,9 +143,15 @@ def crops_from_det_labels(label_files: Iterable[str | Path], out_dir: str | Path
             while stem in used:  # two pages with one name in different folders
                 stem += "_"
             used.add(stem)
-            for k, (poly, text, ignore) in enumerate(zip(sample.polys, sample.texts, sample.ignore_tags)):
+            boxes = list(sample.polys)
+            if detector is not None:
+                detected, _ = detector(image)
+                found = match_detected(sample.polys, detected, min_iou)
+                boxes = [detected[found[k]] if k in found else None for k in range(len(sample.polys))]
+            for k, (poly, text, ignore) in enumerate(zip(boxes, sample.texts, sample.ignore_tags)):
                 why = ("don't-care box" if ignore else "empty text" if not text.strip()
-                       else "multi-line text" if "\t" in text or "\n" in text else None)
+                       else "multi-line text" if "\t" in text or "\n" in text
+                       else f"not detected (no box with IoU >= {min_iou})" if poly is None else None)
                 crop = None if why else crop_quad(image, poly)
                 if crop is not None and crop.size == 0:
                     why = "degenerate box"
@@ -123,6 +165,8 @@ def crops_from_det_labels(label_files: Iterable[str | Path], out_dir: str | Path
                 (out / name).write_bytes(buf.tobytes())
                 lines.append(f"{name}\t{text}\n")
                 result.crops += 1
+            if progress is not None:
+                progress(1)
     tmp = label_path.with_suffix(".tmp")
     tmp.write_text("".join(lines), encoding="utf-8")
     tmp.replace(label_path)
