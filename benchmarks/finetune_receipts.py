@@ -22,6 +22,9 @@ Everything runs through the `wb` command line as the README's recipe tells a use
 4. ``forget``: stock vs tuned rec on the held-out half of ICDAR 2015 rec (case-insensitive, spaces count).
 5. ``mix``: the rec fine-tune again with the general half of ICDAR 2015 mixed in about 1:1 (``data.train_ratios``,
    2 epochs: an epoch is twice as long), scored on receipts and on the forgetting half.
+   ``--pipeline-crops``: det is tuned first, and rec also trains on the det training pages' lines cut from the
+   boxes the tuned det finds for them (`wb data crops --det`: the margins the deployed pipeline cuts), half of
+   them and half of the labelled-box crops each epoch.
 6. ``e2e``: both pipelines exported by `wb export` (stock = the imported weights saved as a checkpoint by one
    step at learning rate 0, which leaves every weight unchanged) and run by ``paddlex.create_pipeline`` on the
    held-out det receipts: line recall = GT lines with a kept predicted box of IoU >= 0.5 whose text equals the GT
@@ -135,6 +138,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tracking-uri", default=None, help="default sqlite:///<out>/mlflow.db")
     p.add_argument("--experiment", default="finetune-receipts")
+    p.add_argument("--pipeline-crops", action="store_true",
+                   help="rec also trains on the det training pages' lines cut from the boxes the tuned det finds "
+                        "(`wb data crops --det`; det is tuned first), half of them and half of the labelled-box "
+                        "crops each epoch (data.train_ratios=[1.0,0.5,0.5])")
     args = p.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -170,10 +177,26 @@ def main() -> None:
 
     rec_keys = ("acc", "acc_honest_nocase", "acc_honest", "norm_edit_dis", "ned_honest_nocase", "n")
     det_keys = ("hmean", "precision", "recall", "hmean_upstream_resize")
+    tuned_det = out / "runs" / "det"
+
+    def tune_det():
+        if not (tuned_det / "checkpoints" / "best").is_dir():
+            _, secs = b.train("det", weights / "det.pdparams", det_train, det_val, "det")
+            res["det_train_seconds"] = round(secs)
+
     if {"rec", "forget", "e2e"} & set(args.parts):
         tuned_rec = out / "runs" / "rec"
         if not (tuned_rec / "checkpoints" / "best").is_dir():
-            _, secs = b.train("rec", weights / "rec.pdparams", [rec_train, det_crops], rec_val, "rec")
+            train, extra = [rec_train, det_crops], []
+            if args.pipeline_crops:
+                tune_det()
+                detected = out / "pipeline_crops" / "label.txt"
+                if not detected.is_file():
+                    b.wb(["data", "crops", str(det_train), "--det", str(tuned_det), "--out", str(detected.parent)],
+                         "pipeline_crops")
+                train, extra = [rec_train, det_crops, detected], ["data.train_ratios=[1.0,0.5,0.5]"]
+                res["pipeline_crops"] = sum(1 for _ in detected.open())
+            _, secs = b.train("rec", weights / "rec.pdparams", train, rec_val, "rec", extra)
             res["rec_train_seconds"] = round(secs)
         # stock and tuned are scored alike: upstream mode excludes labels over the length the fine-tune resolved
         # (model.max_text_length=null: the longest training label), not over the stock default of 25
@@ -201,10 +224,7 @@ def main() -> None:
                       "icdar": {k: b.evaluate("rec", str(run), icdar_forget, "rec_mix_icdar", length).get(k)
                                 for k in rec_keys}}
     if {"det", "e2e"} & set(args.parts):
-        tuned_det = out / "runs" / "det"
-        if not (tuned_det / "checkpoints" / "best").is_dir():
-            _, secs = b.train("det", weights / "det.pdparams", det_train, det_val, "det")
-            res["det_train_seconds"] = round(secs)
+        tune_det()
         if "det" in args.parts:
             stock = b.evaluate("det", str(weights / "det.pdparams"), det_val, "det_stock")
             tuned = b.evaluate("det", str(tuned_det), det_val, "det_tuned")
