@@ -60,6 +60,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from workbench.geometry import intersection_areas, repaired_polygons
+
 # --- outcomes and modules ---------------------------------------------------------------------------------------
 CORRECT = "correct"
 MISSED = "missed"
@@ -215,38 +217,6 @@ class ImageAttribution:
 
 
 # --- geometry ---------------------------------------------------------------------------------------------------
-def _polygons(polys: Sequence) -> tuple[np.ndarray, np.ndarray]:
-    """shapely geometries (invalid ones repaired, degenerate ones empty) and their areas."""
-    import shapely
-
-    geoms = []
-    for p in polys:
-        pts = np.asarray(p, dtype=np.float64).reshape(-1, 2)
-        if len(pts) < 3:
-            geoms.append(shapely.Polygon())
-            continue
-        g = shapely.polygons(pts)
-        geoms.append(g if shapely.is_valid(g) else shapely.make_valid(g))
-    arr = np.array(geoms, dtype=object) if geoms else np.empty(0, dtype=object)
-    return arr, (shapely.area(arr).astype(np.float64) if len(arr) else np.zeros(0))
-
-
-def overlap_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection areas ``[len(a), len(b)]``; only pairs whose bounding boxes touch are intersected."""
-    import shapely
-
-    out = np.zeros((len(a), len(b)), dtype=np.float64)
-    if not len(a) or not len(b):
-        return out
-    ba, bb = shapely.bounds(a), shapely.bounds(b)
-    hit = ((ba[:, None, 0] <= bb[None, :, 2]) & (bb[None, :, 0] <= ba[:, None, 2])
-           & (ba[:, None, 1] <= bb[None, :, 3]) & (bb[None, :, 1] <= ba[:, None, 3]))
-    i, j = np.nonzero(hit)
-    if len(i):
-        out[i, j] = shapely.area(shapely.intersection(a[i], b[j]))
-    return out
-
-
 def _union_cover(gt, parts) -> float:
     """Share of ``gt`` covered by the union of ``parts``."""
     import shapely
@@ -274,9 +244,9 @@ def attribute_image(
     ignore = [bool(ig) or not str(t).strip() for t, ig in zip(inp.gt_texts, inp.gt_ignore)]
     care = [g for g in range(n_gt) if not ignore[g]]
     dont_care = [g for g in range(n_gt) if ignore[g]]
-    gt_geoms, gt_area = _polygons(inp.gt_polys)
-    pred_geoms, pred_area = _polygons(inp.pred_polys)
-    inter = overlap_matrix(gt_geoms, pred_geoms)  # [n_gt, n_pred]
+    gt_geoms, gt_area = repaired_polygons(inp.gt_polys)
+    pred_geoms, pred_area = repaired_polygons(inp.pred_polys)
+    inter = intersection_areas(gt_geoms, pred_geoms)  # [n_gt, n_pred]
     union = gt_area[:, None] + pred_area[None, :] - inter
     iou = _safe_div(inter, union)
     cover = _safe_div(inter, np.broadcast_to(gt_area[:, None], inter.shape).copy())  # share of the GT covered

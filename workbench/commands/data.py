@@ -142,7 +142,6 @@ def split_files(argv: list[str]) -> int:
 def crop_files(argv: list[str]) -> int:
     """``wb data crops DET_LABELS... --out DIR``: rec training crops cut from det-labelled pages (``data/crops.py``)."""
     from workbench.config.suggest import OneLineArgumentParser
-    from workbench.data.crops import crops_from_det_labels
 
     p = OneLineArgumentParser(
         prog="wb data crops",
@@ -163,15 +162,16 @@ def crop_files(argv: list[str]) -> int:
         p.error(f"--min-iou {args.min_iou}: choose a value in (0, 1]")
     from workbench.reports.progress import Progress
 
-    detector, pages = None, 0
+    from workbench.data.crops import crops_from_det_pages, read_det_pages
+
+    pages = read_det_pages(args.files, root=args.root)  # label errors first, before any detector loads
+    detector = None
     if args.det:
         from workbench.analysis.pipeline import load_detector
-        from workbench.data.labels import read_det_labels
 
         detector = load_detector(args.det)
-        pages = sum(len(read_det_labels(f, root=args.root)[0]) for f in args.files)
-    with Progress(pages, "detect + crop", "page", enabled=detector is not None) as bar:  # minutes with a detector
-        result = crops_from_det_labels(args.files, args.out, root=args.root, detector=detector,
-                                       min_iou=args.min_iou, progress=bar.update)
+    with Progress(len(pages), "detect + crop", "page", enabled=detector is not None) as bar:  # minutes with --det
+        result = crops_from_det_pages(pages, args.out, detector=detector, min_iou=args.min_iou,
+                                      progress=bar.update)
     print(result.summary())
     return 0

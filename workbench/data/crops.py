@@ -16,6 +16,8 @@ from typing import Callable, Iterable, Optional
 import cv2
 import numpy as np
 
+from workbench.geometry import iou_matrix
+
 TURN_RATIO = 1.5
 
 
@@ -78,23 +80,12 @@ class CropsResult:
 def match_detected(gt_polys: list, pred_polys: list, min_iou: float) -> dict[int, int]:
     """GT index -> index of the detected box cut for it: pairs with IoU >= ``min_iou``, the highest IoU first,
     each box used once."""
-    import shapely
-
-    def geoms(polys):
-        out = [shapely.Polygon(np.asarray(q, dtype=np.float64).reshape(-1, 2)) for q in polys]
-        return [g if g.is_valid else g.buffer(0) for g in out]
-
-    gts, preds = geoms(gt_polys), geoms(pred_polys)
-    pairs = []
-    for i, g in enumerate(gts):
-        for j, q in enumerate(preds):
-            inter = g.intersection(q).area if g.intersects(q) else 0.0
-            union = g.area + q.area - inter
-            if union > 0 and inter / union >= min_iou:
-                pairs.append((inter / union, i, j))
+    iou = iou_matrix(gt_polys, pred_polys)
+    gi, pj = np.nonzero(iou >= min_iou)
     matched: dict[int, int] = {}
     used: set[int] = set()
-    for _, i, j in sorted(pairs, key=lambda t: -t[0]):
+    for k in np.argsort(-iou[gi, pj], kind="stable"):
+        i, j = int(gi[k]), int(pj[k])
         if i not in matched and j not in used:
             matched[i] = j
             used.add(j)
@@ -105,20 +96,45 @@ def match_detected(gt_polys: list, pred_polys: list, min_iou: float) -> dict[int
 DetectFn = Callable[[np.ndarray], tuple[list, list]]
 
 
+def read_det_pages(label_files: Iterable[str | Path], root: Optional[str | Path] = None) -> list:
+    """Every page (``DetSample``) of the det label files, in order; a bad line raises a ``DataError`` naming
+    file:line (the first error, and how many more ``wb data check`` would list)."""
+    from workbench.data.labels import read_det_labels
+    from workbench.errors import DataError
+
+    pages = []
+    for label_file in map(Path, label_files):
+        samples, findings = read_det_labels(label_file, root=root)
+        errors = [f for f in findings if f.severity == "error"]
+        if errors:
+            first = errors[0]
+            raise DataError(f"{first.where}: {first.message}"
+                            + (f" (and {len(errors) - 1} more errors: wb data check det {label_file})"
+                               if len(errors) > 1 else ""))
+        pages.extend(samples)
+    return pages
+
+
 def crops_from_det_labels(label_files: Iterable[str | Path], out_dir: str | Path, *,
                           root: Optional[str | Path] = None, detector: Optional[DetectFn] = None,
                           min_iou: float = 0.5, progress: Optional[Callable[[int], None]] = None) -> CropsResult:
+    """:func:`crops_from_det_pages` of the pages of det label files (:func:`read_det_pages`)."""
+    return crops_from_det_pages(read_det_pages(label_files, root), out_dir, detector=detector, min_iou=min_iou,
+                                progress=progress)
+
+
+def crops_from_det_pages(pages: list, out_dir: str | Path, *, detector: Optional[DetectFn] = None,
+                         min_iou: float = 0.5, progress: Optional[Callable[[int], None]] = None) -> CropsResult:
     """Write ``<out>/label.txt`` (rec format) and ``<out>/crops/<page stem>_<box>.png``: every care box of the det
-    label files with a one-line transcription, cropped as the pipeline crops it (:func:`crop_quad`). The crop names
-    keep the page's name, so `wb data split` / the document_leak check see a crop and its page as one document.
-    Bad lines and unreadable images raise a ``DataError`` naming file:line (nothing is written under a final
-    name until every page is read). An existing ``label.txt`` is never overwritten.
+    pages (:func:`read_det_pages`) with a one-line transcription, cropped as the pipeline crops it
+    (:func:`crop_quad`). The crop names keep the page's name, so `wb data split` / the document_leak check see a
+    crop and its page as one document. Unreadable images raise a ``DataError`` naming file:line (nothing is written
+    under a final name until every page is read). An existing ``label.txt`` is never overwritten.
 
     ``detector``: cut each labelled line from the detected box that matches it (IoU >= ``min_iou``,
     :func:`match_detected`) instead of from its labelled box, with the label's text; lines the detector missed are
     skipped and counted. ``progress(pages)`` is called after each page."""
     from workbench.data.images import read_image
-    from workbench.data.labels import read_det_labels
     from workbench.errors import ConfigError, DataError
 
     out = Path(out_dir)
@@ -128,45 +144,37 @@ def crops_from_det_labels(label_files: Iterable[str | Path], out_dir: str | Path
     (out / "crops").mkdir(parents=True, exist_ok=True)
     result = CropsResult(label_path)
     lines, used = [], set()
-    for label_file in map(Path, label_files):
-        samples, findings = read_det_labels(label_file, root=root)
-        errors = [f for f in findings if f.severity == "error"]
-        if errors:
-            first = errors[0]
-            raise DataError(f"{first.where}: {first.message}"
-                            + (f" (and {len(errors) - 1} more errors: wb data check det {label_file})"
-                               if len(errors) > 1 else ""))
-        for sample in samples:
-            image = read_image(sample.image_path, sample=sample)
-            result.pages += 1
-            stem = Path(sample.rel_path or sample.image_path.name).stem
-            while stem in used:  # two pages with one name in different folders
-                stem += "_"
-            used.add(stem)
-            boxes = list(sample.polys)
-            if detector is not None:
-                detected, _ = detector(image)
-                found = match_detected(sample.polys, detected, min_iou)
-                boxes = [detected[found[k]] if k in found else None for k in range(len(sample.polys))]
-            for k, (poly, text, ignore) in enumerate(zip(boxes, sample.texts, sample.ignore_tags)):
-                why = ("don't-care box" if ignore else "empty text" if not text.strip()
-                       else "multi-line text" if "\t" in text or "\n" in text
-                       else f"not detected (no box with IoU >= {min_iou})" if poly is None else None)
-                crop = None if why else crop_quad(image, poly)
-                if crop is not None and crop.size == 0:
-                    why = "degenerate box"
-                if why:
-                    result.skipped[why] = result.skipped.get(why, 0) + 1
-                    continue
-                name = f"crops/{stem}_{k:03d}.png"
-                ok, buf = cv2.imencode(".png", crop)
-                if not ok:
-                    raise DataError(f"{sample.where}: box {k} could not be encoded as PNG")
-                (out / name).write_bytes(buf.tobytes())
-                lines.append(f"{name}\t{text}\n")
-                result.crops += 1
-            if progress is not None:
-                progress(1)
+    for sample in pages:
+        image = read_image(sample.image_path, sample=sample)
+        result.pages += 1
+        stem = Path(sample.rel_path or sample.image_path.name).stem
+        while stem in used:  # two pages with one name in different folders
+            stem += "_"
+        used.add(stem)
+        boxes = list(sample.polys)
+        if detector is not None:
+            detected, _ = detector(image)
+            found = match_detected(sample.polys, detected, min_iou)
+            boxes = [detected[found[k]] if k in found else None for k in range(len(sample.polys))]
+        for k, (poly, text, ignore) in enumerate(zip(boxes, sample.texts, sample.ignore_tags)):
+            why = ("don't-care box" if ignore else "empty text" if not text.strip()
+                   else "multi-line text" if "\t" in text or "\n" in text
+                   else f"not detected (no box with IoU >= {min_iou})" if poly is None else None)
+            crop = None if why else crop_quad(image, poly)
+            if crop is not None and crop.size == 0:
+                why = "degenerate box"
+            if why:
+                result.skipped[why] = result.skipped.get(why, 0) + 1
+                continue
+            name = f"crops/{stem}_{k:03d}.png"
+            ok, buf = cv2.imencode(".png", crop)
+            if not ok:
+                raise DataError(f"{sample.where}: box {k} could not be encoded as PNG")
+            (out / name).write_bytes(buf.tobytes())
+            lines.append(f"{name}\t{text}\n")
+            result.crops += 1
+        if progress is not None:
+            progress(1)
     tmp = label_path.with_suffix(".tmp")
     tmp.write_text("".join(lines), encoding="utf-8")
     tmp.replace(label_path)

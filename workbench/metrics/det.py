@@ -42,6 +42,8 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import shapely
 
+from workbench.geometry import overlapping_pairs
+
 Matching = Literal["upstream", "optimal"]
 
 
@@ -78,20 +80,6 @@ def _polygons(polys: Sequence) -> tuple[np.ndarray, np.ndarray]:
         geoms = np.array([shapely.polygons(a) if len(a) >= 3 else None for a in arrays], dtype=object)
     valid = shapely.is_valid(geoms) & shapely.is_simple(geoms)
     return geoms, np.asarray(valid, dtype=bool)
-
-
-def _overlapping_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i, j) whose bounding boxes touch or overlap: the only pairs with a non-zero intersection."""
-    if len(a) == 0 or len(b) == 0:
-        return np.empty(0, np.intp), np.empty(0, np.intp)
-    ba, bb = shapely.bounds(a), shapely.bounds(b)  # xmin, ymin, xmax, ymax
-    hit = (
-        (ba[:, None, 0] <= bb[None, :, 2])
-        & (bb[None, :, 0] <= ba[:, None, 2])
-        & (ba[:, None, 1] <= bb[None, :, 3])
-        & (bb[None, :, 1] <= ba[:, None, 3])
-    )
-    return np.nonzero(hit)
 
 
 def _greedy_matches(eligible: np.ndarray) -> list[tuple[int, int]]:
@@ -207,7 +195,7 @@ class DetEvaluator:
         pred_ignored = np.zeros(len(preds), dtype=bool)
         dc = np.flatnonzero(~gt_care)
         if dc.size and len(preds):
-            gi, pj = _overlapping_pairs(gts[dc], preds)
+            gi, pj = overlapping_pairs(gts[dc], preds)
             if gi.size:
                 inter = shapely.area(shapely.intersection(gts[dc][gi], preds[pj]))
                 area = shapely.area(preds[pj])
@@ -217,7 +205,7 @@ class DetEvaluator:
         # IoU only where it can exceed the threshold: care GT x non-ignored predictions with touching bounding
         # boxes, whose areas are not too different (IoU <= small/large area). Pairs skipped here stay at 0.
         iou = np.zeros((len(gts), len(preds)))
-        gi, pj = _overlapping_pairs(gts, preds)
+        gi, pj = overlapping_pairs(gts, preds)
         wanted = gt_care[gi] & ~pred_ignored[pj]
         gi, pj = gi[wanted], pj[wanted]
         if gi.size:
