@@ -94,10 +94,12 @@ class Bench:
 
 def line_recall(pipeline_yaml: Path, label_file: Path) -> dict:
     """Run PaddleX's OCR pipeline on every image of a det label file; a GT line counts when a kept predicted box
-    overlaps it with IoU >= 0.5 and reads the same text ignoring case (greedy one-to-one by IoU)."""
+    overlaps it with IoU >= 0.5 and reads the same text ignoring case (one-to-one, highest IoU first: the matching
+    `wb data crops --det` uses)."""
     import numpy as np
     from paddlex import create_pipeline
-    from shapely.geometry import Polygon
+
+    from workbench.data.crops import match_detected
 
     pipeline = create_pipeline(pipeline=str(pipeline_yaml), device="cpu")
     found = total = 0
@@ -105,26 +107,12 @@ def line_recall(pipeline_yaml: Path, label_file: Path) -> dict:
     for line in label_file.read_text(encoding="utf-8").splitlines():
         rel, ann = line.split("\t", 1)
         image = (label_file.parent / rel).resolve()
-        gts = [(Polygon(a["points"]).buffer(0), a["transcription"]) for a in json.loads(ann)
-               if a["transcription"] not in ("###", "*")]
+        gts = [(a["points"], a["transcription"]) for a in json.loads(ann) if a["transcription"] not in ("###", "*")]
         (res,) = list(pipeline.predict(str(image)))
-        preds = [(Polygon(np.asarray(p).reshape(-1, 2)).buffer(0), t) for p, t in zip(res["rec_polys"], res["rec_texts"])]
-        pairs = []
-        for i, (g, _) in enumerate(gts):
-            for j, (p, _) in enumerate(preds):
-                inter = g.intersection(p).area
-                if inter > 0:
-                    iou = inter / (g.area + p.area - inter)
-                    if iou >= 0.5:
-                        pairs.append((iou, i, j))
-        used_g, used_p = set(), set()
-        for _, i, j in sorted(pairs, reverse=True):
-            if i in used_g or j in used_p:
-                continue
-            used_g.add(i)
-            used_p.add(j)
-            if gts[i][1].strip().lower() == str(preds[j][1]).strip().lower():
-                found += 1
+        boxes = [np.asarray(p).reshape(-1, 2) for p in res["rec_polys"]]
+        texts = list(res["rec_texts"])
+        matched = match_detected([g for g, _ in gts], boxes, 0.5)
+        found += sum(gts[i][1].strip().lower() == str(texts[j]).strip().lower() for i, j in matched.items())
         total += len(gts)
     return {"line_recall": found / max(total, 1), "lines_read": found, "lines": total,
             "seconds": round(time.time() - t0, 1)}
