@@ -15,7 +15,9 @@ Known PaddleX quirk worked around here: its converter saves transposed linear we
 which ``safetensors`` writes in memory order (a reshape, not a transpose). Arrays are made contiguous first.
 
 Measured (CPU, these weights and inputs): max |ours - PaddleX| of det probabilities 0 (v5 server) .. 8.4e-5
-(v5 mobile), v6 tiny / small / medium 1.1e-5 / 1.1e-5 / 2.5e-5; of rec log-probabilities 2.3e-5 / 5.0e-5 / 5.5e-5
+(v5 mobile; 1.03e-4 in 1 of 40,960 values on an AMD EPYC with AVX-512: our unfused branches and PaddleX's fused
+convs round differently on each kernel path, hence a det bound of 2e-4, 5x below the 1e-3 export verification
+allows for det maps), v6 tiny / small / medium 1.1e-5 / 1.1e-5 / 2.5e-5; of rec log-probabilities 2.3e-5 / 5.0e-5 / 5.5e-5
 (v6 tiny / small / medium), 2.1e-4 / 9.1e-5 (v5 mobile / server); argmax sequences identical.
 """
 
@@ -122,7 +124,7 @@ def test_forward_matches_paddlex_implementation(name, tmp_path):
     assert ours.shape == theirs.shape
     if spec.task == "det":
         assert 0.05 < float(ours.std())  # a real map, not a constant
-        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-4)
     else:
         log_ours, log_theirs = np.log(np.maximum(ours, 1e-30)), np.log(np.maximum(theirs, 1e-30))
         assert float(ours.max()) > 0.05  # the distributions are not flat

@@ -190,6 +190,16 @@ def compare_det(check: StageCheck, item: str, image: np.ndarray, steps: DetSteps
     check.add(item, "det probability map max abs diff", d, limit, d <= limit,
               f"float32 noise of our model {f32_noise:.2e}")
     (polys, scores), = steps.post(prob, shape.as_array()[None])
+    if len(quads(polys)) != len(quads(theirs.polys)) and d <= limit:
+        # Maps equal within float noise can still differ by a box whose score or region sits at a threshold (a
+        # briefly trained model has many). Then the post-processing is what to compare: ours on PaddleX's map
+        # must give PaddleX's boxes exactly.
+        (polys_on_theirs, scores_on_theirs), = steps.post(np.asarray(theirs.prob_map), shape.as_array()[None])
+        if len(quads(polys_on_theirs)) == len(quads(theirs.polys)):
+            check.add(item, "det boxes from our map (a box at a threshold)",
+                      f"{len(quads(polys))} vs {len(quads(theirs.polys))}", "maps within noise", True,
+                      "our post-process on PaddleX's map gives its boxes (compared below)")
+            polys, scores = polys_on_theirs, scores_on_theirs
     compare_boxes(check, item, (polys, scores), (theirs.polys, theirs.scores))
 
 

@@ -27,10 +27,13 @@ class SEModule(nn.Layer):
         self.conv1 = nn.Conv2D(channels, channels // reduction, 1)
         self.conv2 = nn.Conv2D(channels // reduction, channels, 1)
 
-    def forward(self, x):
+    def gate(self, x):
+        """The per-channel gate ``[N, C, 1, 1]`` the map is multiplied by."""
         w = F.adaptive_avg_pool2d(x, 1)
-        w = F.hardsigmoid(self.conv2(F.relu(self.conv1(w))), slope=0.2, offset=0.5)
-        return x * w
+        return F.hardsigmoid(self.conv2(F.relu(self.conv1(w))), slope=0.2, offset=0.5)
+
+    def forward(self, x):
+        return x * self.gate(x)
 
 
 class RSELayer(nn.Layer):
@@ -48,10 +51,20 @@ class RSELayer(nn.Layer):
         )
         self.se_block = SEModule(out_channels)
         self.shortcut = shortcut
+        self.gate_plus_one = False  # set by fold_affine() for deployment
 
     def forward(self, x):
         x = self.in_conv(x)
+        if self.shortcut and self.gate_plus_one:
+            return x * (1.0 + self.se_block.gate(x))
         return x + self.se_block(x) if self.shortcut else self.se_block(x)
+
+    def fold_affine(self) -> None:
+        """Deployment only: compute the residual ``x + x * g`` as ``x * (1 + g)``, the "+ 1" on the [N, C, 1, 1]
+        gate: one pass over the map instead of two. On a receipt page (PP-OCRv5_mobile_det, 4000x2816) the residual
+        adds were 11 % of the evaluation in Paddle Inference. Training keeps upstream's arithmetic: the rounding
+        differs (the forward parity with PaddleX's implementation moved from within 1e-4 to 1.04e-4)."""
+        self.gate_plus_one = True
 
 
 class RSEFPN(nn.Layer):

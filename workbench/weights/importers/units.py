@@ -63,6 +63,15 @@ def _conv_bias(value: Optional[np.ndarray], channels: int) -> Optional[np.ndarra
     return None
 
 
+def _is_nearest_upsampling(node: Node, weight: np.ndarray) -> bool:
+    """A depthwise transposed conv with an ``f x f`` kernel of ones, stride ``f``, no padding and no bias: nearest
+    upsampling by ``f`` (how wb's exported graphs upsample, ``models.ops.upsample_nearest``), not a learned layer."""
+    channels, per_group, kh, kw = weight.shape
+    return (node.op == "conv_transpose" and per_group == 1 and kh == kw and int(node.attrs["groups"]) == channels
+            and tuple(node.attrs["stride"]) == (kh, kw) and not any(node.attrs["pads"])
+            and (len(node.inputs) < 3 or node.inputs[2] is None) and bool(np.all(weight == 1.0)))
+
+
 def extract_units(graph: InferenceGraph) -> list[Unit]:
     """Group the graph's parameterised ops into :class:`Unit` s, in graph order (see the module docstring).
 
@@ -129,6 +138,8 @@ def extract_units(graph: InferenceGraph) -> list[Unit]:
             if weight is None:
                 raise WeightsError(f"{graph.source}: {node.name or op} has a non-constant weight")
             used.add(index)
+            if _is_nearest_upsampling(node, weight):
+                continue
             out_channels = weight.shape[0] if op == "conv" else weight.shape[1] * node.attrs["groups"]
             tensors = {"weight": weight.astype(np.float32)}
             names = [graph.origin_of(node.inputs[1])]
