@@ -11,7 +11,10 @@ PP-OCRv4 mobile det / rec are the PP-OCRv5 mobile graphs; the PP-OCRv3 rec SVTR 
 other sizes, its SAR branch is training-only. Whole models (backbone + neck + head) against upstream's
 ``build_model``: ``test_models_upstream_models.py``.
 
-Measured (CPU): bit-identical outputs (max difference 0) for all four; the test allows 1e-5 relative.
+Measured (CPU): bit-identical outputs (max difference 0) for all four on the machine that wrote the fixtures; on
+an AMD EPYC (AVX-512) 1.0e-5 / 1.5e-5 / 1.4e-5 relative (MobileNetV1Enhance / PPHGNet_small det / rec; code no
+change touched): the stored upstream outputs were computed with that machine's kernels, which round
+differently. The test allows 2e-4 relative: float32 rounding across CPUs, 13x the largest seen.
 """
 
 from __future__ import annotations
@@ -66,4 +69,4 @@ def test_backbone_matches_upstream_code(case, fixture):
     for ours, ref in zip(outs, expected):
         assert tuple(ours.shape) == ref.shape
         scale = float(np.abs(ref).max())
-        assert scale > 0.1 and float(np.abs(ours.numpy() - ref).max()) <= 1e-5 * scale
+        assert scale > 0.1 and float(np.abs(ours.numpy() - ref).max()) <= 2e-4 * scale

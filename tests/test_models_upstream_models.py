@@ -8,10 +8,13 @@ state-dict key (``models.synthetic_weights``, reproduced here from *our* keys wi
 statistics calibrated by the upstream forward (stored), the upstream eval output (stored): det the probability map,
 rec the CTC branch's softmax over a 30-class charset.
 
-Measured (CPU, Paddle 3.3.1): bit-identical outputs (max difference 0) for all four. The test allows 1e-5 of the
-output's scale and, on the rec softmax (close to uniform with synthetic weights), also compares log-probabilities,
-i.e. the logits up to a constant. With synthetic weights PP-OCRv3 mobile det saturates about half of its map; the
-other half and PP-OCRv4 server det's unsaturated map carry the comparison.
+Measured (CPU, Paddle 3.3.1): bit-identical outputs (max difference 0) for all four on the machine that wrote the
+fixtures; on an AMD EPYC (AVX-512), also at the commit before the deployment folds, 4.6e-5 / 2.4e-5 /
+5.6e-5 / 5.2e-5 of the output's scale (PP-OCRv3 mobile det / rec, PP-OCRv4 server det / rec): the stored
+outputs carry that machine's kernel rounding. The test allows 2e-4 of the output's scale (3.5x the largest seen) and, on the rec softmax (close to uniform
+with synthetic weights), also compares log-probabilities, i.e. the logits up to a constant. With synthetic
+weights PP-OCRv3 mobile det saturates about half of its map; the other half and PP-OCRv4 server det's
+unsaturated map carry the comparison.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def test_whole_model_matches_upstream_code(name, fixture):
     ref = fixture[f"{name}/out"]
     assert ours.shape == ref.shape
     scale = float(np.abs(ref).max())
-    assert scale > 0.1 and float(np.abs(ours - ref).max()) <= 1e-5 * scale
+    assert scale > 0.1 and float(np.abs(ours - ref).max()) <= 2e-4 * scale
     if spec.task == "rec":  # softmax near uniform: compare the logits (up to a constant) as well
         assert float(np.abs(np.log(ours) - np.log(ref)).max()) <= 1e-4
         assert float(np.log(ref).std()) > 0.1
