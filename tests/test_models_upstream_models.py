@@ -9,12 +9,12 @@ statistics calibrated by the upstream forward (stored), the upstream eval output
 rec the CTC branch's softmax over a 30-class charset.
 
 Measured (CPU, Paddle 3.3.1): bit-identical outputs (max difference 0) for all four on the machine that wrote the
-fixtures; on an AMD EPYC (AVX-512), also at the commit before the deployment folds, 4.6e-5 / 2.4e-5 /
-5.6e-5 / 5.2e-5 of the output's scale (PP-OCRv3 mobile det / rec, PP-OCRv4 server det / rec): the stored
-outputs carry that machine's kernel rounding. The test allows 2e-4 of the output's scale (3.5x the largest seen) and, on the rec softmax (close to uniform
-with synthetic weights), also compares log-probabilities, i.e. the logits up to a constant. With synthetic
-weights PP-OCRv3 mobile det saturates about half of its map; the other half and PP-OCRv4 server det's
-unsaturated map carry the comparison.
+fixtures; on an AMD EPYC (AVX-512), also at the commit before the deployment folds, 4.6e-5 / 2.4e-5 / 5.6e-5 /
+5.2e-5 of the output's scale (PP-OCRv3 mobile det / rec, PP-OCRv4 server det / rec): the stored outputs carry that
+machine's kernel rounding. The test allows 2e-4 of the output's scale (3.5x the largest seen) and, on the rec
+softmax (close to uniform with synthetic weights), also compares log-probabilities, i.e. the logits up to a
+constant. With synthetic weights PP-OCRv3 mobile det saturates about half of its map; the other half and PP-OCRv4
+server det's unsaturated map carry the comparison.
 """
 
 from __future__ import annotations
