@@ -163,3 +163,20 @@ def test_wb_data_crops_with_the_stock_detector(tmp_path, data_dir, stock_weights
     assert f"{len(rec)} crops from 1 pages" in out
     if len(rec) < care:
         assert f"{care - len(rec)} not detected (no box with IoU >= 0.5)" in out
+
+
+def test_det_pages_with_label_errors_raise_before_any_crop(tmp_path, data_dir):
+    """A bad det label line stops `wb data crops` with the strict data policy's error naming file:line; nothing
+    is written."""
+    from workbench.data.crops import crops_from_det_labels
+    from workbench.errors import DataError
+
+    good = (data_dir / "sroie_det" / "label.txt").read_text().splitlines()[0]
+    rel = good.split("\t")[0]
+    (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / rel).write_bytes((data_dir / "sroie_det" / rel).read_bytes())
+    pages = _labels(tmp_path, "pages.txt", [good, f"{rel}\t[{{\"points\": [[1, 2]], \"transcription\": \"x\"}}]"])
+    with pytest.raises(DataError, match=r"pages\.txt:2") as err:
+        crops_from_det_labels([pages], tmp_path / "lines")
+    assert "det labels" in str(err.value) and "skip" not in str(err.value)
+    assert not (tmp_path / "lines").exists()

@@ -97,21 +97,18 @@ DetectFn = Callable[[np.ndarray], tuple[list, list]]
 
 
 def read_det_pages(label_files: Iterable[str | Path], root: Optional[str | Path] = None) -> list:
-    """Every page (``DetSample``) of the det label files, in order; a bad line raises a ``DataError`` naming
-    file:line (the first error, and how many more ``wb data check`` would list)."""
+    """Every page (``DetSample``) of the det label files, in order. Label errors raise the ``DataError`` of the
+    strict data policy (every bad line as file:line), before any page is cut: crops come from trusted labels only,
+    so there is no skip mode here (`wb data check` lists the same findings)."""
+    from workbench.data.findings import DataPolicy
     from workbench.data.labels import read_det_labels
-    from workbench.errors import DataError
 
     pages = []
     for label_file in map(Path, label_files):
         samples, findings = read_det_labels(label_file, root=root)
-        errors = [f for f in findings if f.severity == "error"]
-        if errors:
-            first = errors[0]
-            raise DataError(f"{first.where}: {first.message}"
-                            + (f" (and {len(errors) - 1} more errors: wb data check det {label_file})"
-                               if len(errors) > 1 else ""))
-        pages.extend(samples)
+        kept, _ = DataPolicy(mode="strict").apply(samples, findings, what=f"det labels {label_file}",
+                                               skippable=False)
+        pages.extend(kept)
     return pages
 
 

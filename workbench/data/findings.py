@@ -280,8 +280,11 @@ class DataPolicy:
         """The findings that make their sample untrainable under this policy."""
         return [f for f in findings if self.severity(f) == "error"]
 
-    def apply(self, samples: list, findings: Iterable[Finding], *, what: str = "training data"):
+    def apply(self, samples: list, findings: Iterable[Finding], *, what: str = "training data",
+              skippable: bool = True):
         """Act on parse-time findings. Returns ``(kept_samples, skipped_counts)``.
+
+        ``skippable=False``: the caller has no skip mode, so the strict error does not suggest one.
 
         ``samples`` carry ``file`` and ``line``. File-level errors (``line is None``) exclude every sample of
         that file in ``skip`` mode. ``strict`` raises :class:`DataError` listing every blocking finding.
@@ -292,9 +295,10 @@ class DataPolicy:
         if self.mode == "strict":
             counts = collections.Counter(f.code for f in errors)
             summary = ", ".join(f"{code}: {n}" for code, n in counts.most_common())
-            raise DataError(
-                f"{len(errors)} problem(s) in {what} ({summary}). Fix them (see `wb data check`), or use the "
-                f"data policy 'skip' to exclude these samples (they are counted, never replaced)", errors)
+            remedy = (", or use the data policy 'skip' to exclude these samples (they are counted, never replaced)"
+                      if skippable else "")
+            raise DataError(f"{len(errors)} problem(s) in {what} ({summary}). Fix them (see `wb data check`){remedy}",
+                            errors)
         # One count per excluded sample (label file + line), under the code of its first error. Samples that failed
         # to parse are not in ``samples`` at all; they are counted the same way.
         first_code: dict[tuple, str] = {}
