@@ -23,7 +23,8 @@ def _page(shared_dir) -> np.ndarray:
 
 
 def _fused_map(source, x, scale_param: str | None = None) -> np.ndarray:
-    model = fuse_for_inference(build_model(source), drop_training_branches=True, fold_affine=True)  # as save_inference_model does
+    # as save_inference_model does
+    model = fuse_for_inference(build_model(source), drop_training_branches=True, fold_for_deployment=True)
     if scale_param is not None:
         param = dict(model.named_parameters())[scale_param]
         param.set_value(param.numpy() * 1.01)

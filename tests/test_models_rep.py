@@ -90,7 +90,7 @@ def test_fuse_can_drop_training_only_branches():
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_fold_affine_leaves_one_conv_and_the_same_function(name):
+def test_fold_for_deployment_leaves_one_conv_and_the_same_function(name):
     """Deployment folds ``lab`` into the fused conv and bakes ``act.lab`` as constants: same outputs, no affine
     parameters left (upstream's inference layout is what importers need, so folding is a separate step)."""
     from workbench.models.backbones.pplcnetv3 import ConstantAffine
@@ -99,13 +99,13 @@ def test_fold_affine_leaves_one_conv_and_the_same_function(name):
     layer.eval()
     x = _input(CONFIGS[name])
     with pytest.raises(RuntimeError, match="rep"):
-        layer.fold_affine()
+        layer.fold_for_deployment()
     with paddle.no_grad():
         literal = layer.branch_sum(x).numpy()
         layer.rep()
-        layer.fold_affine()
+        layer.fold_for_deployment()
         folded = layer(x).numpy()
-        layer.fold_affine()  # idempotent
+        layer.fold_for_deployment()  # idempotent
         again = layer(x).numpy()
     np.testing.assert_allclose(folded, literal, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(again, folded)
@@ -114,7 +114,7 @@ def test_fold_affine_leaves_one_conv_and_the_same_function(name):
     assert sorted(layer.state_dict()) == ["reparam_conv.bias", "reparam_conv.weight"]
 
 
-def test_fold_affine_in_the_exported_graph_removes_the_elementwise_passes():
+def test_fold_for_deployment_in_the_exported_graph_removes_the_elementwise_passes():
     """Traced as evaluation and export trace it: the affines become ``scale`` ops (one per activation), and no
     multiply / add with a [1]-shaped parameter is left around the rep convs."""
     model = zoo.build_model("rec_tiny", num_classes=40)
@@ -131,7 +131,7 @@ def test_fold_affine_in_the_exported_graph_removes_the_elementwise_passes():
     def ops(fold: bool) -> list[str]:
         import copy
 
-        fused = fuse_for_inference(copy.deepcopy(model), drop_training_branches=True, fold_affine=fold)
+        fused = fuse_for_inference(copy.deepcopy(model), drop_training_branches=True, fold_for_deployment=fold)
         static = paddle.jit.to_static(fused, input_spec=[paddle.static.InputSpec([None, 3, 48, None], "float32")],
                                       full_graph=True)
         with paddle.no_grad():
@@ -159,7 +159,7 @@ def _randomise_affines(model, seed=3):
     [("det_tiny", {}, [2, 3, 96, 128]), ("rec_tiny", {"num_classes": 40}, [2, 3, 48, 160])],
 )
 def test_deployment_folds_keep_the_function(name, kwargs, shape):
-    """``fold_affine=True`` (what evaluation and export run): the LAB affines folded into the rep convs, the
+    """``fold_for_deployment=True`` (what evaluation and export run): the LAB affines folded into the rep convs, the
     depthwise activation's affine moved into the pointwise 1x1 conv of blocks without squeeze-excite, the DB
     branches' BatchNorm after the transposed conv folded into it -- and the same outputs."""
     paddle.seed(0)
@@ -170,9 +170,9 @@ def test_deployment_folds_keep_the_function(name, kwargs, shape):
     x = paddle.to_tensor(np.random.default_rng(1).normal(size=shape).astype("float32"))
     with paddle.no_grad():
         before = model(x).numpy()
-        fuse_for_inference(model, drop_training_branches=True, fold_affine=True)
+        fuse_for_inference(model, drop_training_branches=True, fold_for_deployment=True)
         after = model(x).numpy()
-        fuse_for_inference(model, drop_training_branches=True, fold_affine=True)  # idempotent
+        fuse_for_inference(model, drop_training_branches=True, fold_for_deployment=True)  # idempotent
         again = model(x).numpy()
     np.testing.assert_allclose(after, before, rtol=0, atol=1e-5 * max(1.0, float(np.abs(before).max())))
     np.testing.assert_array_equal(again, after)

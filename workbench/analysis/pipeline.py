@@ -242,7 +242,7 @@ def load_model(ref: str, task: str, *, model_name: Optional[str] = None, rec_dic
     if fuse:
         from workbench.models.rep import fuse_for_inference
 
-        fuse_for_inference(loaded.model, fold_affine=True)
+        fuse_for_inference(loaded.model, fold_for_deployment=True)
     return loaded
 
 

@@ -6,8 +6,8 @@ it. Measured on 2 cores (1 thread, PP-OCRv5_mobile_rec, 32 SROIE crops in width 
 graph in onnxruntime as the reference): eager 4.1 s, Paddle Inference with plain kernels 4.1 s, **with oneDNN
 1.5-1.8 s**, onnxruntime 1.4-1.5 s (``benchmarks/bench_eval_vs_onnxruntime.py``). The outputs agree with the eager
 model to float32 rounding (2e-5 on probabilities). With the deployment folds of the inference copy
-(``models.rep.fuse_for_inference(fold_affine=True)``), 2 threads, side by side with onnxruntime: rec 25.1 crops/s
-(1.37x onnxruntime's time; 13.0 before the folds), det 1.01 receipt pages/s (1.38-1.59x; 0.67 before).
+(``models.rep.fuse_for_inference(fold_for_deployment=True)``), 2 threads, side by side with onnxruntime: rec 25.1
+crops/s (1.37x onnxruntime's time; 13.0 before the folds), det 1.01 receipt pages/s (1.38-1.59x; 0.67 before).
 
 The graph is compiled once per evaluation from the fused inference copy (``engine.trainer.inference_copy``) with
 the task's input spec (``Task.eval_input_spec``: the export's own dynamic dimensions), saved to a temporary folder

@@ -88,7 +88,7 @@ def inference_copy(model, weights=None):
     clone = copy.deepcopy(model)
     if weights is not None:
         clone.set_state_dict(weights)
-    return fuse_for_inference(clone, fold_affine=True)
+    return fuse_for_inference(clone, fold_for_deployment=True)
 
 
 def scaled_lr(cfg: TrainConfig, world_size: int) -> float:

@@ -212,7 +212,7 @@ def save_inference_model(source: ExportSource, out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = build_model(source)
-    fuse_for_inference(model, drop_training_branches=True, fold_affine=True)
+    fuse_for_inference(model, drop_training_branches=True, fold_for_deployment=True)
     if not is_fused(model):
         raise ExportError(f"{source.model_name}: some re-parameterisable layers did not fuse")
     static = paddle.jit.to_static(model, input_spec=input_spec(source), full_graph=True)

@@ -42,13 +42,15 @@ def _rep_layers(model: nn.Layer) -> list[nn.Layer]:
 
 
 def fuse_for_inference(model: nn.Layer, *, drop_training_branches: bool = False,
-                       fold_affine: bool = False) -> nn.Layer:
+                       fold_for_deployment: bool = False) -> nn.Layer:
     """Fuse ``model`` in place for export and return it (in eval mode). Idempotent.
 
-    ``fold_affine``: also fold constant affines into the convs next to them (layers with a ``fold_affine()``
-    method: PPLCNetV3's rep layers and blocks, the DB branches' BatchNorm after a transposed conv) -- the graph
-    evaluation and export run. Measured with ``benchmarks/bench_eval_vs_onnxruntime.py`` (2 threads, side by side
-    with onnxruntime on the stock graphs): PP-OCRv5_mobile_rec 13.0 -> 25.1 crops/s (2.62x -> 1.37x onnxruntime's
+    ``fold_for_deployment``: also call every layer's ``fold_for_deployment()`` (the deployment-fold protocol:
+    rewrites that keep the function but not upstream's training arithmetic or state-dict layout -- PPLCNetV3's rep
+    layers and blocks fold their constant affines into the convs next to them, the DB branches their BatchNorm after
+    a transposed conv, RSEFPN's residual SE computes x * (1 + g)) -- the graph evaluation and export run.
+    Measured with ``benchmarks/bench_eval_vs_onnxruntime.py`` (2 threads, side by side with onnxruntime on the
+    stock graphs): PP-OCRv5_mobile_rec 13.0 -> 25.1 crops/s (2.62x -> 1.37x onnxruntime's
     time), PP-OCRv5_mobile_det with the faster ``upsample_nearest`` 0.67 -> 1.01 receipt pages/s (2.34x ->
     1.38-1.59x).
     Without it the fused model has the layout of upstream's inference graphs, which weight importers map onto."""
@@ -60,9 +62,9 @@ def fuse_for_inference(model: nn.Layer, *, drop_training_branches: bool = False,
             drop = getattr(layer, "drop_training_branches", None)
             if callable(drop):
                 drop()
-    if fold_affine:
+    if fold_for_deployment:
         for layer in model.sublayers(include_self=True):
-            fold = getattr(layer, "fold_affine", None)
+            fold = getattr(layer, "fold_for_deployment", None)
             if callable(fold):
                 fold()
     return model

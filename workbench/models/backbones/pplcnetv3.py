@@ -522,7 +522,7 @@ class LearnableRepLayer(nn.Layer):
 
 
     @paddle.no_grad()
-    def fold_affine(self) -> None:
+    def fold_for_deployment(self) -> None:
         """Deployment only, after :meth:`rep`: fold ``lab`` into ``reparam_conv`` (``s (W x + b) + c`` =
         ``(s W) x + (s b + c)``) and bake ``act.lab`` into a :class:`ConstantAffine`. The layer is then one conv,
         its activation and one constant affine: what oneDNN runs as a single fused conv.
@@ -532,7 +532,7 @@ class LearnableRepLayer(nn.Layer):
         graph (profiled, 64 crops 48x320, 1 thread). The state dict no longer has the ``lab`` entries of
         upstream's inference graphs, so importers (which map those) fuse without this step. Idempotent."""
         if not self.is_repped:
-            raise RuntimeError("fold_affine() needs the fused layer: call rep() first")
+            raise RuntimeError("fold_for_deployment() needs the fused layer: call rep() first")
         if isinstance(self.lab, LearnableAffineBlock):
             scale, bias = self.lab.constants()
             self.reparam_conv.weight.set_value(self.reparam_conv.weight * scale)
@@ -584,16 +584,16 @@ class LCNetV3Block(nn.Layer):
         return self.pw_conv(x)
 
     @paddle.no_grad()
-    def fold_affine(self) -> None:
-        """Deployment only, after ``rep()``: both rep layers fold their affines (:meth:`LearnableRepLayer.fold_affine`),
-        then, with no squeeze-excite between them, the depthwise activation's constant affine ``s h + c`` moves into
-        the pointwise 1x1 conv after it (``W (s h + c) + b`` = ``(s W) h + (b + c W 1)``: exact, a 1x1 conv has no
-        padding). Why: on a receipt page (PP-OCRv5_mobile_det, 4000x2816) the ``scale`` ops left by the first fold
-        took 15 % of the evaluation in Paddle Inference, oneDNN fusing none of them. The pointwise activation's
-        affine stays: the next block's depthwise conv pads with zeros, which an affine before it would shift.
-        Idempotent."""
-        self.dw_conv.fold_affine()
-        self.pw_conv.fold_affine()
+    def fold_for_deployment(self) -> None:
+        """Deployment only, after ``rep()``: both rep layers fold their affines
+        (:meth:`LearnableRepLayer.fold_for_deployment`), then, with no squeeze-excite between them, the depthwise
+        activation's constant affine ``s h + c`` moves into the pointwise 1x1 conv after it (``W (s h + c) + b`` =
+        ``(s W) h + (b + c W 1)``: exact, a 1x1 conv has no padding). Why: on a receipt page (PP-OCRv5_mobile_det,
+        4000x2816) the ``scale`` ops left by the first fold took 15 % of the evaluation in Paddle Inference, oneDNN
+        fusing none of them. The pointwise activation's affine stays: the next block's depthwise conv pads with
+        zeros, which an affine before it would shift. Idempotent."""
+        self.dw_conv.fold_for_deployment()
+        self.pw_conv.fold_for_deployment()
         affine = self.dw_conv.act.lab
         if self.use_se or not self.dw_conv.use_act or (affine.scale, affine.bias) == (1.0, 0.0):
             return

@@ -77,7 +77,7 @@ class DBBranch(nn.Layer):
         return x
 
     @paddle.no_grad()
-    def fold_affine(self) -> None:
+    def fold_for_deployment(self) -> None:
         """Deployment only (eval mode): fold ``conv_bn2`` into the transposed conv before it, which Paddle
         Inference's oneDNN passes leave as a separate ``batch_norm`` (4 % of PP-OCRv5_mobile_det's evaluation of a
         receipt page). Per output channel ``a = gamma / sqrt(var + eps)``: ``W[:, o] *= a[o]``,

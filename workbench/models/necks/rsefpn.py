@@ -51,7 +51,7 @@ class RSELayer(nn.Layer):
         )
         self.se_block = SEModule(out_channels)
         self.shortcut = shortcut
-        self.gate_plus_one = False  # set by fold_affine() for deployment
+        self.gate_plus_one = False  # set by fold_for_deployment() for deployment
 
     def forward(self, x):
         x = self.in_conv(x)
@@ -59,7 +59,7 @@ class RSELayer(nn.Layer):
             return x * (1.0 + self.se_block.gate(x))
         return x + self.se_block(x) if self.shortcut else self.se_block(x)
 
-    def fold_affine(self) -> None:
+    def fold_for_deployment(self) -> None:
         """Deployment only: compute the residual ``x + x * g`` as ``x * (1 + g)``, the "+ 1" on the [N, C, 1, 1]
         gate: one pass over the map instead of two. On a receipt page (PP-OCRv5_mobile_det, 4000x2816) the residual
         adds were 11 % of the evaluation in Paddle Inference. Training keeps upstream's arithmetic: the rounding
