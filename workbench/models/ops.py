@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import paddle
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
@@ -61,6 +63,64 @@ def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, stride=1, padding=
         return F.conv2d(x, weight, None, stride, padding, groups=x.shape[1])
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
     return op(x.contiguous(), weight.contiguous(), sh, sw, ph, pw, native.native_threads())
+
+
+def activation_affine(x: paddle.Tensor, scale: paddle.Tensor, bias: paddle.Tensor, *,
+                      relu: bool = False) -> Optional[paddle.Tensor]:
+    """``scale * act(x) + bias`` (``act``: hard-swish, or ReLU with ``relu=True``; ``scale``, ``bias``: [1]) by
+    wb's kernel when training on CPU in float32 (eager, gradients recorded), else None: the caller runs its own
+    layers (inference, exported graphs and weight importers' layer tracing see the layers they always had).
+
+    Why: the kernel keeps only ``x`` for the backward and recomputes ``act(x)`` there, where Paddle's three ops
+    (activation, multiply, add) also keep ``act(x)``: an activation-sized tensor per PPLCNetV3 activation."""
+    op = native.activation_affine_op() if _native_training_ok(x, scale, bias) else None
+    return None if op is None else op(x.contiguous(), scale, bias, relu, native.native_threads())
+
+
+class _ChannelMoments(PyLayer):
+    """Per-channel ``(mean, biased variance)`` of ``x`` [N, C, H, W] keeping only ``x`` (and the mean) for the
+    backward, ``dx = dmean / P + 2 dvar (x - mean) / P`` (autograd of ``paddle.var`` keeps the centred copy)."""
+
+    @staticmethod
+    def forward(ctx, x, native_ops):
+        c = x.shape[1]
+        if native_ops is not None:
+            mean, var = native_ops[0](x, native.native_threads())
+        else:
+            mean = x.mean(axis=[0, 2, 3])
+            var = ((x - mean.reshape([c, 1, 1])) ** 2).mean(axis=[0, 2, 3])
+        ctx.save_for_backward(x, mean)
+        ctx.native_ops = native_ops
+        return mean, var
+
+    @staticmethod
+    def backward(ctx, grad_mean, grad_var):
+        x, mean = ctx.saved_tensor()
+        n, c, h, w = x.shape
+        grad_mean = paddle.zeros_like(mean) if grad_mean is None else grad_mean
+        grad_var = paddle.zeros_like(mean) if grad_var is None else grad_var
+        if ctx.native_ops is not None:
+            return ctx.native_ops[1](x, mean, grad_mean, grad_var, native.native_threads())
+        positions = n * h * w
+        return ((x - mean.reshape([c, 1, 1])) * (grad_var * (2.0 / positions)).reshape([c, 1, 1])
+                + (grad_mean / positions).reshape([c, 1, 1]))
+
+
+def channel_moments(x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Per-channel mean and biased variance of ``x`` [N, C, H, W] (BatchNorm's batch statistics), differentiable,
+    keeping only ``x`` for the backward; wb's kernel when training on CPU in float32 (one pass each way)."""
+    ops = native.channel_affine_ops() if _native_training_ok(x) else None
+    return _ChannelMoments.apply(x.contiguous() if ops is not None else x, ops)
+
+
+def channel_affine(x: paddle.Tensor, a: paddle.Tensor, d: paddle.Tensor) -> paddle.Tensor:
+    """``a[c] * x + d[c]`` for ``x`` [N, C, H, W]; wb's kernel when training on CPU in float32 (one pass each
+    way, only ``x`` and ``a`` kept), else Paddle's broadcast multiply and add."""
+    ops = native.channel_affine_ops() if _native_training_ok(x, a, d) else None
+    if ops is None:
+        c = x.shape[1]
+        return x * a.reshape([c, 1, 1]) + d.reshape([c, 1, 1])
+    return ops[2](x.contiguous(), a.contiguous(), d.contiguous(), native.native_threads())
 
 
 class _DepthwiseBatchNormSum(PyLayer):

@@ -31,8 +31,8 @@ from paddle.autograd import PyLayer
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
-from workbench.models.ops import (DepthwiseConv2D, add_channel_bias, batch_norm_sum, conv2d_channel_bias,
-                                  rec_feature_row)
+from workbench.models.ops import (DepthwiseConv2D, activation_affine, add_channel_bias, batch_norm_sum,
+                                  channel_affine, channel_moments, conv2d_channel_bias, rec_feature_row)
 
 __all__ = [
     "BlockSpec",
@@ -142,6 +142,10 @@ class LearnableActivation(nn.Layer):
         self.lab = LearnableAffineBlock(lr_mult=lr_mult, lab_lr=lab_lr)
 
     def forward(self, x):
+        if isinstance(self.lab, LearnableAffineBlock):  # training on CPU: keeps only x (models.ops.activation_affine)
+            fused = activation_affine(x, self.lab.scale, self.lab.bias, relu=isinstance(self.fn, nn.ReLU))
+            if fused is not None:
+                return fused
         return self.lab(self.fn(x))
 
 
@@ -353,11 +357,15 @@ class LearnableRepLayer(nn.Layer):
                 beta, pending_bias = beta + pending_bias, None
             return _batch_norm(bn, z, weight * scale, beta, running_mean, running_var, groups, depthwise)
 
-        if self.identity is not None:
-            out = folded(self.identity, x)
-        if self.conv_1x1 is not None:
-            y = folded(self.conv_1x1.bn, self.conv_1x1.conv(x))
-            out = y if out is None else out + y
+        if (self.depthwise and self.identity is not None and self.conv_1x1 is not None
+                and self.identity.training and self.conv_1x1.bn.training):
+            out, pending_bias = self._identity_and_1x1_batch_stats(x), None
+        else:
+            if self.identity is not None:
+                out = folded(self.identity, x)
+            if self.conv_1x1 is not None:
+                y = folded(self.conv_1x1.bn, self.conv_1x1.conv(x))
+                out = y if out is None else out + y
         if self.stack_branches and len({bn.training for bn in self._bn_layers()}) == 1:
             y = self._stacked_depthwise(x, folded)
             out = y if out is None else out + y
@@ -366,6 +374,27 @@ class LearnableRepLayer(nn.Layer):
                 y = folded(branch.bn, branch.conv(x))
                 out = y if out is None else out + y
         return out
+
+    def _identity_and_1x1_batch_stats(self, x):
+        """``lab`` of the identity BN + the 1x1 depthwise branch's BN (stride 1, batch statistics) as one
+        per-channel affine of ``x``: the 1x1 depthwise conv is ``w_c x_c``, so its batch statistics are
+        ``w mean`` and ``w^2 var`` of ``x``'s, and ``identity_bn(x) + bn(w x)`` = ``a x + d`` with
+        ``a = gamma_id / sqrt(var + eps) + gamma_1 w / sqrt(w^2 var + eps)``. Same function as the two BNs (float32
+        rounding aside), running statistics updated as theirs; only ``x`` is kept for the backward, where the two BNs
+        keep the conv output ``w x`` (an activation-sized tensor per depthwise layer)."""
+        c = self.in_channels
+        identity, bn = self.identity, self.conv_1x1.bn
+        w = self.conv_1x1.conv.weight.reshape([c])
+        mean, var = channel_moments(x)
+        var_1x1 = w * w * var
+        a = identity.weight / paddle.sqrt(var + identity._epsilon) + bn.weight * w / paddle.sqrt(
+            var_1x1 + bn._epsilon)
+        scale = self.lab.scale
+        a = a * scale
+        d = (identity.bias + bn.bias) * scale + self.lab.bias - a * mean
+        self._update_running(identity, mean, var)
+        self._update_running(bn, w.detach() * mean, var_1x1)
+        return channel_affine(x, a, d)
 
     def _stacked_depthwise(self, x, folded):
         """All kxk depthwise branches as one conv with channel multiplier n (output channel c*n + b)."""

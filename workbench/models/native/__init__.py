@@ -9,6 +9,10 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
   was 28 % of a rec step with batch statistics; four stacked branches' BNs + their sum, forward + backward at 2
   threads, 103-109 -> 39-40 ms (a single BN keeps Paddle's op: both are bandwidth-bound). The stacked branches' conv output (four times the layer's input)
   is recomputed in the backward instead of kept (``branch_recompute``; ``models.ops.batch_norm_sum``).
+* PPLCNetV3's learnable activation ``scale * act(x) + bias`` (``activation_affine.cc``): one pass each way instead
+  of three ops, keeping only ``x`` for the backward (Paddle's autograd also keeps ``act(x)``).
+* per-channel batch statistics and a per-channel affine (``channel_affine.cc``): a depthwise layer's identity BN and
+  1x1 branch as one affine of its input, keeping only the input (``models.ops.channel_moments`` / ``channel_affine``).
 
 * Used only when training (eager mode, gradients recorded) on CPU in float32 (``models.ops.depthwise_conv2d``,
   ``models.ops.batch_norm_sum``): an exported or compiled graph (``paddle.jit``) keeps Paddle's own ops, which
@@ -37,14 +41,16 @@ from workbench.config.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_KERNELS", "KERNELS", "batch_norm_sum_op", "branch_recompute_ops", "configure", "depthwise_conv2d_op", "native_threads"]
+__all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "batch_norm_sum_op", "branch_recompute_ops",
+           "channel_affine_ops", "configure", "depthwise_conv2d_op", "native_threads"]
 
-SOURCES = (Path(__file__).with_name("depthwise_conv.cc"), Path(__file__).with_name("batch_norm.cc"))
+SOURCES = tuple(Path(__file__).with_name(name)
+                for name in ("depthwise_conv.cc", "batch_norm.cc", "activation_affine.cc", "channel_affine.cc"))
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
 #: Every kernel of this module; ``configure(kernels=...)`` picks a subset (the benchmarks measure each one's share).
-KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute")
+KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute", "activation_affine", "channel_affine")
 #: All on by default. (The BatchNorm ones were opt-in while export verification's float32-noise bound did not
 #: count the exported graph's own rounding: 4-step test det models trained with them then exceeded it.)
 DEFAULT_KERNELS = KERNELS
@@ -171,3 +177,21 @@ def branch_recompute_ops():
         return None
     return (module.wb_depthwise_conv2d, module.wb_depthwise_conv2d_bwd, module.wb_batch_norm_sum,
             module.wb_batch_norm_sum_bwd)
+
+
+def activation_affine_op():
+    """The compiled ``wb_activation_affine(x, scale, bias, relu, threads) -> scale * act(x) + bias``, or None when
+    the native kernels are off or unavailable."""
+    if not _STATE.enabled or "activation_affine" not in _STATE.kernels:
+        return None
+    module = _load()
+    return module.wb_activation_affine if module else None
+
+
+def channel_affine_ops():
+    """``(wb_channel_moments, wb_channel_moments_bwd, wb_channel_affine)``, or None when the native kernels are off
+    or unavailable."""
+    if not _STATE.enabled or "channel_affine" not in _STATE.kernels:
+        return None
+    module = _load()
+    return (module.wb_channel_moments, module.wb_channel_moments_bwd, module.wb_channel_affine) if module else None

@@ -1,0 +1,91 @@
+"""wb's CPU kernels for PPLCNetV3's learnable activation (``scale * act(x) + bias``) and for per-channel batch
+statistics + affine (a depthwise layer's identity BN and 1x1 branch): the same function and gradients as Paddle's
+ops, deterministic whatever the thread count, and never inside inference or an exported graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from workbench.models import native
+from workbench.models.ops import activation_affine, channel_affine, channel_moments
+
+
+def _activation(x0, relu, grad, use_native, threads=2):
+    native.configure(enabled=use_native, threads=threads)
+    x = x0.clone()
+    x.stop_gradient = False
+    scale = paddle.to_tensor([1.3], stop_gradient=False)
+    bias = paddle.to_tensor([-0.2], stop_gradient=False)
+    y = activation_affine(x, scale, bias, relu=relu)
+    if use_native:
+        assert y is not None
+    else:  # the kernels off: the caller's own layers
+        assert y is None
+        y = scale * (F.relu(x) if relu else F.hardswish(x)) + bias
+    (y * grad).sum().backward()
+    return [t.numpy() for t in (y, x.grad, scale.grad, bias.grad)]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_activation_affine_same_as_paddles_ops(native_kernels, relu):
+    paddle.seed(0)
+    x = paddle.randn([3, 8, 11, 29]) * 3  # the whole hard-swish range: flat, curved, linear
+    grad = paddle.randn(x.shape)
+    ours, theirs = _activation(x, relu, grad, True), _activation(x, relu, grad, False)
+    for a, b, what in zip(ours, theirs, ("output", "input gradient", "scale gradient", "bias gradient")):
+        assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max()), what
+
+
+def test_activation_affine_deterministic_across_thread_counts(native_kernels):
+    paddle.seed(1)
+    x = paddle.randn([4, 16, 40, 50])  # 128,000 values: two blocks of the gradient sums
+    grad = paddle.randn(x.shape)
+    one, two = _activation(x, False, grad, True, threads=1), _activation(x, False, grad, True, threads=2)
+    for a, b in zip(one, two):
+        assert np.array_equal(a, b)
+
+
+def _affine_of_moments(x0, use_native):
+    """``a(mean, var) * x + d(mean)``, a function of both statistics (as the depthwise layer computes)."""
+    native.configure(enabled=use_native)
+    x = x0.clone()
+    x.stop_gradient = False
+    gamma = paddle.to_tensor(np.linspace(0.5, 1.5, x.shape[1]).astype("float32"), stop_gradient=False)
+    mean, var = channel_moments(x)
+    a = gamma / paddle.sqrt(var + 1e-5)
+    y = channel_affine(x, a, 0.3 - a * mean)
+    weights = paddle.to_tensor(np.random.default_rng(5).normal(size=x.shape).astype("float32"))
+    (y * weights).sum().backward()
+    return [t.numpy() for t in (mean, var, y, x.grad, gamma.grad)]
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])  # a mean that dwarfs the spread: no cancellation
+def test_channel_moments_and_affine_same_as_paddles_ops(native_kernels, offset):
+    paddle.seed(2)
+    x = paddle.randn([4, 6, 7, 9]) * 0.5 + offset
+    ours, theirs = _affine_of_moments(x, True), _affine_of_moments(x, False)
+    reference_var = x.numpy().astype(np.float64).var(axis=(0, 2, 3))
+    assert np.abs(ours[1] - reference_var).max() <= 1e-5 * reference_var.max()
+    for a, b, what in zip(ours, theirs, ("mean", "var", "output", "input gradient", "gamma gradient")):
+        tolerance = 2e-3 if offset and what != "mean" else 1e-4  # Paddle's own var loses digits at offset 1000
+        assert np.abs(a - b).max() <= tolerance * max(1.0, np.abs(b).max()), what
+
+
+def test_inference_and_exported_graphs_keep_paddles_ops(native_kernels):
+    """Under no_grad the kernels stand aside (the caller's layers run); an exported graph holds no wb op."""
+    from workbench.models.backbones.pplcnetv3 import LearnableRepLayer
+
+    x = paddle.randn([2, 8, 6, 10])
+    scale = paddle.to_tensor([1.0], stop_gradient=False)
+    with paddle.no_grad():
+        assert activation_affine(x, scale, scale, relu=False) is None
+    layer = LearnableRepLayer(8, 8, 3, 1, groups=8, num_branches=2)
+    layer.eval()  # as export traces it
+    static = paddle.jit.to_static(layer, input_spec=[paddle.static.InputSpec([None, 8, 16, 16], "float32")],
+                                  full_graph=True)
+    program = str(static.forward.concrete_program.main_program)
+    assert "wb_" not in program and "hardswish" in program
+
