@@ -89,3 +89,22 @@ def test_inference_and_exported_graphs_keep_paddles_ops(native_kernels):
     program = str(static.forward.concrete_program.main_program)
     assert "wb_" not in program and "hardswish" in program
 
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+def test_depthwise_identity_and_1x1_as_one_affine_only_with_the_kernels(native_kernels, use_native):
+    """Training on CPU with the kernels: a stride-1 depthwise layer's 1x1 branch conv never runs (its BN statistics
+    come from the input's); without them (as on GPU / AMP) the two BatchNorms run as before. Same output."""
+    from workbench.models.backbones.pplcnetv3 import LearnableRepLayer
+
+    paddle.seed(3)
+    layer = LearnableRepLayer(8, 8, 3, 1, groups=8, num_branches=2)
+    layer.train()
+    calls = []
+    layer.conv_1x1.conv.register_forward_post_hook(lambda *_: calls.append(1))
+    native.configure(enabled=use_native)
+    x = paddle.randn([2, 8, 6, 10])
+    x.stop_gradient = False
+    out = layer(x)
+    assert len(calls) == (0 if use_native else 1)
+    np.testing.assert_allclose(out.numpy(), layer.branch_sum(x).numpy(), rtol=1e-4, atol=1e-5)

@@ -106,6 +106,13 @@ class _ChannelMoments(PyLayer):
                 + (grad_mean / positions).reshape([c, 1, 1]))
 
 
+def channel_kernels_apply(x: paddle.Tensor, *params: paddle.Tensor) -> bool:
+    """Whether :func:`channel_moments` / :func:`channel_affine` run wb's kernels for ``x`` (training on CPU in
+    float32). Callers that restructure a computation around them check this first: elsewhere (GPU, AMP) Paddle's
+    BatchNorm keeps its statistics in float32 and its tuned kernels."""
+    return _native_training_ok(x, *params) and native.channel_affine_ops() is not None
+
+
 def channel_moments(x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
     """Per-channel mean and biased variance of ``x`` [N, C, H, W] (BatchNorm's batch statistics), differentiable,
     keeping only ``x`` for the backward; wb's kernel when training on CPU in float32 (one pass each way)."""

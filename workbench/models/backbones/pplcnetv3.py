@@ -32,7 +32,8 @@ from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
 from workbench.models.ops import (DepthwiseConv2D, activation_affine, add_channel_bias, batch_norm_sum,
-                                  channel_affine, channel_moments, conv2d_channel_bias, rec_feature_row)
+                                  channel_affine, channel_kernels_apply, channel_moments, conv2d_channel_bias,
+                                  rec_feature_row)
 
 __all__ = [
     "BlockSpec",
@@ -358,7 +359,8 @@ class LearnableRepLayer(nn.Layer):
             return _batch_norm(bn, z, weight * scale, beta, running_mean, running_var, groups, depthwise)
 
         if (self.depthwise and self.identity is not None and self.conv_1x1 is not None
-                and self.identity.training and self.conv_1x1.bn.training):
+                and self.identity.training and self.conv_1x1.bn.training
+                and channel_kernels_apply(x, self.identity.weight)):
             out, pending_bias = self._identity_and_1x1_batch_stats(x), None
         else:
             if self.identity is not None:
@@ -381,7 +383,8 @@ class LearnableRepLayer(nn.Layer):
         ``w mean`` and ``w^2 var`` of ``x``'s, and ``identity_bn(x) + bn(w x)`` = ``a x + d`` with
         ``a = gamma_id / sqrt(var + eps) + gamma_1 w / sqrt(w^2 var + eps)``. Same function as the two BNs (float32
         rounding aside), running statistics updated as theirs; only ``x`` is kept for the backward, where the two BNs
-        keep the conv output ``w x`` (an activation-sized tensor per depthwise layer)."""
+        keep the conv output ``w x`` (an activation-sized tensor per depthwise layer). Used where wb's channel kernels
+        run (training on CPU in float32, ``ops.channel_kernels_apply``); GPU and AMP keep the two BNs."""
         c = self.in_channels
         identity, bn = self.identity, self.conv_1x1.bn
         w = self.conv_1x1.conv.weight.reshape([c])
