@@ -50,9 +50,8 @@ def fuse_for_inference(model: nn.Layer, *, drop_training_branches: bool = False,
     layers and blocks fold their constant affines into the convs next to them, the DB branches their BatchNorm after
     a transposed conv, RSEFPN's residual SE computes x * (1 + g)) -- the graph evaluation and export run.
     Measured with ``benchmarks/bench_eval_vs_onnxruntime.py`` (2 threads, side by side with onnxruntime on the
-    stock graphs): PP-OCRv5_mobile_rec 13.0 -> 25.1 crops/s (2.62x -> 1.37x onnxruntime's
-    time), PP-OCRv5_mobile_det with the faster ``upsample_nearest`` 0.67 -> 1.01 receipt pages/s (2.34x ->
-    1.38-1.59x).
+    stock graphs): PP-OCRv5_mobile_rec 13.0 -> 25.1 crops/s (2.62x -> 1.37x onnxruntime's time),
+    PP-OCRv5_mobile_det with the faster ``upsample_nearest`` 0.67 -> 1.01 receipt pages/s (2.34x -> 1.38-1.59x).
     Without it the fused model has the layout of upstream's inference graphs, which weight importers map onto."""
     model.eval()
     for layer in _rep_layers(model):

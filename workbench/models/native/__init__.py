@@ -46,6 +46,7 @@ __all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "batch_norm_sum
 
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise_conv.cc", "batch_norm.cc", "activation_affine.cc", "channel_affine.cc"))
+HEADERS = (Path(__file__).with_name("channel_stats.h"),)  # included by the sources: part of the build key
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
@@ -107,7 +108,7 @@ def _cache_dir() -> Path:
     import paddle
 
     key = hashlib.sha256(
-        b"".join(source.read_bytes() for source in SOURCES)
+        b"".join(source.read_bytes() for source in SOURCES + HEADERS)
         + " ".join(CFLAGS).encode()
         + paddle.__version__.encode()
         + _cpu_flags().encode()
@@ -148,50 +149,45 @@ def _load():
     return _STATE.module
 
 
+def _ops(kernels: set[str], *names: str) -> Optional[tuple]:
+    """The compiled ops ``names`` when every kernel in ``kernels`` is switched on and the extension is built, else
+    None (Paddle's kernels are used)."""
+    if not _STATE.enabled or not kernels <= _STATE.kernels:
+        return None
+    module = _load()
+    return tuple(getattr(module, name) for name in names) if module else None
+
+
 def depthwise_conv2d_op():
     """The compiled ``wb_depthwise_conv2d(x, weight, stride_h, stride_w, pad_h, pad_w, threads)``, or None when
     the native kernels are off or unavailable."""
-    if not _STATE.enabled or "depthwise_conv" not in _STATE.kernels:
-        return None
-    module = _load()
-    return module.wb_depthwise_conv2d if module else None
+    ops = _ops({"depthwise_conv"}, "wb_depthwise_conv2d")
+    return ops and ops[0]
 
 
 def batch_norm_sum_op():
     """The compiled ``wb_batch_norm_sum(z, weight, bias, running_mean, running_var, epsilon, training, groups,
     threads) -> (y, mean, var)``, or None when the native kernels are off or unavailable."""
-    if not _STATE.enabled or "batch_norm" not in _STATE.kernels:
-        return None
-    module = _load()
-    return module.wb_batch_norm_sum if module else None
+    ops = _ops({"batch_norm"}, "wb_batch_norm_sum")
+    return ops and ops[0]
 
 
 def branch_recompute_ops():
     """``(depthwise forward, depthwise backward, batch-norm-sum forward, batch-norm-sum backward)`` as plain ops
     (``models.ops.batch_norm_sum(..., depthwise=...)`` writes the backward itself and recomputes the stacked
     branches' conv output there instead of keeping it), or None when off or unavailable."""
-    if not _STATE.enabled or not {"depthwise_conv", "batch_norm", "branch_recompute"} <= _STATE.kernels:
-        return None
-    module = _load()
-    if not module:
-        return None
-    return (module.wb_depthwise_conv2d, module.wb_depthwise_conv2d_bwd, module.wb_batch_norm_sum,
-            module.wb_batch_norm_sum_bwd)
+    return _ops({"depthwise_conv", "batch_norm", "branch_recompute"}, "wb_depthwise_conv2d",
+                "wb_depthwise_conv2d_bwd", "wb_batch_norm_sum", "wb_batch_norm_sum_bwd")
 
 
 def activation_affine_op():
     """The compiled ``wb_activation_affine(x, scale, bias, relu, threads) -> scale * act(x) + bias``, or None when
     the native kernels are off or unavailable."""
-    if not _STATE.enabled or "activation_affine" not in _STATE.kernels:
-        return None
-    module = _load()
-    return module.wb_activation_affine if module else None
+    ops = _ops({"activation_affine"}, "wb_activation_affine")
+    return ops and ops[0]
 
 
 def channel_affine_ops():
     """``(wb_channel_moments, wb_channel_moments_bwd, wb_channel_affine)``, or None when the native kernels are off
     or unavailable."""
-    if not _STATE.enabled or "channel_affine" not in _STATE.kernels:
-        return None
-    module = _load()
-    return (module.wb_channel_moments, module.wb_channel_moments_bwd, module.wb_channel_affine) if module else None
+    return _ops({"channel_affine"}, "wb_channel_moments", "wb_channel_moments_bwd", "wb_channel_affine")

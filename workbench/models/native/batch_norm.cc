@@ -5,15 +5,15 @@
 //
 // Why: Paddle 3.3's CPU batch_norm kernels run on one thread whatever the thread count (32x240x6x80: forward 5.5 ms
 // at 1 thread, 6.0 at 2; forward + backward 21.7 / 22.3 ms), and BatchNorm is the largest share of a
-// PP-OCRv5_mobile_rec training step with batch statistics (28 %). Statistics: one pass, shifted by the channel's
-// first value (no cancellation when |mean| >> std), float per plane, double across planes. Every reduction runs
-// in a fixed order: results are deterministic. Mode `training = false`: the running statistics normalise (frozen
+// PP-OCRv5_mobile_rec training step with batch statistics (28 %). Statistics: `ChannelMeanVar` (channel_stats.h).
+// Every reduction runs in a fixed order: results are deterministic. Mode `training = false`: the running statistics normalise (frozen
 // BatchNorm), the backward has no statistics term.
 #include <omp.h>
 
 #include <cmath>
 #include <vector>
 
+#include "channel_stats.h"
 #include "paddle/extension.h"
 
 namespace {
@@ -49,27 +49,7 @@ std::vector<paddle::Tensor> BatchNormForward(const paddle::Tensor& z, const padd
   float* mp = mean.data<float>();
   float* vp = var.data<float>();
   if (training) {
-    const double count = static_cast<double>(s.n * s.hw);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t k = 0; k < s.k; ++k) {
-      const float shift = zp[k * s.hw];
-      double sum = 0.0, squares = 0.0;
-      for (int64_t b = 0; b < s.n; ++b) {
-        const float* plane = zp + (b * s.k + k) * s.hw;
-        float ps = 0.0f, pq = 0.0f;
-#pragma omp simd reduction(+ : ps, pq)
-        for (int64_t i = 0; i < s.hw; ++i) {
-          const float d = plane[i] - shift;
-          ps += d;
-          pq += d * d;
-        }
-        sum += ps;
-        squares += pq;
-      }
-      const double m = sum / count;
-      mp[k] = static_cast<float>(shift + m);
-      vp[k] = static_cast<float>(std::max(squares / count - m * m, 0.0));  // biased, as Paddle's BN
-    }
+    ChannelMeanVar(zp, s.n, s.k, s.hw, mp, vp, threads);
   } else {
     const float* rm = running_mean.data<float>();
     const float* rv = running_var.data<float>();

@@ -5,13 +5,14 @@
 // per-channel affine of the layer's input whose coefficients come from the input's batch statistics
 // (`LearnableRepLayer._identity_and_1x1_batch_stats`); these ops compute it keeping only the input for the backward,
 // where two BatchNorms keep the 1x1 conv's output too, and each in one pass over the tensor instead of Paddle's
-// three to four per op. Statistics are shifted by the channel's first value (no cancellation when |mean| >> std),
-// float per plane and double across planes; every reduction runs in a fixed order, so results are deterministic.
+// three to four per op. Statistics: `ChannelMeanVar` (channel_stats.h, as the BatchNorm kernel's); every reduction
+// runs in a fixed order, so results are deterministic.
 #include <omp.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "channel_stats.h"
 #include "paddle/extension.h"
 
 namespace {
@@ -37,27 +38,7 @@ std::vector<paddle::Tensor> ChannelMoments(const paddle::Tensor& x, int threads)
   const float* xp = x.data<float>();
   float* mp = mean.data<float>();
   float* vp = var.data<float>();
-  const double count = static_cast<double>(p.n * p.hw);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t c = 0; c < p.c; ++c) {
-    const float shift = xp[c * p.hw];
-    double sum = 0.0, squares = 0.0;
-    for (int64_t b = 0; b < p.n; ++b) {
-      const float* plane = xp + (b * p.c + c) * p.hw;
-      float ps = 0.0f, pq = 0.0f;
-#pragma omp simd reduction(+ : ps, pq)
-      for (int64_t i = 0; i < p.hw; ++i) {
-        const float d = plane[i] - shift;
-        ps += d;
-        pq += d * d;
-      }
-      sum += ps;
-      squares += pq;
-    }
-    const double m = sum / count;
-    mp[c] = static_cast<float>(shift + m);
-    vp[c] = static_cast<float>(std::max(squares / count - m * m, 0.0));
-  }
+  ChannelMeanVar(xp, p.n, p.c, p.hw, mp, vp, threads);
   return {mean, var};
 }
 
