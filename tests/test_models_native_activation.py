@@ -108,3 +108,34 @@ def test_depthwise_identity_and_1x1_as_one_affine_only_with_the_kernels(native_k
     out = layer(x)
     assert len(calls) == (0 if use_native else 1)
     np.testing.assert_allclose(out.numpy(), layer.branch_sum(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, frozen", [
+    ("PP-OCRv5_mobile_det", ("backbone.conv1", "backbone.blocks2")),  # the README's model.freeze example
+    ("PP-OCRv5_mobile_rec", ("backbone.conv1", "backbone.blocks2", "backbone.blocks3")),
+])
+def test_frozen_early_stages_train_with_the_kernels(native_kernels, name, frozen):
+    """model.freeze stops gradients at the first trainable layer's input: the kernels' layers return no gradient
+    for it (Paddle refuses one) and the trainable layers get Paddle's gradients."""
+    from workbench.models import zoo
+
+    def grads(use_native):
+        native.configure(enabled=use_native)
+        paddle.seed(0)
+        model = zoo.build_model(name)
+        model.train()
+        for key, p in model.named_parameters():
+            if key.startswith(frozen):  # as the trainer freezes model.freeze prefixes
+                p.stop_gradient = True
+        x = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 3, 64, 96)).astype("float32"))
+        out = model(x)["maps"] if name.endswith("_det") else model.backbone(x)  # rec: no NRTR targets needed
+        (out * paddle.linspace(0.5, 1.5, out.shape[-1])).mean().backward()
+        return {k: p.grad.numpy() for k, p in model.named_parameters() if not p.stop_gradient and p.grad is not None}
+
+    ours, theirs = grads(True), grads(False)
+    assert ours.keys() == theirs.keys() and len(ours) > 20
+    # float32 sums in another order, through a dozen batch-statistics BNs: relative error ~1e-3; gradients that
+    # cancel to ~0 (a scale in front of a BN) are compared against the model's largest gradient
+    floor = 1e-4 * max(np.linalg.norm(g) for g in theirs.values())
+    for k in ours:
+        assert np.linalg.norm(ours[k] - theirs[k]) <= 1e-2 * np.linalg.norm(theirs[k]) + floor, k

@@ -91,11 +91,14 @@ class _ChannelMoments(PyLayer):
             var = ((x - mean.reshape([c, 1, 1])) ** 2).mean(axis=[0, 2, 3])
         ctx.save_for_backward(x, mean)
         ctx.native_ops = native_ops
+        ctx.x_needs_grad = not x.stop_gradient
         return mean, var
 
     @staticmethod
     def backward(ctx, grad_mean, grad_var):
         x, mean = ctx.saved_tensor()
+        if not ctx.x_needs_grad:  # Paddle refuses a gradient for an input that stops gradients (frozen stages)
+            return None
         n, c, h, w = x.shape
         grad_mean = paddle.zeros_like(mean) if grad_mean is None else grad_mean
         grad_var = paddle.zeros_like(mean) if grad_var is None else grad_var
@@ -142,6 +145,9 @@ class _DepthwiseBatchNormSum(PyLayer):
         y, mean, var = bn_forward(z, weight, bias, running_mean, running_var, epsilon, training, groups, threads)
         ctx.save_for_backward(x, kernel, weight, mean, var)
         ctx.settings = (geometry, epsilon, training, groups, threads)
+        # Paddle refuses a gradient for an input that stops gradients: x after frozen stages (model.freeze), x
+        # and kernel of a frozen layer whose BN still trains
+        ctx.needs_grad = tuple(not t.stop_gradient for t in (x, kernel, weight, bias))
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
@@ -154,8 +160,11 @@ class _DepthwiseBatchNormSum(PyLayer):
         grad_z, grad_weight, grad_bias = bn_backward(z, weight, mean, var, grad_y.contiguous(), epsilon, training,
                                                      groups, threads)
         del z
-        grad_x, grad_kernel = dw_backward(x, kernel, grad_z, *geometry, threads)
-        return grad_x, grad_kernel, grad_weight, grad_bias, None, None
+        need_x, need_kernel, need_weight, need_bias = ctx.needs_grad
+        grad_x, grad_kernel = dw_backward(x, kernel, grad_z, *geometry, threads) if need_x or need_kernel \
+            else (None, None)
+        return (grad_x if need_x else None, grad_kernel if need_kernel else None,
+                grad_weight if need_weight else None, grad_bias if need_bias else None, None, None)
 
 
 def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *, training: bool, momentum: float,
