@@ -12,6 +12,7 @@ from workbench.data.augment import (
     build_det_augment,
     build_rec_augment,
     random_text_crop,
+    random_text_window,
 )
 from workbench.errors import ConfigError, DataError
 
@@ -109,6 +110,34 @@ def test_det_crop_keeps_text_and_never_cuts_it():
     for seed in range(10):
         out = aug(_det_sample(), rng=np.random.default_rng(seed))
         assert any(not tag for tag in out["ignore_tags"])
+
+
+def test_det_window_anywhere_reaches_the_margins():
+    """Windows around text hold a line's centre; window_anywhere_p puts that share anywhere on the page, so a
+    large scan's text-free margins (dust, stamps: the false boxes) are trained on as background."""
+    page_hw, size = (4000, 2800), (640, 640)
+    line = [np.array([[1300, 1900], [1500, 1900], [1500, 1940], [1300, 1940]], np.float32)]
+
+    def windows(p, n=400):
+        rng = np.random.default_rng(0)
+        return np.array([random_text_window(rng, page_hw, line, size, p) for _ in range(n)])
+
+    around = windows(0.0)
+    assert (around[:, 2:] == 640).all() and (around[:, 0] <= 1400).all() and (around[:, 0] + 640 > 1400).all()
+    assert (around[:, 1] <= 1920).all() and (around[:, 1] + 640 > 1920).all()
+    mixed = windows(0.25)
+    holds_line = (mixed[:, 0] <= 1400) & (mixed[:, 0] + 640 > 1400) & (mixed[:, 1] <= 1920) & (mixed[:, 1] + 640 > 1920)
+    assert 0.15 < 1 - holds_line.mean() < 0.3   # ~25 % drawn anywhere, a few of those land on the line anyway
+    assert mixed[:, 0].min() < 300 and mixed[:, 0].max() > 2800 - 640 - 300  # both margins reached
+    assert ((mixed[:, :2] >= 0) & (mixed[:, :2] + 640 <= (2800, 4000))).all()  # inside the page
+
+    cfg = DetAugmentConfig(rotate=(0, 0), scale=(1, 1), crop_size=(320, 320), crop_resize=False, window_anywhere_p=1.0)
+    out = build_det_augment(cfg)(_det_sample(), rng=np.random.default_rng(0))
+    assert out["image"].shape == (320, 320, 3)
+    with pytest.raises(ConfigError, match="crop_resize=false"):
+        build_det_augment({"window_anywhere_p": 0.2})
+    with pytest.raises(ConfigError, match="probability"):
+        build_det_augment({"window_anywhere_p": 1.5, "crop_resize": False})
 
 
 def test_det_determinism_and_input_untouched():

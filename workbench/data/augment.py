@@ -116,6 +116,10 @@ class DetAugmentConfig:
     # True (upstream): the random text crop is resized to fit crop_size. False: a crop_size window at the current
     # scale (padded when the image is smaller), so text keeps the size `scale` gave it.
     crop_resize: bool = True
+    # crop_resize=False only: share of windows placed anywhere on the page instead of around a text line. Windows
+    # around text never reach a large scan's margins, where dust, stamps and page edges are what the pipeline
+    # reads as false boxes (upstream: every crop holds text, 0).
+    window_anywhere_p: float = 0.0
 
 
 def _config(cls: type, cfg: Any, where: str):
@@ -371,14 +375,19 @@ def random_text_crop(
 
 
 def random_text_window(
-    rng: np.random.Generator, image_hw: tuple[int, int], care_polys: list[np.ndarray], size_wh: tuple[int, int]
+    rng: np.random.Generator,
+    image_hw: tuple[int, int],
+    care_polys: list[np.ndarray],
+    size_wh: tuple[int, int],
+    anywhere_p: float = 0.0,
 ) -> tuple[int, int, int, int]:
     """A ``size_wh`` window ``(x, y, w, h)`` inside the image (the whole side when the image is smaller) that holds
-    the centre of a random care polygon (any position when there is none)."""
+    the centre of a random care polygon; any position when there is none, or with probability ``anywhere_p``."""
     h, w = image_hw
     cw, ch = min(size_wh[0], w), min(size_wh[1], h)
     lo_x, hi_x, lo_y, hi_y = 0, w - cw, 0, h - ch
-    if care_polys:
+    anywhere = anywhere_p > 0 and rng.random() < anywhere_p
+    if care_polys and not anywhere:
         cx, cy = care_polys[int(rng.integers(len(care_polys)))].mean(axis=0)
         lo_x, hi_x = max(lo_x, int(cx) - cw + 1), min(hi_x, int(cx))
         lo_y, hi_y = max(lo_y, int(cy) - ch + 1), min(hi_y, int(cy))
@@ -535,7 +544,7 @@ class DetAugment:
 
     def __init__(self, cfg: DetAugmentConfig, seed: int | None = None):
         where = "det augment"
-        for name in ("flip_p", "color_jitter_p", "copy_paste_ratio"):
+        for name in ("flip_p", "color_jitter_p", "copy_paste_ratio", "window_anywhere_p"):
             _check_prob(getattr(cfg, name), name, where)
         if not (0 < cfg.scale[0] <= cfg.scale[1]):
             raise ConfigError(f"{where}: scale must be (lo, hi) with 0 < lo <= hi, got {cfg.scale}")
@@ -545,6 +554,9 @@ class DetAugment:
             raise ConfigError(f"{where}: scale_reference must be original or pipeline, got {cfg.scale_reference!r}")
         if min(cfg.crop_size) < 1 or cfg.crop_max_tries < 1 or not 0 < cfg.min_crop_side_ratio <= 1:
             raise ConfigError(f"{where}: bad crop_size / crop_max_tries / min_crop_side_ratio in {cfg}")
+        if cfg.window_anywhere_p > 0 and cfg.crop_resize:
+            raise ConfigError(f"{where}: window_anywhere_p={cfg.window_anywhere_p} places crop_size windows; it "
+                              "needs crop_resize=false (upstream's resized text crops always hold text)")
         self.cfg = cfg
         self.rng = np.random.default_rng(seed)
         geometric = []
@@ -600,7 +612,9 @@ class DetAugment:
                 rng, image.shape[:2], care, self.cfg.min_crop_side_ratio, self.cfg.crop_max_tries
             )
         else:
-            crop = random_text_window(rng, image.shape[:2], care, tuple(self.cfg.crop_size))
+            crop = random_text_window(
+                rng, image.shape[:2], care, tuple(self.cfg.crop_size), self.cfg.window_anywhere_p
+            )
         image, polys, tags, texts = _crop_to_size(
             image, polys, tags, texts, crop, tuple(self.cfg.crop_size), self.cfg.keep_ratio, self.cfg.crop_resize
         )
