@@ -386,7 +386,7 @@ def random_text_window(
     h, w = image_hw
     cw, ch = min(size_wh[0], w), min(size_wh[1], h)
     lo_x, hi_x, lo_y, hi_y = 0, w - cw, 0, h - ch
-    anywhere = anywhere_p > 0 and rng.random() < anywhere_p
+    anywhere = anywhere_p > 0 and rng.random() < anywhere_p  # p = 0 draws nothing: the same windows as before
     if care_polys and not anywhere:
         cx, cy = care_polys[int(rng.integers(len(care_polys)))].mean(axis=0)
         lo_x, hi_x = max(lo_x, int(cx) - cw + 1), min(hi_x, int(cx))

@@ -77,6 +77,17 @@ def activation_affine(x: paddle.Tensor, scale: paddle.Tensor, bias: paddle.Tenso
     return None if op is None else op(x.contiguous(), scale, bias, relu, native.native_threads())
 
 
+def _needs_grad(*inputs: paddle.Tensor) -> tuple[bool, ...]:
+    """Which PyLayer inputs take a gradient. Paddle refuses one for an input that stops gradients (x after a stage
+    frozen by model.freeze), so a backward returns None there (:func:`_only_needed`)."""
+    return tuple(not t.stop_gradient for t in inputs)
+
+
+def _only_needed(grads: tuple, needs: tuple[bool, ...]) -> tuple:
+    """``grads`` with None where :func:`_needs_grad` said the input takes none."""
+    return tuple(g if need else None for g, need in zip(grads, needs))
+
+
 class _ChannelMoments(PyLayer):
     """Per-channel ``(mean, biased variance)`` of ``x`` [N, C, H, W] keeping only ``x`` (and the mean) for the
     backward, ``dx = dmean / P + 2 dvar (x - mean) / P`` (autograd of ``paddle.var`` keeps the centred copy)."""
@@ -91,13 +102,13 @@ class _ChannelMoments(PyLayer):
             var = ((x - mean.reshape([c, 1, 1])) ** 2).mean(axis=[0, 2, 3])
         ctx.save_for_backward(x, mean)
         ctx.native_ops = native_ops
-        ctx.x_needs_grad = not x.stop_gradient
+        ctx.needs_grad = _needs_grad(x)
         return mean, var
 
     @staticmethod
     def backward(ctx, grad_mean, grad_var):
         x, mean = ctx.saved_tensor()
-        if not ctx.x_needs_grad:  # Paddle refuses a gradient for an input that stops gradients (frozen stages)
+        if not ctx.needs_grad[0]:
             return None
         n, c, h, w = x.shape
         grad_mean = paddle.zeros_like(mean) if grad_mean is None else grad_mean
@@ -145,9 +156,7 @@ class _DepthwiseBatchNormSum(PyLayer):
         y, mean, var = bn_forward(z, weight, bias, running_mean, running_var, epsilon, training, groups, threads)
         ctx.save_for_backward(x, kernel, weight, mean, var)
         ctx.settings = (geometry, epsilon, training, groups, threads)
-        # Paddle refuses a gradient for an input that stops gradients: x after frozen stages (model.freeze), x
-        # and kernel of a frozen layer whose BN still trains
-        ctx.needs_grad = tuple(not t.stop_gradient for t in (x, kernel, weight, bias))
+        ctx.needs_grad = _needs_grad(x, kernel, weight, bias)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
@@ -160,11 +169,10 @@ class _DepthwiseBatchNormSum(PyLayer):
         grad_z, grad_weight, grad_bias = bn_backward(z, weight, mean, var, grad_y.contiguous(), epsilon, training,
                                                      groups, threads)
         del z
-        need_x, need_kernel, need_weight, need_bias = ctx.needs_grad
-        grad_x, grad_kernel = dw_backward(x, kernel, grad_z, *geometry, threads) if need_x or need_kernel \
-            else (None, None)
-        return (grad_x if need_x else None, grad_kernel if need_kernel else None,
-                grad_weight if need_weight else None, grad_bias if need_bias else None, None, None)
+        grad_x = grad_kernel = None
+        if any(ctx.needs_grad[:2]):
+            grad_x, grad_kernel = dw_backward(x, kernel, grad_z, *geometry, threads)
+        return (*_only_needed((grad_x, grad_kernel, grad_weight, grad_bias), ctx.needs_grad), None, None)
 
 
 def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *, training: bool, momentum: float,
