@@ -109,10 +109,9 @@ def exported_line_recall(folder: Path, label_file: Path) -> dict:
 
 
 def failed_checks(folder: Path, limit: int = 3) -> list[str]:
-    """The first ``limit`` failed checks of an export's verification report, one line each."""
-    checks = json.loads((folder / "verification.json").read_text(encoding="utf-8")).get("checks", [])
-    return [f"{c['stage']} {c['item']}: {c['what']} {c['value']} (limit {c['limit']})"
-            for c in checks if not c.get("passed")][:limit]
+    """The first ``limit`` failures the export's verification report lists (its ``failures``), one line each."""
+    failures = json.loads((folder / "verification.json").read_text(encoding="utf-8")).get("failures", [])
+    return [f"{c['stage']} {c['item']}: {c['what']} {c['value']} (limit {c['limit']})" for c in failures[:limit]]
 
 
 def line_recall(pipeline_yaml: Path, label_file: Path) -> dict:

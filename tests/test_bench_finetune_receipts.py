@@ -4,11 +4,12 @@ not lost); an export that left nothing is an error naming both places looked at.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
+
+from workbench.export.verify.report import Report, Tolerances
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -22,10 +23,15 @@ def measured(monkeypatch):
     monkeypatch.setattr(receipts, "line_recall", lambda yaml, labels: {"line_recall": 0.5, "yaml": str(yaml)})
 
 
-def _export(folder: Path, checks: list[dict]) -> None:
+def _export(folder: Path, checks: list[tuple]) -> None:
+    """A folder as `wb export` leaves it: the pipeline YAML and the verification report, written by the real
+    Report from ``checks`` (stage, item, what, value, limit, passed)."""
     folder.mkdir()
     (folder / "PaddleOCR.yaml").write_text("pipeline_name: OCR\n")
-    (folder / "verification.json").write_text(json.dumps({"checks": checks}))
+    report = Report(tolerances=Tolerances())
+    for check in checks:
+        report.add(*check)
+    report.write(folder)
 
 
 def test_a_verified_export_is_measured_as_verified(tmp_path, measured):
@@ -36,12 +42,8 @@ def test_a_verified_export_is_measured_as_verified(tmp_path, measured):
 
 def test_a_failed_export_is_measured_and_flagged(tmp_path, measured):
     failed = tmp_path / "tuned.FAILED"
-    _export(failed, [
-        {"stage": "pipeline", "item": "call0/crop0", "what": "rec probabilities max abs diff", "value": 1e-5,
-         "limit": 1e-4, "passed": True},
-        {"stage": "pipeline", "item": "call1/crop42", "what": "rec probabilities max abs diff", "value": 5.2e-4,
-         "limit": 3.3e-4, "passed": False},
-    ])
+    _export(failed, [("pipeline", "call0/crop0", "rec probabilities max abs diff", 1e-5, 1e-4, True),
+                     ("pipeline", "call1/crop42", "rec probabilities max abs diff", 5.2e-4, 3.3e-4, False)])
     result = receipts.exported_line_recall(tmp_path / "tuned", tmp_path / "label.txt")
     assert result["yaml"] == str(failed / "PaddleOCR.yaml") and result["verified"] is False
     assert result["failed_checks"] == ["pipeline call1/crop42: rec probabilities max abs diff 0.00052 (limit 0.00033)"]
