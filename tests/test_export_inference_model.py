@@ -124,11 +124,14 @@ def test_saved_graph_is_the_fused_eval_forward_with_dynamic_shapes(task, tiny_re
     import paddle
 
     from workbench.export.inference_model import build_model, save_inference_model
+    from workbench.export.verify.ours import Workbench
+    from workbench.export.verify.report import Tolerances
 
     source = load_export_source(tiny_rec_run if task == "rec" else tiny_det_run, task)
     facts = save_inference_model(source, tmp_path)
     assert (tmp_path / facts["graph"]).is_file() and (tmp_path / facts["params"]).is_file()
     trained = build_model(source)
+    wb = Workbench({task: source})
     n_train = sum(int(p.size) for p in trained.parameters())
     assert facts["num_parameters"] < n_train  # rep branches fused, NRTR / DB threshold branch dropped
     loaded = paddle.jit.load(str(tmp_path / "inference"))
@@ -139,7 +142,12 @@ def test_saved_graph_is_the_fused_eval_forward_with_dynamic_shapes(task, tiny_re
         x = paddle.to_tensor(rng.uniform(-1, 1, shape).astype("float32"))
         ours, theirs = trained(x).numpy(), loaded(x).numpy()
         assert theirs.shape == ours.shape
-        np.testing.assert_allclose(theirs, ours, atol=5e-3 if task == "det" else 1e-4)
+        # the bound export verification puts on two float32 graphs of the same weights: the fixed tolerance or 4x
+        # our own float32 noise on this input, whichever is larger (the tiny test models are ill-conditioned: on the
+        # Xeon of 2026-12-05, 2 of 35,040 rec probabilities were 1.19e-4 apart, the one-ulp weight response 5.3e-5)
+        _, noise = wb.det_map(x.numpy()) if task == "det" else wb.rec_probs(x.numpy())
+        limit = max(5e-3 if task == "det" else 1e-4, Tolerances().noise_factor * noise)
+        assert np.abs(theirs - ours).max() <= limit
     if task == "rec":
         assert ours.shape[-1] == source.charset.num_ctc_classes  # the CTC head only: [N, T, classes]
 

@@ -31,7 +31,8 @@ class Tolerances:
     rec_prob_atol: float = 1e-4  # rec CTC probabilities, values in [0, 1]
     # A model can be ill-conditioned in float32 (a barely trained one often is): then the bound is this many times
     # the workbench model's own float32 noise on that input (its error against a float64 run of it, or its response
-    # to a one-ulp input perturbation, whichever is larger: workbench.export.verify.ours.Workbench._run).
+    # to a one-ulp perturbation of the input or of its weights, whichever is largest:
+    # workbench.export.verify.ours.Workbench._run).
     noise_factor: float = 4.0
     score_atol: float = 1e-3  # box scores (mean of the map) and text scores (mean of max probabilities)
     box_px: int = 1  # box vertices, in source-image pixels
