@@ -1,7 +1,7 @@
 """Export verification's float32-noise bound (``workbench.export.verify.ours.Workbench``): wide enough for the graph
 export writes (fused re-param layers, folded BatchNorms), too narrow for a fusion bug. The bound comes from the
-workbench model alone (its float32 error and its responses to one-ulp input and weight perturbations), so a wrong exported
-graph cannot widen it."""
+workbench model alone (its float32 error and its responses to one-ulp input and weight perturbations), so a wrong
+exported graph cannot widen it."""
 
 from __future__ import annotations
 
