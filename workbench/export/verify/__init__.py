@@ -27,10 +27,11 @@ scores                 box / text scores                            abs diff ≤
 
 ``e`` is the float32 noise of the workbench model on that very input: the largest of its float32 error (max abs
 difference to a float64 run of it) and its responses to a random one-ulp perturbation of the input and of every
-weight (which stand in for the exported graph's own rounding: folded weights, oneDNN's kernels); ``F`` = ``noise_factor`` (4). Two
-float32 evaluations of one function cannot be expected to agree better than their own rounding allows, and a
-barely trained model can amplify rounding a lot (the tiny test models reach e ≈ 2-7e-3 on det maps). ``e``
-depends on the workbench model only, so an export bug cannot widen its own bound. A real export bug (wrong normalisation, fusion, dictionary) is orders of magnitude larger.
+weight (which stand in for the exported graph's own rounding: folded weights, oneDNN's kernels); ``F`` =
+``noise_factor`` (4). Two float32 evaluations of one function cannot be expected to agree better than their own
+rounding allows, and a barely trained model can amplify rounding a lot (the tiny test models reach e ≈ 2-7e-3 on det
+maps). ``e`` depends on the workbench model only, so an export bug cannot widen its own bound. A real export bug
+(wrong normalisation, fusion, dictionary) is orders of magnitude larger.
 
 A *numerical tie* is a text difference that comes only from steps where our two most likely classes are closer
 than twice the difference between the two graphs' probabilities there (see :func:`_text_agreement`); it is
