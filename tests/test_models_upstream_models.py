@@ -42,15 +42,12 @@ def fixture():
 
 
 def _float64_output(model, x: np.ndarray) -> np.ndarray:
-    """The same weights run in float64 (eval-only: the training branches go, an LSTM could not be cast)."""
+    """The same weights run in float64 (as export verification runs them)."""
     import copy
 
-    exact = copy.deepcopy(model)
-    for layer in exact.sublayers(include_self=True):
-        drop = getattr(layer, "drop_training_branches", None)
-        if callable(drop):
-            drop()
-    exact = exact.to(dtype="float64")
+    from workbench.export.verify.ours import float64_copy
+
+    exact = float64_copy(copy.deepcopy(model))
     with paddle.no_grad():
         return model_output(exact(paddle.to_tensor(x.astype(np.float64)))).numpy()
 

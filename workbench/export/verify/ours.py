@@ -65,12 +65,7 @@ class Workbench:
         from workbench.export.inference_model import build_model
 
         if task not in self._f64:
-            f64 = build_model(self.sources[task])
-            for layer in f64.sublayers(include_self=True):  # eval never runs them (and an LSTM cannot be cast)
-                drop = getattr(layer, "drop_training_branches", None)
-                if callable(drop):
-                    drop()
-            self._f64[task] = f64.to(dtype="float64")
+            self._f64[task] = float64_copy(build_model(self.sources[task]))
             self._rounded[task] = _weights_moved_one_ulp(build_model(self.sources[task]))
         jitter = np.random.default_rng(0).uniform(-1.0, 1.0, x.shape) * np.finfo(np.float32).eps
         with paddle.no_grad():
@@ -106,6 +101,16 @@ class Workbench:
 
     def cls_probs(self, task: str, x: np.ndarray) -> tuple[np.ndarray, float]:
         return self._run(task, x)
+
+
+def float64_copy(model):
+    """``model`` (changed in place) cast to float64 for evaluation: its training-only branches go first -- eval
+    never runs them, and an LSTM cannot be cast."""
+    for layer in model.sublayers(include_self=True):
+        drop = getattr(layer, "drop_training_branches", None)
+        if callable(drop):
+            drop()
+    return model.to(dtype="float64")
 
 
 def _weights_moved_one_ulp(model):
