@@ -368,6 +368,9 @@ def add_common_arguments(parser, *, steps: int, warmup: int, batch: int) -> None
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default sqlite:///<work>/mlflow.db)")
     parser.add_argument("--experiment", default="bench-training-speed")
     parser.add_argument("--no-limit", action="store_true", help="skip the FLOP count and the peak microbenchmark")
+    parser.add_argument("--wb-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="one more `wb train` override for wb's side, to measure a lever (repeatable; printed "
+                             "and logged with the figures)")
 
 
 def compare(kind: str, args, *, wb_overrides: list[str], upstream_kwargs: dict, targets: Targets,
@@ -379,6 +382,9 @@ def compare(kind: str, args, *, wb_overrides: list[str], upstream_kwargs: dict, 
     work.mkdir(parents=True, exist_ok=True)
     limit = (args.memory_limit_gb * 1e9) if args.memory_limit_gb else available_memory_bytes() - 2e9
     sides = ["wb", "upstream"] if args.only is None else [args.only]
+    if args.wb_override:
+        wb_overrides = [*wb_overrides, *args.wb_override]
+        describe = {**describe, "wb overrides (lever)": " ".join(args.wb_override)}
     if args.only is None and args.paddleocr_dir is None:
         raise SystemExit("upstream side: give --paddleocr-dir or $PADDLEOCR_DIR (or --only wb)")
     runs: list[Measured] = []
