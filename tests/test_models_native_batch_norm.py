@@ -122,19 +122,25 @@ def test_default_training_uses_every_kernel(native_kernels):
     assert native.depthwise_conv2d_op() is not None
 
 
-@pytest.mark.parametrize("stride,training", [(1, True), ((2, 1), True), (1, False)])
-def test_stacked_branches_recomputed_in_backward(native_kernels, stride, training):
-    """``batch_norm_sum(x, ..., depthwise=...)``: the stacked re-param branches' conv output is recomputed in the
-    backward (kernel ``branch_recompute``) -- the same values and gradients as keeping it, and as Paddle's ops."""
+@pytest.mark.parametrize("stride,training,kernel,width", [
+    (1, True, 3, 24), ((2, 1), True, 3, 24), (1, False, 3, 24),
+    # the kernel's register blocks are 32 and 8 columns wide, then single columns; strided columns take another path
+    (1, True, 5, 77), ((2, 1), True, 5, 41), ((1, 2), True, 3, 70), ((2, 2), True, 3, 33), (1, False, 5, 45),
+])
+def test_stacked_branches_recomputed_in_backward(native_kernels, stride, training, kernel, width):
+    """``batch_norm_sum(x, ..., depthwise=...)``: the stacked re-param branches in wb's kernel, which never holds
+    their conv outputs (``native/depthwise_branches.cc``, kernel ``branch_recompute``) -- the same values and
+    gradients as keeping the conv output, and as Paddle's ops."""
     from workbench.models.ops import depthwise_conv2d
 
     rng = np.random.default_rng(11)
-    n, c, groups = 2, 6, 4
-    x0 = rng.normal(0, 1, (n, c, 9, 24)).astype(np.float32)
-    k0 = rng.normal(0, 0.3, (c * groups, 1, 3, 3)).astype(np.float32)
+    n, c, groups, pad = 2, 6, 4, kernel // 2
+    x0 = rng.normal(0.5, 1, (n, c, 9, width)).astype(np.float32)
+    k0 = rng.normal(0, 0.3, (c * groups, 1, kernel, kernel)).astype(np.float32)
     w0, b0 = rng.uniform(0.5, 1.5, c * groups).astype(np.float32), rng.normal(0, 0.1, c * groups).astype(np.float32)
-    out_h = 9 if stride == 1 else 5
-    g0 = rng.normal(0, 1, (n, c, out_h, 24)).astype(np.float32)
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    out_h, out_w = (9 + 2 * pad - kernel) // sh + 1, (width + 2 * pad - kernel) // sw + 1
+    g0 = rng.normal(0, 1, (n, c, out_h, out_w)).astype(np.float32)
     results = {}
     for side, setting in {"recompute": (True, native.KERNELS), "keep": (True, ("depthwise_conv", "batch_norm")),
                           "paddle": (False, native.KERNELS)}.items():
@@ -143,11 +149,11 @@ def test_stacked_branches_recomputed_in_backward(native_kernels, stride, trainin
             x, k, w, b = (paddle.to_tensor(a, stop_gradient=False) for a in (x0, k0, w0, b0))
             mean, var = paddle.zeros([c * groups]), paddle.ones([c * groups])
             if side == "keep":
-                z = depthwise_conv2d(x, k, stride, 1)
+                z = depthwise_conv2d(x, k, stride, pad)
                 y = batch_norm_sum(z, w, b, mean, var, training=training, momentum=0.9, epsilon=1e-5, groups=groups)
             else:
                 y = batch_norm_sum(x, w, b, mean, var, training=training, momentum=0.9, epsilon=1e-5, groups=groups,
-                                   depthwise=(k, stride, 1))
+                                   depthwise=(k, stride, pad))
             (y * paddle.to_tensor(g0)).sum().backward()
             results[side] = [t.numpy() for t in (y, x.grad, k.grad, w.grad, b.grad, mean, var)]
         finally:

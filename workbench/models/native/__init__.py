@@ -7,8 +7,10 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
   backward on the shapes of PPLCNetV3 (1 thread);
 * BatchNorm of stacked re-param branches with their sum (``batch_norm.cc``): Paddle's runs on one thread, and BN
   was 28 % of a rec step with batch statistics; four stacked branches' BNs + their sum, forward + backward at 2
-  threads, 103-109 -> 39-40 ms (a single BN keeps Paddle's op: both are bandwidth-bound). The stacked branches' conv output (four times the layer's input)
-  is recomputed in the backward instead of kept (``branch_recompute``; ``models.ops.batch_norm_sum``).
+  threads, 103-109 -> 39-40 ms (a single BN keeps Paddle's op: both are bandwidth-bound);
+* the stacked depthwise branches with their BNs and sum in one kernel that never holds the branches' outputs
+  (``depthwise_branches.cc``, kernel ``branch_recompute``; ``models.ops.batch_norm_sum(..., depthwise=...)``):
+  statistics from branch planes computed in cache, the output as one conv with the BN-weighted kernel sum.
 * PPLCNetV3's learnable activation ``scale * act(x) + bias`` (``activation_affine.cc``): one pass each way instead
   of three ops, keeping only ``x`` for the backward (Paddle's autograd also keeps ``act(x)``).
 * per-channel batch statistics and a per-channel affine (``channel_affine.cc``): a depthwise layer's identity BN and
@@ -45,8 +47,9 @@ __all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "batch_norm_sum
            "channel_affine_ops", "configure", "depthwise_conv2d_op", "native_threads"]
 
 SOURCES = tuple(Path(__file__).with_name(name)
-                for name in ("depthwise_conv.cc", "batch_norm.cc", "activation_affine.cc", "channel_affine.cc"))
-HEADERS = (Path(__file__).with_name("channel_stats.h"),)  # included by the sources: part of the build key
+                for name in ("depthwise_conv.cc", "depthwise_branches.cc", "batch_norm.cc",
+                                                  "activation_affine.cc", "channel_affine.cc"))
+HEADERS = tuple(Path(__file__).with_name(name) for name in ("channel_stats.h", "depthwise_rows.h"))  # included by the sources: part of the build key
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
@@ -173,11 +176,11 @@ def batch_norm_sum_op():
 
 
 def branch_recompute_ops():
-    """``(depthwise forward, depthwise backward, batch-norm-sum forward, batch-norm-sum backward)`` as plain ops
-    (``models.ops.batch_norm_sum(..., depthwise=...)`` writes the backward itself and recomputes the stacked
-    branches' conv output there instead of keeping it), or None when off or unavailable."""
-    return _ops({"depthwise_conv", "batch_norm", "branch_recompute"}, "wb_depthwise_conv2d",
-                "wb_depthwise_conv2d_bwd", "wb_batch_norm_sum", "wb_batch_norm_sum_bwd")
+    """``(wb_depthwise_branches, wb_depthwise_branches_bwd)``: the stacked depthwise branches, their BNs and sum,
+    forward and backward as plain ops (``models.ops.batch_norm_sum(..., depthwise=...)`` writes the backward), or
+    None when off or unavailable."""
+    return _ops({"depthwise_conv", "batch_norm", "branch_recompute"}, "wb_depthwise_branches",
+                "wb_depthwise_branches_bwd")
 
 
 def activation_affine_op():

@@ -165,10 +165,3 @@ PD_BUILD_GRAD_OP(wb_batch_norm_sum)
     .Outputs({paddle::Grad("Z"), paddle::Grad("Weight"), paddle::Grad("Bias")})
     .Attrs({"epsilon: float", "training: bool", "groups: int", "threads: int"})
     .SetKernelFn(PD_KERNEL(BatchNormBackward));
-
-// The backward as an op of its own, for callers that write their own backward (recomputing the forward).
-PD_BUILD_OP(wb_batch_norm_sum_bwd)
-    .Inputs({"Z", "Weight", "Mean", "Var", "GradY"})
-    .Outputs({"GradZ", "GradWeight", "GradBias"})
-    .Attrs({"epsilon: float", "training: bool", "groups: int", "threads: int"})
-    .SetKernelFn(PD_KERNEL(BatchNormBackward));
