@@ -126,7 +126,11 @@ def test_rec_train_outputs_and_losses(rec):
         out = model(paddle.to_tensor(ref["input"]), batch)
     assert _max_diff(out["ctc"], ref["train_ctc_logits"]) < 5e-4
     assert _max_diff(out["ctc_neck"], ref["train_ctc_neck_out"]) < 5e-4
-    assert _max_diff(out["gtc"], ref["train_nrtr_logits"]) < 2e-4
+    # wb's head projects only the non-pad target positions (upstream: every position, then masked in the loss)
+    steps = ref["train_nrtr_logits"].shape[1]
+    not_pad = np.asarray(ref["train_label_gtc"])[:, 1 : steps + 1] != 0
+    assert int(not_pad.sum()) < not_pad.size  # the fixture has padding: the comparison covers the skipping
+    assert _max_diff(out["gtc"], np.asarray(ref["train_nrtr_logits"])[not_pad]) < 2e-4
 
     losses = MultiLoss()(out, batch)
     assert abs(float(losses["loss_ctc"]) - float(ref["loss_ctc"])) < 2e-4

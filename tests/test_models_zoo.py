@@ -254,7 +254,8 @@ def test_rec_contract_and_a_training_step():
     max_len = int(batch["length"].max())
     assert list(out["ctc"].shape) == [4, 40, 40]
     assert list(out["ctc_neck"].shape) == [4, 40, 32]
-    assert list(out["gtc"].shape) == [4, max_len + 1, 44]
+    # NRTR logits of the non-pad target positions only: each text's characters and its </s>
+    assert list(out["gtc"].shape) == [int(batch["length"].sum()) + 4, 44] and max_len >= 1
     assert losses[-1] < losses[0]  # it learns (same batch); its speed: benchmarks/bench_fault_paths.py
 
 

@@ -10,7 +10,8 @@ imported inference model has none): the CTC loss trains the backbone and NRTR le
 random decoder cannot reshape pretrained features. Eval (and export) is unaffected.
 
 Eval returns the CTC probabilities ``[N, T, C]`` only (the export graph); train returns
-``{"ctc": logits, "ctc_neck": [N, T, dims], "gtc": NRTR logits [N, M+1, vocab]}`` and needs the targets.
+``{"ctc": logits, "ctc_neck": [N, T, dims], "gtc": NRTR logits [R, vocab]}`` (R: the non-pad target positions)
+and needs the targets.
 """
 
 from __future__ import annotations

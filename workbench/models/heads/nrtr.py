@@ -189,14 +189,26 @@ class NRTRDecoder(nn.Layer):
         """``[1, 1, L, L]`` additive mask: 0 on and below the diagonal, -inf above."""
         return paddle.triu(paddle.full([length, length], float("-inf"), dtype=dtype), diagonal=1).unsqueeze([0, 1])
 
-    def decode(self, tokens, memory):
-        """Decoder output logits for input ``tokens`` [N, L] attending to ``memory`` [N, S, d]."""
+    def hidden(self, tokens, memory):
+        """Decoder output before the vocabulary projection, ``[N, L, d]``, for input ``tokens`` [N, L] attending to
+        ``memory`` [N, S, d]."""
         x = self.positional_encoding(self.embedding(tokens))
         mask = self.causal_mask(tokens.shape[1], x.dtype)
         for layer in self.decoder:
             x = layer(x, memory, mask)
-        return self.tgt_word_prj(x)
+        return x
+
+    def decode(self, tokens, memory):
+        """Decoder output logits ``[N, L, vocab]`` for input ``tokens`` [N, L] attending to ``memory`` [N, S, d]."""
+        return self.tgt_word_prj(self.hidden(tokens, memory))
 
     def forward(self, memory, label_gtc, length):
+        """Training (teacher forcing on ``label_gtc``): logits ``[R, vocab]`` of the R target positions that are not
+        padding -- row-major over (sample, position), targets ``label_gtc[:, 1:S+1]`` with ``S = max(length) + 1``
+        (``losses.nrtr`` reads them the same way). Upstream projects every position, padding included, onto the
+        vocabulary (18k classes for PP-OCRv5) and then masks those out of the loss: work nobody uses."""
         steps = int(length.max()) + 1  # <s> + the longest text; its </s> is the last target
-        return self.decode(label_gtc[:, :steps], memory)
+        x = self.hidden(label_gtc[:, :steps], memory)
+        targets = label_gtc[:, 1 : steps + 1].reshape([-1])
+        keep = paddle.nonzero(targets != 0).squeeze(-1)
+        return self.tgt_word_prj(paddle.gather(x.reshape([-1, x.shape[-1]]), keep))
