@@ -1,4 +1,4 @@
-"""What wb's own CPU kernels (``workbench/models/native``: depthwise convolution, train-mode BatchNorm) buy against
+"""What wb's own CPU kernels (``workbench/kernels``: depthwise convolution, train-mode BatchNorm) buy against
 Paddle's.
 
     python benchmarks/bench_native_kernels.py [--threads 1] [--rounds 2] [--steps 3]
@@ -59,7 +59,7 @@ def time_op(shape, kernel, stride, threads: int, repeats: int = 5) -> dict:
     import paddle
     import paddle.nn.functional as F
 
-    from workbench.models import native
+    from workbench import kernels
     from workbench.models.ops import depthwise_conv2d
 
     paddle.seed(0)
@@ -80,7 +80,7 @@ def time_op(shape, kernel, stride, threads: int, repeats: int = 5) -> dict:
 
         return step
 
-    return compare_sides(make_step, lambda side: native.configure(enabled=side == "wb", threads=threads), repeats)
+    return compare_sides(make_step, lambda side: kernels.configure(enabled=side == "wb", threads=threads), repeats)
 
 
 BN_SHAPES = {  # z [N, C*G, H, W], groups G: PP-OCRv5_mobile_rec batch 32 at 48x320 with batch statistics
@@ -93,7 +93,7 @@ BN_SHAPES = {  # z [N, C*G, H, W], groups G: PP-OCRv5_mobile_rec batch 32 at 48x
 def time_bn_op(shape, groups, threads: int, repeats: int = 5) -> dict:
     import paddle
 
-    from workbench.models import native
+    from workbench import kernels
     from workbench.models.ops import batch_norm_sum
 
     paddle.seed(0)
@@ -114,7 +114,7 @@ def time_bn_op(shape, groups, threads: int, repeats: int = 5) -> dict:
         return step
 
     def configure_side(side):
-        native.configure(enabled=side == "wb", threads=threads, kernels=native.KERNELS)
+        kernels.configure(enabled=side == "wb", threads=threads, kernels=kernels.KERNELS)
 
     return compare_sides(make_step, configure_side, repeats)
 
@@ -183,12 +183,12 @@ def main() -> None:
     from paddle.base import core
 
     from workbench.engine.host_memory import keep_freed_memory
-    from workbench.models import native
+    from workbench import kernels
 
     paddle.set_device("cpu")
     core.set_num_threads(args.threads)
     keep_freed_memory()  # as the trainer runs (trainer.keep_freed_memory)
-    if native.depthwise_conv2d_op() is None:
+    if kernels.depthwise_conv2d_op() is None:
         raise SystemExit("the native kernels could not be built here (see the warning above)")
 
     lines, metrics = {}, {}
@@ -213,15 +213,15 @@ def main() -> None:
     lines = {}
     for kind in args.kinds:
         one_step, batch = step_timer(kind)
-        sides = {"paddle": (False, native.KERNELS), "wb_depthwise": (True, ("depthwise_conv",)),
-                 "wb": (True, native.KERNELS)}
+        sides = {"paddle": (False, kernels.KERNELS), "wb_depthwise": (True, ("depthwise_conv",)),
+                 "wb": (True, kernels.KERNELS)}
         times = {side: [] for side in sides}
         for r in range(args.rounds):
             for side in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
-                native.configure(enabled=sides[side][0], kernels=sides[side][1])
+                kernels.configure(enabled=sides[side][0], kernels=sides[side][1])
                 one_step()  # warm-up (first shapes, allocator)
                 times[side] += [one_step() for _ in range(args.steps)]
-        native.configure(enabled=True, kernels=native.DEFAULT_KERNELS)
+        kernels.configure(enabled=True, kernels=kernels.DEFAULT_KERNELS)
         paddle_s, dw_s, wb_s = (float(np.median(times[side])) for side in sides)
         lines[f"{kind} (batch {batch}): s/step Paddle | wb depthwise only | wb all"] = (
             f"{paddle_s:.2f} | {dw_s:.2f} | {wb_s:.2f}  ({paddle_s / dw_s:.2f}x, {paddle_s / wb_s:.2f}x; samples/s "

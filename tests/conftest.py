@@ -180,14 +180,14 @@ def stock_runs(shared_dir, stock, stock_weights, tmp_path_factory) -> dict:
 
 @pytest.fixture()
 def native_kernels():
-    """All of wb's own CPU kernels on (``workbench.models.native.KERNELS``), built for this machine;
+    """All of wb's own CPU kernels on (``workbench.kernels.KERNELS``), built for this machine;
     the defaults come back after the test. Not buildable (no C++ compiler): skip locally, fail under CI."""
-    from workbench.models import native
+    from workbench import kernels
 
-    native.configure(enabled=True, kernels=native.KERNELS)
+    kernels.configure(enabled=True, kernels=kernels.KERNELS)
     try:
-        if native.depthwise_conv2d_op() is None:  # one extension holds every kernel
+        if kernels.depthwise_conv2d_op() is None:  # one extension holds every kernel
             unavailable("wb's native CPU kernels could not be built (a C++ compiler and Paddle's headers are needed)")
-        yield native
+        yield kernels
     finally:
-        native.configure(enabled=True, kernels=native.DEFAULT_KERNELS)
+        kernels.configure(enabled=True, kernels=kernels.DEFAULT_KERNELS)

@@ -1,4 +1,4 @@
-"""wb's own CPU depthwise-convolution kernel (workbench/models/native): the same function as Paddle's grouped conv,
+"""wb's own CPU depthwise-convolution kernel (workbench/kernels): the same function as Paddle's grouped conv,
 forward and backward, deterministic, and never inside a graph that is exported or compiled."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-from workbench.models import native
+from workbench import kernels
 from workbench.models.ops import conv2d_channel_bias, depthwise_conv2d
 
 
 def _run(x0, w0, stride, padding, grad, use_native):
-    native.configure(enabled=use_native)
+    kernels.configure(enabled=use_native)
     x, w = x0.clone(), w0.clone()
     x.stop_gradient = w.stop_gradient = False
     y = depthwise_conv2d(x, w, stride, padding)
@@ -59,7 +59,7 @@ def test_depthwise_conv_with_bias_uses_it(native_kernels):
     paddle.seed(2)
     x, w, b = paddle.randn([2, 6, 5, 9]), paddle.randn([6, 1, 3, 3]), paddle.randn([6])
     ref = F.conv2d(x, w, b, 1, 1, groups=6)
-    native.configure(enabled=True)
+    kernels.configure(enabled=True)
     np.testing.assert_allclose(conv2d_channel_bias(x, w, b, 1, 1, groups=6).numpy(), ref.numpy(), atol=1e-5)
 
 
@@ -87,18 +87,18 @@ def test_inference_keeps_paddles_kernel(native_kernels):
     paddle.seed(4)
     x, w = paddle.randn([2, 8, 9, 21]), paddle.randn([8, 1, 5, 5])
     w.stop_gradient = False  # a parameter, as in a model
-    native.configure(enabled=True)
+    kernels.configure(enabled=True)
     with paddle.no_grad():
         ours = depthwise_conv2d(x, w, 1, 2).numpy()
     assert np.array_equal(ours, F.conv2d(x, w, None, 1, 2, groups=8).numpy())
 
 
 def test_off_means_paddles_kernel():
-    native.configure(enabled=False)
+    kernels.configure(enabled=False)
     try:
-        assert native.depthwise_conv2d_op() is None
+        assert kernels.depthwise_conv2d_op() is None
     finally:
-        native.configure(enabled=True)
+        kernels.configure(enabled=True)
 
 
 @pytest.mark.parametrize("stride,padding,bias", [(1, 1, False), ((2, 1), 1, True), (2, 2, False)])
@@ -115,7 +115,7 @@ def test_depthwise_layer_through_the_kernel(native_kernels, stride, padding, bia
     x0 = paddle.randn([2, 6, 9, 14])
     results = []
     for use in (True, False):
-        native.configure(enabled=use)
+        kernels.configure(enabled=use)
         x = x0.clone()
         x.stop_gradient = False
         y = conv(x)

@@ -9,12 +9,12 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-from workbench.models import native
+from workbench import kernels
 from workbench.models.ops import activation_affine, channel_affine, channel_moments
 
 
 def _activation(x0, relu, grad, use_native, threads=2):
-    native.configure(enabled=use_native, threads=threads)
+    kernels.configure(enabled=use_native, threads=threads)
     x = x0.clone()
     x.stop_gradient = False
     scale = paddle.to_tensor([1.3], stop_gradient=False)
@@ -50,7 +50,7 @@ def test_activation_affine_deterministic_across_thread_counts(native_kernels):
 
 def _affine_of_moments(x0, use_native):
     """``a(mean, var) * x + d(mean)``, a function of both statistics (as the depthwise layer computes)."""
-    native.configure(enabled=use_native)
+    kernels.configure(enabled=use_native)
     x = x0.clone()
     x.stop_gradient = False
     gamma = paddle.to_tensor(np.linspace(0.5, 1.5, x.shape[1]).astype("float32"), stop_gradient=False)
@@ -102,7 +102,7 @@ def test_depthwise_identity_and_1x1_as_one_affine_only_with_the_kernels(native_k
     layer.train()
     calls = []
     layer.conv_1x1.conv.register_forward_post_hook(lambda *_: calls.append(1))
-    native.configure(enabled=use_native)
+    kernels.configure(enabled=use_native)
     x = paddle.randn([2, 8, 6, 10])
     x.stop_gradient = False
     out = layer(x)
@@ -120,7 +120,7 @@ def test_frozen_early_stages_train_with_the_kernels(native_kernels, name, frozen
     from workbench.models import zoo
 
     def grads(use_native):
-        native.configure(enabled=use_native)
+        kernels.configure(enabled=use_native)
         paddle.seed(0)
         model = zoo.build_model(name)
         model.train()

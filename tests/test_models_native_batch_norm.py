@@ -1,4 +1,4 @@
-"""wb's own CPU BatchNorm kernel for stacked re-param branches (``workbench/models/native/batch_norm.cc`` through
+"""wb's own CPU BatchNorm kernel for stacked re-param branches (``workbench/kernels/batch_norm.cc`` through
 ``ops.batch_norm_sum``): the same function as Paddle's batch_norm plus the sum over the branches, forward, backward
 and running statistics, in training and frozen modes; deterministic; never in exported graphs."""
 
@@ -9,7 +9,7 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-from workbench.models import native
+from workbench import kernels
 from workbench.models.ops import batch_norm_sum
 
 
@@ -27,7 +27,7 @@ def _run(arrays, training, groups, use_native):
     z, w, b = (paddle.to_tensor(a, stop_gradient=False) for a in (z0, w0, b0))
     mean, var = paddle.to_tensor(m0), paddle.to_tensor(v0)
     if use_native:
-        native.configure(enabled=True)
+        kernels.configure(enabled=True)
         y = batch_norm_sum(z, w, b, mean, var, training=training, momentum=0.9, epsilon=1e-5, groups=groups)
     else:
         y = _paddle_reference(z, w, b, mean, var, training, groups)
@@ -105,21 +105,21 @@ def test_static_graphs_keep_paddles_batch_norm(native_kernels):
 
 
 def test_off_means_paddles_op():
-    native.configure(enabled=False)
+    kernels.configure(enabled=False)
     try:
-        assert native.batch_norm_sum_op() is None
+        assert kernels.batch_norm_sum_op() is None
     finally:
-        native.configure(enabled=True)
+        kernels.configure(enabled=True)
 
 
 def test_default_training_uses_every_kernel(native_kernels):
-    """By default (``native.DEFAULT_KERNELS``) training runs the stacked branches through wb's BatchNorm kernel with
+    """By default (``kernels.DEFAULT_KERNELS``) training runs the stacked branches through wb's BatchNorm kernel with
     the recomputed conv output; a subset leaves the others to Paddle."""
-    native.configure(enabled=True, kernels=native.DEFAULT_KERNELS)
-    assert native.batch_norm_sum_op() is not None and native.branch_recompute_ops() is not None
-    native.configure(kernels=("depthwise_conv",))
-    assert native.batch_norm_sum_op() is None and native.branch_recompute_ops() is None
-    assert native.depthwise_conv2d_op() is not None
+    kernels.configure(enabled=True, kernels=kernels.DEFAULT_KERNELS)
+    assert kernels.batch_norm_sum_op() is not None and kernels.branch_recompute_ops() is not None
+    kernels.configure(kernels=("depthwise_conv",))
+    assert kernels.batch_norm_sum_op() is None and kernels.branch_recompute_ops() is None
+    assert kernels.depthwise_conv2d_op() is not None
 
 
 @pytest.mark.parametrize("stride,training,kernel,width", [
@@ -129,7 +129,7 @@ def test_default_training_uses_every_kernel(native_kernels):
 ])
 def test_stacked_branches_recomputed_in_backward(native_kernels, stride, training, kernel, width):
     """``batch_norm_sum(x, ..., depthwise=...)``: the stacked re-param branches in wb's kernel, which never holds
-    their conv outputs (``native/depthwise_branches.cc``, kernel ``branch_recompute``) -- the same values and
+    their conv outputs (``kernels/depthwise_branches.cc``, kernel ``branch_recompute``) -- the same values and
     gradients as keeping the conv output, and as Paddle's ops."""
     from workbench.models.ops import depthwise_conv2d
 
@@ -142,9 +142,9 @@ def test_stacked_branches_recomputed_in_backward(native_kernels, stride, trainin
     out_h, out_w = (9 + 2 * pad - kernel) // sh + 1, (width + 2 * pad - kernel) // sw + 1
     g0 = rng.normal(0, 1, (n, c, out_h, out_w)).astype(np.float32)
     results = {}
-    for side, setting in {"recompute": (True, native.KERNELS), "keep": (True, ("depthwise_conv", "batch_norm")),
-                          "paddle": (False, native.KERNELS)}.items():
-        native.configure(enabled=setting[0], kernels=setting[1])
+    for side, setting in {"recompute": (True, kernels.KERNELS), "keep": (True, ("depthwise_conv", "batch_norm")),
+                          "paddle": (False, kernels.KERNELS)}.items():
+        kernels.configure(enabled=setting[0], kernels=setting[1])
         try:
             x, k, w, b = (paddle.to_tensor(a, stop_gradient=False) for a in (x0, k0, w0, b0))
             mean, var = paddle.zeros([c * groups]), paddle.ones([c * groups])
@@ -157,8 +157,8 @@ def test_stacked_branches_recomputed_in_backward(native_kernels, stride, trainin
             (y * paddle.to_tensor(g0)).sum().backward()
             results[side] = [t.numpy() for t in (y, x.grad, k.grad, w.grad, b.grad, mean, var)]
         finally:
-            native.configure(enabled=True, kernels=native.KERNELS)
-    assert native.branch_recompute_ops() is not None
+            kernels.configure(enabled=True, kernels=kernels.KERNELS)
+    assert kernels.branch_recompute_ops() is not None
     for other in ("keep", "paddle"):
         for a, ref, what in zip(results["recompute"], results[other], ("output", "x grad", "kernel grad",
                                                                        "weight grad", "bias grad", "mean", "var")):

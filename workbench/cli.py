@@ -31,7 +31,7 @@ def _ignore_file_size_signal() -> None:
 def _quiet_paddle_import() -> None:
     """``import paddle`` warns 'No ccache found' (its C++ extension builder's concern) in every process on a machine
     without ccache: two lines of noise atop every command's output. wb builds its one extension once per machine
-    (``models.native``) and caches it, so the CLI, which owns the process, drops exactly that warning."""
+    (``workbench.kernels``) and caches it, so the CLI, which owns the process, drops exactly that warning."""
     import warnings
 
     warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)

@@ -188,7 +188,7 @@ class TrainerConfig:
     # faults) every step -- rec batch 16 at 48x800: 8.7-12 s a step instead of 15.7-25 s, peak RSS +11 %
     # (workbench/engine/host_memory.py). false: the C library's defaults (memory goes back as soon as freed).
     keep_freed_memory: bool = True
-    # CPU: wb's own kernels where Paddle's are the bottleneck (workbench/models/native: depthwise convolutions, the
+    # CPU: wb's own kernels where Paddle's are the bottleneck (workbench/kernels: depthwise convolutions, the
     # BatchNorms + sum of stacked re-param branches; built once per machine, ~15 s). false: Paddle's kernels only.
     native_kernels: bool = True
     progress_bar: bool = True

@@ -36,11 +36,11 @@ def set_device(want: str, *, key: str = "device", local_rank: int = 0, num_threa
     ``num_threads`` sets Paddle's CPU math threads (and those of wb's own CPU kernels); on CPU,
     ``keep_freed_memory`` keeps freed tensor memory in the process (:mod:`workbench.engine.host_memory`: up to 2.9x
     faster steps on wide rec batches; the trainer passes ``trainer.keep_freed_memory``); ``native_kernels`` turns
-    wb's own CPU kernels on or off (:mod:`workbench.models.native`; None leaves them as they are: on). Returns
+    wb's own CPU kernels on or off (:mod:`workbench.kernels`; None leaves them as they are: on). Returns
     ``"gpu"`` or ``"cpu"``."""
-    from workbench.models import native
+    from workbench import kernels
 
-    native.configure(enabled=native_kernels, threads=num_threads)
+    kernels.configure(enabled=native_kernels, threads=num_threads)
     import paddle
 
     kind = device_kind(want, key)

@@ -8,7 +8,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
 
-from workbench.models import native
+from workbench import kernels
 
 __all__ = ["add_channel_bias", "batch_norm_sum", "conv2d_channel_bias", "DepthwiseConv2D",
            "depthwise_conv2d", "rec_feature_row", "spatial_mean", "upsample_nearest"]
@@ -35,34 +35,22 @@ def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-def _native_training_ok(*tensors: paddle.Tensor) -> bool:
-    """wb's CPU kernels serve training only: eager mode, gradients recorded for at least one of ``tensors``, all
-    of them on CPU in float32. Inference under ``no_grad``, static graphs (export, compiled eval), GPU and AMP keep
-    Paddle's ops."""
-    return (
-        paddle.in_dynamic_mode()
-        and paddle.is_grad_enabled()
-        and not all(t.stop_gradient for t in tensors)
-        and all(t.place.is_cpu_place() and t.dtype == paddle.float32 for t in tensors)
-    )
-
-
 def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, stride=1, padding=0) -> paddle.Tensor:
     """``F.conv2d(x, weight, None, stride, padding, groups=C)`` for kernels with one input channel each
     (``weight`` ``[C*M, 1, KH, KW]``: output channel ``c*M + m`` reads input channel ``c``).
 
     When training on CPU in float32 (eager, gradients recorded) it runs wb's own kernel
-    (:mod:`workbench.models.native`: Paddle 3.3's CPU depthwise kernel is the slowest op of a PPLCNet training
+    (:mod:`workbench.kernels`: Paddle 3.3's CPU depthwise kernel is the slowest op of a PPLCNet training
     step): the same function up to float rounding, which differs from Paddle's. Anywhere else -- inference under
     ``no_grad`` (where parity with onnxruntime / PaddleX is checked to 1e-4: rounding differences grow through
     the network, 1.2e-4 on a PP-OCRv6_tiny_rec crop), static graphs being exported or compiled, GPU, AMP, string
     paddings -- Paddle's conv."""
-    native_ok = _native_training_ok(x, weight) and not isinstance(padding, str)
-    op = native.depthwise_conv2d_op() if native_ok else None
+    native_ok = kernels.training_applies(x, weight) and not isinstance(padding, str)
+    op = kernels.depthwise_conv2d_op() if native_ok else None
     if op is None:
         return F.conv2d(x, weight, None, stride, padding, groups=x.shape[1])
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    return op(x.contiguous(), weight.contiguous(), sh, sw, ph, pw, native.native_threads())
+    return op(x.contiguous(), weight.contiguous(), sh, sw, ph, pw, kernels.native_threads())
 
 
 def activation_affine(x: paddle.Tensor, scale: paddle.Tensor, bias: paddle.Tensor, *,
@@ -73,8 +61,8 @@ def activation_affine(x: paddle.Tensor, scale: paddle.Tensor, bias: paddle.Tenso
 
     Why: the kernel keeps only ``x`` for the backward and recomputes ``act(x)`` there, where Paddle's three ops
     (activation, multiply, add) also keep ``act(x)``: an activation-sized tensor per PPLCNetV3 activation."""
-    op = native.activation_affine_op() if _native_training_ok(x, scale, bias) else None
-    return None if op is None else op(x.contiguous(), scale, bias, relu, native.native_threads())
+    op = kernels.activation_affine_op() if kernels.training_applies(x, scale, bias) else None
+    return None if op is None else op(x.contiguous(), scale, bias, relu, kernels.native_threads())
 
 
 def _needs_grad(*inputs: paddle.Tensor) -> tuple[bool, ...]:
@@ -96,7 +84,7 @@ class _ChannelMoments(PyLayer):
     def forward(ctx, x, native_ops):
         c = x.shape[1]
         if native_ops is not None:
-            mean, var = native_ops[0](x, native.native_threads())
+            mean, var = native_ops[0](x, kernels.native_threads())
         else:
             mean = x.mean(axis=[0, 2, 3])
             var = ((x - mean.reshape([c, 1, 1])) ** 2).mean(axis=[0, 2, 3])
@@ -114,7 +102,7 @@ class _ChannelMoments(PyLayer):
         grad_mean = paddle.zeros_like(mean) if grad_mean is None else grad_mean
         grad_var = paddle.zeros_like(mean) if grad_var is None else grad_var
         if ctx.native_ops is not None:
-            return ctx.native_ops[1](x, mean, grad_mean, grad_var, native.native_threads())
+            return ctx.native_ops[1](x, mean, grad_mean, grad_var, kernels.native_threads())
         positions = n * h * w
         return ((x - mean.reshape([c, 1, 1])) * (grad_var * (2.0 / positions)).reshape([c, 1, 1])
                 + (grad_mean / positions).reshape([c, 1, 1]))
@@ -124,35 +112,35 @@ def channel_kernels_apply(x: paddle.Tensor, *params: paddle.Tensor) -> bool:
     """Whether :func:`channel_moments` / :func:`channel_affine` run wb's kernels for ``x`` (training on CPU in
     float32). Callers that restructure a computation around them check this first: elsewhere (GPU, AMP) Paddle's
     BatchNorm keeps its statistics in float32 and its tuned kernels."""
-    return _native_training_ok(x, *params) and native.channel_affine_ops() is not None
+    return kernels.training_applies(x, *params) and kernels.channel_affine_ops() is not None
 
 
 def channel_moments(x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
     """Per-channel mean and biased variance of ``x`` [N, C, H, W] (BatchNorm's batch statistics), differentiable,
     keeping only ``x`` for the backward; wb's kernel when training on CPU in float32 (one pass each way)."""
-    ops = native.channel_affine_ops() if _native_training_ok(x) else None
+    ops = kernels.channel_affine_ops() if kernels.training_applies(x) else None
     return _ChannelMoments.apply(x.contiguous() if ops is not None else x, ops)
 
 
 def channel_affine(x: paddle.Tensor, a: paddle.Tensor, d: paddle.Tensor) -> paddle.Tensor:
     """``a[c] * x + d[c]`` for ``x`` [N, C, H, W]; wb's kernel when training on CPU in float32 (one pass each
     way, only ``x`` and ``a`` kept), else Paddle's broadcast multiply and add."""
-    ops = native.channel_affine_ops() if _native_training_ok(x, a, d) else None
+    ops = kernels.channel_affine_ops() if kernels.training_applies(x, a, d) else None
     if ops is None:
         c = x.shape[1]
         return x * a.reshape([c, 1, 1]) + d.reshape([c, 1, 1])
-    return ops[2](x.contiguous(), a.contiguous(), d.contiguous(), native.native_threads())
+    return ops[2](x.contiguous(), a.contiguous(), d.contiguous(), kernels.native_threads())
 
 
 class _DepthwiseBatchNormSum(PyLayer):
-    """``batch_norm_sum(depthwise_conv2d(x, kernel), ...)`` in wb's kernel (``native/depthwise_branches.cc``),
+    """``batch_norm_sum(depthwise_conv2d(x, kernel), ...)`` in wb's kernel (``kernels/depthwise_branches.cc``),
     keeping only ``x`` for the backward: the conv output (``groups`` times the size of the layer's output, one map
     per stacked re-param branch) is never held, only recomputed plane by plane in cache."""
 
     @staticmethod
     def forward(ctx, x, kernel, weight, bias, running_mean, running_var, geometry, epsilon, training, groups):
-        forward, _ = native.branch_recompute_ops()
-        threads = native.native_threads()
+        forward, _ = kernels.branch_recompute_ops()
+        threads = kernels.native_threads()
         y, mean, var = forward(x, kernel, weight, bias, running_mean, running_var, *geometry, epsilon, training,
                                groups, threads)
         ctx.save_for_backward(x, kernel, weight, mean, var)
@@ -165,7 +153,7 @@ class _DepthwiseBatchNormSum(PyLayer):
     def backward(ctx, grad_y, *_):
         x, kernel, weight, mean, var = ctx.saved_tensor()
         geometry, epsilon, training, groups, threads = ctx.settings
-        _, backward = native.branch_recompute_ops()
+        _, backward = kernels.branch_recompute_ops()
         grads = backward(x, kernel, weight, mean, var, grad_y.contiguous(), *geometry, epsilon, training, groups,
                          threads)
         return (*_only_needed(tuple(grads), ctx.needs_grad), None, None)
@@ -178,7 +166,7 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
     running statistics update in place as Paddle's BN does (momentum, biased variance).
 
     Groups of ``G > 1`` (stacked re-param branches) training on CPU in float32 (eager, gradients recorded) run
-    wb's kernel (:mod:`workbench.models.native`): Paddle 3.3's CPU batch_norm uses one thread whatever the thread
+    wb's kernel (:mod:`workbench.kernels`): Paddle 3.3's CPU batch_norm uses one thread whatever the thread
     count, and the strided group sum is a pass of its own. Measured (2 threads, forward + backward,
     ``benchmarks/bench_native_kernels.py``): four stacked branches' BNs summed 103-109 ms -> 39-40 ms. A single BN
     (``G = 1``) keeps Paddle's op: both are bandwidth-bound (15.7 vs 16.6 ms on 32x240x6x80). Elsewhere
@@ -186,7 +174,7 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
 
     ``depthwise=(kernel, stride, padding)``: ``z`` is the input of a depthwise conv whose output is normalised
     (``depthwise_conv2d(z, kernel, stride, padding)``: the stacked branches of a re-param layer). With wb's
-    kernels (native kernel ``branch_recompute``, ``native/depthwise_branches.cc``) that conv output -- ``groups``
+    kernels (native kernel ``branch_recompute``, ``kernels/depthwise_branches.cc``) that conv output -- ``groups``
     times the size of the layer's output -- is never held: the statistics come from branch planes computed in
     cache, the output from one conv with the BN-weighted kernel sum, and the backward recomputes one channel's
     planes at a time. Forward + backward at 2 threads, batch 32, 4 branches (Xeon, 2026-12-05): 32x240x12x80
@@ -194,10 +182,10 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
     if depthwise is not None:
         kernel, stride, padding = depthwise
         recompute = (
-            _native_training_ok(z, kernel, weight, bias)
+            kernels.training_applies(z, kernel, weight, bias)
             and z.ndim == 4
             and not isinstance(padding, str)
-            and native.branch_recompute_ops() is not None
+            and kernels.branch_recompute_ops() is not None
         )
         if not recompute:
             z = depthwise_conv2d(z, kernel, stride, padding)
@@ -211,10 +199,10 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
             return y
     native_ok = (
         groups > 1  # a single BN: Paddle's is as fast (bandwidth-bound), see above
-        and _native_training_ok(z, weight, bias)
+        and kernels.training_applies(z, weight, bias)
         and z.ndim == 4
     )
-    op = native.batch_norm_sum_op() if native_ok else None
+    op = kernels.batch_norm_sum_op() if native_ok else None
     if op is None:
         y = F.batch_norm(z, running_mean, running_var, weight, bias, training=training, momentum=momentum,
                          epsilon=epsilon)
@@ -223,7 +211,7 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
         n, _, height, width = y.shape
         return y.reshape([n, -1, groups, height, width]).sum(axis=2)
     y, mean, var = op(z.contiguous(), weight, bias, running_mean, running_var, float(epsilon), bool(training),
-                      int(groups), native.native_threads())
+                      int(groups), kernels.native_threads())
     if training:
         _update_running_statistics(running_mean, running_var, mean, var, momentum)
     return y

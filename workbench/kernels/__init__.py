@@ -13,6 +13,8 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
   statistics from branch planes computed in cache, the output as one conv with the BN-weighted kernel sum.
 * PPLCNetV3's learnable activation ``scale * act(x) + bias`` (``activation_affine.cc``): one pass each way instead
   of three ops, keeping only ``x`` for the backward (Paddle's autograd also keeps ``act(x)``).
+* the CTC loss with its gradient (``ctc_loss.cc``): Paddle's warp-ctc wants the 18k-class logits as [T, N, C] (a
+  copy) and took 370 ms forward + backward for [32, 40, 18385] at 2 threads (``losses.ctc``);
 * per-channel batch statistics and a per-channel affine (``channel_affine.cc``): a depthwise layer's identity BN and
   1x1 branch as one affine of its input, keeping only the input (``models.ops.channel_moments`` / ``channel_affine``).
 
@@ -44,17 +46,18 @@ from workbench.config.paths import cache_dir
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "batch_norm_sum_op", "branch_recompute_ops",
-           "channel_affine_ops", "configure", "depthwise_conv2d_op", "native_threads"]
+           "channel_affine_ops", "configure", "ctc_loss_op", "depthwise_conv2d_op", "native_threads",
+           "training_applies"]
 
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise_conv.cc", "depthwise_branches.cc", "batch_norm.cc",
-                                                  "activation_affine.cc", "channel_affine.cc"))
+                                                  "activation_affine.cc", "channel_affine.cc", "ctc_loss.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("channel_stats.h", "depthwise_rows.h"))  # included by the sources: part of the build key
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
 #: Every kernel of this module; ``configure(kernels=...)`` picks a subset (the benchmarks measure each one's share).
-KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute", "activation_affine", "channel_affine")
+KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute", "activation_affine", "channel_affine", "ctc_loss")
 #: All on by default. (The BatchNorm ones were opt-in while export verification's float32-noise bound did not
 #: count the exported graph's own rounding: 4-step test det models trained with them then exceeded it.)
 DEFAULT_KERNELS = KERNELS
@@ -95,6 +98,20 @@ def native_threads() -> int:
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
     except ValueError:
         return 1
+
+
+def training_applies(*tensors) -> bool:
+    """Whether wb's kernels serve a computation on ``tensors``: training only -- eager mode, gradients recorded for
+    at least one of them, all on CPU in float32. Inference under ``no_grad``, static graphs (export, compiled eval),
+    GPU and AMP keep Paddle's ops."""
+    import paddle
+
+    return (
+        paddle.in_dynamic_mode()
+        and paddle.is_grad_enabled()
+        and not all(t.stop_gradient for t in tensors)
+        and all(t.place.is_cpu_place() and t.dtype == paddle.float32 for t in tensors)
+    )
 
 
 def _cpu_flags() -> str:
@@ -194,3 +211,10 @@ def channel_affine_ops():
     """``(wb_channel_moments, wb_channel_moments_bwd, wb_channel_affine)``, or None when the native kernels are off
     or unavailable."""
     return _ops({"channel_affine"}, "wb_channel_moments", "wb_channel_moments_bwd", "wb_channel_affine")
+
+
+def ctc_loss_op():
+    """The compiled ``wb_ctc_loss(logits [N, T, C], labels [N, L], label_lengths int64 [N], blank, threads) ->
+    (loss [N], grad [N, T, C])``, or None when the native kernels are off or unavailable."""
+    ops = _ops({"ctc_loss"}, "wb_ctc_loss")
+    return ops and ops[0]
