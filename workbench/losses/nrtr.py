@@ -1,10 +1,10 @@
 """NRTR (attention branch) loss: label-smoothed cross-entropy, mean over non-pad target positions.
 
-The logits are either ``[R, V]``, the R non-pad target positions row-major (what ``NRTRDecoder`` gives in
-training), or ``[N, S, V]`` (every position, as upstream's head gives them), produced by teacher forcing on
-``label_gtc[:, :S]``; the targets are ``label_gtc[:, 1:S+1]`` (the next token; ``S = max(length) + 1``, so the
-longest text's ``</s>`` is the last target). Smoothing as upstream: the target distribution is ``1 - eps`` on the true class and
-``eps / (V - 1)`` on every other class. Positions whose target is 0 (padding) are excluded from the mean;
+The logits are either ``[R, V]`` with their targets ``predictions["gtc_targets"]`` [R] (the non-pad positions only:
+what ``NRTRDecoder`` gives in training), or ``[N, S, V]`` (every position, as upstream's head gives them), produced
+by teacher forcing on ``label_gtc[:, :S]``; then the targets are ``label_gtc[:, 1:S+1]`` (the next token;
+``S = max(length) + 1``, so the longest text's ``</s>`` is the last target). Smoothing as upstream: the target
+distribution is ``1 - eps`` on the true class and ``eps / (V - 1)`` on every other class. Positions whose target is 0 (padding) are excluded from the mean;
 ``</s>`` counts.
 
 Speed: no ``log_softmax`` (pathologically slow on Paddle CPU for ~18k classes) and no dense one-hot. Paddle's
@@ -39,11 +39,8 @@ class NRTRLoss:
 
     def __call__(self, predictions, batch: Mapping) -> dict[str, paddle.Tensor]:
         logits = predictions["gtc"] if isinstance(predictions, Mapping) else predictions
-        if logits.ndim == 2:  # the non-pad target positions only, row-major (models.heads.nrtr.NRTRDecoder)
-            steps = int(batch_tensor(batch, "length").max()) + 1
-            targets = batch_tensor(batch, "label_gtc", "int64")[:, 1 : steps + 1].reshape([-1])
-            targets = paddle.masked_select(targets, targets != 0)
-            return {"loss": smoothed_cross_entropy(logits, targets, self.smoothing).mean()}
+        if isinstance(predictions, Mapping) and "gtc_targets" in predictions:  # non-pad positions only (NRTRDecoder)
+            return {"loss": smoothed_cross_entropy(logits, predictions["gtc_targets"], self.smoothing).mean()}
         steps, vocab = logits.shape[1], logits.shape[2]
         targets = batch_tensor(batch, "label_gtc", "int64")[:, 1 : steps + 1].reshape([-1])
         per_position = smoothed_cross_entropy(logits.reshape([-1, vocab]), targets, self.smoothing)

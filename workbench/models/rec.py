@@ -2,8 +2,8 @@
 
 ``forward(x [N, 3, 48, W], targets=None)``:
 * eval -> CTC probabilities ``[N, T, C]`` (softmax; C = dictionary lines + 2: blank 0, dictionary, space last);
-* train -> ``{"ctc": logits [N, T, C], "ctc_neck": [N, T, D], "gtc": NRTR logits [R, V]}`` (R: the non-pad
-  target positions). ``targets`` is a mapping with ``label_gtc`` ``[N, Lmax]`` int64 and ``length`` ``[N]`` int64
+* train -> ``{"ctc": logits [N, T, C], "ctc_neck": [N, T, D], "gtc": NRTR logits [R, V], "gtc_targets": [R]}``
+  (R: the non-pad target positions). ``targets`` is a mapping with ``label_gtc`` ``[N, Lmax]`` int64 and ``length`` ``[N]`` int64
   (teacher forcing).
 """
 

@@ -10,8 +10,8 @@ imported inference model has none): the CTC loss trains the backbone and NRTR le
 random decoder cannot reshape pretrained features. Eval (and export) is unaffected.
 
 Eval returns the CTC probabilities ``[N, T, C]`` only (the export graph); train returns
-``{"ctc": logits, "ctc_neck": [N, T, dims], "gtc": NRTR logits [R, vocab]}`` (R: the non-pad target positions)
-and needs the targets.
+``{"ctc": logits, "ctc_neck": [N, T, dims], "gtc": NRTR logits [R, vocab], "gtc_targets": [R]}`` (R: the non-pad
+target positions) and needs the targets.
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ class MultiHead(nn.Layer):
             return {"ctc": ctc, "ctc_neck": neck, "sar": sar}
         label_gtc = _as_tensor(targets.get("label_gtc"), "label_gtc")
         length = _as_tensor(targets.get("length"), "length")
-        gtc = self.gtc_head(self.before_gtc(x.detach() if self.gtc_detached else x), label_gtc, length)
-        return {"ctc": ctc, "ctc_neck": neck, "gtc": gtc}
+        gtc, gtc_targets = self.gtc_head(self.before_gtc(x.detach() if self.gtc_detached else x), label_gtc, length)
+        return {"ctc": ctc, "ctc_neck": neck, "gtc": gtc, "gtc_targets": gtc_targets}
 
     def drop_training_branches(self) -> None:
         """Remove the NRTR / SAR branch (unused in eval) before export."""

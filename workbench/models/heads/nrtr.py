@@ -203,12 +203,12 @@ class NRTRDecoder(nn.Layer):
         return self.tgt_word_prj(self.hidden(tokens, memory))
 
     def forward(self, memory, label_gtc, length):
-        """Training (teacher forcing on ``label_gtc``): logits ``[R, vocab]`` of the R target positions that are not
-        padding -- row-major over (sample, position), targets ``label_gtc[:, 1:S+1]`` with ``S = max(length) + 1``
-        (``losses.nrtr`` reads them the same way). Upstream projects every position, padding included, onto the
-        vocabulary (18k classes for PP-OCRv5) and then masks those out of the loss: work nobody uses."""
+        """Training (teacher forcing on ``label_gtc``): ``(logits [R, vocab], targets [R])`` for the R target
+        positions that are not padding -- row-major over (sample, position) of ``label_gtc[:, 1:S+1]``, ``S =
+        max(length) + 1``. Upstream projects every position, padding included, onto the vocabulary (18k classes for
+        PP-OCRv5) and then masks those out of the loss: work nobody uses."""
         steps = int(length.max()) + 1  # <s> + the longest text; its </s> is the last target
         x = self.hidden(label_gtc[:, :steps], memory)
         targets = label_gtc[:, 1 : steps + 1].reshape([-1])
         keep = paddle.nonzero(targets != 0).squeeze(-1)
-        return self.tgt_word_prj(paddle.gather(x.reshape([-1, x.shape[-1]]), keep))
+        return self.tgt_word_prj(paddle.gather(x.reshape([-1, x.shape[-1]]), keep)), paddle.gather(targets, keep)
