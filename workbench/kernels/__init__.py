@@ -32,6 +32,7 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -136,6 +137,21 @@ def _cache_dir() -> Path:
     return cache_dir() / "native" / key
 
 
+@contextlib.contextmanager
+def _child_warnings_ignored(message: str):
+    """The extension build runs a Python child process that imports Paddle's builder, which warns again there: the
+    child inherits ``PYTHONWARNINGS`` with ``message`` ignored for the duration (restored afterwards)."""
+    before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [before, f"ignore:{message}"]))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = before
+
+
 def _load():
     """The compiled extension module, or False when it cannot be built here (warned once)."""
     if _STATE.module is not None:
@@ -157,7 +173,7 @@ def _load():
                 fresh = not any(build.glob("*.so"))
                 if fresh:
                     log.info("building wb's CPU kernels once into %s (~15 s)", build)
-                with warnings.catch_warnings():
+                with warnings.catch_warnings(), _child_warnings_ignored("No ccache found"):
                     warnings.filterwarnings("ignore", message="No ccache found")
                     _STATE.module = load(name="wb_native_kernels", sources=[str(source) for source in SOURCES],
                                          extra_cxx_cflags=CFLAGS, extra_ldflags=["-fopenmp"],
