@@ -35,7 +35,7 @@ def test_interrupted_download_resumes_with_range(tmp_path):
 
 def test_corrupted_download_is_rejected_and_not_used(tmp_path):
     with FileServer() as srv:
-        srv.files["/w.pdparams"] = PAYLOAD[:-1] + b"\x00"
+        srv.files["/w.pdparams"] = PAYLOAD[:-1] + bytes([PAYLOAD[-1] ^ 0xFF])  # always differs (urandom may end in 0)
         with pytest.raises(WeightsError, match="sha256"):
             fetch(srv.url + "/w.pdparams", tmp_path / "w.pdparams", sha256=SHA, progress=False)
     assert not (tmp_path / "w.pdparams").exists()
