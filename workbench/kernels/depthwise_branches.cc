@@ -22,6 +22,7 @@
 #include <cmath>
 #include <vector>
 
+#include "channel_stats.h"
 #include "depthwise_rows.h"
 #include "paddle/extension.h"
 
@@ -66,30 +67,16 @@ std::vector<paddle::Tensor> DepthwiseBranchesForward(const paddle::Tensor& x, co
     const double count = static_cast<double>(g.n * s.out_plane);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t c = 0; c < g.c; ++c) {
-      std::vector<float> z(s.out_plane), shift(s.groups), padded(s.padded_plane);
-      std::vector<double> sum(s.groups, 0.0), squares(s.groups, 0.0);
+      std::vector<float> z(s.out_plane), padded(s.padded_plane);
+      std::vector<ShiftedMoments> moments(s.groups);
       for (int64_t b = 0; b < g.n; ++b) {
         PadPlane(g, xp + (b * g.c + c) * s.in_plane, padded.data());
         for (int64_t i = 0; i < s.groups; ++i) {
           ConvPaddedPlane(g, padded.data(), kp + (c * s.groups + i) * s.taps, z.data());
-          if (b == 0) shift[i] = z[0];  // shifted sums: no cancellation when |mean| >> std
-          const float sh0 = shift[i];
-          float ps = 0.0f, pq = 0.0f;
-#pragma omp simd reduction(+ : ps, pq)
-          for (int64_t p = 0; p < s.out_plane; ++p) {
-            const float d = z[p] - sh0;
-            ps += d;
-            pq += d * d;
-          }
-          sum[i] += ps;
-          squares[i] += pq;
+          moments[i].Add(z.data(), s.out_plane);
         }
       }
-      for (int64_t i = 0; i < s.groups; ++i) {
-        const double m = sum[i] / count;
-        mp[c * s.groups + i] = static_cast<float>(shift[i] + m);
-        vp[c * s.groups + i] = static_cast<float>(std::max(squares[i] / count - m * m, 0.0));
-      }
+      for (int64_t i = 0; i < s.groups; ++i) moments[i].Finish(count, mp + c * s.groups + i, vp + c * s.groups + i);
     }
   } else {
     const float* rm = running_mean.data<float>();
@@ -115,16 +102,19 @@ std::vector<paddle::Tensor> DepthwiseBranchesForward(const paddle::Tensor& x, co
   }
   auto y = paddle::empty({g.n, g.c, g.oh, g.ow}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   float* yp = y.data<float>();
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t plane = 0; plane < g.n * g.c; ++plane) {
-    const int64_t c = plane % g.c;
-    float* out = yp + plane * s.out_plane;
-    std::vector<float> padded(s.padded_plane);
-    PadPlane(g, xp + plane * s.in_plane, padded.data());
-    ConvPaddedPlane(g, padded.data(), fused.data() + c * s.taps, out);
-    const float add = constant[c];
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> padded(s.padded_plane);  // one per thread, not one per plane
+#pragma omp for schedule(static)
+    for (int64_t plane = 0; plane < g.n * g.c; ++plane) {
+      const int64_t c = plane % g.c;
+      float* out = yp + plane * s.out_plane;
+      PadPlane(g, xp + plane * s.in_plane, padded.data());
+      ConvPaddedPlane(g, padded.data(), fused.data() + c * s.taps, out);
+      const float add = constant[c];
 #pragma omp simd
-    for (int64_t p = 0; p < s.out_plane; ++p) out[p] += add;
+      for (int64_t p = 0; p < s.out_plane; ++p) out[p] += add;
+    }
   }
   return {y, mean, var};
 }
