@@ -48,6 +48,73 @@ def test_activation_affine_deterministic_across_thread_counts(native_kernels):
         assert np.array_equal(a, b)
 
 
+def _biased_activation(x0, relu, grad, use_native, threads=2):
+    kernels.configure(enabled=use_native, threads=threads)
+    x = x0.clone()
+    x.stop_gradient = False
+    channel_bias = paddle.to_tensor(np.linspace(-2, 2, x.shape[1]).astype("float32"), stop_gradient=False)
+    scale = paddle.to_tensor([1.3], stop_gradient=False)
+    bias = paddle.to_tensor([-0.2], stop_gradient=False)
+    y = activation_affine(x, scale, bias, relu=relu, channel_bias=channel_bias)
+    if use_native:
+        assert y is not None
+    else:
+        assert y is None
+        z = x + channel_bias.reshape([-1, 1, 1])
+        y = scale * (F.relu(z) if relu else F.hardswish(z)) + bias
+    (y * grad).sum().backward()
+    return [t.numpy() for t in (y, x.grad, channel_bias.grad, scale.grad, bias.grad)]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_channel_bias_activation_same_as_paddles_ops(native_kernels, relu):
+    """The pointwise layers' folded BN shift added inside the activation kernel: same values and gradients
+    (the channel bias's gradient included) as the add and the three activation ops."""
+    paddle.seed(4)
+    x = paddle.randn([3, 8, 11, 29]) * 3
+    grad = paddle.randn(x.shape)
+    ours, theirs = _biased_activation(x, relu, grad, True), _biased_activation(x, relu, grad, False)
+    for a, b, what in zip(ours, theirs, ("output", "input gradient", "channel-bias gradient", "scale gradient",
+                                         "bias gradient")):
+        assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max()), what
+
+
+def test_channel_bias_activation_deterministic_across_thread_counts(native_kernels):
+    paddle.seed(5)
+    x = paddle.randn([4, 16, 40, 50])
+    grad = paddle.randn(x.shape)
+    one, two = _biased_activation(x, False, grad, True, threads=1), _biased_activation(x, False, grad, True, threads=2)
+    for a, b in zip(one, two):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+def test_pointwise_rep_layer_in_training_same_as_upstreams_branches(native_kernels, use_native):
+    """A pointwise rep layer in training (covariance statistics, its shift added by the activation kernel or by
+    a broadcast add without the kernels) computes upstream's branch sum, and its gradients."""
+    from workbench.models.backbones.pplcnetv3 import LearnableRepLayer
+
+    paddle.seed(6)
+    layer = LearnableRepLayer(12, 16, 1, 1, num_branches=2)
+    layer.train()
+    for p in layer.parameters():  # non-trivial BN affines: the shift matters
+        if p.shape == [16] or p.shape == [12]:
+            p.set_value(paddle.uniform(p.shape, min=0.5, max=1.5))
+    kernels.configure(enabled=use_native)
+    x = paddle.randn([2, 12, 6, 10])
+    weights = paddle.randn([2, 16, 6, 10])
+    results = []
+    for forward in (layer, layer.branch_sum):
+        layer.clear_gradients()
+        out = forward(x)
+        (out * weights).sum().backward()
+        results.append([out.numpy()] + [p.grad.numpy() for p in layer.parameters() if p.grad is not None])
+    ours, reference = results
+    assert len(ours) == len(reference) > 5
+    for a, b in zip(ours, reference):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(b).max()))
+
+
 def _affine_of_moments(x0, use_native):
     """``a(mean, var) * x + d(mean)``, a function of both statistics (as the depthwise layer computes)."""
     kernels.configure(enabled=use_native)

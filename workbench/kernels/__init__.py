@@ -47,7 +47,7 @@ from workbench.config.paths import cache_dir
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "batch_norm_sum_op", "branch_recompute_ops",
-           "channel_affine_ops", "configure", "ctc_loss_op", "depthwise_conv2d_op", "native_threads",
+           "channel_affine_ops", "channel_bias_activation_affine_op", "configure", "ctc_loss_op", "depthwise_conv2d_op", "native_threads",
            "training_applies"]
 
 SOURCES = tuple(Path(__file__).with_name(name)
@@ -220,6 +220,13 @@ def activation_affine_op():
     """The compiled ``wb_activation_affine(x, scale, bias, relu, threads) -> scale * act(x) + bias``, or None when
     the native kernels are off or unavailable."""
     ops = _ops({"activation_affine"}, "wb_activation_affine")
+    return ops and ops[0]
+
+
+def channel_bias_activation_affine_op():
+    """The compiled ``wb_channel_bias_activation_affine(x, channel_bias, scale, bias, relu, threads) -> scale *
+    act(x + channel_bias[c]) + bias`` (x NCHW), or None when the native kernels are off or unavailable."""
+    ops = _ops({"activation_affine"}, "wb_channel_bias_activation_affine")
     return ops and ops[0]
 
 

@@ -10,8 +10,8 @@ from paddle.autograd import PyLayer
 
 from workbench import kernels
 
-__all__ = ["add_channel_bias", "batch_norm_sum", "conv2d_channel_bias", "DepthwiseConv2D",
-           "depthwise_conv2d", "rec_feature_row", "spatial_mean", "upsample_nearest"]
+__all__ = ["add_channel_bias", "batch_norm_sum", "centered_covariance", "conv2d_channel_bias", "DepthwiseConv2D",
+           "depthwise_conv2d", "linear_bias_in_gemm", "rec_feature_row", "spatial_mean", "upsample_nearest"]
 
 
 def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
@@ -21,6 +21,18 @@ def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
     takes 3-4x longer for it, forward and backward (a 16x128x12x350 map, 2 threads: 275 ms vs 82 ms for the add
     and its gradient; a same-shape add is 13 ms forward). Same values, same gradients."""
     return x + bias.reshape([-1, 1, 1])
+
+
+def linear_bias_in_gemm(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
+    """``x @ weight + bias`` as one matmul of ``[x, 1]`` and ``[weight; bias]``, for wide training-time linear
+    layers on CPU.
+
+    Why: Paddle's CPU broadcast add of the bias and its gradient (a reduction over every row plus a copy) are
+    separate passes over the output; for the CTC head's [32 x 40, 18385] logits they took 65 + 70 ms of a rec step
+    at batch 32, more than the matmul. Folded into the GEMM: linear fwd + bwd 285 -> 155 ms there (2 threads),
+    same logits, the bias gradient 1e-6 off (summation order)."""
+    ones = paddle.ones(x.shape[:-1] + [1], dtype=x.dtype)
+    return paddle.matmul(paddle.concat([x, ones], axis=-1), paddle.concat([weight, bias.unsqueeze(0)], axis=0))
 
 
 def conv2d_channel_bias(x, weight, bias, stride=1, padding=0, groups=1) -> paddle.Tensor:
@@ -53,16 +65,23 @@ def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, stride=1, padding=
     return op(x.contiguous(), weight.contiguous(), sh, sw, ph, pw, kernels.native_threads())
 
 
-def activation_affine(x: paddle.Tensor, scale: paddle.Tensor, bias: paddle.Tensor, *,
-                      relu: bool = False) -> Optional[paddle.Tensor]:
-    """``scale * act(x) + bias`` (``act``: hard-swish, or ReLU with ``relu=True``; ``scale``, ``bias``: [1]) by
-    wb's kernel when training on CPU in float32 (eager, gradients recorded), else None: the caller runs its own
-    layers (inference, exported graphs and weight importers' layer tracing see the layers they always had).
+def activation_affine(x: paddle.Tensor, scale: paddle.Tensor, bias: paddle.Tensor, *, relu: bool = False,
+                      channel_bias: Optional[paddle.Tensor] = None) -> Optional[paddle.Tensor]:
+    """``scale * act(x + channel_bias) + bias`` (``act``: hard-swish, or ReLU with ``relu=True``; ``scale``,
+    ``bias``: [1]; ``channel_bias``: optional [C], added per channel of NCHW ``x``) by wb's kernel when training on
+    CPU in float32 (eager, gradients recorded), else None: the caller runs its own layers (inference, exported graphs
+    and weight importers' layer tracing see the layers they always had).
 
     Why: the kernel keeps only ``x`` for the backward and recomputes ``act(x)`` there, where Paddle's three ops
-    (activation, multiply, add) also keep ``act(x)``: an activation-sized tensor per PPLCNetV3 activation."""
-    op = kernels.activation_affine_op() if kernels.training_applies(x, scale, bias) else None
-    return None if op is None else op(x.contiguous(), scale, bias, relu, kernels.native_threads())
+    (activation, multiply, add) also keep ``act(x)``: an activation-sized tensor per PPLCNetV3 activation. With
+    ``channel_bias`` it also replaces the broadcast add before the activation and its gradient (see the kernel)."""
+    if channel_bias is None:
+        op = kernels.activation_affine_op() if kernels.training_applies(x, scale, bias) else None
+        return None if op is None else op(x.contiguous(), scale, bias, relu, kernels.native_threads())
+    applies = kernels.training_applies(x, scale, bias, channel_bias) and len(x.shape) >= 2
+    op = kernels.channel_bias_activation_affine_op() if applies else None
+    return None if op is None else op(x.contiguous(), channel_bias.contiguous(), scale, bias, relu,
+                                      kernels.native_threads())
 
 
 def _needs_grad(*inputs: paddle.Tensor) -> tuple[bool, ...]:
@@ -106,6 +125,66 @@ class _ChannelMoments(PyLayer):
         positions = n * h * w
         return ((x - mean.reshape([c, 1, 1])) * (grad_var * (2.0 / positions)).reshape([c, 1, 1])
                 + (grad_mean / positions).reshape([c, 1, 1]))
+
+
+class _CenteredCovariance(PyLayer):
+    """``(x - mean, cov)`` for ``x`` [N, C, H, W] and its detached per-channel ``mean``: ``centered``
+    [N, C, H*W] and ``cov = centered @ centered^T / (N*H*W)`` [C, C].
+
+    The backward is written out because it is much cheaper than Paddle's autograd of the same ops on CPU:
+    centring is a symmetric projection (its vector-Jacobian product centres the gradient) and the covariance
+    needs one matmul, ``(G + G^T) @ centered / P`` (autograd would do two, plus slow broadcast mean/subtract
+    gradients). ``mean`` is treated as a constant: the exact gradient through it is what the centring adds.
+    With wb's channel kernels (``channel_ops``) each centring, forward and backward, is their mean and affine
+    passes: 2-3x faster than Paddle's mean + broadcast subtract (2.9 vs 5.8 ms on a [32, 64, 12, 80] map).
+    """
+
+    @staticmethod
+    def forward(ctx, x, mean, channel_ops):
+        n, c, h, w = x.shape
+        centered = _subtract_channel_values(x, mean, channel_ops).reshape([n, c, h * w])
+        positions = n * h * w
+        covariance = paddle.matmul(centered, centered, transpose_y=True).sum(axis=0) / positions
+        ctx.save_for_backward(centered)
+        ctx.shape, ctx.positions, ctx.channel_ops = [n, c, h, w], positions, channel_ops
+        return centered, covariance
+
+    @staticmethod
+    def backward(ctx, grad_centered, grad_covariance):
+        (centered,) = ctx.saved_tensor()
+        grad_map = grad_centered.reshape(ctx.shape)
+        grad = _subtract_channel_values(grad_map, _channel_mean(grad_map, ctx.channel_ops), ctx.channel_ops)
+        grad = grad.reshape(centered.shape)
+        if grad_covariance is not None:
+            symmetric = (grad_covariance + grad_covariance.transpose([1, 0])) / ctx.positions
+            grad = grad + paddle.matmul(symmetric, centered)  # rows of `centered` sum to 0: already centred
+        return grad.reshape(ctx.shape), None
+
+
+def _channel_mean(x: paddle.Tensor, channel_ops) -> paddle.Tensor:
+    """Per-channel mean of ``x`` [N, C, H, W], not differentiated (wb's moments kernel with ``channel_ops``)."""
+    if channel_ops is not None:
+        return channel_ops[0](x.contiguous(), kernels.native_threads())[0]
+    return x.mean(axis=[0, 2, 3])
+
+
+def _subtract_channel_values(x: paddle.Tensor, values: paddle.Tensor, channel_ops) -> paddle.Tensor:
+    """``x - values[c]``, not differentiated (wb's affine kernel with ``channel_ops``)."""
+    c = x.shape[1]
+    if channel_ops is not None:
+        return channel_ops[2](x.contiguous(), paddle.ones([c], dtype=x.dtype), -values, kernels.native_threads())
+    return x - values.reshape([c, 1, 1])  # [C, 1, 1]: Paddle's CPU broadcast is ~4x slower with [1, C, 1, 1]
+
+
+def centered_covariance(x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+    """``(x - mean [N, C, H*W], mean [C] (no gradient), covariance [C, C])`` of ``x`` [N, C, H, W] over N, H, W
+    (biased), differentiable in ``x`` (through the centring exactly as through a batch mean); wb's channel kernels
+    for the centring when training on CPU in float32. The statistics of a pointwise rep layer's branches."""
+    channel_ops = kernels.channel_affine_ops() if kernels.training_applies(x) else None
+    with paddle.no_grad():
+        mean = _channel_mean(x, channel_ops)
+    centered, covariance = _CenteredCovariance.apply(x, mean, channel_ops)
+    return centered, mean, covariance
 
 
 def channel_kernels_apply(x: paddle.Tensor, *params: paddle.Tensor) -> bool:

@@ -27,13 +27,12 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle import ParamAttr
-from paddle.autograd import PyLayer
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
 from workbench.models.ops import (DepthwiseConv2D, activation_affine, add_channel_bias, batch_norm_sum,
-                                  channel_affine, channel_kernels_apply, channel_moments, conv2d_channel_bias,
-                                  rec_feature_row)
+                                  centered_covariance, channel_affine, channel_kernels_apply, channel_moments,
+                                  conv2d_channel_bias, rec_feature_row)
 
 __all__ = [
     "BlockSpec",
@@ -142,11 +141,16 @@ class LearnableActivation(nn.Layer):
         self.fn = nn.Hardswish() if act == "hswish" else nn.ReLU()
         self.lab = LearnableAffineBlock(lr_mult=lr_mult, lab_lr=lab_lr)
 
-    def forward(self, x):
+    def forward(self, x, channel_bias=None):
+        """``channel_bias`` ([C], optional): added per channel to ``x`` first (a pointwise rep layer's folded BN
+        shift), inside the kernel where it runs."""
         if isinstance(self.lab, LearnableAffineBlock):  # training on CPU: keeps only x (models.ops.activation_affine)
-            fused = activation_affine(x, self.lab.scale, self.lab.bias, relu=isinstance(self.fn, nn.ReLU))
+            fused = activation_affine(x, self.lab.scale, self.lab.bias, relu=isinstance(self.fn, nn.ReLU),
+                                      channel_bias=channel_bias)
             if fused is not None:
                 return fused
+        if channel_bias is not None:
+            x = add_channel_bias(x, channel_bias)
         return self.lab(self.fn(x))
 
 
@@ -203,37 +207,6 @@ def _batch_norm(bn: nn.BatchNorm2D, x, weight, bias, running_mean=None, running_
         groups=groups,
         depthwise=depthwise,
     )
-
-
-class _CenteredCovariance(PyLayer):
-    """``(x - mean, cov)`` for ``x`` [N, C, H, W] and its detached per-channel ``mean``: ``centered``
-    [N, C, H*W] and ``cov = centered @ centered^T / (N*H*W)`` [C, C].
-
-    The backward is written out because it is much cheaper than Paddle's autograd of the same ops on CPU:
-    centring is a symmetric projection (its vector-Jacobian product centres the gradient) and the covariance
-    needs one matmul, ``(G + G^T) @ centered / P`` (autograd would do two, plus slow broadcast mean/subtract
-    gradients). ``mean`` is treated as a constant: the exact gradient through it is what the centring adds.
-    """
-
-    @staticmethod
-    def forward(ctx, x, mean):
-        n, c, h, w = x.shape
-        # [C, 1, 1]-shaped operands: Paddle's CPU broadcast is ~4x slower with a leading 1 ([1, C, 1, 1])
-        centered = (x - mean.reshape([c, 1, 1])).reshape([n, c, h * w])
-        positions = n * h * w
-        covariance = paddle.matmul(centered, centered, transpose_y=True).sum(axis=0) / positions
-        ctx.save_for_backward(centered)
-        ctx.shape, ctx.positions = [n, c, h, w], positions
-        return centered, covariance
-
-    @staticmethod
-    def backward(ctx, grad_centered, grad_covariance):
-        (centered,) = ctx.saved_tensor()
-        grad = grad_centered - grad_centered.mean(axis=[0, 2]).reshape([-1, 1])
-        if grad_covariance is not None:
-            symmetric = (grad_covariance + grad_covariance.transpose([1, 0])) / ctx.positions
-            grad = grad + paddle.matmul(symmetric, centered)  # rows of `centered` sum to 0: already centred
-        return grad.reshape(ctx.shape), None
 
 
 class LearnableRepLayer(nn.Layer):
@@ -322,6 +295,9 @@ class LearnableRepLayer(nn.Layer):
         if self.is_repped:
             out = self.lab(self.reparam_conv(x))
             return self.act(out) if self.use_act else out
+        if self.pointwise and all(bn.training for bn in self._bn_layers()):
+            out, shift = self._pointwise_batch_stats(x)
+            return self.act(out, channel_bias=shift) if self.use_act else add_channel_bias(out, shift)
         if any(bn.training for bn in self._bn_layers()):
             out = self._forward_batch_stats(x)
         else:
@@ -342,8 +318,6 @@ class LearnableRepLayer(nn.Layer):
         return self.act(out) if self.use_act else out
 
     def _forward_batch_stats(self, x):
-        if self.pointwise and all(bn.training for bn in self._bn_layers()):
-            return self._pointwise_batch_stats(x)
         # lab(sum_b BN_b(z_b)) = sum_b BN_b'(z_b) with gamma' = scale*gamma, beta' = scale*beta (+ lab bias once)
         scale, lab_bias = self.lab.scale, self.lab.bias
         out = None
@@ -437,12 +411,11 @@ class LearnableRepLayer(nn.Layer):
         sqrt(var + eps)``: one matmul for the covariance and one for the output instead of one conv and one BN
         per branch, and autograd still differentiates through the batch statistics exactly as BN does. Same
         function as upstream's graph (float32 rounding aside); running statistics are updated as Paddle's BN
-        does (momentum, biased variance).
+        does (momentum, biased variance). Returns ``(W_eff (x - mu), c)``: the caller adds ``c`` per channel (in
+        the activation's kernel where it runs).
         """
         n, c, h, w = x.shape
-        with paddle.no_grad():
-            mean = x.mean(axis=[0, 2, 3])
-        centered, covariance = _CenteredCovariance.apply(x, mean)  # [N, C, H*W], [C, C]
+        centered, mean, covariance = centered_covariance(x)  # [N, C, H*W], [C] (no gradient), [C, C]
 
         scale, lab_bias = self.lab.scale, self.lab.bias
         weights = paddle.stack([b.conv.weight.reshape([self.out_channels, c]) for b in self.conv_kxk])
@@ -466,8 +439,8 @@ class LearnableRepLayer(nn.Layer):
             if self.identity is not None:
                 self._update_running(self.identity, mean, identity_var)
 
-        out = paddle.matmul(effective, centered).reshape([n, self.out_channels, h, w])
-        return add_channel_bias(out, shift)
+        # the per-channel shift is returned, not added: the activation adds it in its own pass (forward)
+        return paddle.matmul(effective, centered).reshape([n, self.out_channels, h, w]), shift
 
     @staticmethod
     @paddle.no_grad()

@@ -10,6 +10,9 @@ from paddle import ParamAttr
 from paddle.nn.initializer import Uniform
 from paddle.regularizer import L2Decay
 
+from workbench import kernels
+from workbench.models.ops import linear_bias_in_gemm
+
 __all__ = ["CTCHead", "GuidedCTCHead", "ReshapeSequence", "SequenceCTCHead"]
 
 
@@ -31,6 +34,8 @@ class CTCHead(nn.Layer):
         self.num_classes = num_classes
 
     def forward(self, x):
+        if self.training and kernels.training_applies(x, self.fc.weight, self.fc.bias):
+            return linear_bias_in_gemm(x, self.fc.weight, self.fc.bias)  # CPU training: the bias inside the GEMM
         logits = self.fc(x)
         return logits if self.training else F.softmax(logits, axis=-1)
 
@@ -93,6 +98,8 @@ class GuidedCTCHead(nn.Layer):
         self.num_classes = num_classes
 
     def forward(self, x):
-        x = self.guide_layer(x.transpose([0, 2, 1])).transpose([0, 2, 1])
-        logits = self.fc2(self.fc1(x))
+        x = self.fc1(self.guide_layer(x.transpose([0, 2, 1])).transpose([0, 2, 1]))
+        if self.training and kernels.training_applies(x, self.fc2.weight, self.fc2.bias):
+            return linear_bias_in_gemm(x, self.fc2.weight, self.fc2.bias)  # as CTCHead: the wide bias in the GEMM
+        logits = self.fc2(x)
         return logits if self.training else F.softmax(logits, axis=-1)

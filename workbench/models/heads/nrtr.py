@@ -65,11 +65,11 @@ class MultiheadAttention(nn.Layer):
         heads, head_dim = self.num_heads, self.head_dim
         if self.self_attn:
             qkv = self.qkv(query).reshape([0, 0, 3, heads, head_dim]).transpose([2, 0, 3, 1, 4])
-            q, k, v = qkv[0], qkv[1], qkv[2]
+            q, k, v = paddle.unbind(qkv, axis=0)  # one stack as gradient, not three zero-filled slice gradients
         else:
             q = self.q(query).reshape([0, 0, heads, head_dim]).transpose([0, 2, 1, 3])
             kv = self.kv(memory).reshape([0, 0, 2, heads, head_dim]).transpose([2, 0, 3, 1, 4])
-            k, v = kv[0], kv[1]
+            k, v = paddle.unbind(kv, axis=0)
         # explicit transpose (not transpose_y): same GEMM path as upstream -> bit-identical logits
         attn = q.matmul(k.transpose([0, 1, 3, 2])) * self.scale
         if attn_mask is not None:
