@@ -164,3 +164,29 @@ def test_stacked_branches_recomputed_in_backward(native_kernels, stride, trainin
                                                                        "weight grad", "bias grad", "mean", "var")):
             assert a.shape == ref.shape, what
             assert np.abs(a - ref).max() <= 3e-5 * max(np.abs(ref).max(), 1e-3), (other, what)
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+def test_stacked_branches_plus_a_residual(native_kernels, use_native):
+    """``batch_norm_sum(..., residual=r)`` (a rep layer's other branches): the branches' result plus ``r``, and ``r``
+    gets the output's gradient -- added inside the kernel's layer with the kernels, by a plain add without."""
+    rng = np.random.default_rng(12)
+    n, c, groups = 2, 6, 4
+    x0 = rng.normal(0.5, 1, (n, c, 9, 20)).astype(np.float32)
+    k0 = rng.normal(0, 0.3, (c * groups, 1, 3, 3)).astype(np.float32)
+    w0, b0 = rng.uniform(0.5, 1.5, c * groups).astype(np.float32), rng.normal(0, 0.1, c * groups).astype(np.float32)
+    r0, g0 = rng.normal(0, 1, (n, c, 9, 20)).astype(np.float32), rng.normal(0, 1, (n, c, 9, 20)).astype(np.float32)
+    kernels.configure(enabled=use_native)
+    outputs = []
+    for residual in (None, r0):
+        x, k, w, b = (paddle.to_tensor(a, stop_gradient=False) for a in (x0, k0, w0, b0))
+        r = None if residual is None else paddle.to_tensor(residual, stop_gradient=False)
+        y = batch_norm_sum(x, w, b, paddle.zeros([c * groups]), paddle.ones([c * groups]), training=True,
+                           momentum=0.9, epsilon=1e-5, groups=groups, depthwise=(k, 1, 1), residual=r)
+        (y * paddle.to_tensor(g0)).sum().backward()
+        outputs.append((y.numpy(), x.grad.numpy(), k.grad.numpy(), None if r is None else r.grad.numpy()))
+    (y_plain, dx_plain, dk_plain, _), (y_res, dx_res, dk_res, dr) = outputs
+    np.testing.assert_allclose(y_res, y_plain + r0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(dr, g0)
+    np.testing.assert_array_equal(dx_res, dx_plain)
+    np.testing.assert_array_equal(dk_res, dk_plain)

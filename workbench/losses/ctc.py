@@ -59,7 +59,9 @@ class _NativeCTC(PyLayer):
     @staticmethod
     def backward(ctx, grad_loss):
         (grad,) = ctx.saved_tensor()
-        return grad * grad_loss.reshape([-1, 1, 1]), None, None
+        # in place: nothing else reads the saved gradient; a new [N, T, C] tensor took 2x as long (73 vs 35 ms at
+        # [32, 40, 18385], 2 threads)
+        return grad.multiply_(grad_loss.reshape([-1, 1, 1])), None, None
 
 
 class CTCLoss:

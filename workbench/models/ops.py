@@ -217,14 +217,20 @@ class _DepthwiseBatchNormSum(PyLayer):
     per stacked re-param branch) is never held, only recomputed plane by plane in cache."""
 
     @staticmethod
-    def forward(ctx, x, kernel, weight, bias, running_mean, running_var, geometry, epsilon, training, groups):
+    def forward(ctx, x, kernel, weight, bias, running_mean, running_var, geometry, epsilon, training, groups,
+                residual=None):
         forward, _ = kernels.branch_recompute_ops()
         threads = kernels.native_threads()
         y, mean, var = forward(x, kernel, weight, bias, running_mean, running_var, *geometry, epsilon, training,
                                groups, threads)
+        if residual is not None:
+            # added here, not by autograd: its gradient is grad_y itself, where Paddle's add gradient copies it
+            # (5-7 ms a layer at rec batch 32)
+            y.add_(residual)
         ctx.save_for_backward(x, kernel, weight, mean, var)
         ctx.settings = (geometry, epsilon, training, groups, threads)
         ctx.needs_grad = _needs_grad(x, kernel, weight, bias)
+        ctx.residual = None if residual is None else not residual.stop_gradient  # None: no such input
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
@@ -233,13 +239,17 @@ class _DepthwiseBatchNormSum(PyLayer):
         x, kernel, weight, mean, var = ctx.saved_tensor()
         geometry, epsilon, training, groups, threads = ctx.settings
         _, backward = kernels.branch_recompute_ops()
-        grads = backward(x, kernel, weight, mean, var, grad_y.contiguous(), *geometry, epsilon, training, groups,
-                         threads)
-        return (*_only_needed(tuple(grads), ctx.needs_grad), None, None)
+        grad_y = grad_y.contiguous()
+        grads = backward(x, kernel, weight, mean, var, grad_y, *geometry, epsilon, training, groups, threads)
+        grads = (*_only_needed(tuple(grads), ctx.needs_grad), None, None)
+        if ctx.residual is None:  # Paddle wants one gradient per tensor input given
+            return grads
+        return (*grads, grad_y if ctx.residual else None)
 
 
 def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *, training: bool, momentum: float,
-                   epsilon: float, groups: int = 1, depthwise: tuple | None = None) -> paddle.Tensor:
+                   epsilon: float, groups: int = 1, depthwise: tuple | None = None,
+                   residual: paddle.Tensor | None = None) -> paddle.Tensor:
     """``F.batch_norm(z, ...)`` over ``[N, C*G, H, W]``, then the sum of each group of ``G`` consecutive channels
     (``y[:, c] = sum_g bn(z)[:, c*G + g]``; ``G = 1``: plain BatchNorm). ``training``: batch statistics, and the
     running statistics update in place as Paddle's BN does (momentum, biased variance).
@@ -257,22 +267,22 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
     times the size of the layer's output -- is never held: the statistics come from branch planes computed in
     cache, the output from one conv with the BN-weighted kernel sum, and the backward recomputes one channel's
     planes at a time. Forward + backward at 2 threads, batch 32, 4 branches (Xeon, 2026-12-05): 32x240x12x80
-    5x5 357 -> 153 ms, 32x32x24x160 3x3 143 -> 60 ms against conv output + BN kernel + recompute."""
+    5x5 357 -> 153 ms, 32x32x24x160 3x3 143 -> 60 ms against conv output + BN kernel + recompute.
+
+    ``residual`` (same shape as the result, optional) is added to it: inside the kernel's layer there (the other
+    branches of a rep layer), by a plain add elsewhere."""
+    if residual is not None and not _recompute_applies(z, weight, bias, depthwise):
+        return batch_norm_sum(z, weight, bias, running_mean, running_var, training=training, momentum=momentum,
+                              epsilon=epsilon, groups=groups, depthwise=depthwise) + residual
     if depthwise is not None:
         kernel, stride, padding = depthwise
-        recompute = (
-            kernels.training_applies(z, kernel, weight, bias)
-            and z.ndim == 4
-            and not isinstance(padding, str)
-            and kernels.branch_recompute_ops() is not None
-        )
-        if not recompute:
+        if not _recompute_applies(z, weight, bias, depthwise):
             z = depthwise_conv2d(z, kernel, stride, padding)
         else:
             (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
             y, mean, var = _DepthwiseBatchNormSum.apply(z.contiguous(), kernel.contiguous(), weight, bias,
                                                         running_mean, running_var, (sh, sw, ph, pw), float(epsilon),
-                                                        bool(training), int(groups))
+                                                        bool(training), int(groups), residual)
             if training:
                 _update_running_statistics(running_mean, running_var, mean, var, momentum)
             return y
@@ -294,6 +304,19 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
     if training:
         _update_running_statistics(running_mean, running_var, mean, var, momentum)
     return y
+
+
+def _recompute_applies(z, weight, bias, depthwise) -> bool:
+    """Whether :func:`batch_norm_sum` runs the depthwise branches in wb's kernel (``_DepthwiseBatchNormSum``)."""
+    if depthwise is None:
+        return False
+    kernel, _, padding = depthwise
+    return (
+        kernels.training_applies(z, kernel, weight, bias)
+        and z.ndim == 4
+        and not isinstance(padding, str)
+        and kernels.branch_recompute_ops() is not None
+    )
 
 
 @paddle.no_grad()

@@ -191,10 +191,10 @@ def _bn_scale_shift(bn: nn.BatchNorm2D) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _batch_norm(bn: nn.BatchNorm2D, x, weight, bias, running_mean=None, running_var=None, groups: int = 1,
-                depthwise=None):
+                depthwise=None, residual=None):
     """``bn`` applied to ``x`` with substitute affine parameters (its running statistics update in place); with
     ``groups`` > 1, summed over groups of that many consecutive channels; with ``depthwise``, applied to that
-    depthwise conv of ``x`` (``ops.batch_norm_sum``)."""
+    depthwise conv of ``x``; plus ``residual`` when given (``ops.batch_norm_sum``)."""
     return batch_norm_sum(
         x,
         weight,
@@ -206,6 +206,7 @@ def _batch_norm(bn: nn.BatchNorm2D, x, weight, bias, running_mean=None, running_
         epsilon=bn._epsilon,
         groups=groups,
         depthwise=depthwise,
+        residual=residual,
     )
 
 
@@ -323,14 +324,15 @@ class LearnableRepLayer(nn.Layer):
         out = None
         pending_bias = lab_bias
 
-        def folded(bn, z, weight=None, bias=None, running_mean=None, running_var=None, groups=1, depthwise=None):
+        def folded(bn, z, weight=None, bias=None, running_mean=None, running_var=None, groups=1, depthwise=None,
+                   residual=None):
             nonlocal pending_bias
             weight = bn.weight if weight is None else weight
             bias = bn.bias if bias is None else bias
             beta = bias * scale
             if pending_bias is not None:
                 beta, pending_bias = beta + pending_bias, None
-            return _batch_norm(bn, z, weight * scale, beta, running_mean, running_var, groups, depthwise)
+            return _batch_norm(bn, z, weight * scale, beta, running_mean, running_var, groups, depthwise, residual)
 
         if (self.depthwise and self.identity is not None and self.conv_1x1 is not None
                 and self.identity.training and self.conv_1x1.bn.training
@@ -343,8 +345,7 @@ class LearnableRepLayer(nn.Layer):
                 y = folded(self.conv_1x1.bn, self.conv_1x1.conv(x))
                 out = y if out is None else out + y
         if self.stack_branches and len({bn.training for bn in self._bn_layers()}) == 1:
-            y = self._stacked_depthwise(x, folded)
-            out = y if out is None else out + y
+            out = self._stacked_depthwise(x, folded, residual=out)  # the other branches added in its kernel
         else:
             for branch in self.conv_kxk:
                 y = folded(branch.bn, branch.conv(x))
@@ -373,8 +374,9 @@ class LearnableRepLayer(nn.Layer):
         self._update_running(bn, w.detach() * mean, var_1x1)
         return channel_affine(x, a, d)
 
-    def _stacked_depthwise(self, x, folded):
-        """All kxk depthwise branches as one conv with channel multiplier n (output channel c*n + b)."""
+    def _stacked_depthwise(self, x, folded, residual=None):
+        """All kxk depthwise branches as one conv with channel multiplier n (output channel c*n + b), plus
+        ``residual`` (the other branches' sum) when given."""
         n, c = len(self.conv_kxk), self.in_channels
         branches = self.conv_kxk
 
@@ -393,6 +395,7 @@ class LearnableRepLayer(nn.Layer):
             running_var=running_var,
             groups=n,
             depthwise=(kernel, self.stride, self.padding),
+            residual=residual,
         )
         if branches[0].bn.training:  # the stacked statistics were updated on copies: write them back
             with paddle.no_grad():
