@@ -15,6 +15,8 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
   of three ops, keeping only ``x`` for the backward (Paddle's autograd also keeps ``act(x)``).
 * the CTC loss with its gradient (``ctc_loss.cc``): Paddle's warp-ctc wants the 18k-class logits as [T, N, C] (a
   copy) and took 370 ms forward + backward for [32, 40, 18385] at 2 threads (``losses.ctc``);
+* dense "same" convolutions with odd kernels, stride 1 (``dense_conv.cc``): Paddle's CPU conv runs the DB neck's and
+  head's 3x3 convs at 12-13 GFLOP/s (``models.ops.same_conv2d``);
 * per-channel batch statistics and a per-channel affine (``channel_affine.cc``): a depthwise layer's identity BN and
   1x1 branch as one affine of its input, keeping only the input (``models.ops.channel_moments`` / ``channel_affine``).
 
@@ -47,18 +49,20 @@ from workbench.config.paths import cache_dir
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "batch_norm_sum_op", "branch_recompute_ops",
-           "channel_affine_ops", "channel_bias_activation_affine_op", "configure", "ctc_loss_op", "depthwise_conv2d_op", "native_threads",
-           "training_applies"]
+           "channel_affine_ops", "channel_bias_activation_affine_op", "configure", "ctc_loss_op", "dense_conv2d_op",
+           "depthwise_conv2d_op", "native_threads", "training_applies"]
 
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise_conv.cc", "depthwise_branches.cc", "batch_norm.cc",
-                                                  "activation_affine.cc", "channel_affine.cc", "ctc_loss.cc"))
+                                                  "activation_affine.cc", "channel_affine.cc", "ctc_loss.cc",
+                                                  "dense_conv.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("channel_stats.h", "depthwise_rows.h"))  # included by the sources: part of the build key
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
 #: Every kernel of this module; ``configure(kernels=...)`` picks a subset (the benchmarks measure each one's share).
-KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute", "activation_affine", "channel_affine", "ctc_loss")
+KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute", "activation_affine", "channel_affine", "ctc_loss",
+           "dense_conv")
 #: All on by default. (The BatchNorm ones were opt-in while export verification's float32-noise bound did not
 #: count the exported graph's own rounding: 4-step test det models trained with them then exceeded it.)
 DEFAULT_KERNELS = KERNELS
@@ -240,4 +244,11 @@ def ctc_loss_op():
     """The compiled ``wb_ctc_loss(logits [N, T, C], labels [N, L], label_lengths int64 [N], blank, threads) ->
     (loss [N], grad [N, T, C])``, or None when the native kernels are off or unavailable."""
     ops = _ops({"ctc_loss"}, "wb_ctc_loss")
+    return ops and ops[0]
+
+
+def dense_conv2d_op():
+    """The compiled ``wb_dense_conv2d(x [N, C, H, W], weight [O, C, K, K], threads)`` ("same" padding K/2, stride
+    1), or None when the native kernels are off or unavailable."""
+    ops = _ops({"dense_conv"}, "wb_dense_conv2d")
     return ops and ops[0]

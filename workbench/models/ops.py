@@ -10,8 +10,8 @@ from paddle.autograd import PyLayer
 
 from workbench import kernels
 
-__all__ = ["add_channel_bias", "batch_norm_sum", "centered_covariance", "conv2d_channel_bias", "DepthwiseConv2D",
-           "depthwise_conv2d", "linear_bias_in_gemm", "rec_feature_row", "spatial_mean", "upsample_nearest"]
+__all__ = ["add_channel_bias", "batch_norm_sum", "centered_covariance", "Conv2D", "conv2d_channel_bias", "DepthwiseConv2D",
+           "depthwise_conv2d", "linear_bias_in_gemm", "rec_feature_row", "same_conv2d", "spatial_mean", "upsample_nearest"]
 
 
 def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
@@ -347,6 +347,45 @@ class DepthwiseConv2D(paddle.nn.Conv2D):
         if not simple:
             return super().forward(x)
         y = depthwise_conv2d(x, self.weight, self._stride, self._updated_padding)
+        return y if self.bias is None else add_channel_bias(y, self.bias)
+
+
+def same_conv2d(x: paddle.Tensor, weight: paddle.Tensor, padding) -> Optional[paddle.Tensor]:
+    """A stride-1, groups-1 conv of ``x`` [N, C, H, W] with an odd square ``weight`` [O, C, K, K] (K > 1) and "same"
+    ``padding`` K // 2 by wb's kernel (``kernels/dense_conv.cc``) when training on CPU in float32, else None (the
+    caller runs Paddle's conv).
+
+    Why: Paddle's CPU conv (im2col + GEMM) runs the DB neck's and head's 3x3 convs (96 -> 24 / 48 channels at 160x160,
+    batch 4) at 12-13 GFLOP/s; with the DB head's stacked conv they were a quarter of a PP-OCRv5_mobile_det training
+    step. The kernel: one 96 -> 24 layer fwd + bwd 161 + 354 -> 75 + 188 ms (2 threads)."""
+    k = weight.shape[-1]
+    applies = (
+        len(x.shape) == 4
+        and weight.shape[-2] == k and k % 2 == 1 and k > 1  # 1x1: Paddle's is as fast (a GEMM)
+        and list(_pair(padding)) == [k // 2, k // 2]
+        and kernels.training_applies(x, weight)
+    )
+    op = kernels.dense_conv2d_op() if applies else None
+    return None if op is None else op(x.contiguous(), weight.contiguous(), kernels.native_threads())
+
+
+class Conv2D(paddle.nn.Conv2D):
+    """``nn.Conv2D`` whose "same" convolutions (groups 1, stride 1, dilation 1, zero padding, NCHW) run
+    :func:`same_conv2d` in CPU training. Every other case, and inference, exported graphs and GPU: Paddle's conv.
+    Same parameters and state-dict keys as ``nn.Conv2D``."""
+
+    def forward(self, x):
+        plain = (
+            self._data_format == "NCHW"
+            and self._padding_mode == "zeros"
+            and self._padding_algorithm == "EXPLICIT"
+            and self._groups == 1
+            and list(self._stride) == [1, 1]
+            and list(self._dilation) == [1, 1]
+        )
+        y = same_conv2d(x, self.weight, self._updated_padding) if plain else None
+        if y is None:
+            return super().forward(x)
         return y if self.bias is None else add_channel_bias(y, self.bias)
 
 

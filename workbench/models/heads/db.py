@@ -26,6 +26,8 @@ import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingUniform, Uniform
 
+from workbench.models.ops import same_conv2d
+
 __all__ = ["DBBranch", "DBHead", "PFHeadLocal"]
 
 
@@ -153,7 +155,9 @@ class DBHead(nn.Layer):
         # Both branches open with a 3x3 conv on the same input: one conv with both kernels stacked shares the
         # im2col work (~25 % less head time on CPU); each branch then continues with its own BN.
         kernels = paddle.concat([self.binarize.conv1.weight, self.thresh.conv1.weight], axis=0)
-        stacked = F.conv2d(x, kernels, padding=self.binarize.padding)
+        stacked = same_conv2d(x, kernels, self.binarize.padding)  # wb's kernel in CPU training, else Paddle's
+        if stacked is None:
+            stacked = F.conv2d(x, kernels, padding=self.binarize.padding)
         first, second = paddle.split(stacked, 2, axis=1)
         shrink = F.sigmoid(self.binarize.conv3(self.binarize.features_after_conv1(first)))
         threshold = F.sigmoid(self.thresh.conv3(self.thresh.features_after_conv1(second)))

@@ -14,7 +14,7 @@ import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import KaimingUniform
 
-from workbench.models.ops import upsample_nearest
+from workbench.models.ops import Conv2D, upsample_nearest
 
 __all__ = ["SEModule", "RSELayer", "RSEFPN"]
 
@@ -41,7 +41,7 @@ class RSELayer(nn.Layer):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, shortcut: bool = True):
         super().__init__()
-        self.in_conv = nn.Conv2D(
+        self.in_conv = Conv2D(  # wb's kernel for 3x3 in CPU training (models.ops.same_conv2d)
             in_channels,
             out_channels,
             kernel_size,
