@@ -1,5 +1,6 @@
-"""wb's dense "same" conv kernel for training (``workbench/kernels/dense_conv.cc`` through ``models.ops.Conv2D``):
-the same function and gradients as Paddle's conv, and Paddle's conv wherever the kernel does not apply."""
+"""wb's CPU-training conv layers: the dense "same" conv kernel (``workbench/kernels/dense_conv.cc`` through
+``models.ops.Conv2D`` / ``same_conv2d``) and ``models.ops.Conv2DTranspose`` (its bias added as [C, 1, 1]): the same
+function and gradients as Paddle's layers, and Paddle's layers wherever they do not apply."""
 
 from __future__ import annotations
 
@@ -80,3 +81,25 @@ def test_db_head_training_maps_with_the_kernel(native_kernels, monkeypatch):
             assert served, "the kernel did not serve the stacked conv"
     for a, b, what in zip(*results, ("maps", "input grad", "binarize conv1 grad", "thresh conv1 grad")):
         assert np.abs(a - b).max() <= 1e-5 * max(np.abs(b).max(), 1.0), what
+
+
+def test_transposed_conv_with_its_bias_added_per_channel():
+    """ops.Conv2DTranspose in CPU training: the same output and gradients as nn.Conv2DTranspose (which inference
+    and export keep: under no_grad it is Paddle's layer)."""
+    from workbench.models.ops import Conv2DTranspose
+
+    paddle.seed(2)
+    ours = Conv2DTranspose(6, 5, 2, stride=2)
+    theirs = paddle.nn.Conv2DTranspose(6, 5, 2, stride=2)
+    theirs.set_state_dict(ours.state_dict())
+    x0 = np.random.default_rng(7).normal(0, 1, (2, 6, 7, 9)).astype(np.float32)
+    results = []
+    for layer in (ours, theirs):
+        x = paddle.to_tensor(x0, stop_gradient=False)
+        y = layer(x)
+        (y * paddle.linspace(-1, 1, y.shape[-1])).sum().backward()
+        results.append([y.numpy(), x.grad.numpy(), layer.weight.grad.numpy(), layer.bias.grad.numpy()])
+    for a, b, what in zip(*results, ("output", "input grad", "weight grad", "bias grad")):
+        assert np.abs(a - b).max() <= 1e-5 * max(np.abs(b).max(), 1.0), what
+    with paddle.no_grad():
+        np.testing.assert_array_equal(ours(paddle.to_tensor(x0)).numpy(), theirs(paddle.to_tensor(x0)).numpy())

@@ -26,7 +26,7 @@ import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingUniform, Uniform
 
-from workbench.models.ops import same_conv2d
+from workbench.models.ops import Conv2DTranspose, same_conv2d  # CPU-training variants of Paddle's
 
 __all__ = ["DBBranch", "DBHead", "PFHeadLocal"]
 
@@ -52,14 +52,14 @@ class DBBranch(nn.Layer):
         self.conv_bn1 = nn.BatchNorm2D(
             mid, weight_attr=ParamAttr(initializer=Constant(1.0)), bias_attr=ParamAttr(initializer=Constant(1e-4))
         )
-        self.conv2 = nn.Conv2DTranspose(
+        self.conv2 = Conv2DTranspose(
             mid, mid, kernel_list[1], stride=2,
             weight_attr=ParamAttr(initializer=KaimingUniform()), bias_attr=_uniform_bias(mid),
         )
         self.conv_bn2 = nn.BatchNorm2D(
             mid, weight_attr=ParamAttr(initializer=Constant(1.0)), bias_attr=ParamAttr(initializer=Constant(1e-4))
         )
-        self.conv3 = nn.Conv2DTranspose(
+        self.conv3 = Conv2DTranspose(
             mid, 1, kernel_list[2], stride=2,
             weight_attr=ParamAttr(initializer=KaimingUniform()), bias_attr=_uniform_bias(mid),
         )
