@@ -180,7 +180,8 @@ std::vector<paddle::Tensor> ChannelBiasActivationAffineForward(const paddle::Ten
   CheckChannelBias(x, channel_bias);
   PD_CHECK(bias.numel() == 1, "activation affine: scale and bias must hold one value each");
   auto y = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
-  const int64_t channels = x.shape()[1], planes = x.shape()[0] * channels, size = x.numel() / std::max<int64_t>(planes, 1);
+  const int64_t channels = x.shape()[1], planes = x.shape()[0] * channels;
+  const int64_t size = x.numel() / std::max<int64_t>(planes, 1);
   const float* xp = x.data<float>();
   const float* cp = channel_bias.data<float>();
   float* yp = y.data<float>();
@@ -208,7 +209,8 @@ std::vector<paddle::Tensor> ChannelBiasActivationAffineBackward(const paddle::Te
   auto grad_channel_bias = paddle::empty({x.shape()[1]}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   auto grad_scale = paddle::empty({1}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   auto grad_bias = paddle::empty({1}, paddle::DataType::FLOAT32, paddle::CPUPlace());
-  const int64_t channels = x.shape()[1], planes = x.shape()[0] * channels, size = x.numel() / std::max<int64_t>(planes, 1);
+  const int64_t channels = x.shape()[1], planes = x.shape()[0] * channels;
+  const int64_t size = x.numel() / std::max<int64_t>(planes, 1);
   const float* xp = x.data<float>();
   const float* cp = channel_bias.data<float>();
   const float* gp = grad_y.data<float>();

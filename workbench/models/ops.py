@@ -10,8 +10,9 @@ from paddle.autograd import PyLayer
 
 from workbench import kernels
 
-__all__ = ["add_channel_bias", "batch_norm_sum", "centered_covariance", "Conv2D", "Conv2DTranspose", "conv2d_channel_bias", "DepthwiseConv2D",
-           "depthwise_conv2d", "linear_bias_in_gemm", "rec_feature_row", "same_conv2d", "spatial_mean", "upsample_nearest"]
+__all__ = ["add_channel_bias", "batch_norm_sum", "centered_covariance", "Conv2D", "Conv2DTranspose",
+           "conv2d_channel_bias", "DepthwiseConv2D", "depthwise_conv2d", "linear_bias_in_gemm", "rec_feature_row",
+           "same_conv2d", "spatial_mean", "upsample_nearest"]
 
 
 def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
