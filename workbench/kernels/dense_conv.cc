@@ -101,62 +101,48 @@ void ConvForward(const float* padded, const float* w, const Shape& s, float* out
 }
 
 // Weight gradient of a 3x3 conv: gw[o, c, t] = sum over n, y, x of grad_out[n, o, y, x] * padded[n, c, y + ky, x + kx].
-// One task per (input channel, block of OB output channels): the OB x 9 taps accumulate 16 lanes each in registers
-// over an image's rows (one gradient-row load serves all 9 taps); tasks of the same input channel run one after the
-// other on a thread, its padded plane staying in cache. OB = 1 is used: 2 and 4 spill the accumulators (bwd of the
-// DB head's stacked conv, 96 -> 48 at 160x160, batch 4, 2 threads: 272-294 / 271-284 ms against 202-212 with 1, and
-// 299-348 with the generic loop below, whose per-tap accumulators live in memory). Sums: lanes over the rows, then
-// the lanes and the tail columns, per image in float, images in order in double -- the generic loop's order, so its
+// One task per (output channel, input channel), tasks of the same input channel one after the other on a thread (its
+// padded plane stays in cache): the 9 taps accumulate 16 lanes each in registers over an image's rows, one
+// gradient-row load serving all 9. Measured (bwd of the DB head's stacked conv, 96 -> 48 at 160x160, batch 4, 2
+// threads): 202-212 ms, against 299-348 for the generic loop below (its per-tap accumulators live in memory) and
+// 271-294 with 2 or 4 output channels per task (their 18-36 accumulators spill). Sums: lanes over the rows, then the
+// lanes and the tail columns, per image in float, images in order in double -- the generic loop's order, so its
 // values; independent of the thread count.
-template <int OB>
 void WeightGrad3x3(const float* padded, const float* gp, const Shape& s, float* gw, int threads) {
   constexpr int kTaps = 9;
-  const int64_t blocks = (s.o + OB - 1) / OB, pw = s.pw(), body = s.w / kLanes * kLanes;
+  const int64_t pw = s.pw(), body = s.w / kLanes * kLanes;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t task = 0; task < s.c * blocks; ++task) {
-    const int64_t c = task / blocks, o0 = (task % blocks) * OB;
-    const int64_t count = std::min<int64_t>(OB, s.o - o0);
-    double total[OB][kTaps] = {};
+  for (int64_t task = 0; task < s.c * s.o; ++task) {
+    const int64_t c = task / s.o, o = task % s.o;
+    double total[kTaps] = {};
     for (int64_t b = 0; b < s.n; ++b) {
-      float acc[OB][kTaps][kLanes] = {};
-      float tails[OB][kTaps] = {};
+      float acc[kTaps][kLanes] = {};
+      float tails[kTaps] = {};
       const float* plane = padded + (b * s.c + c) * s.ph() * pw;
       for (int64_t y = 0; y < s.h; ++y) {
         const float* rows[3] = {plane + y * pw, plane + (y + 1) * pw, plane + (y + 2) * pw};
-        const float* g[OB];
-        for (int j = 0; j < OB; ++j)  // a short last block repeats its last channel; those sums are dropped
-          g[j] = gp + ((b * s.o + o0 + std::min<int64_t>(j, count - 1)) * s.h + y) * s.w;
+        const float* g = gp + ((b * s.o + o) * s.h + y) * s.w;
         for (int64_t x0 = 0; x0 < body; x0 += kLanes) {
-          for (int ky = 0; ky < 3; ++ky) {
-            for (int kx = 0; kx < 3; ++kx) {
-              const float* src = rows[ky] + x0 + kx;
-              for (int j = 0; j < OB; ++j) {
-                const float* gj = g[j] + x0;
+          for (int t = 0; t < kTaps; ++t) {
+            const float* src = rows[t / 3] + x0 + t % 3;
 #pragma omp simd
-                for (int l = 0; l < kLanes; ++l) acc[j][ky * 3 + kx][l] += gj[l] * src[l];
-              }
-            }
+            for (int l = 0; l < kLanes; ++l) acc[t][l] += g[x0 + l] * src[l];
           }
         }
-        for (int j = 0; j < OB; ++j) {
-          for (int t = 0; t < kTaps; ++t) {
-            const float* src = rows[t / 3] + t % 3;
-            float rest = 0.0f;
-            for (int64_t x = body; x < s.w; ++x) rest += g[j][x] * src[x];
-            tails[j][t] += rest;
-          }
+        for (int t = 0; t < kTaps; ++t) {
+          const float* src = rows[t / 3] + t % 3;
+          float rest = 0.0f;
+          for (int64_t x = body; x < s.w; ++x) rest += g[x] * src[x];
+          tails[t] += rest;
         }
       }
-      for (int j = 0; j < OB; ++j) {
-        for (int t = 0; t < kTaps; ++t) {
-          float sum = tails[j][t];
-          for (int l = 0; l < kLanes; ++l) sum += acc[j][t][l];
-          total[j][t] += sum;
-        }
+      for (int t = 0; t < kTaps; ++t) {
+        float sum = tails[t];
+        for (int l = 0; l < kLanes; ++l) sum += acc[t][l];
+        total[t] += sum;
       }
     }
-    for (int64_t j = 0; j < count; ++j)
-      for (int t = 0; t < kTaps; ++t) gw[((o0 + j) * s.c + c) * kTaps + t] = static_cast<float>(total[j][t]);
+    for (int t = 0; t < kTaps; ++t) gw[(o * s.c + c) * kTaps + t] = static_cast<float>(total[t]);
   }
 }
 
@@ -202,7 +188,7 @@ std::vector<paddle::Tensor> DenseConvBackward(const paddle::Tensor& x, const pad
   float* gwp = grad_w.data<float>();
   const float* gp = grad_out.data<float>();
   if (s.k == 3) {
-    WeightGrad3x3<1>(padded.data(), gp, s, gwp, threads);
+    WeightGrad3x3(padded.data(), gp, s, gwp, threads);
     return {grad_x, grad_w};
   }
   const int64_t body = s.w / kLanes * kLanes;

@@ -12,7 +12,7 @@ from workbench import kernels
 
 __all__ = ["add_channel_bias", "batch_norm_sum", "centered_covariance", "Conv2D", "Conv2DTranspose",
            "conv2d_channel_bias", "DepthwiseConv2D", "depthwise_conv2d", "linear_bias_in_gemm", "rec_feature_row",
-           "same_conv2d", "spatial_mean", "upsample_nearest"]
+           "same_conv2d", "spatial_mean", "training_linear", "upsample_nearest"]
 
 
 def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
@@ -34,6 +34,14 @@ def linear_bias_in_gemm(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Te
     same logits, the bias gradient 1e-6 off (summation order)."""
     ones = paddle.ones(x.shape[:-1] + [1], dtype=x.dtype)
     return paddle.matmul(paddle.concat([x, ones], axis=-1), paddle.concat([weight, bias.unsqueeze(0)], axis=0))
+
+
+def training_linear(x: paddle.Tensor, layer: paddle.nn.Linear) -> paddle.Tensor:
+    """``layer(x)``, with the bias inside the GEMM (:func:`linear_bias_in_gemm`) when training on CPU in float32: for
+    wide class projections (the CTC heads). Inference, export and GPU: the layer itself."""
+    if layer.bias is not None and kernels.training_applies(x, layer.weight, layer.bias):
+        return linear_bias_in_gemm(x, layer.weight, layer.bias)
+    return layer(x)
 
 
 def conv2d_channel_bias(x, weight, bias, stride=1, padding=0, groups=1) -> paddle.Tensor:

@@ -10,8 +10,7 @@ from paddle import ParamAttr
 from paddle.nn.initializer import Uniform
 from paddle.regularizer import L2Decay
 
-from workbench import kernels
-from workbench.models.ops import linear_bias_in_gemm
+from workbench.models.ops import training_linear
 
 __all__ = ["CTCHead", "GuidedCTCHead", "ReshapeSequence", "SequenceCTCHead"]
 
@@ -34,10 +33,9 @@ class CTCHead(nn.Layer):
         self.num_classes = num_classes
 
     def forward(self, x):
-        if self.training and kernels.training_applies(x, self.fc.weight, self.fc.bias):
-            return linear_bias_in_gemm(x, self.fc.weight, self.fc.bias)  # CPU training: the bias inside the GEMM
-        logits = self.fc(x)
-        return logits if self.training else F.softmax(logits, axis=-1)
+        if self.training:
+            return training_linear(x, self.fc)  # CPU: the bias inside the GEMM
+        return F.softmax(self.fc(x), axis=-1)
 
 
 class SequenceCTCHead(nn.Layer):
@@ -99,7 +97,6 @@ class GuidedCTCHead(nn.Layer):
 
     def forward(self, x):
         x = self.fc1(self.guide_layer(x.transpose([0, 2, 1])).transpose([0, 2, 1]))
-        if self.training and kernels.training_applies(x, self.fc2.weight, self.fc2.bias):
-            return linear_bias_in_gemm(x, self.fc2.weight, self.fc2.bias)  # as CTCHead: the wide bias in the GEMM
-        logits = self.fc2(x)
-        return logits if self.training else F.softmax(logits, axis=-1)
+        if self.training:
+            return training_linear(x, self.fc2)  # as CTCHead
+        return F.softmax(self.fc2(x), axis=-1)
