@@ -124,8 +124,10 @@ def test_default_training_uses_every_kernel(native_kernels):
 
 @pytest.mark.parametrize("stride,training,kernel,width", [
     (1, True, 3, 24), ((2, 1), True, 3, 24), (1, False, 3, 24),
-    # the kernel's register blocks are 32 and 8 columns wide, then single columns; strided columns take another path
+    # the kernel's register blocks are 32 and 8 columns wide, then single columns; column stride 2 reads two column
+    # phases, other strides strided columns
     (1, True, 5, 77), ((2, 1), True, 5, 41), ((1, 2), True, 3, 70), ((2, 2), True, 3, 33), (1, False, 5, 45),
+    ((1, 2), True, 5, 37), ((1, 3), True, 3, 29),
 ])
 def test_stacked_branches_recomputed_in_backward(native_kernels, stride, training, kernel, width):
     """``batch_norm_sum(x, ..., depthwise=...)``: the stacked re-param branches in wb's kernel, which never holds

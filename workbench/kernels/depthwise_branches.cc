@@ -40,8 +40,7 @@ Branches MakeBranches(const paddle::Tensor& x, const paddle::Tensor& kernel, int
   PD_CHECK(x.is_cpu() && x.dtype() == paddle::DataType::FLOAT32, "depthwise branches: CPU float32 only");
   const Geometry g = MakeGeometry(x, kernel, sh, sw, ph, pw);
   PD_CHECK(groups >= 1 && g.m == groups, "depthwise branches: kernel rows must be channels x groups");
-  const Padded p = PaddedShape(g);
-  return Branches{g, groups, g.kh * g.kw, g.h * g.w, g.oh * g.ow, p.h * p.w};
+  return Branches{g, groups, g.kh * g.kw, g.h * g.w, g.oh * g.ow, PaddedSize(g)};
 }
 
 }  // namespace
@@ -145,7 +144,7 @@ std::vector<paddle::Tensor> DepthwiseBranchesBackward(const paddle::Tensor& x, c
   const double count = static_cast<double>(g.n * s.out_plane);
   const bool unit_stride = g.sh == 1 && g.sw == 1;
   const Geometry t = TransposeGeometry(g);
-  const int64_t grad_stride = PaddedShape(t).h * PaddedShape(t).w;
+  const int64_t grad_stride = PaddedSize(t);
 #pragma omp parallel num_threads(threads)
   {
     // One channel's branch outputs for the whole batch, computed once in pass 1 and reused in pass 2 (at most a
@@ -210,10 +209,12 @@ std::vector<paddle::Tensor> DepthwiseBranchesBackward(const paddle::Tensor& x, c
           }
           CorrelatePaddedPlane(g, padded.data(), zi, taps.data() + i * s.taps);
         }
+        float* grad_in = gxp + (b * g.c + c) * s.in_plane;
         if (unit_stride) {
-          TransposedConvPaddedPlanes(g, grads.data(), grad_stride, flipped.data(), s.groups, grad_padded.data());
+          TransposedConvToInput(g, grads.data(), grad_stride, flipped.data(), s.groups, grad_in);
+        } else {
+          UnpadPlane(g, grad_padded.data(), grad_in);
         }
-        UnpadPlane(g, grad_padded.data(), gxp + (b * g.c + c) * s.in_plane);
       }
       for (int64_t q = 0; q < s.groups * s.taps; ++q) gkp[c * s.groups * s.taps + q] = static_cast<float>(taps[q]);
     }

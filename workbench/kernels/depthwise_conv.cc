@@ -24,10 +24,9 @@ std::vector<paddle::Tensor> DepthwiseForward(const paddle::Tensor& x, const padd
   const float* xp = x.data<float>();
   const float* wp = weight.data<float>();
   float* op = out.data<float>();
-  const Padded p = PaddedShape(g);
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> padded(p.h * p.w);
+    std::vector<float> padded(PaddedSize(g));
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < g.n * g.c; ++plane) {  // one input plane, its M output planes
       const int64_t b = plane / g.c, c = plane % g.c;
@@ -53,15 +52,14 @@ std::vector<paddle::Tensor> DepthwiseBackward(const paddle::Tensor& x, const pad
   const float* gp = grad_out.data<float>();
   float* gxp = grad_x.data<float>();
   float* gwp = grad_w.data<float>();
-  const Padded p = PaddedShape(g);
   const bool unit_stride = g.sh == 1 && g.sw == 1;
   const Geometry t = TransposeGeometry(g);
-  const int64_t grad_stride = PaddedShape(t).h * PaddedShape(t).w;
+  const int64_t grad_stride = PaddedSize(t);
   // Input gradient: one input plane per iteration from its M output planes (no shared writes). Stride 1: the
   // transposed conv as a conv of the padded output gradients with the flipped kernels (depthwise_rows.h).
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> grad_padded(p.h * p.w), grads(unit_stride ? g.m * grad_stride : 0),
+    std::vector<float> grad_padded(PaddedSize(g)), grads(unit_stride ? g.m * grad_stride : 0),
         flipped(unit_stride ? g.m * taps : 0);
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < g.n * g.c; ++plane) {
@@ -72,21 +70,21 @@ std::vector<paddle::Tensor> DepthwiseBackward(const paddle::Tensor& x, const pad
           for (int64_t q = 0; q < taps; ++q) flipped[m * taps + q] = wp[o * taps + taps - 1 - q];
           PadPlane(t, gp + (b * channels_out + o) * out_plane, grads.data() + m * grad_stride);
         }
-        TransposedConvPaddedPlanes(g, grads.data(), grad_stride, flipped.data(), g.m, grad_padded.data());
+        TransposedConvToInput(g, grads.data(), grad_stride, flipped.data(), g.m, gxp + plane * g.h * g.w);
       } else {
         std::fill(grad_padded.begin(), grad_padded.end(), 0.0f);
         for (int64_t m = 0; m < g.m; ++m) {
           const int64_t o = c * g.m + m;
           ScatterPaddedPlane(g, gp + (b * channels_out + o) * out_plane, wp + o * taps, grad_padded.data());
         }
+        UnpadPlane(g, grad_padded.data(), gxp + plane * g.h * g.w);
       }
-      UnpadPlane(g, grad_padded.data(), gxp + plane * g.h * g.w);
     }
   }
   // Weight gradient: one output channel per iteration, the batch summed in order (float per image, double total).
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> padded(p.h * p.w);
+    std::vector<float> padded(PaddedSize(g));
     std::vector<double> acc(taps);
 #pragma omp for schedule(static)
     for (int64_t o = 0; o < channels_out; ++o) {
