@@ -149,7 +149,8 @@ std::vector<paddle::Tensor> DepthwiseBranchesBackward(const paddle::Tensor& x, c
   {
     // One channel's branch outputs for the whole batch, computed once in pass 1 and reused in pass 2 (at most a
     // few MB: 4 branches x 32 x 24x160 floats is 2 MB -- the whole layer's would be C times that).
-    std::vector<float> z(s.groups * g.n * s.out_plane), padded(s.padded_plane), grad_padded(s.padded_plane);
+    std::vector<float> z(s.groups * g.n * s.out_plane), padded(s.padded_plane),
+        grad_padded(unit_stride ? 0 : s.padded_plane);  // stride 1 writes the input gradient directly
     // stride 1: the branches' BN input gradients, each padded for the transposed conv, and the flipped kernels
     std::vector<float> grads(unit_stride ? s.groups * grad_stride : 0), flipped(unit_stride ? s.groups * s.taps : 0);
 #pragma omp for schedule(static)

@@ -59,7 +59,7 @@ std::vector<paddle::Tensor> DepthwiseBackward(const paddle::Tensor& x, const pad
   // transposed conv as a conv of the padded output gradients with the flipped kernels (depthwise_rows.h).
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> grad_padded(PaddedSize(g)), grads(unit_stride ? g.m * grad_stride : 0),
+    std::vector<float> grad_padded(unit_stride ? 0 : PaddedSize(g)), grads(unit_stride ? g.m * grad_stride : 0),
         flipped(unit_stride ? g.m * taps : 0);
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < g.n * g.c; ++plane) {
