@@ -6,13 +6,14 @@
 // backward were a third of a PP-OCRv5_mobile_det training step. Here the input is zero-padded once, and each output
 // block (4 output channels x 16 columns of a row) accumulates every input channel and tap in registers: one input
 // load feeds 4 multiply-adds. The input gradient is the same loop on the padded output gradient with the kernels
-// flipped and transposed; the weight gradient accumulates each tap in 16 lanes row by row, summed in double
-// across images. Every reduction runs in a fixed order: deterministic.
+// flipped and transposed; the weight gradient correlates plane pairs with the depthwise kernels' loop
+// (depthwise_rows.h), summed in double across images. Every reduction runs in a fixed order: deterministic.
 #include <omp.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "depthwise_rows.h"
 #include "paddle/extension.h"
 
 namespace {
@@ -100,49 +101,29 @@ void ConvForward(const float* padded, const float* w, const Shape& s, float* out
   }
 }
 
-// Weight gradient of a 3x3 conv: gw[o, c, t] = sum over n, y, x of grad_out[n, o, y, x] * padded[n, c, y + ky, x + kx].
-// One task per (output channel, input channel), tasks of the same input channel one after the other on a thread (its
-// padded plane stays in cache): the 9 taps accumulate 16 lanes each in registers over an image's rows, one
-// gradient-row load serving all 9. Measured (bwd of the DB head's stacked conv, 96 -> 48 at 160x160, batch 4, 2
-// threads): 202-212 ms, against 299-348 for the generic loop below (its per-tap accumulators live in memory) and
-// 271-294 with 2 or 4 output channels per task (their 18-36 accumulators spill). Sums: lanes over the rows, then the
-// lanes and the tail columns, per image in float, images in order in double -- the generic loop's order, so its
-// values; independent of the thread count.
-void WeightGrad3x3(const float* padded, const float* gp, const Shape& s, float* gw, int threads) {
-  constexpr int kTaps = 9;
-  const int64_t pw = s.pw(), body = s.w / kLanes * kLanes;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t task = 0; task < s.c * s.o; ++task) {
-    const int64_t c = task / s.o, o = task % s.o;
-    double total[kTaps] = {};
-    for (int64_t b = 0; b < s.n; ++b) {
-      float acc[kTaps][kLanes] = {};
-      float tails[kTaps] = {};
-      const float* plane = padded + (b * s.c + c) * s.ph() * pw;
-      for (int64_t y = 0; y < s.h; ++y) {
-        const float* rows[3] = {plane + y * pw, plane + (y + 1) * pw, plane + (y + 2) * pw};
-        const float* g = gp + ((b * s.o + o) * s.h + y) * s.w;
-        for (int64_t x0 = 0; x0 < body; x0 += kLanes) {
-          for (int t = 0; t < kTaps; ++t) {
-            const float* src = rows[t / 3] + x0 + t % 3;
-#pragma omp simd
-            for (int l = 0; l < kLanes; ++l) acc[t][l] += g[x0 + l] * src[l];
-          }
-        }
-        for (int t = 0; t < kTaps; ++t) {
-          const float* src = rows[t / 3] + t % 3;
-          float rest = 0.0f;
-          for (int64_t x = body; x < s.w; ++x) rest += g[x] * src[x];
-          tails[t] += rest;
-        }
+// Weight gradient: gw[o, c, tap] = sum over images of the correlation of grad_out[n, o] with the padded input
+// plane x[n, c] -- per plane pair, the depthwise kernels' loop (wb_depthwise::CorrelatePaddedPlane: 3x3 and 5x5 keep
+// every tap's 16 lanes in registers, one gradient-row load serving all taps), summed per image in float and across
+// images in double, in order: independent of the thread count. One task per (input, output channel), tasks of the
+// same input channel one after the other on a thread (its padded planes stay in cache). Measured (bwd of the DB
+// head's stacked conv, 96 -> 48 at 160x160, batch 4, 2 threads): 202-212 ms, against 299-348 with the taps' lanes in
+// memory and 271-294 with 2 or 4 output channels per task (their 18-36 accumulators spill).
+void WeightGrad(const float* padded, const float* gp, const Shape& s, float* gw, int threads) {
+  const wb_depthwise::Geometry plane{s.n, s.c, 1, s.h, s.w, s.k, s.k, s.h, s.w, 1, 1, s.p, s.p};
+  const int64_t taps = s.k * s.k;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<double> total(taps);
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < s.c * s.o; ++task) {
+      const int64_t c = task / s.o, o = task % s.o;
+      std::fill(total.begin(), total.end(), 0.0);
+      for (int64_t b = 0; b < s.n; ++b) {
+        wb_depthwise::CorrelatePaddedPlane(plane, padded + (b * s.c + c) * s.ph() * s.pw(),
+                                           gp + (b * s.o + o) * s.h * s.w, total.data());
       }
-      for (int t = 0; t < kTaps; ++t) {
-        float sum = tails[t];
-        for (int l = 0; l < kLanes; ++l) sum += acc[t][l];
-        total[t] += sum;
-      }
+      for (int64_t t = 0; t < taps; ++t) gw[(o * s.c + c) * taps + t] = static_cast<float>(total[t]);
     }
-    for (int t = 0; t < kTaps; ++t) gw[(o * s.c + c) * kTaps + t] = static_cast<float>(total[t]);
   }
 }
 
@@ -185,48 +166,7 @@ std::vector<paddle::Tensor> DenseConvBackward(const paddle::Tensor& x, const pad
   std::vector<float> padded(s.n * s.c * s.ph() * s.pw());
   Pad(x.data<float>(), s.n * s.c, s.h, s.w, s.p, padded.data(), threads);
   auto grad_w = paddle::empty({s.o, s.c, s.k, s.k}, paddle::DataType::FLOAT32, paddle::CPUPlace());
-  float* gwp = grad_w.data<float>();
-  const float* gp = grad_out.data<float>();
-  if (s.k == 3) {
-    WeightGrad3x3(padded.data(), gp, s, gwp, threads);
-    return {grad_x, grad_w};
-  }
-  const int64_t body = s.w / kLanes * kLanes;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t oc = 0; oc < s.o * s.c; ++oc) {
-    const int64_t o = oc / s.c, c = oc % s.c;
-    std::vector<double> total(taps, 0.0);
-    std::vector<float> lanes(taps * kLanes), tails(taps);
-    for (int64_t b = 0; b < s.n; ++b) {
-      std::fill(lanes.begin(), lanes.end(), 0.0f);
-      std::fill(tails.begin(), tails.end(), 0.0f);
-      const float* plane = padded.data() + (b * s.c + c) * s.ph() * s.pw();
-      const float* go = gp + (b * s.o + o) * s.h * s.w;
-      for (int64_t y = 0; y < s.h; ++y) {  // row by row: the output-gradient row stays in L1 for every tap
-        const float* g = go + y * s.w;
-        for (int64_t ky = 0; ky < s.k; ++ky) {
-          const float* row = plane + (y + ky) * s.pw();
-          for (int64_t kx = 0; kx < s.k; ++kx) {
-            float* acc = lanes.data() + (ky * s.k + kx) * kLanes;
-            const float* src = row + kx;
-            for (int64_t x0 = 0; x0 < body; x0 += kLanes) {
-#pragma omp simd
-              for (int l = 0; l < kLanes; ++l) acc[l] += g[x0 + l] * src[x0 + l];
-            }
-            float rest = 0.0f;
-            for (int64_t x = body; x < s.w; ++x) rest += g[x] * src[x];
-            tails[ky * s.k + kx] += rest;
-          }
-        }
-      }
-      for (int64_t q = 0; q < taps; ++q) {
-        float sum = tails[q];
-        for (int l = 0; l < kLanes; ++l) sum += lanes[q * kLanes + l];
-        total[q] += sum;
-      }
-    }
-    for (int64_t q = 0; q < taps; ++q) gwp[oc * taps + q] = static_cast<float>(total[q]);
-  }
+  WeightGrad(padded.data(), grad_out.data<float>(), s, grad_w.data<float>(), threads);
   return {grad_x, grad_w};
 }
 

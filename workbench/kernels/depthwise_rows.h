@@ -1,5 +1,6 @@
 // Plane loops of a depthwise 2-D convolution (NCHW float32, dilation 1), shared by the depthwise kernels
-// (depthwise_conv.cc: one conv; depthwise_branches.cc: stacked re-param branches with their BatchNorms).
+// (depthwise_conv.cc: one conv; depthwise_branches.cc: stacked re-param branches with their BatchNorms) and by
+// the dense conv's weight gradient (dense_conv.cc: one correlation per input / output plane pair).
 // One feature-map plane at a time (it stays in L1/L2), vectorised along the row.
 #pragma once
 
