@@ -69,3 +69,18 @@ def test_the_python_api_gives_the_same_one_line_errors():
     with pytest.raises(ConfigError, match=r"^optim\.lr=1e-4,2e-4: a sweep gives several configs"):
         workbench.compose(["recipe=rec_finetune", "optim.lr=1e-4,2e-4"])
     assert workbench.compose(["recipe=rec_finetune", "optim.lr=3e-4"]).optim.lr == 3e-4
+
+
+@pytest.mark.parametrize("argv", [["eval", "--help"], ["train", "-h"], ["eval", "checkpoint=run", "--help"]])
+def test_help_without_a_recipe_prints_the_usage_and_the_recipes(capsys, argv):
+    # Hydra's own help composes the config first, which needs a recipe: `wb eval --help` was a traceback
+    assert cli.main(argv) == 0
+    out = capsys.readouterr()
+    assert f"wb {argv[0]} recipe=" in out.out and "recipes: det_finetune | " in out.out
+    assert "Traceback" not in out.err
+
+
+def test_eval_takes_hydra_flags_after_the_overrides(capsys):
+    # the default run dir is put before the user's words: argparse takes no override after a flag
+    assert cli.main(["eval", "recipe=rec_finetune", "--cfg", "job"]) == 0
+    assert "task: rec" in capsys.readouterr().out

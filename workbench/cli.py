@@ -43,6 +43,23 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+_HELP_FLAGS = ("-h", "--help")
+
+
+def command_help(name: str) -> str | None:
+    """``wb train --help`` / ``wb eval --help`` without a recipe: the command's usage (its module docstring) and the
+    recipes to choose from. Hydra's own help composes the config first, which needs a recipe (with one given,
+    Hydra's help is shown: every key of the composed config)."""
+    from workbench.config.compose import HYDRA_COMMANDS, group_options
+
+    if name not in HYDRA_COMMANDS:
+        return None
+    doc = (importlib.import_module(COMMANDS[name][0]).__doc__ or "").strip()
+    recipes = " | ".join(group_options("recipe"))
+    return (f"{doc}\n\nrecipes: {recipes}\n"
+            f"Every key of a recipe, with its value: wb {name} recipe=<recipe> --cfg job")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -57,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from workbench.errors import WorkbenchError
 
+    if any(a in _HELP_FLAGS for a in rest) and not any(a.startswith("recipe=") for a in rest):
+        text = command_help(name)
+        if text is not None:
+            print(text)
+            return 0
     _ignore_file_size_signal()
     _quiet_paddle_import()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")

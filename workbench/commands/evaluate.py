@@ -19,9 +19,10 @@ def main(argv: list[str]) -> int:
     from workbench.config.compose import recipes_dir, register_schema
 
     register_schema()
-    sys.argv = ["wb-eval", *argv]
-    if not any(a.startswith("hydra.run.dir=") for a in argv):
-        sys.argv.append("hydra.run.dir=runs/${task}/eval_${now:%Y-%m-%d_%H-%M-%S}")
+    # the run dir before the user's words: after a flag (--help, --cfg job) argparse takes no more overrides
+    run_dir = [] if any(a.startswith("hydra.run.dir=") for a in argv) else [
+        "hydra.run.dir=runs/${task}/eval_${now:%Y-%m-%d_%H-%M-%S}"]
+    sys.argv = ["wb-eval", *run_dir, *argv]
 
     @hydra.main(config_path=str(recipes_dir()), config_name="train", version_base="1.3")
     def _app(cfg):
