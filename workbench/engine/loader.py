@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from workbench.errors import ConfigError
+
 
 def sample_seed(seed: int, epoch: int, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index])
@@ -164,6 +166,8 @@ class BatchLoader:
         self.collate = collate
         self.num_workers = num_workers
         self.prefetch_batches = max(prefetch_batches, 1)
+        if worker_type not in ("process", "thread"):
+            raise ConfigError(f"data.worker_type={worker_type!r}: choose process or thread")
         self.worker_type = worker_type
         self._pool: Optional[Executor] = None
 

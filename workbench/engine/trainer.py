@@ -229,7 +229,7 @@ class Trainer:
             sort_keys=self.task.batch_sort_keys(train_ds),
         )
         loader = BatchLoader(train_ds, sampler, self.task.collate_train, num_workers=cfg.data.num_workers,
-                             batch_meta=self.task.batch_meta)
+                             worker_type=cfg.data.worker_type, batch_meta=self.task.batch_meta)
         batches_per_epoch = sampler.num_batches(0)
         if batches_per_epoch == 0:
             raise ConfigError(
