@@ -45,6 +45,7 @@ def _one_line(capsys, argv, code=2) -> str:
     (["weights", "fecth", "PP-OCRv5_mobile_det"], "invalid choice 'fecth'; did you mean fetch"),
     (["tracking", "replya", "run"], "invalid choice 'replya'; did you mean replay"),
     (["trian", "recipe=rec_finetune"], "wb: unknown command 'trian'; did you mean train"),
+    (["eval", "-m", "recipe=rec_finetune", "--cfg", "job"], "-m and --cfg: give one of -m (sweep), --cfg"),
 ])
 def test_a_typo_is_one_line_naming_the_closest_valid_names(capsys, argv, expected):
     assert expected in _one_line(capsys, argv)
@@ -80,7 +81,23 @@ def test_help_without_a_recipe_prints_the_usage_and_the_recipes(capsys, argv):
     assert "Traceback" not in out.err
 
 
-def test_eval_takes_hydra_flags_after_the_overrides(capsys):
-    # the default run dir is put before the user's words: argparse takes no override after a flag
-    assert cli.main(["eval", "recipe=rec_finetune", "--cfg", "job"]) == 0
+@pytest.mark.parametrize("argv", [["recipe=rec_finetune", "--cfg", "job"], ["--cfg", "job", "recipe=rec_finetune"]])
+def test_eval_takes_hydra_flags_before_and_after_the_overrides(capsys, argv):
+    # wb eval adds a default run dir among the overrides: argparse refuses one after a flag or before -m
+    assert cli.main(["eval", *argv]) == 0
     assert "task: rec" in capsys.readouterr().out
+
+
+def test_eval_sweeps_reach_the_evaluation(capsys, tmp_path):
+    # -m then the overrides (the default run dir once sat after them: "unrecognized arguments")
+    code = cli.main(["eval", "-m", "recipe=det_finetune", f"checkpoint={tmp_path / 'none'}", "tracking=off",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "wb eval: error: checkpoint=" in err and "is neither an existing path" in err
+    assert "unrecognized arguments" not in err
+
+
+def test_data_help_prints_the_actions(capsys):
+    assert cli.main(["data", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "wb data check" in out and "wb data split" in out and "wb data crops" in out

@@ -28,6 +28,9 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
+    if argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     if argv[0] != "check":
         from workbench.config.suggest import did_you_mean
         from workbench.errors import ConfigError

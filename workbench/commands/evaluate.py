@@ -13,16 +13,24 @@ from __future__ import annotations
 import sys
 
 
+def _with_default_run_dir(argv: list[str]) -> list[str]:
+    """``argv`` with ``hydra.run.dir`` set to ``runs/<task>/eval_<time>`` unless given, placed among the user's
+    overrides: Hydra's argparse takes overrides as one run of words, so one appended after a flag (``--cfg job``,
+    ``--help``) or put before ``-m`` is refused."""
+    if any(a.startswith("hydra.run.dir=") for a in argv):
+        return list(argv)
+    run_dir = "hydra.run.dir=runs/${task}/eval_${now:%Y-%m-%d_%H-%M-%S}"
+    first = next((i for i, a in enumerate(argv) if "=" in a and not a.startswith("-")), len(argv))
+    return [*argv[:first], run_dir, *argv[first:]]
+
+
 def main(argv: list[str]) -> int:
     import hydra
 
     from workbench.config.compose import recipes_dir, register_schema
 
     register_schema()
-    # the run dir before the user's words: after a flag (--help, --cfg job) argparse takes no more overrides
-    run_dir = [] if any(a.startswith("hydra.run.dir=") for a in argv) else [
-        "hydra.run.dir=runs/${task}/eval_${now:%Y-%m-%d_%H-%M-%S}"]
-    sys.argv = ["wb-eval", *run_dir, *argv]
+    sys.argv = ["wb-eval", *_with_default_run_dir(argv)]
 
     @hydra.main(config_path=str(recipes_dir()), config_name="train", version_base="1.3")
     def _app(cfg):

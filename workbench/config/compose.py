@@ -177,6 +177,8 @@ def _bad_key(key: str, command: str) -> ConfigError:
 _HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--experimental-rerun"}
 _HYDRA_OWN_FLAGS = {"-h", "--help", "--hydra-help", "--info", "-i", "--config-name", "-cn", "--config-path", "-cp",
                     "--config-dir", "-cd", "--shell-completion", "-sc", "--resolve"}
+# Hydra's run modes: it runs one of them at a time.
+_HYDRA_MODE_FLAGS = {"-m", "--multirun", "-r", "--run", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"}
 HYDRA_COMMANDS = ("train", "eval")
 
 
@@ -189,6 +191,9 @@ def check_command_line(command: str, argv: list[str]) -> None:
         argv = argv[1:]
     elif command not in HYDRA_COMMANDS:
         return
+    modes = [a for a in argv if a.split("=")[0] in _HYDRA_MODE_FLAGS]
+    if len(modes) > 1:  # Hydra's own refusal is a ValueError traceback
+        raise ConfigError(f"{' and '.join(modes)}: give one of -m (sweep), --cfg, --info, --run at a time")
     if any(a.split("=")[0] in _HYDRA_OWN_FLAGS for a in argv):
         return
     check_overrides(argv, command)
