@@ -116,7 +116,9 @@ class _ChannelMoments(PyLayer):
         else:
             mean = x.mean(axis=[0, 2, 3])
             var = ((x - mean.reshape([c, 1, 1])) ** 2).mean(axis=[0, 2, 3])
-        ctx.save_for_backward(x, mean)
+        # mean is an output: saved as itself, ctx and this layer's graph node would hold each other, a cycle only the
+        # backward breaks (a forward never differentiated kept its whole graph: test_models_native_batch_norm.py)
+        ctx.save_for_backward(x, mean.detach())
         ctx.native_ops = native_ops
         ctx.needs_grad = _needs_grad(x)
         return mean, var
@@ -154,7 +156,7 @@ class _CenteredCovariance(PyLayer):
         centered = _subtract_channel_values(x, mean, channel_ops).reshape([n, c, h * w])
         positions = n * h * w
         covariance = paddle.matmul(centered, centered, transpose_y=True).sum(axis=0) / positions
-        ctx.save_for_backward(centered)
+        ctx.save_for_backward(centered.detach())  # an output: see _ChannelMoments
         ctx.shape, ctx.positions, ctx.channel_ops = [n, c, h, w], positions, channel_ops
         return centered, covariance
 
@@ -227,7 +229,10 @@ class _DepthwiseBatchNormSum(PyLayer):
 
     @staticmethod
     def forward(ctx, x, kernel, weight, bias, running_mean, running_var, geometry, epsilon, training, groups,
-                residual=None):
+                statistics: list, residual=None):
+        """``statistics`` receives the batch (mean, var): handed out beside the output, not as outputs marked
+        non-differentiable, which make ctx and this layer's graph node hold each other (a cycle only the backward
+        pass breaks)."""
         forward, _ = kernels.branch_recompute_ops()
         threads = kernels.native_threads()
         y, mean, var = forward(x, kernel, weight, bias, running_mean, running_var, *geometry, epsilon, training,
@@ -240,11 +245,11 @@ class _DepthwiseBatchNormSum(PyLayer):
         ctx.settings = (geometry, epsilon, training, groups, threads)
         ctx.needs_grad = _needs_grad(x, kernel, weight, bias)
         ctx.residual = None if residual is None else not residual.stop_gradient  # None: no such input
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
+        statistics += [mean, var]
+        return y
 
     @staticmethod
-    def backward(ctx, grad_y, *_):
+    def backward(ctx, grad_y):
         x, kernel, weight, mean, var = ctx.saved_tensor()
         geometry, epsilon, training, groups, threads = ctx.settings
         _, backward = kernels.branch_recompute_ops()
@@ -289,9 +294,11 @@ def batch_norm_sum(z: paddle.Tensor, weight, bias, running_mean, running_var, *,
             z = depthwise_conv2d(z, kernel, stride, padding)
         else:
             (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-            y, mean, var = _DepthwiseBatchNormSum.apply(z.contiguous(), kernel.contiguous(), weight, bias,
-                                                        running_mean, running_var, (sh, sw, ph, pw), float(epsilon),
-                                                        bool(training), int(groups), residual)
+            statistics: list = []
+            y = _DepthwiseBatchNormSum.apply(z.contiguous(), kernel.contiguous(), weight, bias, running_mean,
+                                             running_var, (sh, sw, ph, pw), float(epsilon), bool(training),
+                                             int(groups), statistics, residual)
+            mean, var = statistics
             if training:
                 _update_running_statistics(running_mean, running_var, mean, var, momentum)
             return y
