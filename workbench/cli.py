@@ -62,7 +62,7 @@ def command_help(name: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv or argv[0] in (*_HELP_FLAGS, "help"):
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
