@@ -47,6 +47,11 @@ class ModelConfig:
     # Parameters that do not train: state-dict prefixes (e.g. [backbone.conv1, backbone.blocks2]). Early stages of a
     # pretrained backbone hold generic strokes and edges; freezing them also skips their backward pass.
     freeze: list = field(default_factory=list)
+    # Sublayers (names, `*` patterns spanning dots, e.g. backbone.blocks2.*) that keep only their input for the
+    # backward pass and run their forward again there (workbench/models/recompute.py). PP-OCRv5_mobile_det, batch
+    # 4, 640^2, [backbone.blocks*.*, neck.ins_conv.*, neck.inp_conv.*]: peak RSS 2.51-2.62 -> 2.05-2.06 GB for
+    # 1.39-1.40 -> 1.12-1.15 samples/s (README "How fast"). Empty: every intermediate tensor is kept, as upstream.
+    recompute: list = field(default_factory=list)
     # Free-form architecture overrides passed to the zoo builder (used by the tiny test configs).
     arch: dict = field(default_factory=dict)
 

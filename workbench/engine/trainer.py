@@ -214,6 +214,10 @@ class Trainer:
         if resume_from is None:
             self.weights_report = self.task.load_initial_weights(model)
         freeze_parameters(model, cfg.model.freeze)
+        if cfg.model.recompute:
+            from workbench.models.recompute import recompute_sublayers
+
+            recompute_sublayers(model, cfg.model.recompute)
         loss_fn = self.task.build_loss()
 
         train_ds = self.task.train_dataset()
