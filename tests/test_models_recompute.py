@@ -90,6 +90,25 @@ def test_outermost_matches_only_and_unknown_names_fail():
         recompute_sublayers(build_model("PP-OCRv5_mobile_det"), ["backbone.blocks9.*"])
 
 
+def test_a_block_that_returns_more_than_a_tensor_is_named(native_kernels):
+    model = _model(["head"])  # the DB head returns its maps in a dict in training
+    image, _ = _inputs()
+    with pytest.raises(ConfigError, match=r"model.recompute: head returns a dict.*head\.\*"):
+        model(paddle.to_tensor(image))
+
+
+def test_amp_is_refused_with_recompute():
+    from workbench.config.schema import TrainConfig
+    from workbench.engine.trainer import amp_plan
+
+    cfg = TrainConfig(task="det")
+    cfg.trainer.amp.enabled = True
+    assert amp_plan(cfg, "gpu")["enabled"]
+    cfg.model.recompute = ["backbone.blocks2.*"]
+    with pytest.raises(ConfigError, match="model.recompute does not combine with trainer.amp"):
+        amp_plan(cfg, "gpu")
+
+
 def test_copies_recompute_themselves_and_eval_is_plain(native_kernels):
     model = _model(_BLOCKS)
     clone = copy.deepcopy(model)

@@ -72,6 +72,8 @@ def amp_plan(cfg: TrainConfig, device: str) -> dict:
         raise ConfigError(f"trainer.amp.level={amp.level!r}: choose O1 or O2")
     if amp.dtype not in ("float16", "bfloat16"):
         raise ConfigError(f"trainer.amp.dtype={amp.dtype!r}: choose float16 or bfloat16")
+    if cfg.model.recompute:  # the backward pass's second forward would run outside autocast, in another precision
+        raise ConfigError("model.recompute does not combine with trainer.amp.enabled=true; turn one of them off")
     # bf16 has float32's exponent range: no loss scaling needed.
     return {"enabled": True, "level": amp.level, "dtype": amp.dtype, "use_scaler": amp.dtype == "float16"}
 

@@ -36,12 +36,15 @@ log = logging.getLogger("workbench.models")
 
 class _Recompute(PyLayer):
     @staticmethod
-    def forward(ctx, x, block_forward, state):
+    def forward(ctx, x, block_forward, state, name):
         ctx.block_forward, ctx.state = block_forward, state
         ctx.rng_state = paddle.get_rng_state()
         ctx.save_for_backward(x)
         with paddle.set_grad_enabled(True):
             y = block_forward(_fresh_leaf(x))
+        if not isinstance(y, paddle.Tensor):
+            raise ConfigError(f"model.recompute: {name} returns a {type(y).__name__}, not one tensor; name its blocks "
+                              f"instead (e.g. {name}.*)")
         return y.detach()
 
     @staticmethod
@@ -72,6 +75,7 @@ class _RecomputedForward:
     compiled evaluation copies -- copies a layer that recomputes its own forward, not the original's)."""
 
     _wb_plain_class: type
+    _wb_recompute_name: str  # the sublayer's name in the model, for messages
 
     def forward(self, x, *args, **kwargs):
         plain_forward = self._wb_plain_class.forward
@@ -80,7 +84,8 @@ class _RecomputedForward:
             # not a one-tensor block; nothing to differentiate; or an input without gradient (the image), whose
             # block's parameters a PyLayer would not reach: the ordinary forward
             return plain_forward(self, x, *args, **kwargs)
-        return _Recompute.apply(x, lambda inp: plain_forward(self, inp), _state_a_forward_may_update(self))
+        return _Recompute.apply(x, lambda inp: plain_forward(self, inp), _state_a_forward_may_update(self),
+                                self._wb_recompute_name)
 
 
 def _state_a_forward_may_update(layer: nn.Layer) -> list:
@@ -104,8 +109,9 @@ def _recomputed_class(cls: type) -> type:
 
 def recompute_sublayers(model: nn.Layer, patterns) -> list[str]:
     """``model.recompute``: the sublayers whose names match one of ``patterns`` (``fnmatch``: ``*`` spans dots,
-    e.g. ``backbone.blocks2.*``), outermost only, each recompute their forward in the backward pass: blocks called
-    with one tensor that return one tensor (others run as they are). Returns the names chosen; a pattern matching nothing is a ConfigError."""
+    e.g. ``backbone.blocks2.*``), outermost only, each recompute their forward in the backward pass. Blocks called
+    with more than one input run as they are; one that returns anything but one tensor is a ConfigError when it
+    runs, as is a pattern matching nothing now. Returns the names chosen."""
     if not patterns:
         return []
     names = [n for n, _ in model.named_sublayers() if n]
@@ -121,6 +127,7 @@ def recompute_sublayers(model: nn.Layer, patterns) -> list[str]:
         if any(name.startswith(c + ".") for c in chosen):
             continue  # inside a block already recomputed as a whole
         layer.__class__ = _recomputed_class(type(layer))
+        layer._wb_recompute_name = name
         chosen.append(name)
     log.info("model.recompute: %d sublayers recompute their forward in the backward pass (%s)", len(chosen),
              ", ".join(chosen[:8]) + (" ..." if len(chosen) > 8 else ""))
