@@ -5,7 +5,7 @@ Why: a PP-OCRv5_mobile_det training step at batch 4, 640^2 holds about 1.2 GB of
 forward, two thirds of them in the backbone; on a CPU that memory is the process's peak. Each
 recomputed block holds one tensor (its input) instead of a dozen, for one more forward of the block. Measured
 (``benchmarks/bench_det_training.py --only wb``, batch 4, 640^2, 2 threads): every backbone block and the neck's
-convs recomputed, peak RSS 2.51-2.62 -> 2.05-2.06 GB for 1.39-1.40 -> 1.12-1.15 samples/s; the README's "How fast"
+convs recomputed, peak RSS 2.50-2.70 -> 1.94-2.02 GB for 1.28-1.30 -> 1.03-1.04 samples/s; the README's "How fast"
 has the settings between. Off by default: the speed is worth more than the memory on most machines.
 
 How: a :class:`paddle.autograd.PyLayer` per block. Its forward runs the block with gradients recorded -- so the
