@@ -36,9 +36,34 @@ def _uniform_bias(fan_in: int) -> ParamAttr:
     return ParamAttr(initializer=Uniform(-bound, bound))
 
 
-def _zero_nans(x):
-    # ``fix_nan``: a BN over a degenerate batch can yield NaN; upstream zeroes them in training.
+def _zero_nans_after_relu(x):
+    """``fix_nan`` on a ReLU's output: a BN over a degenerate batch can yield NaN; upstream zeroes them in training
+    (``where(isnan(x), 0, x)``). Skipped where the ReLU already did it: Paddle's CPU ReLU maps NaN to 0 with a zero
+    gradient (checked once per device by :func:`_relu_zeroes_nans`), so the ``where`` -- an isnan mask, a zeros map,
+    a copy and their gradients on the stride-2 maps -- is the identity there. PP-OCRv5_mobile_det, batch 4, 640^2
+    (2 threads): see ``benchmarks/bench_det_training.py`` figures in the README."""
+    if _relu_zeroes_nans(x):
+        return x
     return paddle.where(paddle.isnan(x), paddle.zeros_like(x), x)
+
+
+_RELU_ZEROES_NANS: dict[tuple[str, str], bool] = {}
+
+
+def _relu_zeroes_nans(x) -> bool:
+    """Whether ``F.relu`` on ``x``'s device and dtype (eager) gives 0 for NaN and a zero gradient there -- then the
+    ReLU already does what ``fix_nan`` asks. Static graphs (export, compiled evaluation) keep the ``where``."""
+    if not paddle.in_dynamic_mode():
+        return False
+    key = (str(x.place), str(x.dtype))
+    if key not in _RELU_ZEROES_NANS:
+        with paddle.set_grad_enabled(True):
+            probe = paddle.full_like(x.detach().flatten()[:2], float("nan"))
+            probe.stop_gradient = False
+            out = F.relu(probe)
+            (grad,) = paddle.grad([out], [probe], grad_outputs=[paddle.ones_like(out)])
+        _RELU_ZEROES_NANS[key] = bool((out == 0).all()) and bool((grad == 0).all())
+    return _RELU_ZEROES_NANS[key]
 
 
 class DBBranch(nn.Layer):
@@ -72,10 +97,10 @@ class DBBranch(nn.Layer):
     def features_after_conv1(self, x):
         x = F.relu(self.conv_bn1(x))
         if self.fix_nan and self.training:
-            x = _zero_nans(x)
+            x = _zero_nans_after_relu(x)
         x = F.relu(self.conv_bn2(self.conv2(x)))
         if self.fix_nan and self.training:
-            x = _zero_nans(x)
+            x = _zero_nans_after_relu(x)
         return x
 
     @paddle.no_grad()
