@@ -58,8 +58,7 @@ def _relu_zeroes_nans(x) -> bool:
     key = (str(x.place), str(x.dtype))
     if key not in _RELU_ZEROES_NANS:
         with paddle.set_grad_enabled(True):
-            probe = paddle.full_like(x.detach().flatten()[:2], float("nan"))
-            probe.stop_gradient = False
+            probe = paddle.to_tensor([float("nan")] * 2, dtype=x.dtype, place=x.place, stop_gradient=False)
             out = F.relu(probe)
             (grad,) = paddle.grad([out], [probe], grad_outputs=[paddle.ones_like(out)])
         _RELU_ZEROES_NANS[key] = bool((out == 0).all()) and bool((grad == 0).all())
