@@ -226,13 +226,7 @@ class BatchLoader:
             nxt = next(it, None)
             if nxt is not None:
                 pending.append([submit(i, nxt[1]) for i in nxt[0]])
-            samples = [f.result() for f in futures]
-            # Neither the futures nor the sample list may outlive the collated batch: this frame is suspended at the
-            # yield for the whole training step, and each future holds its sample (a det sample is ~12 MB).
-            del futures
-            batch = self._collate(samples)
-            del samples
-            yield batch
+            yield self._collate([f.result() for f in futures])
 
     def _collate(self, samples: list) -> Any:
         """The batch, or None when no sample of it could be read (the data policy skipped them all: the trainer

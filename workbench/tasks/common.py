@@ -301,23 +301,3 @@ class LabelFileTask(Task):
                            tracking_uri=self.cfg.tracking.tracking_uri, what="model.pretrained", task=self.name)
         return ref.require_weights("model.pretrained")
 
-
-
-def batch_tensors(batch: dict, keys) -> dict:
-    """``{key: tensor}`` for the ``keys`` present in ``batch``, each array converted to a Paddle tensor **and written
-    back into ``batch``** in its place (a tensor already there is used as it is).
-
-    Why in place: the trainer's loop holds the batch for the whole step, so arrays left in it would be held twice --
-    as numpy and as the copy ``paddle.to_tensor`` makes -- until the step ends, across the forward pass's memory
-    peak: a det batch's image and target maps are ~46 MB at batch 4, 640^2. A batch given again (benchmarks, tests)
-    finds the tensors and reuses them."""
-    import paddle
-
-    out = {}
-    for key in keys:
-        if key in batch:
-            value = batch[key]
-            if not isinstance(value, paddle.Tensor):
-                value = batch[key] = paddle.to_tensor(value)
-            out[key] = value
-    return out

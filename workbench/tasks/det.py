@@ -20,7 +20,7 @@ from workbench.config.schema import DetEvalConfig, TrainConfig
 from workbench.data.check.det import DetLabelCheck
 from workbench.errors import ConfigError
 from workbench.engine.task import EvalResult, WeightsReport
-from workbench.tasks.common import LabelFileTask, batch_tensors
+from workbench.tasks.common import LabelFileTask
 from workbench.tasks.det_export import DetExportWriter
 from workbench.tasks.entry import TaskEntry
 
@@ -138,7 +138,10 @@ class DetTask(LabelFileTask):
         return DBLoss(**dict(self.spec.loss))  # the official config's Loss section (v6: Dice + focal, aux weights)
 
     def training_step(self, model, loss_fn, batch):
-        tensors = batch_tensors(batch, ("image", "shrink_map", "shrink_mask", "threshold_map", "threshold_mask"))
+        import paddle
+
+        tensors = {k: paddle.to_tensor(batch[k]) for k in
+                   ("image", "shrink_map", "shrink_mask", "threshold_map", "threshold_mask")}
         preds = model(tensors["image"])
         return loss_fn(preds, tensors), len(batch["image"])
 

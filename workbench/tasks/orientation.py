@@ -18,7 +18,7 @@ from typing import ClassVar, Optional
 from workbench.config.schema import TrainConfig
 from workbench.engine.task import EvalResult, WeightsReport
 from workbench.errors import ConfigError
-from workbench.tasks.common import LabelFileTask, batch_tensors
+from workbench.tasks.common import LabelFileTask
 
 
 class OrientationTask(LabelFileTask):
@@ -86,9 +86,10 @@ class OrientationTask(LabelFileTask):
         return ClassificationLoss()
 
     def training_step(self, model, loss_fn, batch):
-        tensors = batch_tensors(batch, ("image", "label"))
-        logits = model(tensors["image"])
-        return loss_fn(logits, {"label": tensors["label"]}), len(batch["image"])
+        import paddle
+
+        logits = model(paddle.to_tensor(batch["image"]))
+        return loss_fn(logits, {"label": paddle.to_tensor(batch["label"])}), len(batch["image"])
 
     # --- evaluation ----------------------------------------------------------------------------------------
     def predict(self, model, batch) -> list[dict]:

@@ -22,7 +22,7 @@ from workbench.data.charset import Charset
 from workbench.data.check.rec import MAX_ASPECT, RecLabelCheck
 from workbench.errors import ConfigError
 from workbench.engine.task import EvalResult, WeightsReport
-from workbench.tasks.common import LabelFileTask, batch_tensors
+from workbench.tasks.common import LabelFileTask
 from workbench.tasks.entry import TaskEntry
 from workbench.tasks.rec_export import RecExportWriter
 
@@ -279,7 +279,10 @@ class RecTask(LabelFileTask):
         return MultiLoss()
 
     def training_step(self, model, loss_fn, batch):
-        tensors = batch_tensors(batch, ("image", "label_ctc", "label_gtc", "length", "label_sar", "valid_ratio"))
+        import paddle
+
+        keys = ("image", "label_ctc", "label_gtc", "length", "label_sar", "valid_ratio")
+        tensors = {k: paddle.to_tensor(batch[k]) for k in keys if k in batch}
         preds = model(tensors["image"], tensors)
         return loss_fn(preds, tensors), len(batch["image"])
 
