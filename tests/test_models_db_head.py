@@ -28,11 +28,13 @@ def _train_step(head, x0):
     return [maps.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in head.parameters() if p.grad is not None]
 
 
-def test_cpu_relu_zeroes_nans():
+def test_cpu_relu_zeroes_nans(monkeypatch):
     x = paddle.to_tensor(np.array([np.nan, -1.0, 2.0], np.float32))
     assert db._relu_zeroes_nans(x)
+    monkeypatch.setattr(db, "_RELU_ZEROES_NANS", {})  # probe again, this time from under no_grad
     with paddle.no_grad():
         assert db._relu_zeroes_nans(x)  # the probe records its own gradient
+    assert db._RELU_ZEROES_NANS  # it did probe (not a cached answer)
 
 
 def test_skipping_the_where_changes_nothing(where_forced):
