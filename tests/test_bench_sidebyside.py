@@ -59,3 +59,13 @@ def test_memory_guard_stops_the_tree(tmp_path):
                                log=tmp_path / "log.txt", limit_bytes=200 * 2**20)
     assert code != 0 and usage.killed_at is not None and usage.killed_at > 200 * 2**20
     assert time.time() - t0 < 20
+
+
+def test_wb_loader_workers_apart_from_upstreams():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sbs.add_common_arguments(parser, steps=8, warmup=2, batch=4)
+    assert sbs.wb_workers(parser.parse_args(["--workers", "3"])) == 3  # both sides alike by default
+    args = parser.parse_args(["--workers", "2", "--wb-workers", "0"])
+    assert (args.workers, sbs.wb_workers(args)) == (2, 0)  # upstream keeps its 2, wb loads in the trainer

@@ -50,7 +50,8 @@ class ModelConfig:
     # Sublayers (names, `*` patterns spanning dots, e.g. backbone.blocks2.*) that keep only their input for the
     # backward pass and run their forward again there (workbench/models/recompute.py). PP-OCRv5_mobile_det, batch
     # 4, 640^2, [backbone.blocks*.*, neck.ins_conv.*, neck.inp_conv.*]: peak RSS 2.50-2.70 -> 1.94-2.02 GB for
-    # 1.28-1.30 -> 1.03-1.04 samples/s, 0.8x (README "How fast"). Empty: every intermediate tensor is kept, as upstream.
+    # 1.28-1.30 -> 1.03-1.04 samples/s, 0.8x (README "How fast"). A layer's named part counts too: head.*.tail (the DB
+    # branches' last BN + ReLU + conv, 78 MB at no measured cost). Empty: every intermediate tensor is kept, as upstream.
     recompute: list = field(default_factory=list)
     # Free-form architecture overrides passed to the zoo builder (used by the tiny test configs).
     arch: dict = field(default_factory=dict)
