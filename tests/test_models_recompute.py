@@ -83,9 +83,9 @@ def test_keeps_less_for_the_backward(native_kernels):
     assert kept[True] < 0.6 * kept[False], kept
 
 
-def test_db_tails_keep_two_stride2_maps_less(native_kernels):
-    """``head.*.tail``: each DB branch's ``conv_bn2`` output and the ReLU's after it are not held, only
-    ``conv2``'s output they start from: one 24 x (H/2 x W/2) map per branch less, at least, after the forward."""
+def test_db_tails_keep_a_stride2_map_less_each(native_kernels):
+    """``head.*.tail``: each DB branch's ReLU output after ``conv_bn2`` (kept by ``conv3``) is not held, only
+    ``conv2``'s output the part starts from: one 24 x (H/2 x W/2) map per branch less, at least, after the forward."""
     from paddle.base import core
 
     image, weights = _inputs(size=128)

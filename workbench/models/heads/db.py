@@ -91,10 +91,11 @@ class DBBranch(nn.Layer):
         )
         self.fix_nan = fix_nan
 
-    # model.recompute may name "<branch>.tail": conv_bn2 + ReLU + conv3 run again in the backward pass, so the two
-    # stride-2 maps they keep (BN output after ReLU, 24 x 320^2 per image at 640^2) are not held from the forward.
-    # PP-OCRv5_mobile_det, batch 4, 640^2: 78 MB less at the end of the forward (1,123 -> 1,045 MB) for a BN, a
-    # ReLU and a 1-channel transposed conv again, within the step's noise (2.638 vs 2.635 s, median of 6 alternating)
+    # model.recompute may name "<branch>.tail": conv_bn2 + ReLU + conv3 run again in the backward pass from conv2's
+    # output, so the ReLU's output (24 x 320^2 per image at 640^2, which conv3 keeps for its weight gradient) is not
+    # held from the forward. PP-OCRv5_mobile_det, batch 4, 640^2, both branches: 78 MB less at the end of the
+    # forward (1,123 -> 1,045 MB) for a BN, a ReLU and a 1-channel transposed conv again, within the step's noise
+    # (2.638 vs 2.635 s, median of 6 alternating)
     recompute_parts = ("tail",)
 
     def features(self, x):
