@@ -68,35 +68,30 @@ def test_same_step_as_without(native_kernels, recompute):
         np.testing.assert_allclose(buffers_b[name], buffers_a[name], rtol=1e-6, atol=1e-7, err_msg=name)
 
 
-def test_keeps_less_for_the_backward(native_kernels):
+def _kept_after_forward(recompute, image, weights) -> int:
+    """Bytes of tensors a training forward of a fresh model (``model.recompute=recompute``) holds for its backward."""
     from paddle.base import core
 
+    model = _model(recompute)
+    before = core.host_memory_stat_current_value("Allocated", 0)
+    maps = model(paddle.to_tensor(image))["maps"]
+    kept = core.host_memory_stat_current_value("Allocated", 0) - before
+    (maps * paddle.to_tensor(weights)).sum().backward()
+    return kept
+
+
+def test_keeps_less_for_the_backward(native_kernels):
     image, weights = _inputs(size=128)
-    kept = {}
-    for recompute in ([], ["backbone.blocks*.*"]):  # the backbone holds 64 % of what a forward keeps here
-        model = _model(recompute)
-        before = core.host_memory_stat_current_value("Allocated", 0)
-        maps = model(paddle.to_tensor(image))["maps"]
-        kept[bool(recompute)] = core.host_memory_stat_current_value("Allocated", 0) - before
-        (maps * paddle.to_tensor(weights)).sum().backward()
-        del maps
+    # the backbone holds 64 % of what a forward keeps here
+    kept = {bool(r): _kept_after_forward(r, image, weights) for r in ([], ["backbone.blocks*.*"])}
     assert kept[True] < 0.6 * kept[False], kept
 
 
 def test_db_tails_keep_a_stride2_map_less_each(native_kernels):
     """``head.*.tail``: each DB branch's ReLU output after ``conv_bn2`` (kept by ``conv3``) is not held, only
     ``conv2``'s output the part starts from: one 24 x (H/2 x W/2) map per branch less, at least, after the forward."""
-    from paddle.base import core
-
     image, weights = _inputs(size=128)
-    kept = {}
-    for recompute in ([], ["head.*.tail"]):
-        model = _model(recompute)
-        before = core.host_memory_stat_current_value("Allocated", 0)
-        maps = model(paddle.to_tensor(image))["maps"]
-        kept[bool(recompute)] = core.host_memory_stat_current_value("Allocated", 0) - before
-        (maps * paddle.to_tensor(weights)).sum().backward()
-        del maps
+    kept = {bool(r): _kept_after_forward(r, image, weights) for r in ([], ["head.*.tail"])}
     one_map = 2 * 24 * 64 * 64 * 4  # batch 2, 24 channels at stride 2, float32
     assert kept[False] - kept[True] >= 2 * one_map, kept  # two branches
 
