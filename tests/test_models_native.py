@@ -127,3 +127,24 @@ def test_depthwise_layer_through_the_kernel(native_kernels, stride, padding, bia
     assert len(seen) == 2
     for a, b in zip(*results):
         assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+
+
+def test_kernels_link_paddles_openmp_runtime(native_kernels):
+    """Our kernels' OpenMP calls go to the runtime Paddle's CPU kernels use (its bundled libiomp5): linked against
+    libgomp as well, two thread pools fought over the cores (rec steps 25 % slower, ``kernels._ldflags``)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from workbench.kernels import _cache_dir
+
+    if not (Path(paddle.__file__).parent / "libs" / "libiomp5.so").is_file():
+        pytest.skip("this Paddle build bundles no libiomp5: -fopenmp is used")
+    readelf = shutil.which("readelf")
+    assert readelf, "readelf (binutils, installed with the C++ compiler) is needed to read the library's links"
+    libraries = sorted(_cache_dir().rglob("wb_native_kernels*.so"))
+    assert libraries, f"no built extension under {_cache_dir()}"
+    needed = [line.split("[")[1].rstrip("]") for line in subprocess.run(
+        [readelf, "-d", str(libraries[0])], capture_output=True, text=True, check=True).stdout.splitlines()
+        if "(NEEDED)" in line]
+    assert "libiomp5.so" in needed and not any(name.startswith("libgomp") for name in needed), needed
