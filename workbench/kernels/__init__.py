@@ -15,6 +15,9 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
   of three ops, keeping only ``x`` for the backward (Paddle's autograd also keeps ``act(x)``).
 * the CTC loss with its gradient (``ctc_loss.cc``): Paddle's warp-ctc wants the 18k-class logits as [T, N, C] (a
   copy) and took 370 ms forward + backward for [32, 40, 18385] at 2 threads (``losses.ctc``);
+* a re-parameterisable layer's branches folded into one kernel and bias with their gradient (``rep_fold.cc``):
+  with frozen BatchNorms (fine-tunes of imported weights) every step folds every PPLCNetV3 rep layer, ~40 small
+  Paddle ops and as many gradient nodes per layer (``LearnableRepLayer.fused_kernel_bias_tensors``);
 * dense "same" convolutions with odd kernels, stride 1 (``dense_conv.cc``): Paddle's CPU conv runs the DB neck's and
   head's 3x3 convs at 12-13 GFLOP/s (``models.ops.same_conv2d``);
 * per-channel batch statistics and a per-channel affine (``channel_affine.cc``): a depthwise layer's identity BN and
@@ -51,19 +54,19 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "batch_norm_sum_op", "branch_recompute_ops",
            "channel_affine_ops", "channel_bias_activation_affine_op", "configure", "ctc_loss_op", "dense_conv2d_op",
-           "depthwise_conv2d_op", "native_threads", "training_applies"]
+           "depthwise_conv2d_op", "native_threads", "rep_fold_ops", "training_applies"]
 
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise_conv.cc", "depthwise_branches.cc", "batch_norm.cc",
                                                   "activation_affine.cc", "channel_affine.cc", "ctc_loss.cc",
-                                                  "dense_conv.cc"))
+                                                  "dense_conv.cc", "rep_fold.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("channel_stats.h", "depthwise_rows.h"))  # included by the sources: part of the build key
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
 #: Every kernel of this module; ``configure(kernels=...)`` picks a subset (the benchmarks measure each one's share).
 KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute", "activation_affine", "channel_affine", "ctc_loss",
-           "dense_conv")
+           "dense_conv", "rep_fold")
 #: All on by default. (The BatchNorm ones were opt-in while export verification's float32-noise bound did not
 #: count the exported graph's own rounding: 4-step test det models trained with them then exceeded it.)
 DEFAULT_KERNELS = KERNELS
@@ -270,3 +273,9 @@ def dense_conv2d_op():
     ops = _ops({"dense_conv"}, "wb_dense_conv2d")
     return ops and ops[0]
 
+
+def rep_fold_ops():
+    """``(wb_rep_fold, wb_rep_fold_bwd)``: a rep layer's branches and BNs folded into one kernel and bias, forward
+    and backward as plain ops (``models.backbones.pplcnetv3`` writes the autograd node), or None when off or
+    unavailable."""
+    return _ops({"rep_fold"}, "wb_rep_fold", "wb_rep_fold_bwd")
