@@ -104,7 +104,10 @@ void CtcBatch(const paddle::Tensor& logits, const paddle::Tensor& labels, const 
   const int64_t n = shape[0], t_steps = shape[1], classes = shape[2], max_length = labels.shape()[1];
   const float* lp = logits.data<float>();
   const Label* yp = labels.data<Label>();
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  // Static schedule: GCC's dynamic loops call GOMP_loop_nonmonotonic_dynamic_*, which Paddle's libiomp5 (that the
+  // kernels link, see kernels._ldflags) served wrongly -- some samples ran twice at once, racing on their
+  // gradient rows (up to 1.0 off at 2 threads; fine-tunes diverged).
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
   for (int64_t i = 0; i < n; ++i) {
     CtcSample<Label>(lp + i * t_steps * classes, yp + i * max_length, lengths[i], t_steps, classes, blank, loss + i,
                      grad + i * t_steps * classes);
