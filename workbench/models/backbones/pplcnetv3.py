@@ -234,8 +234,9 @@ def _fold_branches(layer, include_lab: bool):
 
 class _NativeFold(PyLayer):
     """A rep layer's fold (:func:`_fold_branches` with the learnable affine) as one autograd node around wb's
-    ``wb_rep_fold`` / ``wb_rep_fold_bwd`` (``kernels/rep_fold.cc``: the same float32 rounding forward, the analytic
-    gradient of every branch weight, BN affine and the learnable affine). The running statistics get none.
+    ``wb_rep_fold`` / ``wb_rep_fold_bwd`` (``kernels/rep_fold.cc``: the same float32 operations in the same order,
+    each correctly rounded -- within an ulp of Paddle's ops, whose CPU sqrt is not -- and the analytic gradient of
+    every branch weight, BN affine and the learnable affine). The running statistics get none.
     ``params``: the branch weights, the BN scales, the BN shifts (``counts`` of each), then the affine's two."""
 
     @staticmethod
