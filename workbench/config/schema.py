@@ -189,10 +189,10 @@ class TrainerConfig:
     master: Optional[str] = None
     node_rank: int = 0
     sync_bn: bool = False
-    # CPU math threads of Paddle and wb's kernels (null = this rank's share of the cores it may run on,
-    # engine.device.default_cpu_threads; Paddle alone would use 1). 2 vs 1 on 2 cores, rec fine-tune steps (frozen
-    # BN, batch 16): 1,175 vs 1,680 ms at width 320, 640 vs 832 ms at 96 -- measured once wb's kernels shared
-    # Paddle's OpenMP pool; before that (two pools fighting) a second thread had bought +4 % or less.
+    # CPU math threads of Paddle (null = Paddle's default, OMP_NUM_THREADS). On small CPUs more threads buy little:
+    # 2 vs 1 on 2 cores (SROIE rec fine-tune, batch 16, keep-ratio, 2 loader workers, 25 steps) gave 2.1-3.4 vs
+    # 2.0-3.3 samples/s (+4 %); with keep_freed_memory (rec batch 16, frozen BN, 2 runs each) 3.6-4.0 vs 4.1-4.2 s
+    # a step at width 320 but 8.6-10.2 vs 7.5-8.5 s at 640. benchmarks/bench_data_parallel.py: 1 vs all cores.
     num_threads: Optional[int] = None
     # CPU: keep freed tensor memory in the process instead of returning it to the kernel (and paying its page
     # faults) every step -- rec batch 16 at 48x800: 8.7-12 s a step instead of 15.7-25 s, peak RSS +11 %

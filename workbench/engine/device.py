@@ -30,22 +30,6 @@ def device_kind(want: str, key: str = "device") -> str:
     return "gpu" if has_gpu else "cpu"
 
 
-def default_cpu_threads(world_size: int = 1) -> int:
-    """This rank's share of the cores the process may run on (its CPU affinity, else ``os.cpu_count()``): what
-    ``trainer.num_threads: null`` trains with and evaluation uses. Paddle's own default is one thread
-    (``OMP_NUM_THREADS`` unset); once wb's kernels shared Paddle's OpenMP pool, the second of two cores paid:
-    PP-OCRv5_mobile_rec fine-tune steps (frozen BNs, batch 16, Xeon, median of 8-10) 1,680 -> 1,175 ms at width
-    320, 832 -> 640 ms at width 96; ``wb train recipe=rec_finetune`` at 48x320 with its 2 loader workers, steps
-    5-30: 9.81 -> 13.20 samples/s (``KMP_BLOCKTIME=0``, idle workers sleeping at once: 12.16, not kept)."""
-    import os
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, int(world_size)))
-
-
 def set_device(want: str, *, key: str = "device", local_rank: int = 0, num_threads: Optional[int] = None,
                keep_freed_memory: bool = False, native_kernels: Optional[bool] = None) -> str:
     """Make Paddle compute on ``want`` (this process's GPU is ``gpu:<local_rank>`` unless ``want`` names one);
