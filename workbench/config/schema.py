@@ -189,10 +189,10 @@ class TrainerConfig:
     master: Optional[str] = None
     node_rank: int = 0
     sync_bn: bool = False
-    # CPU math threads of Paddle (null = Paddle's default, OMP_NUM_THREADS). On small CPUs more threads buy little:
-    # 2 vs 1 on 2 cores (SROIE rec fine-tune, batch 16, keep-ratio, 2 loader workers, 25 steps) gave 2.1-3.4 vs
-    # 2.0-3.3 samples/s (+4 %); with keep_freed_memory (rec batch 16, frozen BN, 2 runs each) 3.6-4.0 vs 4.1-4.2 s
-    # a step at width 320 but 8.6-10.2 vs 7.5-8.5 s at 640. benchmarks/bench_data_parallel.py: 1 vs all cores.
+    # CPU math threads of Paddle and wb's kernels (null = Paddle's default: OMP_NUM_THREADS, else 1). Since wb's
+    # kernels share Paddle's OpenMP pool a second core pays (rec fine-tune at 48x320, 2 cores: 9.81 -> 13.20
+    # samples/s), but the rec step is then not bit-exact across a resume (8e-6 after resuming; exact at 1 thread),
+    # so 1 stays the default until the nondeterministic op is found (README "How fast").
     num_threads: Optional[int] = None
     # CPU: keep freed tensor memory in the process instead of returning it to the kernel (and paying its page
     # faults) every step -- rec batch 16 at 48x800: 8.7-12 s a step instead of 15.7-25 s, peak RSS +11 %
