@@ -240,14 +240,13 @@ class _NativeFold(PyLayer):
     ``params``: the branch weights, the BN scales, the BN shifts (``counts`` of each), then the affine's two."""
 
     @staticmethod
-    def forward(ctx, layer, ops, counts, *params):
+    def forward(ctx, ops, statistics, attrs, has_1x1, counts, *params):
         n_w, n_bn = counts
         weights, gammas, betas = params[:n_w], params[n_w:n_w + n_bn], params[n_w + n_bn:n_w + 2 * n_bn]
         lab_scale, lab_bias = params[-2:]
-        means, variances = layer._fold_statistics()
-        attrs = layer._fold_attrs()
+        means, variances = statistics
         kernel, bias = ops[0](list(weights), list(gammas), list(betas), means, variances, lab_scale, lab_bias, *attrs)
-        ctx.ops, ctx.attrs, ctx.has_1x1 = ops, attrs, layer.conv_1x1 is not None
+        ctx.ops, ctx.attrs, ctx.has_1x1 = ops, attrs, has_1x1
         ctx.needs = [not p.stop_gradient for p in params]  # a frozen parameter (model.freeze) must get None
         ctx.inputs = (list(weights), list(gammas), list(betas), means, variances, lab_scale)
         return kernel, bias
@@ -513,17 +512,6 @@ class LearnableRepLayer(nn.Layer):
             terms.append(("identity", self.identity_kernel, self.identity))
         return terms
 
-    def _fold_statistics(self) -> tuple[list, list]:
-        terms = self._fold_terms()
-        return [bn._mean for _, _, bn in terms], [bn._variance for _, _, bn in terms]
-
-    def _fold_attrs(self) -> tuple:
-        """``wb_rep_fold``'s attributes: epsilon, kernel size, identity branch, input channels per group, threads."""
-        epsilons = {bn._epsilon for _, _, bn in self._fold_terms()}
-        assert len(epsilons) == 1, "rep fold: branches with different BatchNorm epsilons"
-        return (float(epsilons.pop()), int(self.kernel_size), self.identity is not None,
-                int(self.in_channels // self.groups), kernels.native_threads())
-
     def fold_parameters(self) -> tuple[list, list, list, list]:
         """The parameters the fold reads: branch weights (kxk, then 1x1), BN scales and BN shifts (one per branch,
         the identity last), the learnable affine's scale and bias."""
@@ -545,7 +533,12 @@ class LearnableRepLayer(nn.Layer):
             if kernels.training_applies(*weights, *gammas, *betas, *lab):
                 ops = kernels.rep_fold_ops()
                 if ops is not None:
-                    return _NativeFold.apply(self, ops, (len(weights), len(gammas)), *weights, *gammas, *betas, *lab)
+                    bns = self._bn_layers()  # the fold_parameters order: kxk, 1x1, identity
+                    statistics = ([bn._mean for bn in bns], [bn._variance for bn in bns])
+                    attrs = (float(bns[0]._epsilon), int(self.kernel_size), self.identity is not None,
+                             int(self.in_channels // self.groups), kernels.native_threads())
+                    return _NativeFold.apply(ops, statistics, attrs, self.conv_1x1 is not None,
+                                             (len(weights), len(gammas)), *weights, *gammas, *betas, *lab)
         return _fold_branches(self, include_lab)
 
     def fused_kernel_bias(self) -> tuple[np.ndarray, np.ndarray]:
