@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 
 from ci_strict import pytest_make_collect_report, pytest_runtest_makereport, require, unavailable  # noqa: F401 (hooks)
+from workbench.engine.device import reproducible_cpu_math
+
+# MKL takes its reproducible mode only before its first call in a process. `wb` sets it when it sets the device, at
+# the start of a run; in one pytest process other tests' math comes first, so set it here, as a fresh `wb` has it.
+reproducible_cpu_math()
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WB_SHARED_DIR", PROJECT_ROOT.parent / "shared")).resolve()

@@ -189,10 +189,9 @@ class TrainerConfig:
     master: Optional[str] = None
     node_rank: int = 0
     sync_bn: bool = False
-    # CPU math threads of Paddle and wb's kernels (null = Paddle's default: OMP_NUM_THREADS, else 1). Since wb's
-    # kernels share Paddle's OpenMP pool a second core pays (rec fine-tune at 48x320, 2 cores: 9.81 -> 13.20
-    # samples/s), but the rec step is then not bit-exact across a resume (8e-6 after resuming; exact at 1 thread),
-    # so 1 stays the default until the nondeterministic op is found (README "How fast").
+    # CPU math threads of Paddle and wb's kernels (null = OMP_NUM_THREADS, else this rank's share of the cores:
+    # engine.device.default_cpu_threads; Paddle alone would use 1). wb train rec fine-tune at 48x320 on 2 cores:
+    # 9.7-9.9 -> 13.1-15.8 samples/s; resume stays bit-exact with MKL's reproducible mode (README "How fast").
     num_threads: Optional[int] = None
     # CPU: keep freed tensor memory in the process instead of returning it to the kernel (and paying its page
     # faults) every step -- rec batch 16 at 48x800: 8.7-12 s a step instead of 15.7-25 s, peak RSS +11 %

@@ -54,10 +54,11 @@ def seed_everything(seed: int) -> None:
 def set_device(cfg: TrainConfig, env: DistEnv) -> str:
     """``trainer.device`` for this process (its GPU is the launcher's local rank); ``trainer.num_threads``,
     ``trainer.keep_freed_memory`` and ``trainer.native_kernels`` on CPU."""
-    from workbench.engine.device import set_device as use_device
+    from workbench.engine.device import default_cpu_threads, set_device as use_device
 
     return use_device(cfg.trainer.device, key="trainer.device", local_rank=env.local_rank,
-                      num_threads=cfg.trainer.num_threads, keep_freed_memory=cfg.trainer.keep_freed_memory,
+                      num_threads=cfg.trainer.num_threads or default_cpu_threads(env.world_size),
+                      keep_freed_memory=cfg.trainer.keep_freed_memory,
                       native_kernels=cfg.trainer.native_kernels)
 
 
@@ -475,15 +476,14 @@ class Trainer:
 
     def _eval_runner(self, eval_model):
         """``eval.runtime`` (see ``engine.compiled_eval``): the eager copy, or its graph in Paddle Inference."""
-        import os
-
         import paddle
 
         from workbench.engine.compiled_eval import eval_runner
+        from workbench.engine.device import default_cpu_threads
 
         device = "cpu" if paddle.device.get_device().startswith("cpu") else "gpu"
         # evaluation loads in this process (no loader workers): it may use this rank's share of the cores
-        threads = self.cfg.trainer.num_threads or max(1, (os.cpu_count() or 1) // self.env.world_size)
+        threads = self.cfg.trainer.num_threads or default_cpu_threads(self.env.world_size)
         return eval_runner(eval_model, runtime=self.cfg.eval.runtime, input_spec=self.task.eval_input_spec,
                            device=device, threads=threads)
 

@@ -33,7 +33,8 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
   Paddle's own OpenMP runtime (``_ldflags``): one thread pool, not two fighting over the cores.
 * If building fails (no compiler, ...), one warning line and Paddle's kernels are used: slower, never wrong.
 * ``configure(enabled=False)`` (``trainer.native_kernels=false``) turns them off; ``threads`` follows
-  ``trainer.num_threads`` (default: ``OMP_NUM_THREADS``, else 1 -- Paddle's own default).
+  ``trainer.num_threads`` (the trainer's default: this rank's share of the cores; outside it ``OMP_NUM_THREADS``,
+  else 1 -- Paddle's own default).
 """
 
 from __future__ import annotations

@@ -1,0 +1,66 @@
+"""``trainer.num_threads: null`` trains on this rank's share of the cores the process may run on (Paddle alone would
+use one thread); an explicit value wins; the CPU device puts MKL in its reproducible mode (exact resume)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from workbench.engine.device import default_cpu_threads
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux-only")
+def test_default_threads_follow_affinity_and_world_size(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 5, 7})
+    assert default_cpu_threads() == 6
+    assert default_cpu_threads(2) == 3
+    assert default_cpu_threads(4) == 1
+    assert default_cpu_threads(16) == 1  # never zero
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # said explicitly: taken as is
+    assert default_cpu_threads() == default_cpu_threads(2) == 3
+
+
+def test_trainer_sets_the_default_unless_given(monkeypatch):
+    from workbench.config.schema import TrainConfig
+    from workbench.engine import device, trainer
+    from workbench.engine.distributed import DistEnv
+
+    seen = []
+    monkeypatch.setattr(device, "set_device", lambda *a, **k: seen.append(k["num_threads"]) or "cpu")
+    monkeypatch.setattr(device, "default_cpu_threads", lambda world_size=1: 8 // world_size)
+    cfg = TrainConfig(task="rec")
+    trainer.set_device(cfg, DistEnv())
+    cfg.trainer.num_threads = 3
+    trainer.set_device(cfg, DistEnv())
+    assert seen == [8, 3]
+
+
+_MODE = """
+import logging, sys
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
+import paddle
+from workbench.engine.device import reproducible_cpu_math, set_device
+if sys.argv[1] == "math-first":
+    paddle.matmul(paddle.ones([64, 64]), paddle.ones([64, 64]))
+set_device("cpu", num_threads=2)
+paddle.matmul(paddle.ones([64, 64]), paddle.ones([64, 64]))
+print("mode in effect:", reproducible_cpu_math())
+"""
+
+
+@pytest.mark.parametrize("order", ["device-first", "math-first"])
+def test_cpu_device_turns_on_mkl_reproducible_mode(order):
+    # MKL splits GEMMs by operand alignment at 2+ threads: without its strict mode a resumed run ends 8e-6 away
+    r = subprocess.run([sys.executable, "-c", _MODE, order], capture_output=True, text=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if k != "MKL_CBWR"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    if order == "device-first":  # what every wb run does
+        assert "mode in effect: True" in r.stdout
+        assert "reproducible mode" not in r.stdout
+    else:  # too late to change: said in one line, not silently
+        assert "mode in effect: False" in r.stdout
+        assert "MKL already ran in this process outside its reproducible mode" in r.stdout
