@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from workbench.engine import device
 from workbench.engine.device import default_cpu_threads
 
 
@@ -22,6 +23,21 @@ def test_default_threads_follow_affinity_and_world_size(monkeypatch):
     assert default_cpu_threads(16) == 1  # never zero
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # said explicitly: taken as is
     assert default_cpu_threads() == default_cpu_threads(2) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what Paddle writes there at import when unset
+    assert default_cpu_threads() == 6
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(device, "_cgroup_cpu_quota", lambda: 2)  # a container allowed 2 CPUs of a larger host
+    assert default_cpu_threads() == 2 and default_cpu_threads(2) == 1
+
+
+def test_paddle_import_does_not_change_the_default():
+    # Paddle writes OMP_NUM_THREADS=1 at import when it is unset: that must not read as the user's choice
+    code = ("import os; from workbench.engine.device import default_cpu_threads; a = default_cpu_threads(); "
+            "import paddle; print(a, default_cpu_threads(), os.environ.get('OMP_NUM_THREADS'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    before, after, written = r.stdout.split()[-3:]
+    assert written == "1" and before == after, r.stdout
 
 
 def test_trainer_sets_the_default_unless_given(monkeypatch):

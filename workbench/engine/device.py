@@ -32,22 +32,48 @@ def device_kind(want: str, key: str = "device") -> str:
 
 
 def default_cpu_threads(world_size: int = 1) -> int:
-    """What ``trainer.num_threads: null`` trains with and evaluation uses: ``OMP_NUM_THREADS`` when set (the
-    usual way to say it), else this rank's share of the cores the process may run on (its CPU affinity, else
-    ``os.cpu_count()``). Paddle's own default is one thread; since wb's kernels share Paddle's OpenMP pool the second
-    of two cores pays: ``wb train recipe=rec_finetune`` at 48x320, 2 loader workers, steps 5-30, 9.7-9.9 -> 13.1-15.8
-    samples/s (Xeon, 2 cores, README "How fast")."""
+    """What ``trainer.num_threads: null`` trains with and evaluation uses: ``OMP_NUM_THREADS`` when it says more
+    than 1, else this rank's share of the cores the process may use (its CPU affinity, capped by a cgroup CPU quota
+    as containers set it). ``OMP_NUM_THREADS=1`` cannot be told from unset: Paddle writes 1 there at import when it
+    is unset (``trainer.num_threads=1`` says one thread). Paddle's own default is one thread; since wb's kernels
+    share Paddle's OpenMP pool the second of two cores pays: ``wb train recipe=rec_finetune`` at 48x320, 2 loader
+    workers, steps 5-30, 9.7-9.9 -> 13.1-15.8 samples/s (Xeon, 2 cores, README "How fast")."""
     import os
 
     try:
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    except (KeyError, ValueError):
-        pass
+        said = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        said = 0
+    if said > 1:
+        return said
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, quota)
     return max(1, cores // max(1, int(world_size)))
+
+
+def _cgroup_cpu_quota() -> Optional[int]:
+    """CPUs a container may use (cgroup v2 ``cpu.max``, v1 ``cfs_quota_us``), rounded up; None when unlimited.
+    The affinity mask of a container shows all the host's cores."""
+    import math
+
+    for path, period_path in (("/sys/fs/cgroup/cpu.max", None),
+                              ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):
+        try:
+            fields = open(path).read().split()
+            if period_path:
+                fields.append(open(period_path).read().strip())
+            quota, period = fields[0], fields[1]
+            if quota in ("max", "-1"):
+                return None
+            return max(1, math.ceil(int(quota) / int(period)))
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
 
 
 # MKL's conditional numerical reproducibility: MKL_CBWR_AUTO | MKL_CBWR_STRICT (mkl_cbwr.h)

@@ -51,13 +51,20 @@ def seed_everything(seed: int) -> None:
     paddle.seed(seed)
 
 
+def cpu_threads(cfg: TrainConfig, env: DistEnv) -> int:
+    """CPU math threads of this rank: ``trainer.num_threads``, else ``engine.device.default_cpu_threads``."""
+    from workbench.engine.device import default_cpu_threads
+
+    return cfg.trainer.num_threads or default_cpu_threads(env.world_size)
+
+
 def set_device(cfg: TrainConfig, env: DistEnv) -> str:
     """``trainer.device`` for this process (its GPU is the launcher's local rank); ``trainer.num_threads``,
     ``trainer.keep_freed_memory`` and ``trainer.native_kernels`` on CPU."""
-    from workbench.engine.device import default_cpu_threads, set_device as use_device
+    from workbench.engine.device import set_device as use_device
 
     return use_device(cfg.trainer.device, key="trainer.device", local_rank=env.local_rank,
-                      num_threads=cfg.trainer.num_threads or default_cpu_threads(env.world_size),
+                      num_threads=cpu_threads(cfg, env),
                       keep_freed_memory=cfg.trainer.keep_freed_memory,
                       native_kernels=cfg.trainer.native_kernels)
 
@@ -281,8 +288,9 @@ class Trainer:
             self._evaluate_starting_weights(model, val_ds)
         max_epochs = cfg.trainer.epochs if not cfg.trainer.max_steps else math.ceil(total_steps / steps_per_epoch)
         log.info(
-            "training %s: %d samples, %d steps/epoch, %d steps, device %s x%d",
+            "training %s: %d samples, %d steps/epoch, %d steps, device %s x%d%s",
             cfg.model.name, len(train_ds), steps_per_epoch, total_steps, device, env.world_size,
+            f", {cpu_threads(cfg, env)} CPU threads each" if device == "cpu" else "",
         )
         if self.batch_norms_frozen:
             log.info("BatchNorms frozen: they normalise with the starting weights' running statistics "
@@ -479,11 +487,10 @@ class Trainer:
         import paddle
 
         from workbench.engine.compiled_eval import eval_runner
-        from workbench.engine.device import default_cpu_threads
 
         device = "cpu" if paddle.device.get_device().startswith("cpu") else "gpu"
         # evaluation loads in this process (no loader workers): it may use this rank's share of the cores
-        threads = self.cfg.trainer.num_threads or default_cpu_threads(self.env.world_size)
+        threads = cpu_threads(self.cfg, self.env)
         return eval_runner(eval_model, runtime=self.cfg.eval.runtime, input_spec=self.task.eval_input_spec,
                            device=device, threads=threads)
 
