@@ -189,7 +189,7 @@ class TrainerConfig:
     master: Optional[str] = None
     node_rank: int = 0
     sync_bn: bool = False
-    # CPU math threads of Paddle and wb's kernels (null = OMP_NUM_THREADS, else this rank's share of the cores:
+    # CPU math threads of Paddle and wb's kernels (null = this rank's share of the cores, or OMP_NUM_THREADS above 1:
     # engine.device.default_cpu_threads; Paddle alone would use 1). wb train rec fine-tune at 48x320 on 2 cores:
     # 9.7-9.9 -> 13.1-15.8 samples/s; resume stays bit-exact with MKL's reproducible mode (README "How fast").
     num_threads: Optional[int] = None

@@ -60,13 +60,14 @@ def _cgroup_cpu_quota() -> Optional[int]:
     """CPUs a container may use (cgroup v2 ``cpu.max``, v1 ``cfs_quota_us``), rounded up; None when unlimited.
     The affinity mask of a container shows all the host's cores."""
     import math
+    from pathlib import Path
 
     for path, period_path in (("/sys/fs/cgroup/cpu.max", None),
                               ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):
         try:
-            fields = open(path).read().split()
+            fields = Path(path).read_text().split()
             if period_path:
-                fields.append(open(period_path).read().strip())
+                fields.append(Path(period_path).read_text().strip())
             quota, period = fields[0], fields[1]
             if quota in ("max", "-1"):
                 return None
@@ -83,13 +84,14 @@ _CBWR_AUTO, _CBWR_STRICT = 2, 0x10000
 def reproducible_cpu_math() -> Optional[bool]:
     """Put the MKL that Paddle's CPU math calls into its strict reproducible mode (``MKL_CBWR=AUTO,STRICT``).
 
-    Why: at 2+ threads MKL splits a GEMM by the memory alignment of its operands, so the same step can round
-    differently once the allocator hands out other addresses -- which is what a resumed run sees: at 2 threads a
-    rec run resumed at step 3 ended 8e-6 away from the uninterrupted one (two uninterrupted runs were equal, and
-    every forward + backward repeated in one process was); in strict mode it is bit-exact. It costs nothing measurable (rec
-    fine-tune steps, batch 16, 48x320, median of 8, two runs each: 2 threads 909-1,029 vs 995-1,002 ms, 1 thread
-    1,453-1,558 vs 1,419-1,442 ms). MKL takes the mode only before its first call in the process: ``wb`` sets it
-    when it sets the device, before any model exists.
+    Why: at 2+ threads MKL's GEMM may round differently with the memory alignment of its operands (Intel's
+    "conditional numerical reproducibility"), so the same step can end on other bits once the allocator hands out
+    other addresses -- which is what a resumed run sees: at 2 threads a rec run resumed at step 3 ended 8e-6 away
+    from the uninterrupted one (two uninterrupted runs were equal, and so was every forward + backward repeated in
+    one process); in strict mode it is bit-exact (``MKL_CBWR=AUTO`` without ``STRICT`` was not). It costs nothing
+    measurable (rec fine-tune steps, batch 16, 48x320, median of 8, two runs each: 2 threads 909-1,029 vs
+    995-1,002 ms, 1 thread 1,453-1,558 vs 1,419-1,442 ms). MKL takes the mode only before its first call in the
+    process: ``wb`` sets it when it sets the device, before any model exists.
 
     Returns True when the mode is in effect, False when MKL already ran in another mode (it can no longer be
     changed: start a fresh process, or export ``MKL_CBWR=AUTO,STRICT``), None when this Paddle has no MKL."""
