@@ -20,6 +20,8 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
   Paddle ops and as many gradient nodes per layer (``LearnableRepLayer.fused_kernel_bias_tensors``);
 * dense "same" convolutions with odd kernels, stride 1 (``dense_conv.cc``): Paddle's CPU conv runs the DB neck's and
   head's 3x3 convs at 12-13 GFLOP/s (``models.ops.same_conv2d``);
+* the weights' moving average (``ema.cc``): ``engine.ema.ModelEMA``'s update of every state entry in one pass, the
+  same values as Paddle's per-tensor ops (~90 ms a PP-OCRv5_mobile_rec step with those);
 * per-channel batch statistics and a per-channel affine (``channel_affine.cc``): a depthwise layer's identity BN and
   1x1 branch as one affine of its input, keeping only the input (``models.ops.channel_moments`` / ``channel_affine``).
 
@@ -60,14 +62,14 @@ __all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "batch_norm_sum
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise_conv.cc", "depthwise_branches.cc", "batch_norm.cc",
                                                   "activation_affine.cc", "channel_affine.cc", "ctc_loss.cc",
-                                                  "dense_conv.cc", "rep_fold.cc"))
+                                                  "dense_conv.cc", "rep_fold.cc", "ema.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("channel_stats.h", "depthwise_rows.h"))  # included by the sources: part of the build key
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
 #: Every kernel of this module; ``configure(kernels=...)`` picks a subset (the benchmarks measure each one's share).
 KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute", "activation_affine", "channel_affine", "ctc_loss",
-           "dense_conv", "rep_fold")
+           "dense_conv", "rep_fold", "ema")
 #: All on by default. (The BatchNorm ones were opt-in while export verification's float32-noise bound did not
 #: count the exported graph's own rounding: 4-step test det models trained with them then exceeded it.)
 DEFAULT_KERNELS = KERNELS
@@ -280,3 +282,10 @@ def rep_fold_ops():
     and backward as plain ops (``models.backbones.pplcnetv3`` writes the autograd node), or None when off or
     unavailable."""
     return _ops({"rep_fold"}, "wb_rep_fold", "wb_rep_fold_bwd")
+
+
+def ema_update_op():
+    """The compiled ``wb_ema_update(shadows, params, decay, weight, threads)``: ``shadow = shadow * decay + param *
+    weight`` for every pair, in place (CPU float32), or None when the native kernels are off or unavailable."""
+    ops = _ops({"ema"}, "wb_ema_update")
+    return ops and ops[0]
