@@ -136,8 +136,10 @@ def build_optimizer(cfg: TrainConfig, model, scheduler):
     clip = paddle.nn.ClipGradByGlobalNorm(o.grad_clip_norm) if o.grad_clip_norm else None
     params = [p for p in model.parameters() if not p.stop_gradient]
     if o.name == "adam":
+        from workbench.engine.fused_adam import FusedCPUAdam
+
         reg = paddle.regularizer.L2Decay(o.weight_decay) if o.weight_decay else None
-        return paddle.optimizer.Adam(
+        return FusedCPUAdam(
             learning_rate=scheduler, beta1=o.beta1, beta2=o.beta2, parameters=params, weight_decay=reg, grad_clip=clip
         )
     if o.name == "adamw":

@@ -22,13 +22,16 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
   head's 3x3 convs at 12-13 GFLOP/s (``models.ops.same_conv2d``);
 * the weights' moving average (``ema.cc``): ``engine.ema.ModelEMA``'s update of every state entry in one pass, the
   same values as Paddle's per-tensor ops (~90 ms a PP-OCRv5_mobile_rec step with those);
+* the optimizer step (``adam.cc``): Paddle's Adam with L2 decay over every parameter in one call
+  (``engine.fused_adam``), where Paddle's per-parameter Python and ops took 52-58 ms a rec step (now 25-28);
 * per-channel batch statistics and a per-channel affine (``channel_affine.cc``): a depthwise layer's identity BN and
   1x1 branch as one affine of its input, keeping only the input (``models.ops.channel_moments`` / ``channel_affine``).
 
 * Used only when training (eager mode, gradients recorded) on CPU in float32 (``models.ops.depthwise_conv2d``,
   ``models.ops.batch_norm_sum``): an exported or compiled graph (``paddle.jit``) keeps Paddle's own ops, which
   PaddleX and Paddle Inference know; inference under ``no_grad`` keeps Paddle's rounding (parity with onnxruntime
-  is checked to 1e-4); GPU and AMP keep Paddle's kernels.
+  is checked to 1e-4); GPU and AMP keep Paddle's kernels. The two that serve the training loop rather than the
+  model (the weights' average, the optimizer step) run under ``no_grad`` by nature, on CPU float32 tensors only.
 * Compiled on first use (~15 s, a C++ compiler is needed) into ``<cache_dir>/native/<key>``; the key
   covers the source, the compile and link flags, the Paddle version and the CPU's instruction-set flags (the code
   is built for this CPU). A file lock keeps two processes from building the same one at once. Linked against
@@ -55,21 +58,21 @@ from workbench.config.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "batch_norm_sum_op", "branch_recompute_ops",
-           "channel_affine_ops", "channel_bias_activation_affine_op", "configure", "ctc_loss_op", "dense_conv2d_op",
+__all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "adam_update_op", "batch_norm_sum_op",
+           "branch_recompute_ops", "channel_affine_ops", "channel_bias_activation_affine_op", "configure", "ctc_loss_op", "dense_conv2d_op",
            "depthwise_conv2d_op", "native_threads", "rep_fold_ops", "training_applies"]
 
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise_conv.cc", "depthwise_branches.cc", "batch_norm.cc",
                                                   "activation_affine.cc", "channel_affine.cc", "ctc_loss.cc",
-                                                  "dense_conv.cc", "rep_fold.cc", "ema.cc"))
+                                                  "dense_conv.cc", "rep_fold.cc", "ema.cc", "adam.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("channel_stats.h", "depthwise_rows.h"))  # included by the sources: part of the build key
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
 #: Every kernel of this module; ``configure(kernels=...)`` picks a subset (the benchmarks measure each one's share).
 KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute", "activation_affine", "channel_affine", "ctc_loss",
-           "dense_conv", "rep_fold", "ema")
+           "dense_conv", "rep_fold", "ema", "adam")
 #: All on by default. (The BatchNorm ones were opt-in while export verification's float32-noise bound did not
 #: count the exported graph's own rounding: 4-step test det models trained with them then exceeded it.)
 DEFAULT_KERNELS = KERNELS
@@ -288,4 +291,12 @@ def ema_update_op():
     """The compiled ``wb_ema_update(shadows, params, decay, weight, threads)``: ``shadow = shadow * decay + param *
     weight`` for every pair, in place (CPU float32), or None when the native kernels are off or unavailable."""
     ops = _ops({"ema"}, "wb_ema_update")
+    return ops and ops[0]
+
+
+def adam_update_op():
+    """The compiled ``wb_adam_update(params, grads, moment1, moment2, beta1_pow, beta2_pow, lr [P], decay [P], beta1,
+    beta2, epsilon, threads)``: one Adam step with L2 decay over every parameter, in place (CPU float32), or None when the
+    native kernels are off or unavailable."""
+    ops = _ops({"adam"}, "wb_adam_update")
     return ops and ops[0]
