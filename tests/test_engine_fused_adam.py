@@ -53,6 +53,15 @@ def _train_named(cls, steps, state, start, threads, **kw):
     return net, opt, sched
 
 
+def _paddle_runs_avx512_adam() -> bool:
+    """Paddle's CPU Adam uses its AVX-512 code where the CPU has avx512f (its JIT kernel's condition)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:
+        return False
+
+
 def _values(net, opt):
     out = {f"param/{k}": v.numpy() for k, v in net.state_dict().items()}
     out.update({f"opt/{k}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
@@ -64,9 +73,15 @@ def test_same_trajectory_as_paddles_adam_bit_for_bit(native_kernels):
     ours = _values(*_train(FusedCPUAdam)[:2])
     theirs = _values(*_train(paddle.optimizer.Adam)[:2])
     assert ours.keys() == theirs.keys()  # the same accumulators: checkpoints read alike
-    # bit for bit: the op follows Paddle's AVX-512 kernel's roundings (fused multiply-adds, lr_t and eps_t in float)
+    # bit for bit where Paddle runs its AVX-512 Adam kernel, whose roundings the op follows (fused multiply-adds,
+    # lr_t and eps_t in float); elsewhere Paddle's other kernel rounds otherwise: ulp-level differences, which
+    # Adam's m / sqrt(v) turns into a few 1e-6 on some weights after 6 steps at lr 0.05 (measured here with the op
+    # rounding differently: 3 of 23,100 weights above 2e-7, none above 2e-6)
     for key in theirs:
-        assert np.array_equal(ours[key], theirs[key]), key
+        if _paddle_runs_avx512_adam():
+            assert np.array_equal(ours[key], theirs[key]), key
+        else:
+            np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-6, atol=5e-6, err_msg=key)
     # the side layer trained on 2 of 6 steps: its beta power counts 2 steps, the others 6
     side = [k for k in ours if "beta1_pow" in k and "linear_2.w_0" in k]
     main = [k for k in ours if "beta1_pow" in k and "linear_0.w_0" in k]

@@ -9,8 +9,9 @@ Same optimizer otherwise: the moments and beta powers are Paddle's own accumulat
 scheduler, the decay is each parameter's own regularizer or the optimizer's (L2 only). Anything this path does not
 cover -- GPU, non-float32, gradient clipping, AMP's skipped steps, parameter groups, AMSGrad, L1 decay -- runs
 Paddle's ``step``. Per-parameter learning-rate multipliers (``optimize_attr``; PPLCNetV3's affine blocks train at
-0.1x) apply as in Paddle. The arithmetic is Paddle's CPU Adam with its roundings: the same values bit for bit (tests;
-and 8 steps of PP-OCRv5_mobile_rec from imported weights: all 33.4M state values equal)."""
+0.1x) apply as in Paddle. The arithmetic is Paddle's CPU Adam with the roundings of its AVX-512 kernel: on CPUs with
+AVX-512 the same values bit for bit (tests; and 8 steps of PP-OCRv5_mobile_rec from imported weights: all 33.4M state
+values equal), elsewhere ulp-level differences from Paddle's other kernel."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 // m = beta1 m + (1 - beta1) g, v = beta2 v + (1 - beta2) g^2, p -= lr_t m / (sqrt(v) + eps_t), with each
 // parameter's own beta powers (a parameter without a gradient on some step keeps its count, as in Paddle) and its
 // own learning rate (the global one times its ``optimize_attr`` multiplier: PPLCNetV3's affine blocks train at 0.1x).
-// The result equals Paddle's bit for bit (tests/test_engine_fused_adam.py).
+// The result equals Paddle's AVX-512 kernel's bit for bit (tests/test_engine_fused_adam.py).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
