@@ -184,6 +184,24 @@ def stock_runs(shared_dir, stock, stock_weights, tmp_path_factory) -> dict:
 
 
 @pytest.fixture()
+def global_rng_and_kernels_restored():
+    """Paddle's and numpy's global RNG and the native kernels' thread / on-off settings as they were before the test:
+    for tests that seed or configure them, so that later tests do not depend on what ran before (an unseeded
+    baseline in test_engine_trainer once did)."""
+    import numpy as np
+    import paddle
+
+    from workbench import kernels
+
+    rng, np_rng = paddle.get_rng_state(), np.random.get_state()
+    threads, enabled = kernels._STATE.threads, kernels._STATE.enabled
+    yield
+    paddle.set_rng_state(rng)
+    np.random.set_state(np_rng)
+    kernels._STATE.threads, kernels._STATE.enabled = threads, enabled
+
+
+@pytest.fixture()
 def native_kernels():
     """All of wb's own CPU kernels on (``workbench.kernels.KERNELS``), built for this machine;
     the defaults come back after the test. Not buildable (no C++ compiler): skip locally, fail under CI."""

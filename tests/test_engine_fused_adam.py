@@ -13,17 +13,9 @@ from workbench import kernels
 from workbench.engine.fused_adam import FusedCPUAdam
 
 
+# these tests seed Paddle and set the kernels' threads: the tests after them must not inherit either
+pytestmark = pytest.mark.usefixtures("global_rng_and_kernels_restored")
 
-@pytest.fixture(autouse=True)
-def _leave_no_trace():
-    """These tests seed Paddle and set the kernels' thread count; the tests after them see the global RNG and the
-    kernel settings as they were (a test elsewhere had depended on the RNG state it inherited)."""
-    rng, np_rng = paddle.get_rng_state(), np.random.get_state()
-    threads, enabled = kernels._STATE.threads, kernels._STATE.enabled
-    yield
-    paddle.set_rng_state(rng)
-    np.random.set_state(np_rng)
-    kernels._STATE.threads, kernels._STATE.enabled = threads, enabled
 
 class _Net(paddle.nn.Layer):
     def __init__(self):

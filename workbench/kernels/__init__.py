@@ -66,7 +66,7 @@ SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise_conv.cc", "depthwise_branches.cc", "batch_norm.cc",
                                                   "activation_affine.cc", "channel_affine.cc", "ctc_loss.cc",
                                                   "dense_conv.cc", "rep_fold.cc", "ema.cc", "adam.cc"))
-HEADERS = tuple(Path(__file__).with_name(name) for name in ("channel_stats.h", "depthwise_rows.h"))  # included by the sources: part of the build key
+HEADERS = tuple(Path(__file__).with_name(name) for name in ("channel_stats.h", "depthwise_rows.h", "flat_shares.h"))  # included by the sources: part of the build key
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 

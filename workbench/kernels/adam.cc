@@ -12,8 +12,7 @@
 #include <cstdint>
 #include <vector>
 
-#include <omp.h>
-
+#include "flat_shares.h"
 #include "paddle/extension.h"
 
 namespace {
@@ -86,19 +85,9 @@ void AdamUpdate(std::vector<paddle::Tensor>& params, const std::vector<paddle::T
     b2[0] = beta2 * b2p;
     start[i + 1] = start[i] + numel;
   }
-  const int64_t total = start.back();
-  // Equal shares of all values per thread, static (the CTC head's weight alone is most of a rec model's).
-#pragma omp parallel num_threads(std::max(1, threads))
-  {
-    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t lo = total * t / nt, hi = total * (t + 1) / nt;
-    size_t i = std::upper_bound(start.begin(), start.end(), lo) - start.begin() - 1;
-    for (int64_t g = lo; g < hi; ++i) {
-      const int64_t end = std::min(hi, start[i + 1]);
-      AdamRange(slots[i], g - start[i], end - start[i], beta1, beta2);
-      g = end;
-    }
-  }
+  ForEachFlatShare(start, threads, [&](size_t i, int64_t lo, int64_t hi) {
+    AdamRange(slots[i], lo, hi, beta1, beta2);
+  });
 }
 
 PD_BUILD_OP(wb_adam_update)
