@@ -247,6 +247,28 @@ def test_rec_crop_and_invert_steps():
     assert np.array_equal(invert({"image": image, "text": "a"})["image"], 255 - image)
 
 
+def test_rec_low_ink_only_lightens_the_ink():
+    """Dark text on light paper: only pixels darker than the paper change, only lighter and never past it, some
+    ink is lost on every draw, and a draw is reproducible from its seed."""
+    steps_off = dict(concat_p=0, tia_p=0, crop_p=0, blur_p=0, color_p=0, noise_p=0, invert_p=0)
+    image = np.full((32, 160, 3), 230, np.uint8)
+    cv2.putText(image, "TOTAL 12.50", (4, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (20, 20, 20), 2)
+    ink = image[..., 0] < 230
+    aug = build_rec_augment({**steps_off, "low_ink_p": 1.0})
+    for seed in range(10):
+        out = aug({"image": image, "text": "a"}, rng=np.random.default_rng(seed))["image"]
+        assert out.shape == image.shape and out.dtype == np.uint8
+        assert np.array_equal(out[~ink], image[~ink])  # the paper is untouched
+        assert (out >= image).all() and (out <= 230).all()  # ink only lightens, up to the paper's shade
+        assert (out[ink] > image[ink]).mean() > 0.02  # and some of it does
+        again = aug({"image": image, "text": "a"}, rng=np.random.default_rng(seed))["image"]
+        assert np.array_equal(out, again)
+    assert np.array_equal(build_rec_augment({**steps_off, "low_ink_p": 0.0})({"image": image, "text": "a"})["image"],
+                          image)
+    with pytest.raises(ConfigError, match="probability"):
+        build_rec_augment({"low_ink_p": -0.1})
+
+
 def test_det_augment_then_db_targets():
     from workbench.data.db_targets import DBTargets
 
