@@ -7,7 +7,11 @@ from), never a silent fall-back to the CPU.
 
 from __future__ import annotations
 
+import functools
 import logging
+import signal
+import subprocess
+import sys
 from typing import Optional
 
 from workbench.errors import ConfigError
@@ -81,6 +85,40 @@ def _cgroup_cpu_quota() -> Optional[int]:
 _CBWR_AUTO, _CBWR_STRICT = 2, 0x10000
 
 
+# A child process tries the mode first: on AMD EPYC (Zen 4, AVX-512) MKL's double-precision GEMM dies with SIGILL
+# under any CBWR branch but OFF (AUTO and AUTO,STRICT alike; the fixed AVX2 / AVX-512 branches are refused there),
+# and a process in that mode cannot leave it -- export verification's float64 reference model then killed the run.
+_PROBE_MODE = """
+import ctypes, os, sys
+libs = sys.argv[1]
+ctypes.CDLL(os.path.join(libs, "libiomp5.so"), mode=ctypes.RTLD_GLOBAL)
+mkl = ctypes.CDLL(os.path.join(libs, "libmklml_intel.so"))
+mkl.mkl_serv_cbwr_set.argtypes = [ctypes.c_int]
+if mkl.mkl_serv_cbwr_set(int(sys.argv[2])) != 0:
+    sys.exit(3)
+n = 64
+for gemm, real in ((mkl.cblas_sgemm, ctypes.c_float), (mkl.cblas_dgemm, ctypes.c_double)):
+    a, c = (real * (n * n))(*[1.0] * (n * n)), (real * (n * n))()
+    gemm(101, 111, 111, n, n, n, real(1.0), a, n, a, n, real(0.0), c, n)
+    if c[0] != n:
+        sys.exit(4)
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _mode_runs_here(libs: str, mode: int) -> Optional[str]:
+    """None when MKL's single and double GEMMs run in ``mode`` on this CPU (tried in a child process), else why not."""
+    try:
+        r = subprocess.run([sys.executable, "-I", "-c", _PROBE_MODE, libs, str(mode)], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"its trial did not finish ({e})"
+    if r.returncode == 0:
+        return None
+    if r.returncode < 0:
+        return f"MKL's GEMM died with {signal.Signals(-r.returncode).name} in it"
+    return f"its trial exited with status {r.returncode}"
+
+
 def reproducible_cpu_math() -> Optional[bool]:
     """Put the MKL that Paddle's CPU math calls into its strict reproducible mode (``MKL_CBWR=AUTO,STRICT``).
 
@@ -91,16 +129,20 @@ def reproducible_cpu_math() -> Optional[bool]:
     one process); in strict mode it is bit-exact (``MKL_CBWR=AUTO`` without ``STRICT`` was not). It costs nothing
     measurable (rec fine-tune steps, batch 16, 48x320, median of 8, two runs each: 2 threads 909-1,029 vs
     995-1,002 ms, 1 thread 1,453-1,558 vs 1,419-1,442 ms). MKL takes the mode only before its first call in the
-    process: ``wb`` sets it when it sets the device, before any model exists.
+    process: ``wb`` sets it when it sets the device, before any model exists. A child process tries the mode
+    first (once per process, ~0.1 s): where MKL crashes in it (AMD EPYC Zen 4: SIGILL in its double GEMM) the mode
+    stays off, with one warning line -- a resume at 2+ threads may then differ in the last bits.
 
     Returns True when the mode is in effect, False when MKL already ran in another mode (it can no longer be
-    changed: start a fresh process, or export ``MKL_CBWR=AUTO,STRICT``), None when this Paddle has no MKL."""
+    changed: start a fresh process, or export ``MKL_CBWR=AUTO,STRICT``), None when this Paddle has no MKL or MKL
+    cannot run in the mode on this CPU."""
     import ctypes
     import os
 
     import paddle
 
-    path = os.path.join(os.path.dirname(paddle.__file__), "libs", "libmklml_intel.so")
+    libs = os.path.join(os.path.dirname(paddle.__file__), "libs")
+    path = os.path.join(libs, "libmklml_intel.so")
     if not os.path.exists(path):
         return None
     try:
@@ -111,7 +153,17 @@ def reproducible_cpu_math() -> Optional[bool]:
     get.argtypes, get.restype, put.argtypes, put.restype = [ctypes.c_int], ctypes.c_int, [ctypes.c_int], ctypes.c_int
     if get(-1) & _CBWR_STRICT:  # MKL_CBWR_ALL: the whole current setting
         return True
+    why_not = _mode_runs_here(libs, _CBWR_AUTO | _CBWR_STRICT)
+    if why_not is not None:
+        _warn_once(f"MKL's reproducible mode left off: {why_not} on this CPU; a run resumed at 2+ threads may "
+                   "differ from an uninterrupted one in the last bits")
+        return None
     return put(_CBWR_AUTO | _CBWR_STRICT) == 0
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    logging.getLogger("workbench").warning(message)
 
 
 def set_device(want: str, *, key: str = "device", local_rank: int = 0, num_threads: Optional[int] = None,
