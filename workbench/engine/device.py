@@ -81,13 +81,13 @@ def _cgroup_cpu_quota() -> Optional[int]:
     return None
 
 
-# MKL's conditional numerical reproducibility: MKL_CBWR_AUTO | MKL_CBWR_STRICT (mkl_cbwr.h)
-_CBWR_AUTO, _CBWR_STRICT = 2, 0x10000
+# MKL's conditional numerical reproducibility: MKL_CBWR_AUTO, MKL_CBWR_COMPATIBLE, MKL_CBWR_STRICT (mkl_cbwr.h)
+_CBWR_AUTO, _CBWR_COMPATIBLE, _CBWR_STRICT = 2, 3, 0x10000
 
 
-# A child process tries the mode first: on AMD EPYC (Zen 4, AVX-512) MKL's double-precision GEMM dies with SIGILL
-# under any CBWR branch but OFF (AUTO and AUTO,STRICT alike; the fixed AVX2 / AVX-512 branches are refused there),
-# and a process in that mode cannot leave it -- export verification's float64 reference model then killed the run.
+# A child process tries a mode first: on AMD EPYC (Zen 4, AVX-512) MKL's double-precision GEMM dies with SIGILL under
+# CBWR AUTO (with or without STRICT; the fixed AVX2 / AVX-512 branches are refused there, COMPATIBLE runs), and a
+# process in such a mode cannot leave it -- export verification's float64 reference model then killed the run.
 _PROBE_MODE = """
 import ctypes, os, sys
 libs = sys.argv[1]
@@ -103,6 +103,11 @@ for gemm, real in ((mkl.cblas_sgemm, ctypes.c_float), (mkl.cblas_dgemm, ctypes.c
     if c[0] != n:
         sys.exit(4)
 """
+
+
+# AUTO picks the CPU's fastest code path (Intel); COMPATIBLE is MKL's path for any x86 CPU, the one that runs on
+# AMD Zen 4 -- single-precision GEMM there at 39-42 GFLOP/s a thread in either mode (512^3, 2026-12-06)
+_STRICT_MODES = {_CBWR_AUTO | _CBWR_STRICT: "AUTO,STRICT", _CBWR_COMPATIBLE | _CBWR_STRICT: "COMPATIBLE,STRICT"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -130,12 +135,13 @@ def reproducible_cpu_math() -> Optional[bool]:
     measurable (rec fine-tune steps, batch 16, 48x320, median of 8, two runs each: 2 threads 909-1,029 vs
     995-1,002 ms, 1 thread 1,453-1,558 vs 1,419-1,442 ms). MKL takes the mode only before its first call in the
     process: ``wb`` sets it when it sets the device, before any model exists. A child process tries the mode
-    first (once per process, ~0.1 s): where MKL crashes in it (AMD EPYC Zen 4: SIGILL in its double GEMM) the mode
-    stays off, with one warning line -- a resume at 2+ threads may then differ in the last bits.
+    first (once per process, ~0.1 s): where MKL crashes in it (AMD EPYC Zen 4: SIGILL in its double GEMM) the
+    strict mode of MKL's COMPATIBLE path is tried next; where neither runs, the mode stays off with one warning
+    line -- a resume at 2+ threads may then differ in the last bits.
 
     Returns True when the mode is in effect, False when MKL already ran in another mode (it can no longer be
-    changed: start a fresh process, or export ``MKL_CBWR=AUTO,STRICT``), None when this Paddle has no MKL or MKL
-    cannot run in the mode on this CPU."""
+    changed: start a fresh process, or export ``MKL_CBWR=AUTO,STRICT``, ``COMPATIBLE,STRICT`` on AMD), None when
+    this Paddle has no MKL or MKL cannot run in either strict mode on this CPU."""
     import ctypes
     import os
 
@@ -153,12 +159,15 @@ def reproducible_cpu_math() -> Optional[bool]:
     get.argtypes, get.restype, put.argtypes, put.restype = [ctypes.c_int], ctypes.c_int, [ctypes.c_int], ctypes.c_int
     if get(-1) & _CBWR_STRICT:  # MKL_CBWR_ALL: the whole current setting
         return True
-    why_not = _mode_runs_here(libs, _CBWR_AUTO | _CBWR_STRICT)
-    if why_not is not None:
-        _warn_once(f"MKL's reproducible mode left off: {why_not} on this CPU; a run resumed at 2+ threads may "
-                   "differ from an uninterrupted one in the last bits")
-        return None
-    return put(_CBWR_AUTO | _CBWR_STRICT) == 0
+    why_not = []
+    for mode in _STRICT_MODES:
+        why = _mode_runs_here(libs, mode)
+        if why is None:
+            return put(mode) == 0
+        why_not.append(f"{_STRICT_MODES[mode]}: {why}")
+    _warn_once(f"MKL's reproducible mode left off ({'; '.join(why_not)} on this CPU): a run resumed at 2+ threads "
+               "may differ from an uninterrupted one in the last bits")
+    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -198,5 +207,6 @@ def set_device(want: str, *, key: str = "device", local_rank: int = 0, num_threa
         if reproducible_cpu_math() is False:
             logging.getLogger("workbench").warning(
                 "MKL already ran in this process outside its reproducible mode: a resume in a fresh process may "
-                "differ in the last bits (export MKL_CBWR=AUTO,STRICT before starting Python)")
+                "differ in the last bits (export MKL_CBWR=AUTO,STRICT -- COMPATIBLE,STRICT on AMD -- before starting "
+                "Python)")
     return kind
