@@ -106,7 +106,8 @@ for gemm, real in ((mkl.cblas_sgemm, ctypes.c_float), (mkl.cblas_dgemm, ctypes.c
 
 
 # AUTO picks the CPU's fastest code path (Intel); COMPATIBLE is MKL's path for any x86 CPU, the one that runs on
-# AMD Zen 4 -- single-precision GEMM there at 39-42 GFLOP/s a thread in either mode (512^3, 2026-12-06)
+# AMD Zen 4 -- single-precision GEMM there at 39-42 GFLOP/s a thread in either mode (512^3, 2026-12-06), though
+# it did not make a 2-thread resume exact there (tests/test_tasks_rec_training.py: 2.8e-6 apart; exact at 1 thread)
 _STRICT_MODES = {_CBWR_AUTO | _CBWR_STRICT: "AUTO,STRICT", _CBWR_COMPATIBLE | _CBWR_STRICT: "COMPATIBLE,STRICT"}
 
 
@@ -136,8 +137,9 @@ def reproducible_cpu_math() -> Optional[bool]:
     995-1,002 ms, 1 thread 1,453-1,558 vs 1,419-1,442 ms). MKL takes the mode only before its first call in the
     process: ``wb`` sets it when it sets the device, before any model exists. A child process tries the mode
     first (once per process, ~0.1 s): where MKL crashes in it (AMD EPYC Zen 4: SIGILL in its double GEMM) the
-    strict mode of MKL's COMPATIBLE path is tried next; where neither runs, the mode stays off with one warning
-    line -- a resume at 2+ threads may then differ in the last bits.
+    strict mode of MKL's COMPATIBLE path is tried next (it runs there, but a 2-thread resume still ended 2.8e-6
+    away: exact at 1 thread only); where neither runs, the mode stays off with one warning line -- a resume at 2+
+    threads may then differ in the last bits.
 
     Returns True when the mode is in effect, False when MKL already ran in another mode (it can no longer be
     changed: start a fresh process, or export ``MKL_CBWR=AUTO,STRICT``, ``COMPATIBLE,STRICT`` on AMD), None when
