@@ -70,10 +70,7 @@ print("mode in effect:", reproducible_cpu_math())
 
 
 def _mode_runs_on_this_cpu() -> bool:
-    import paddle
-
-    libs = os.path.join(os.path.dirname(paddle.__file__), "libs")
-    return any(device._mode_runs_here(libs, mode) is None for mode in device._STRICT_MODES)
+    return any(device._mode_runs_here(device._paddle_libs(), mode) is None for mode in device._STRICT_MODES)
 
 
 @pytest.mark.parametrize("order", ["device-first", "math-first"])
@@ -86,7 +83,7 @@ def test_cpu_device_turns_on_mkl_reproducible_mode(order):
     assert r.returncode == 0, r.stderr[-2000:]
     if not _mode_runs_on_this_cpu():
         assert "mode in effect: None" in r.stdout
-        assert "MKL's reproducible mode left off: " in r.stdout
+        assert "MKL's reproducible mode left off (" in r.stdout
     elif order == "device-first":  # what every wb run does
         assert "mode in effect: True" in r.stdout
         assert "reproducible mode" not in r.stdout

@@ -209,9 +209,6 @@ class _LowInk(A.ImageOnlyTransform):
     dot-matrix head with weak or dead dots (strokes broken across, faded areas), which receipts show and the other
     steps do not make. Only pixels darker than the paper (the image's 90th brightness percentile) change."""
 
-    def __init__(self, p: float = 0.5):
-        super().__init__(p=p)
-
     def get_params(self) -> dict[str, Any]:
         return {"seed": self.py_random.randrange(2**31)}
 
@@ -220,8 +217,8 @@ class _LowInk(A.ImageOnlyTransform):
         if h < 8 or w < 8:
             return img
         rng = np.random.default_rng(seed)
-        pixels = img.astype(np.float32)
-        gray = pixels.mean(axis=2) if pixels.ndim == 3 else pixels
+        pixels = img.astype(np.float32)  # HWC: the rec augment checks its input
+        gray = pixels.mean(axis=2)
         paper = float(np.percentile(gray, 90))
         kept = np.ones((h, w), np.float32)  # share of each pixel's ink left
         unit = max(1, round(h / 32))  # a print-head row at this crop's scale (SROIE crops: 20-50 px high)
@@ -232,7 +229,7 @@ class _LowInk(A.ImageOnlyTransform):
         if rng.random() < 0.5:
             field = rng.uniform(0.1, 1.0, size=(max(2, h // (4 * unit)), max(2, w // (4 * unit))))
             kept *= cv2.resize(field.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        lighten = np.clip(paper - pixels, 0.0, None) * ((1.0 - kept)[..., None] if pixels.ndim == 3 else 1.0 - kept)
+        lighten = np.clip(paper - pixels, 0.0, None) * (1.0 - kept)[..., None]
         return np.clip(pixels + lighten, 0, 255).astype(img.dtype)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:

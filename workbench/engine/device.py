@@ -111,6 +111,15 @@ for gemm, real in ((mkl.cblas_sgemm, ctypes.c_float), (mkl.cblas_dgemm, ctypes.c
 _STRICT_MODES = {_CBWR_AUTO | _CBWR_STRICT: "AUTO,STRICT", _CBWR_COMPATIBLE | _CBWR_STRICT: "COMPATIBLE,STRICT"}
 
 
+def _paddle_libs() -> str:
+    """The folder of the MKL (and OpenMP) libraries Paddle's CPU math runs on."""
+    import os
+
+    import paddle
+
+    return os.path.join(os.path.dirname(paddle.__file__), "libs")
+
+
 @functools.lru_cache(maxsize=None)
 def _mode_runs_here(libs: str, mode: int) -> Optional[str]:
     """None when MKL's single and double GEMMs run in ``mode`` on this CPU (tried in a child process), else why not."""
@@ -147,9 +156,7 @@ def reproducible_cpu_math() -> Optional[bool]:
     import ctypes
     import os
 
-    import paddle
-
-    libs = os.path.join(os.path.dirname(paddle.__file__), "libs")
+    libs = _paddle_libs()
     path = os.path.join(libs, "libmklml_intel.so")
     if not os.path.exists(path):
         return None
