@@ -183,26 +183,34 @@ def test_depthwise_identity_and_1x1_as_one_affine_only_with_the_kernels(native_k
 ])
 def test_frozen_early_stages_train_with_the_kernels(native_kernels, name, frozen):
     """model.freeze stops gradients at the first trainable layer's input: the kernels' layers return no gradient
-    for it (Paddle refuses one) and the trainable layers get Paddle's gradients."""
+    for it (Paddle refuses one) and the trainable layers get the right gradients.
+
+    "Right" is Paddle's own ops in float64, not Paddle's float32 gradient: through a dozen batch-statistics BNs the
+    float32 gradients of the first trainable stage are conditioned badly enough that Paddle's own float32 result is
+    the inaccurate one on some CPUs (AMD EPYC Zen 4: the det's blocks3.0 1x1 conv weight 1.1 % and its learnable
+    scale 23 % from float64, the kernels' 0.18 % and 0.3 %). Each gradient of the kernels must be as close to the
+    float64 one as Paddle's float32 is, plus 1 % of its size (measured worst: half that bound on both models)."""
     from workbench.models import zoo
 
-    def grads(use_native):
+    def grads(use_native, dtype="float32"):
         kernels.configure(enabled=use_native)
         paddle.seed(0)
         model = zoo.build_model(name)
+        model.to(dtype=dtype)  # the same initial weights in float64 for the reference
         model.train()
         for key, p in model.named_parameters():
             if key.startswith(frozen):  # as the trainer freezes model.freeze prefixes
                 p.stop_gradient = True
-        x = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 3, 64, 96)).astype("float32"))
+        x = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 3, 64, 96)).astype(dtype))
         out = model(x)["maps"] if name.endswith("_det") else model.backbone(x)  # rec: no NRTR targets needed
-        (out * paddle.linspace(0.5, 1.5, out.shape[-1])).mean().backward()
-        return {k: p.grad.numpy() for k, p in model.named_parameters() if not p.stop_gradient and p.grad is not None}
+        (out * paddle.linspace(0.5, 1.5, out.shape[-1], dtype=dtype)).mean().backward()
+        return {k: p.grad.numpy().astype("float64")
+                for k, p in model.named_parameters() if not p.stop_gradient and p.grad is not None}
 
-    ours, theirs = grads(True), grads(False)
-    assert ours.keys() == theirs.keys() and len(ours) > 20
-    # float32 sums in another order, through a dozen batch-statistics BNs: relative error ~1e-3; gradients that
-    # cancel to ~0 (a scale in front of a BN) are compared against the model's largest gradient
-    floor = 1e-4 * max(np.linalg.norm(g) for g in theirs.values())
+    ours, theirs, exact = grads(True), grads(False), grads(False, "float64")
+    assert ours.keys() == theirs.keys() == exact.keys() and len(ours) > 20
+    # gradients that cancel to ~0 (a scale in front of a BN) are compared against the model's largest gradient
+    floor = 1e-4 * max(np.linalg.norm(g) for g in exact.values())
     for k in ours:
-        assert np.linalg.norm(ours[k] - theirs[k]) <= 1e-2 * np.linalg.norm(theirs[k]) + floor, k
+        paddles_error = np.linalg.norm(theirs[k] - exact[k])
+        assert np.linalg.norm(ours[k] - exact[k]) <= paddles_error + 1e-2 * np.linalg.norm(exact[k]) + floor, k
