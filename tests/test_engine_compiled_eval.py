@@ -104,3 +104,38 @@ def test_paddle_noise_filter_runs_the_call_when_stdout_is_closed():
         os.dup2(saved, 1)
         os.close(saved)
     assert ran
+
+
+_THREADS_AFTER_EVAL = """
+import numpy as np, paddle
+from workbench.engine.compiled_eval import compile_for_eval
+from workbench.engine.device import cpu_math_threads, set_device
+from workbench.models import zoo
+
+set_device("cpu", num_threads=2)
+model = zoo.build_model("det_tiny")
+model.eval()
+spec = [paddle.static.InputSpec([None, 3, None, None], "float32", name="x")]
+compiled = compile_for_eval(model, spec, threads=2)
+x = paddle.to_tensor(np.zeros((1, 3, 64, 64), "float32"))
+try:
+    compiled.predictor.run([x])  # the predictor alone: Paddle's math left at 1 thread
+    print("bare", cpu_math_threads())
+    paddle.base.core.set_num_threads(2)
+    compiled(x)
+    print("kept", cpu_math_threads())
+finally:
+    compiled.close()
+"""
+
+
+def test_evaluation_leaves_the_training_threads_as_they_were():
+    """A Paddle Inference run sets Paddle's CPU math to 1 thread after it; the compiled evaluation puts back what the
+    trainer set (a trainer evaluating at every epoch trained on single-threaded: rec steps 1.5x slower)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _THREADS_AFTER_EVAL], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = dict(line.split() for line in out.stdout.splitlines() if line.startswith(("bare", "kept")))
+    assert lines == {"bare": "1", "kept": "2"}

@@ -29,6 +29,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from workbench.engine.device import cpu_math_threads_kept
 from workbench.errors import ConfigError
 
 log = logging.getLogger("workbench.eval")
@@ -115,7 +116,7 @@ class CompiledModel:
             x = paddle.to_tensor(np.ascontiguousarray(x, dtype=np.float32))
         # tensors in and out: no numpy round trip of the (batch, steps, 18k classes) rec output, 3-5 % of a
         # 64-crop batch (64x146x18385, 2 threads: 20.3-24.1 s vs 20.9-24.3 s through copy_from_cpu/copy_to_cpu)
-        with _WithoutPaddleNoise():
+        with _WithoutPaddleNoise(), cpu_math_threads_kept():
             return self.predictor.run([x])[0]
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ from), never a silent fall-back to the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import signal
@@ -106,8 +107,7 @@ for gemm, real in ((mkl.cblas_sgemm, ctypes.c_float), (mkl.cblas_dgemm, ctypes.c
 
 
 # AUTO picks the CPU's fastest code path (Intel); COMPATIBLE is MKL's path for any x86 CPU, the one that runs on
-# AMD Zen 4 -- single-precision GEMM there at 39-42 GFLOP/s a thread in either mode (512^3, 2026-12-06), though
-# it did not make a 2-thread resume exact there (tests/test_tasks_rec_training.py: 2.8e-6 apart; exact at 1 thread)
+# AMD Zen 4 -- single-precision GEMM there at 39-42 GFLOP/s a thread in either mode (512^3, 2026-12-06)
 _STRICT_MODES = {_CBWR_AUTO | _CBWR_STRICT: "AUTO,STRICT", _CBWR_COMPATIBLE | _CBWR_STRICT: "COMPATIBLE,STRICT"}
 
 
@@ -146,8 +146,8 @@ def reproducible_cpu_math() -> Optional[bool]:
     995-1,002 ms, 1 thread 1,453-1,558 vs 1,419-1,442 ms). MKL takes the mode only before its first call in the
     process: ``wb`` sets it when it sets the device, before any model exists. A child process tries the mode
     first (once per process, ~0.1 s): where MKL crashes in it (AMD EPYC Zen 4: SIGILL in its double GEMM) the
-    strict mode of MKL's COMPATIBLE path is tried next (it runs there, but a 2-thread resume still ended 2.8e-6
-    away: exact at 1 thread only); where neither runs, the mode stays off with one warning line -- a resume at 2+
+    strict mode of MKL's COMPATIBLE path is tried next (it runs there; its results differ between 1 and 2 threads,
+    see :func:`cpu_math_threads_kept`); where neither runs, the mode stays off with one warning line -- a resume at 2+
     threads may then differ in the last bits.
 
     Returns True when the mode is in effect, False when MKL already ran in another mode (it can no longer be
@@ -177,6 +177,41 @@ def reproducible_cpu_math() -> Optional[bool]:
     _warn_once(f"MKL's reproducible mode left off ({'; '.join(why_not)} on this CPU): a run resumed at 2+ threads "
                "may differ from an uninterrupted one in the last bits")
     return None
+
+
+def cpu_math_threads() -> Optional[int]:
+    """The threads Paddle's CPU math runs on now (OpenMP's, which ``core.set_num_threads`` sets with MKL's), or None
+    where this Paddle ships no OpenMP library."""
+    import ctypes
+    import os
+
+    path = os.path.join(_paddle_libs(), "libiomp5.so")
+    if not os.path.exists(path):
+        return None
+    try:
+        return int(ctypes.CDLL(path).omp_get_max_threads())
+    except (OSError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def cpu_math_threads_kept():
+    """Around a Paddle Inference predictor's ``run``: Paddle's CPU math threads are what they were before it.
+
+    Why: the predictor sets them to its config's count for the run and to **1** after it (Paddle 3.3.1: OpenMP's
+    and MKL's max threads 2 -> 1 after one run). A trainer that evaluates through a predictor
+    (``engine.compiled_eval``) then trained on with Paddle's own ops single-threaded: PP-OCRv5_mobile_rec steps at
+    batch 32 took 9.5-10.2 s instead of 6.2-6.9 s, det at batch 4 3.3 s instead of 2.6-3.0 s (2 threads, AMD EPYC);
+    and a run resumed after an evaluation trained at other thread counts than the uninterrupted one, so it ended on
+    other bits where MKL rounds differently at 1 and 2 threads (COMPATIBLE mode, AMD)."""
+    before = cpu_math_threads()
+    try:
+        yield
+    finally:
+        if before and cpu_math_threads() != before:
+            from paddle.base import core  # Paddle 3 has no public setter for its CPU math threads
+
+            core.set_num_threads(before)
 
 
 @functools.lru_cache(maxsize=None)

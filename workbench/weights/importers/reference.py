@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from workbench.engine.device import cpu_math_threads_kept
 from workbench.errors import WeightsError
 from workbench.weights.importers.graph import inference_source_kind, paddle_files
 
@@ -49,7 +50,8 @@ class PaddleInferenceModel:
         handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         handle.reshape(list(x.shape))
         handle.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
-        self.predictor.run()
+        with cpu_math_threads_kept():  # the predictor leaves Paddle's math at 1 thread after its run
+            self.predictor.run()
         return self.predictor.get_output_handle(self.predictor.get_output_names()[0]).copy_to_cpu()
 
 
