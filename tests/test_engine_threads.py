@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from workbench.engine import device
@@ -94,3 +95,31 @@ def test_cpu_device_turns_on_mkl_reproducible_mode(order):
 
 def test_mkl_mode_trial_reports_why_it_did_not_run():
     assert "exited with status 1" in device._mode_runs_here("/no/such/paddle/libs", device._CBWR_AUTO)
+
+
+def _drops_to_one_thread(*_):
+    """What a Paddle Inference predictor run does to the process (tests/test_engine_compiled_eval.py shows it)."""
+    from paddle.base import core
+
+    core.set_num_threads(1)
+    return ["out"]
+
+
+@pytest.mark.parametrize("caller", ["export verification's runner", "analysis's PaddleX pipeline"])
+def test_paddlex_calls_leave_the_math_threads_as_they_were(caller):
+    from paddle.base import core
+
+    from workbench.analysis.pipeline import PaddleXPipeline
+    from workbench.export.verify.recording import RunnerRecorder
+
+    before = device.cpu_math_threads()
+    assert before is not None
+    core.set_num_threads(3)
+    try:
+        if caller.startswith("export"):
+            RunnerRecorder(_drops_to_one_thread)([np.zeros(2)])
+        else:
+            PaddleXPipeline.__new__(PaddleXPipeline)._call("an image", _drops_to_one_thread)
+        assert device.cpu_math_threads() == 3
+    finally:
+        core.set_num_threads(before)

@@ -50,6 +50,7 @@ import cv2
 import numpy as np
 
 from workbench.data.crops import TURN_RATIO, crop_corners, crop_is_turned, crop_quad, turn_180  # noqa: F401
+from workbench.engine.device import cpu_math_threads_kept
 from workbench.errors import ConfigError, WeightsError, WorkbenchError
 from workbench.paddlex_files import CLASSIFIER_BATCH_SIZE, PIPELINE_YAML, is_inference_model_dir, is_pipeline_export
 
@@ -563,7 +564,8 @@ class PaddleXPipeline:
 
     def _call(self, what: str, fn):
         try:
-            return fn()
+            with cpu_math_threads_kept():  # Paddle Inference leaves 1 thread after a run; wb's models share the process
+                return fn()
         except Exception as exc:
             hint = ""
             if "onednn" in str(exc).lower() or "mkldnn" in str(exc).lower():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from workbench.engine.device import cpu_math_threads_kept
 from workbench.errors import ExportError
 
 
@@ -18,7 +19,8 @@ class RunnerRecorder:
         self.calls: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
 
     def __call__(self, x):
-        out = self._runner(x)
+        with cpu_math_threads_kept():  # Paddle Inference leaves 1 thread after a run; wb's side runs next
+            out = self._runner(x)
         self.calls.append(([np.array(a) for a in x], [np.array(o) for o in out]))
         return out
 
