@@ -179,19 +179,24 @@ def reproducible_cpu_math() -> Optional[bool]:
     return None
 
 
-def cpu_math_threads() -> Optional[int]:
-    """The threads Paddle's CPU math runs on now (OpenMP's, which ``core.set_num_threads`` sets with MKL's), or None
-    where this Paddle ships no OpenMP library."""
+@functools.lru_cache(maxsize=None)
+def _openmp_max_threads():
+    """Paddle's OpenMP library's ``omp_get_max_threads``, or None where this Paddle ships none."""
     import ctypes
     import os
 
     path = os.path.join(_paddle_libs(), "libiomp5.so")
-    if not os.path.exists(path):
-        return None
     try:
-        return int(ctypes.CDLL(path).omp_get_max_threads())
+        return ctypes.CDLL(path).omp_get_max_threads if os.path.exists(path) else None
     except (OSError, AttributeError):
         return None
+
+
+def cpu_math_threads() -> Optional[int]:
+    """The threads Paddle's CPU math runs on now (OpenMP's, which ``core.set_num_threads`` sets with MKL's), or None
+    where this Paddle ships no OpenMP library."""
+    get = _openmp_max_threads()
+    return None if get is None else int(get())
 
 
 @contextlib.contextmanager
