@@ -221,7 +221,7 @@ def main() -> None:
                 kernels.configure(enabled=sides[side][0], kernels=sides[side][1])
                 one_step()  # warm-up (first shapes, allocator)
                 times[side] += [one_step() for _ in range(args.steps)]
-        kernels.configure(enabled=True, kernels=kernels.DEFAULT_KERNELS)
+        kernels.configure(enabled=True, kernels=kernels.default_kernels())
         paddle_s, dw_s, wb_s = (float(np.median(times[side])) for side in sides)
         lines[f"{kind} (batch {batch}): s/step Paddle | wb depthwise only | wb all"] = (
             f"{paddle_s:.2f} | {dw_s:.2f} | {wb_s:.2f}  ({paddle_s / dw_s:.2f}x, {paddle_s / wb_s:.2f}x; samples/s "

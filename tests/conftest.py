@@ -213,4 +213,4 @@ def native_kernels():
             unavailable("wb's native CPU kernels could not be built (a C++ compiler and Paddle's headers are needed)")
         yield kernels
     finally:
-        kernels.configure(enabled=True, kernels=kernels.DEFAULT_KERNELS)
+        kernels.configure(enabled=True, kernels=kernels.default_kernels())

@@ -115,7 +115,7 @@ def test_off_means_paddles_op():
 def test_default_training_uses_every_kernel(native_kernels):
     """By default (``kernels.DEFAULT_KERNELS``) training runs the stacked branches through wb's BatchNorm kernel with
     the recomputed conv output; a subset leaves the others to Paddle."""
-    kernels.configure(enabled=True, kernels=kernels.DEFAULT_KERNELS)
+    kernels.configure(enabled=True, kernels=kernels.default_kernels())
     assert kernels.batch_norm_sum_op() is not None and kernels.branch_recompute_ops() is not None
     kernels.configure(kernels=("depthwise_conv",))
     assert kernels.batch_norm_sum_op() is None and kernels.branch_recompute_ops() is None

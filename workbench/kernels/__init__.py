@@ -20,6 +20,10 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
   Paddle ops and as many gradient nodes per layer (``LearnableRepLayer.fused_kernel_bias_tensors``);
 * dense "same" convolutions with odd kernels, stride 1 (``dense_conv.cc``): Paddle's CPU conv runs the DB neck's and
   head's 3x3 convs at 12-13 GFLOP/s (``models.ops.same_conv2d``);
+* pointwise (1x1) convolutions as oneDNN GEMMs (``pointwise_conv.cc``, ``models.ops.conv2d_channel_bias``): MKL
+  runs its generic code path on AMD CPUs, 50-82 GFLOP/s at 2 threads on Zen 4 where oneDNN's GEMM (the libdnnl
+  Paddle bundles) reaches 180-223; on by default only on CPUs that are not Intel's (:func:`default_kernels`), where
+  MKL was measured fast (290-359 GFLOP/s, Sapphire Rapids) and oneDNN's GEMM was not measured;
 * the weights' moving average (``ema.cc``): ``engine.ema.ModelEMA``'s update of every state entry in one pass, the
   same values as Paddle's per-tensor ops (~90 ms a PP-OCRv5_mobile_rec step with those);
 * the optimizer step (``adam.cc``): Paddle's Adam with L2 decay over every parameter in one call
@@ -59,30 +63,52 @@ from workbench.config.paths import cache_dir
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "adam_update_op", "batch_norm_sum_op",
-           "branch_recompute_ops", "channel_affine_ops", "channel_bias_activation_affine_op", "configure", "ctc_loss_op", "dense_conv2d_op",
-           "depthwise_conv2d_op", "native_threads", "rep_fold_ops", "training_applies"]
+           "branch_recompute_ops", "channel_affine_ops", "channel_bias_activation_affine_op", "configure",
+           "ctc_loss_op", "default_kernels", "dense_conv2d_op", "depthwise_conv2d_op", "native_threads",
+           "pointwise_conv2d_op", "rep_fold_ops", "training_applies"]
 
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise_conv.cc", "depthwise_branches.cc", "batch_norm.cc",
                                                   "activation_affine.cc", "channel_affine.cc", "ctc_loss.cc",
                                                   "dense_conv.cc", "rep_fold.cc", "ema.cc", "adam.cc"))
+#: Built only where Paddle bundles oneDNN (``libdnnl.so.3``), linked against it.
+ONEDNN_SOURCES = (Path(__file__).with_name("pointwise_conv.cc"),)
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("channel_stats.h", "depthwise_rows.h", "flat_shares.h"))  # included by the sources: part of the build key
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
 #: Every kernel of this module; ``configure(kernels=...)`` picks a subset (the benchmarks measure each one's share).
 KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute", "activation_affine", "channel_affine", "ctc_loss",
-           "dense_conv", "rep_fold", "ema", "adam")
-#: All on by default. (The BatchNorm ones were opt-in while export verification's float32-noise bound did not
-#: count the exported graph's own rounding: 4-step test det models trained with them then exceeded it.)
+           "dense_conv", "rep_fold", "ema", "adam", "onednn_pointwise")
+#: All on by default, but ``onednn_pointwise`` only on CPUs that are not Intel's (:func:`default_kernels`). (The
+#: BatchNorm ones were opt-in while export verification's float32-noise bound did not count the exported graph's
+#: own rounding: 4-step test det models trained with them then exceeded it.)
 DEFAULT_KERNELS = KERNELS
+
+
+def _cpu_vendor() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def default_kernels() -> frozenset:
+    """:data:`DEFAULT_KERNELS` for this CPU: oneDNN's GEMM for pointwise convolutions where MKL is slow (every CPU
+    but Intel's; measured on AMD EPYC Zen 4), MKL's where it was measured fast (Intel)."""
+    if _cpu_vendor() == "GenuineIntel":
+        return frozenset(DEFAULT_KERNELS) - {"onednn_pointwise"}
+    return frozenset(DEFAULT_KERNELS)
 
 
 class _State:
     """What ``configure`` set, and the loaded extension (None until first use, False when it cannot be built)."""
 
     enabled: bool = True
-    kernels: frozenset = frozenset(DEFAULT_KERNELS)
+    kernels: frozenset = default_kernels()
     threads: Optional[int] = None
     module: Any = None
 
@@ -140,9 +166,21 @@ def _ldflags() -> list[str]:
     import paddle
 
     libs = Path(paddle.__file__).parent / "libs"
+    onednn = ["-l:libdnnl.so.3"] if _onednn_available() else []
     if (libs / "libiomp5.so").is_file():
-        return [f"-L{libs}", "-l:libiomp5.so", f"-Wl,-rpath,{libs}"]
-    return ["-fopenmp"]
+        return [f"-L{libs}", "-l:libiomp5.so", *onednn, f"-Wl,-rpath,{libs}"]
+    return ["-fopenmp", *([f"-L{libs}", *onednn, f"-Wl,-rpath,{libs}"] if onednn else [])]
+
+
+def _onednn_available() -> bool:
+    """Whether this Paddle bundles the oneDNN library the pointwise kernel links against."""
+    import paddle
+
+    return (Path(paddle.__file__).parent / "libs" / "libdnnl.so.3").is_file()
+
+
+def _sources() -> tuple[Path, ...]:
+    return SOURCES + (ONEDNN_SOURCES if _onednn_available() else ())
 
 
 def _cpu_flags() -> str:
@@ -159,7 +197,7 @@ def _cache_dir() -> Path:
     import paddle
 
     key = hashlib.sha256(
-        b"".join(source.read_bytes() for source in SOURCES + HEADERS)
+        b"".join(source.read_bytes() for source in _sources() + HEADERS)
         + " ".join(CFLAGS + _ldflags()).encode()
         + paddle.__version__.encode()
         + _cpu_flags().encode()
@@ -205,7 +243,7 @@ def _load():
                     log.info("building wb's CPU kernels once into %s (~15 s)", build)
                 with warnings.catch_warnings(), _child_warnings_ignored("No ccache found"):
                     warnings.filterwarnings("ignore", message="No ccache found")
-                    _STATE.module = load(name="wb_native_kernels", sources=[str(source) for source in SOURCES],
+                    _STATE.module = load(name="wb_native_kernels", sources=[str(source) for source in _sources()],
                                          extra_cxx_cflags=CFLAGS, extra_ldflags=_ldflags(),
                                          build_directory=str(build), verbose=False)
         except Exception as exc:  # noqa: BLE001 -- any build failure means: use Paddle's kernels
@@ -285,6 +323,15 @@ def rep_fold_ops():
     and backward as plain ops (``models.backbones.pplcnetv3`` writes the autograd node), or None when off or
     unavailable."""
     return _ops({"rep_fold"}, "wb_rep_fold", "wb_rep_fold_bwd")
+
+
+def pointwise_conv2d_op():
+    """The compiled ``wb_pointwise_conv2d(x [N, C, H, W], weight [O, C, 1, 1], threads)`` with its gradient, or None
+    when the native kernels are off or unavailable, or this Paddle bundles no oneDNN."""
+    if not _onednn_available():
+        return None
+    ops = _ops({"onednn_pointwise"}, "wb_pointwise_conv2d")
+    return ops and ops[0]
 
 
 def ema_update_op():
