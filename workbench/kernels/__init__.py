@@ -20,7 +20,8 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
   Paddle ops and as many gradient nodes per layer (``LearnableRepLayer.fused_kernel_bias_tensors``);
 * dense "same" convolutions with odd kernels, stride 1 (``dense_conv.cc``): Paddle's CPU conv runs the DB neck's and
   head's 3x3 convs at 12-13 GFLOP/s (``models.ops.same_conv2d``);
-* pointwise (1x1) convolutions as oneDNN GEMMs (``pointwise_conv.cc``, ``models.ops.conv2d_channel_bias``): MKL
+* pointwise (1x1) convolutions and the CTC heads' projection as oneDNN GEMMs (``pointwise_conv.cc``, ``linear.cc``;
+  ``models.ops.conv2d_channel_bias``, ``models.ops.linear_bias_in_gemm``): MKL
   runs its generic code path on AMD CPUs, 50-82 GFLOP/s at 2 threads on Zen 4 where oneDNN's GEMM (the libdnnl
   Paddle bundles) reaches 180-223; on by default only on CPUs that are not Intel's (:func:`default_kernels`), where
   MKL was measured fast (290-359 GFLOP/s, Sapphire Rapids) and oneDNN's GEMM was not measured;
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_KERNELS", "KERNELS", "activation_affine_op", "adam_update_op", "batch_norm_sum_op",
            "branch_recompute_ops", "channel_affine_ops", "channel_bias_activation_affine_op", "configure",
-           "ctc_loss_op", "default_kernels", "dense_conv2d_op", "depthwise_conv2d_op", "native_threads",
+           "ctc_loss_op", "default_kernels", "dense_conv2d_op", "depthwise_conv2d_op", "linear_op", "native_threads",
            "pointwise_conv2d_op", "rep_fold_ops", "training_applies"]
 
 SOURCES = tuple(Path(__file__).with_name(name)
@@ -72,15 +73,15 @@ SOURCES = tuple(Path(__file__).with_name(name)
                                                   "activation_affine.cc", "channel_affine.cc", "ctc_loss.cc",
                                                   "dense_conv.cc", "rep_fold.cc", "ema.cc", "adam.cc"))
 #: Built only where Paddle bundles oneDNN (``libdnnl.so.3``), linked against it.
-ONEDNN_SOURCES = (Path(__file__).with_name("pointwise_conv.cc"),)
+ONEDNN_SOURCES = (Path(__file__).with_name("pointwise_conv.cc"), Path(__file__).with_name("linear.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("channel_stats.h", "depthwise_rows.h", "flat_shares.h"))  # included by the sources: part of the build key
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
 #: Every kernel of this module; ``configure(kernels=...)`` picks a subset (the benchmarks measure each one's share).
 KERNELS = ("depthwise_conv", "batch_norm", "branch_recompute", "activation_affine", "channel_affine", "ctc_loss",
-           "dense_conv", "rep_fold", "ema", "adam", "onednn_pointwise")
-#: All on by default, but ``onednn_pointwise`` only on CPUs that are not Intel's (:func:`default_kernels`). (The
+           "dense_conv", "rep_fold", "ema", "adam", "onednn_gemm")
+#: All on by default, but ``onednn_gemm`` only on CPUs that are not Intel's (:func:`default_kernels`). (The
 #: BatchNorm ones were opt-in while export verification's float32-noise bound did not count the exported graph's
 #: own rounding: 4-step test det models trained with them then exceeded it.)
 DEFAULT_KERNELS = KERNELS
@@ -100,7 +101,7 @@ def default_kernels() -> frozenset:
     """:data:`DEFAULT_KERNELS` for this CPU: oneDNN's GEMM for pointwise convolutions where MKL is slow (every CPU
     but Intel's; measured on AMD EPYC Zen 4), MKL's where it was measured fast (Intel)."""
     if _cpu_vendor() == "GenuineIntel":
-        return frozenset(DEFAULT_KERNELS) - {"onednn_pointwise"}
+        return frozenset(DEFAULT_KERNELS) - {"onednn_gemm"}
     return frozenset(DEFAULT_KERNELS)
 
 
@@ -330,7 +331,16 @@ def pointwise_conv2d_op():
     when the native kernels are off or unavailable, or this Paddle bundles no oneDNN."""
     if not _onednn_available():
         return None
-    ops = _ops({"onednn_pointwise"}, "wb_pointwise_conv2d")
+    ops = _ops({"onednn_gemm"}, "wb_pointwise_conv2d")
+    return ops and ops[0]
+
+
+def linear_op():
+    """The compiled ``wb_linear(x [R, K], w [K, O]) -> x w`` with its gradient (oneDNN's GEMM), or None when the
+    native kernels are off or unavailable, or this Paddle bundles no oneDNN."""
+    if not _onednn_available():
+        return None
+    ops = _ops({"onednn_gemm"}, "wb_linear")
     return ops and ops[0]
 
 

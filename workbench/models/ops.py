@@ -33,7 +33,12 @@ def linear_bias_in_gemm(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Te
     at batch 32, more than the matmul. Folded into the GEMM: linear fwd + bwd 285 -> 155 ms there (2 threads),
     same logits, the bias gradient 1e-6 off (summation order)."""
     ones = paddle.ones(x.shape[:-1] + [1], dtype=x.dtype)
-    return paddle.matmul(paddle.concat([x, ones], axis=-1), paddle.concat([weight, bias.unsqueeze(0)], axis=0))
+    x1, w1 = paddle.concat([x, ones], axis=-1), paddle.concat([weight, bias.unsqueeze(0)], axis=0)
+    op = kernels.linear_op() if kernels.training_applies(x, weight, bias) else None
+    if op is None:
+        return paddle.matmul(x1, w1)
+    # oneDNN's GEMM where it is on (kernels.default_kernels: CPUs on which MKL is slow)
+    return op(x1.reshape([-1, x1.shape[-1]]), w1).reshape(x.shape[:-1] + [weight.shape[1]])
 
 
 def training_linear(x: paddle.Tensor, layer: paddle.nn.Linear) -> paddle.Tensor:

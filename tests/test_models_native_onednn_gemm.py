@@ -1,6 +1,7 @@
-"""wb's pointwise (1x1) convolution through oneDNN's GEMM (``kernels/pointwise_conv.cc``): the same function and
-gradients as Paddle's conv up to float32 rounding, deterministic, used by the rep layers' training path only where
-it is switched on, and on by default only off Intel CPUs (where MKL is slow)."""
+"""wb's oneDNN GEMM kernels: the pointwise (1x1) convolution (``kernels/pointwise_conv.cc``) and the linear layer
+with its bias in the GEMM (``kernels/linear.cc``): the same functions and gradients as Paddle's ops up to float32
+rounding, deterministic, used by the training path only where switched on, and on by default only off Intel CPUs
+(where MKL is slow)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import pytest
 
 from ci_strict import unavailable
 from workbench import kernels
-from workbench.models.ops import conv2d_channel_bias, pointwise_conv2d
+from workbench.models.ops import conv2d_channel_bias, linear_bias_in_gemm, pointwise_conv2d
 
 
 @pytest.fixture()
-def pointwise_kernel(native_kernels):
-    if kernels.pointwise_conv2d_op() is None:
-        unavailable("wb's pointwise kernel needs the oneDNN library Paddle's CPU wheel bundles "
+def onednn_kernels(native_kernels):
+    if kernels.pointwise_conv2d_op() is None or kernels.linear_op() is None:
+        unavailable("wb's oneDNN GEMM kernels need the oneDNN library Paddle's CPU wheel bundles "
                     "(paddle/libs/libdnnl.so.3)")
     return native_kernels
 
@@ -32,7 +33,7 @@ def _step(x0, w0, grad, conv):
 
 @pytest.mark.parametrize("shape,out_channels", [((16, 96, 3, 40), 192), ((5, 32, 12, 80), 64), ((1, 8, 2, 3), 4),
                                                 ((3, 24, 1, 7), 48)])
-def test_pointwise_conv_matches_paddle_within_its_own_float32_error(pointwise_kernel, shape, out_channels):
+def test_pointwise_conv_matches_paddle_within_its_own_float32_error(onednn_kernels, shape, out_channels):
     """Reference: Paddle's conv in float64. Ours must be as close to it as Paddle's float32 conv is, plus a few ulps
     of the largest value (both round each product sum differently)."""
     kernels.configure(threads=2)
@@ -48,7 +49,7 @@ def test_pointwise_conv_matches_paddle_within_its_own_float32_error(pointwise_ke
         assert np.abs(a - e).max() <= np.abs(b - e).max() + 4e-7 * scale, what
 
 
-def test_pointwise_conv_is_deterministic_and_threads_only_split_images(pointwise_kernel):
+def test_pointwise_conv_is_deterministic_and_threads_only_split_images(onednn_kernels):
     """Repeated calls give the same bits; the output and input gradient do not depend on the thread count (one GEMM
     per image), the weight gradient only in its summation order."""
     paddle.seed(1)
@@ -64,18 +65,18 @@ def test_pointwise_conv_is_deterministic_and_threads_only_split_images(pointwise
     assert np.abs(first[2] - one[2]).max() <= 1e-5 * np.abs(one[2]).max()
 
 
-def test_rep_layer_training_path_uses_the_kernel_only_when_switched_on(pointwise_kernel, monkeypatch):
+def test_rep_layer_training_path_uses_the_kernel_only_when_switched_on(onednn_kernels, monkeypatch):
     calls = []
     real = kernels.pointwise_conv2d_op()
     monkeypatch.setattr(kernels, "pointwise_conv2d_op", lambda: (lambda *a: calls.append(1) or real(*a))
-                        if "onednn_pointwise" in kernels._STATE.kernels else None)
+                        if "onednn_gemm" in kernels._STATE.kernels else None)
     x = paddle.randn([2, 8, 4, 6])
     x.stop_gradient = False
     w, b = paddle.randn([12, 8, 1, 1]), paddle.randn([12])
     expected = F.conv2d(x, w, b).numpy()
     got = conv2d_channel_bias(x, w, b)
     assert calls and np.abs(got.numpy() - expected).max() < 1e-5
-    kernels.configure(kernels=tuple(k for k in kernels.KERNELS if k != "onednn_pointwise"))
+    kernels.configure(kernels=tuple(k for k in kernels.KERNELS if k != "onednn_gemm"))
     calls.clear()
     conv2d_channel_bias(x, w, b)
     assert not calls
@@ -88,7 +89,29 @@ def test_rep_layer_training_path_uses_the_kernel_only_when_switched_on(pointwise
 
 
 @pytest.mark.parametrize("vendor,on", [("GenuineIntel", False), ("AuthenticAMD", True), ("", True)])
-def test_oneDNN_pointwise_kernel_is_default_only_off_intel(monkeypatch, vendor, on):
+def test_oneDNN_gemm_kernels_are_default_only_off_intel(monkeypatch, vendor, on):
     monkeypatch.setattr(kernels, "_cpu_vendor", lambda: vendor)
-    assert ("onednn_pointwise" in kernels.default_kernels()) is on
-    assert kernels.default_kernels() - {"onednn_pointwise"} == set(kernels.DEFAULT_KERNELS) - {"onednn_pointwise"}
+    assert ("onednn_gemm" in kernels.default_kernels()) is on
+    assert kernels.default_kernels() - {"onednn_gemm"} == set(kernels.DEFAULT_KERNELS) - {"onednn_gemm"}
+
+
+def test_linear_with_bias_matches_paddle_within_its_own_float32_error(onednn_kernels):
+    """The CTC head's shape at small scale: [N, T, C] x [C, classes] + bias, with every gradient."""
+    assert kernels.linear_op() is not None
+    paddle.seed(2)
+    x0, w0, b0 = paddle.randn([4, 10, 24]), paddle.randn([24, 300]) * 0.2, paddle.randn([300])
+    grad = paddle.randn([4, 10, 300])
+
+    def run(dtype, use_kernel):
+        kernels.configure(kernels=kernels.KERNELS if use_kernel else
+                          tuple(k for k in kernels.KERNELS if k != "onednn_gemm"))
+        x, w, b = (paddle.to_tensor(t.numpy().astype(dtype)) for t in (x0, w0, b0))
+        for t in (x, w, b):
+            t.stop_gradient = False
+        y = linear_bias_in_gemm(x, w, b) if dtype == "float32" else paddle.matmul(x, w) + b
+        (y * grad.astype(dtype)).sum().backward()
+        return [t.numpy() for t in (y, x.grad, w.grad, b.grad)]
+
+    ours, theirs, exact = run("float32", True), run("float32", False), run("float64", False)
+    for a, b, e, what in zip(ours, theirs, exact, ("output", "input gradient", "weight gradient", "bias gradient")):
+        assert np.abs(a - e).max() <= np.abs(b - e).max() + 4e-7 * np.abs(e).max(), what
