@@ -168,3 +168,22 @@ def test_every_evaluation_names_the_epoch_it_ends(tmp_path, caplog):
         Trainer(cfg, ToyTask(cfg), tmp_path / "run").fit()
     epochs = [int(m.split("(epoch ")[1].split(")")[0]) for m in caplog.messages if m.startswith("eval @ step")]
     assert epochs == [1, 2, 3]
+
+
+def test_starting_weights_evaluation_leaves_the_random_streams_as_it_found_them(tmp_path, monkeypatch):
+    """Computed (it draws: its inference copy of the model is initialised) or cached (it does not), the starting
+    weights' evaluation must not move the random streams, or a rerun trains on other dropout masks from step 1."""
+    cfg = make_cfg(tmp_path)
+    trainer = Trainer(cfg, ToyTask(cfg), tmp_path / "run")
+
+    def draws(model, val_ds):  # what a computed evaluation does to the streams
+        paddle.randn([4])
+        np.random.rand(3)
+
+    monkeypatch.setattr(trainer, "_score_starting_weights", draws)
+    seed_everything(3)
+    trainer._evaluate_starting_weights(None, None)
+    after = (paddle.randn([4]).numpy(), np.random.rand(3))
+    seed_everything(3)
+    untouched = (paddle.randn([4]).numpy(), np.random.rand(3))
+    assert all(np.array_equal(a, b) for a, b in zip(after, untouched))
