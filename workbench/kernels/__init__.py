@@ -98,8 +98,8 @@ def _cpu_vendor() -> str:
 
 
 def default_kernels() -> frozenset:
-    """:data:`DEFAULT_KERNELS` for this CPU: oneDNN's GEMM for pointwise convolutions where MKL is slow (every CPU
-    but Intel's; measured on AMD EPYC Zen 4), MKL's where it was measured fast (Intel)."""
+    """:data:`DEFAULT_KERNELS` for this CPU: oneDNN's GEMM for pointwise convolutions and the CTC projection where MKL
+    is slow (every CPU but Intel's; measured on AMD EPYC Zen 4), MKL's where it was measured fast (Intel)."""
     if _cpu_vendor() == "GenuineIntel":
         return frozenset(DEFAULT_KERNELS) - {"onednn_gemm"}
     return frozenset(DEFAULT_KERNELS)
@@ -174,7 +174,7 @@ def _ldflags() -> list[str]:
 
 
 def _onednn_available() -> bool:
-    """Whether this Paddle bundles the oneDNN library the pointwise kernel links against."""
+    """Whether this Paddle bundles the oneDNN library the ``onednn_gemm`` kernels link against."""
     import paddle
 
     return (Path(paddle.__file__).parent / "libs" / "libdnnl.so.3").is_file()

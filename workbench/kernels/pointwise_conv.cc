@@ -60,9 +60,10 @@ std::vector<paddle::Tensor> PointwiseConv(const paddle::Tensor& x, const paddle:
   std::vector<int> status(nt, 0);
 #pragma omp parallel num_threads(nt)
   {
+    // split over the threads the runtime gave (fewer than asked inside another parallel region): no image left out
     const int t = omp_get_thread_num();
     int64_t lo, hi;
-    ImageRange(s.n, nt, t, &lo, &hi);
+    ImageRange(s.n, omp_get_num_threads(), t, &lo, &hi);
     for (int64_t b = lo; b < hi && status[t] == 0; ++b)
       status[t] = dnnl_sgemm('N', 'N', s.o, s.hw, s.c, 1.0f, wp, s.c, xp + b * s.c * s.hw, s.hw, 0.0f,
                              yp + b * s.o * s.hw, s.hw);
@@ -89,7 +90,7 @@ std::vector<paddle::Tensor> PointwiseConvBackward(const paddle::Tensor& x, const
   {
     const int t = omp_get_thread_num();
     int64_t lo, hi;
-    ImageRange(s.n, nt, t, &lo, &hi);
+    ImageRange(s.n, omp_get_num_threads(), t, &lo, &hi);  // partials of threads not given stay zero
     float* gw = t == 0 ? gwp : partial.data() + (t - 1) * wsize;
     if (lo == hi) std::fill(gw, gw + wsize, 0.0f);
     for (int64_t b = lo; b < hi && status[t] == 0; ++b) {
