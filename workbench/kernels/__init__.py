@@ -50,6 +50,7 @@ Only where Paddle's CPU kernel is the bottleneck of a training step, measured (`
 from __future__ import annotations
 
 import contextlib
+import functools
 import fcntl
 import hashlib
 import logging
@@ -173,8 +174,10 @@ def _ldflags() -> list[str]:
     return ["-fopenmp", *([f"-L{libs}", *onednn, f"-Wl,-rpath,{libs}"] if onednn else [])]
 
 
+@functools.lru_cache(maxsize=None)
 def _onednn_available() -> bool:
-    """Whether this Paddle bundles the oneDNN library the ``onednn_gemm`` kernels link against."""
+    """Whether this Paddle bundles the oneDNN library the ``onednn_gemm`` kernels link against (asked on every
+    training call of a pointwise conv: looked up once)."""
     import paddle
 
     return (Path(paddle.__file__).parent / "libs" / "libdnnl.so.3").is_file()
@@ -329,18 +332,20 @@ def rep_fold_ops():
 def pointwise_conv2d_op():
     """The compiled ``wb_pointwise_conv2d(x [N, C, H, W], weight [O, C, 1, 1], threads)`` with its gradient, or None
     when the native kernels are off or unavailable, or this Paddle bundles no oneDNN."""
-    if not _onednn_available():
-        return None
-    ops = _ops({"onednn_gemm"}, "wb_pointwise_conv2d")
-    return ops and ops[0]
+    return _onednn_op("wb_pointwise_conv2d")
 
 
 def linear_op():
     """The compiled ``wb_linear(x [R, K], w [K, O]) -> x w`` with its gradient (oneDNN's GEMM), or None when the
     native kernels are off or unavailable, or this Paddle bundles no oneDNN."""
+    return _onednn_op("wb_linear")
+
+
+def _onednn_op(name: str):
+    """The compiled oneDNN GEMM op ``name`` when ``onednn_gemm`` is on and this Paddle bundles oneDNN, else None."""
     if not _onednn_available():
         return None
-    ops = _ops({"onednn_gemm"}, "wb_linear")
+    ops = _ops({"onednn_gemm"}, name)
     return ops and ops[0]
 
 
