@@ -8,6 +8,7 @@ import paddle
 import pytest
 
 from workbench import kernels
+from workbench.engine.checkpoint import EMA_COUNTER_KEY
 from workbench.engine.ema import ModelEMA
 
 
@@ -64,3 +65,29 @@ def test_average_moves_toward_the_weights(native_kernels):
     d = 2 / 11
     np.testing.assert_allclose(ema.weights()["b.weight"].numpy(), d * start + (1 - d) * (start + 1.0), rtol=1e-6,
                                atol=1e-6)
+
+
+def test_entries_training_cannot_move_are_not_copied(native_kernels):
+    """A parameter that does not train and (``buffers_move=False``) the buffers keep no copy and are not averaged;
+    ``weights()`` and ``state_dict()`` still hold them, as the model has them, in the model's order."""
+    kernels.configure(enabled=True, threads=2)
+    paddle.seed(2)
+    model = _Odd()
+    model.register_buffer("stat", paddle.ones([4]))
+    model.a.weight.stop_gradient = True
+    ema = ModelEMA(model, decay=0.99, buffers_move=False)
+    assert set(ema.shadow) == {"a.bias", "b.weight", "b.bias"}
+    for step in range(3):
+        with paddle.no_grad():
+            for p in model.parameters():
+                if not p.stop_gradient:
+                    p.set_value(p + 1.0)
+        ema.update(model)
+    weights = ema.weights()
+    assert list(weights) == [k for k, v in model.state_dict().items() if v.dtype == paddle.float32]
+    assert np.array_equal(weights["a.weight"].numpy(), model.a.weight.numpy())
+    assert np.array_equal(weights["stat"].numpy(), np.ones(4, np.float32))
+    assert not np.array_equal(weights["b.weight"].numpy(), model.b.weight.numpy())  # averaged: behind the weights
+    assert set(ema.state_dict()) == {*weights, EMA_COUNTER_KEY}
+    # by default buffers move (BatchNorms that learn their statistics): averaged
+    assert "stat" in ModelEMA(model, decay=0.99).shadow

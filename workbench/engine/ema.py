@@ -18,12 +18,26 @@ class ModelEMA:
     as Paddle's per-entry ops bit for bit: those took ~90 ms a PP-OCRv5_mobile_rec step (968 entries, 33.4M floats,
     2 threads), and the average cost 13-15 % of a width-bucketed fine-tune's samples/s (20.95 / 21.75 vs 24.45 /
     25.05 without it, `wb train`, 40 steps at batch 16).
+
+    Entries training cannot change are not averaged (their average is themselves) and get no copy: parameters that
+    do not train (``stop_gradient``: ``model.freeze``, a skipped NRTR branch) and, with ``buffers_move=False``,
+    the buffers (frozen BatchNorms' running statistics). :meth:`weights` and :meth:`state_dict` still hold every
+    entry, those as the model has them. Imported PP-OCRv5_mobile_rec fine-tuned with NRTR skipped and BatchNorms
+    frozen: 7.7M of the 33.4M state values move, 100 MB less held, and whole trainer steps (batch 16, 40-step
+    probes, AMD EPYC, 2 threads) went 385-396 -> 340-344 ms at width 96 and 900 -> 888 ms at width 320.
     """
 
-    def __init__(self, model: paddle.nn.Layer, decay: float = 0.999):
+    def __init__(self, model: paddle.nn.Layer, decay: float = 0.999, *, buffers_move: bool = True):
         self.decay = decay
         self.updates = 0
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype in (paddle.float32,)}
+        params = dict(model.named_parameters())
+        trains = {k for k, p in params.items() if not p.stop_gradient}
+        state = {k: v for k, v in model.state_dict().items() if v.dtype == paddle.float32}
+        moves = [k for k in state if k in trains or (buffers_move and k not in params)]
+        self.shadow = {k: state[k].detach().clone() for k in moves}
+        # the model's own tensors (optimizers and checkpoint restores write them in place)
+        self.fixed = {k: v for k, v in state.items() if k not in self.shadow}
+        self.order = list(state)
 
     @paddle.no_grad()
     def update(self, model: paddle.nn.Layer) -> None:
@@ -39,7 +53,7 @@ class ModelEMA:
             s.set_value(s * d + v.detach() * (1.0 - d))
 
     def state_dict(self) -> dict:
-        return {EMA_COUNTER_KEY: self.updates, **self.shadow}
+        return {EMA_COUNTER_KEY: self.updates, **self.weights()}
 
     def set_state_dict(self, state: dict) -> None:
         self.updates = int(state.pop(EMA_COUNTER_KEY, 0))
@@ -48,4 +62,5 @@ class ModelEMA:
                 self.shadow[k].set_value(paddle.to_tensor(v) if not isinstance(v, paddle.Tensor) else v)
 
     def weights(self) -> dict:
-        return dict(self.shadow)
+        """Every float32 entry in the model's order: the average where training moves it, else the model's own."""
+        return {k: self.shadow[k] if k in self.shadow else self.fixed[k] for k in self.order}

@@ -272,7 +272,8 @@ class Trainer:
         if cfg.trainer.ema.enabled:
             from workbench.engine.ema import ModelEMA
 
-            ema = ModelEMA(model, cfg.trainer.ema.decay)
+            # frozen BatchNorms' statistics never move: not averaged
+            ema = ModelEMA(model, cfg.trainer.ema.decay, buffers_move=not self.batch_norms_frozen)
 
         if resume_from is not None:
             self._restore(resume_from, model, optimizer, ema, scaler)

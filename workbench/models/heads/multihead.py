@@ -92,11 +92,15 @@ class MultiHead(nn.Layer):
         """Train without the NRTR branch: CTC trains the backbone (no guide) and NRTR is not computed at all. For
         starting weights whose NRTR branch is untrained (imports): the branch is never exported, and detached it
         could not help the CTC branch anyway, so computing it is pure cost (its output projection alone is
-        nrtr_dim x ~18k classes per target position). Its weights stay in the state dict, untouched."""
+        nrtr_dim x ~18k classes per target position). Its weights stay in the state dict, untouched: they stop
+        training (``stop_gradient``), so the optimizer and the weights' average leave them alone."""
         encoder = getattr(self.ctc_encoder, "encoder", None)  # v6 tiny's ReshapeSequence has no SVTR encoder
         if encoder is not None and hasattr(encoder, "use_guide"):
             encoder.use_guide = False
         self.gtc_enabled = False
+        for name in ("before_gtc", "gtc_head", "sar_head"):
+            for p in getattr(self, name).parameters() if hasattr(self, name) else ():
+                p.stop_gradient = True
 
     def protect_backbone(self) -> None:
         """CTC trains the backbone (no guide), NRTR's gradient stops at its input. See the module docstring."""
