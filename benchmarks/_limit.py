@@ -189,9 +189,9 @@ def peak_gflops(threads: int, repeats: int = 3) -> dict[str, dict]:
     """GFLOP/s (wall and per CPU-second) of the products a training step is made of, at ``threads`` threads."""
     import paddle
     import paddle.nn.functional as F
-    from paddle.base import core
+    from workbench.engine.device import set_cpu_math_threads
 
-    core.set_num_threads(threads)
+    set_cpu_math_threads(threads)
     rng = np.random.default_rng(0)
 
     def tensor(*shape, grad=False):

@@ -155,10 +155,10 @@ def main() -> None:
     args = p.parse_args()
 
     import paddle
-    from paddle.base import core
+    from workbench.engine.device import set_cpu_math_threads
 
     paddle.set_device("cpu")
-    core.set_num_threads(args.threads)
+    set_cpu_math_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:

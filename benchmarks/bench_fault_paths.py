@@ -139,9 +139,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    from paddle.base import core
+    from workbench.engine.device import set_cpu_math_threads
 
-    core.set_num_threads(args.threads)
+    set_cpu_math_threads(args.threads)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         report("module reports", reports(tmp))

@@ -180,13 +180,13 @@ def main() -> None:
     args = p.parse_args()
 
     import paddle
-    from paddle.base import core
 
+    from workbench.engine.device import set_cpu_math_threads
     from workbench.engine.host_memory import keep_freed_memory
     from workbench import kernels
 
     paddle.set_device("cpu")
-    core.set_num_threads(args.threads)
+    set_cpu_math_threads(args.threads)
     keep_freed_memory()  # as the trainer runs (trainer.keep_freed_memory)
     if kernels.depthwise_conv2d_op() is None:
         raise SystemExit("the native kernels could not be built here (see the warning above)")

@@ -214,9 +214,14 @@ def cpu_math_threads_kept():
         yield
     finally:
         if before and cpu_math_threads() != before:
-            from paddle.base import core  # Paddle 3 has no public setter for its CPU math threads
+            set_cpu_math_threads(before)
 
-            core.set_num_threads(before)
+
+def set_cpu_math_threads(n: int) -> None:
+    """Set Paddle's CPU math threads (OpenMP's and MKL's)."""
+    from paddle.base import core  # Paddle 3 has no public setter for its CPU math threads
+
+    core.set_num_threads(int(n))
 
 
 @functools.lru_cache(maxsize=None)
@@ -248,9 +253,7 @@ def set_device(want: str, *, key: str = "device", local_rank: int = 0, num_threa
 
             keep()
         if num_threads:
-            from paddle.base import core  # Paddle 3 has no public setter for its CPU math threads
-
-            core.set_num_threads(int(num_threads))
+            set_cpu_math_threads(num_threads)
         # every wb process in the same mode, whatever its threads: a run resumed in another process ends on the
         # same bits (the mode also changes MKL's rounding at 1 thread)
         if reproducible_cpu_math() is False:
