@@ -32,6 +32,8 @@ def _run(x0, w0, stride, padding, grad, use_native):
         ((1, 3, 4, 3), 2, 5, (2, 2)),  # kernel wider than the map
         ((2, 4, 9, 20), 1, 3, (1, 3)),  # column stride 3: strided reads (stride 2 is stored as two column phases)
         ((2, 3, 9, 21), 2, 7, (1, 2)),  # a kernel other than 3x3 / 5x5: one correlation pass per tap
+        ((2, 4, 6, 38), 1, 5, 1),  # rows of 38 (a 152 px rec crop): the last columns as an overlapping block
+        ((2, 4, 5, 41), 1, 3, (1, 2)),  # 21 output columns read from two column phases, tails likewise
     ],
 )
 def test_same_as_paddle_forward_and_backward(native_kernels, shape, multiplier, kernel_size, stride):

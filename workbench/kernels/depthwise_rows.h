@@ -128,7 +128,14 @@ inline void ConvPaddedRows(const Geometry& g, const Layout& l, const float* padd
     int64_t ox0 = 0;
     for (; ox0 + 32 <= g.ow; ox0 += 32) ConvBlock<32, Mode>(g, l, padded, taps, planes, plane_stride, oy, ox0, o + ox0);
     for (; ox0 + 8 <= g.ow; ox0 += 8) ConvBlock<8, Mode>(g, l, padded, taps, planes, plane_stride, oy, ox0, o + ox0);
-    for (; ox0 < g.ow; ++ox0) ConvBlock<1, Mode>(g, l, padded, taps, planes, plane_stride, oy, ox0, o + ox0);
+    if (ox0 < g.ow && g.ow >= 8) {
+      // The last columns as one block ending at the row's end: it overlaps columns already stored and stores the
+      // same values there again (each column sums its taps in the same order). One column at a time cost a
+      // quarter of the conv on rows of 38 (5x5, 240 x 12 x 38, forward + backward 14.2 ms vs 9.9 at 40).
+      ConvBlock<8, Mode>(g, l, padded, taps, planes, plane_stride, oy, g.ow - 8, o + g.ow - 8);
+    } else {
+      for (; ox0 < g.ow; ++ox0) ConvBlock<1, Mode>(g, l, padded, taps, planes, plane_stride, oy, ox0, o + ox0);
+    }
   }
 }
 
@@ -236,9 +243,24 @@ inline void CorrelateTaps(const Geometry& g, const float* padded, const float* g
           }
         }
       }
-      for (int64_t q = 0; q < KH * KW; ++q) {
-        const float* row = TapRow<Mode>(g, l, padded, oy * g.sh + q / KW, 0, q % KW);
-        for (int64_t ox = body; ox < g.ow; ++ox) sums[q] += go[ox] * row[ox * step];
+      if (body < g.ow && body >= L) {
+        // The row's last L columns as one more block, the gradients of the columns the body counted zeroed:
+        // vector lanes instead of a scalar chain per tap (rows of 40: 8 of them).
+        const int64_t ox = g.ow - L;
+        float tail[L];
+        for (int64_t i = 0; i < L; ++i) tail[i] = ox + i >= body ? go[ox + i] : 0.0f;
+        for (int64_t ky = 0; ky < KH; ++ky) {
+          for (int64_t kx = 0; kx < KW; ++kx) {
+            const float* row = TapRow<Mode>(g, l, padded, oy * g.sh + ky, ox, kx);
+#pragma omp simd
+            for (int64_t i = 0; i < L; ++i) lanes[ky * KW + kx][i] += tail[i] * row[i];
+          }
+        }
+      } else {
+        for (int64_t q = 0; q < KH * KW; ++q) {
+          const float* row = TapRow<Mode>(g, l, padded, oy * g.sh + q / KW, 0, q % KW);
+          for (int64_t ox = body; ox < g.ow; ++ox) sums[q] += go[ox] * row[ox * step];
+        }
       }
     }
     for (int64_t q = 0; q < KH * KW; ++q) {
