@@ -82,3 +82,29 @@ def test_evaluation_and_no_grad_keep_paddles_ops(monkeypatch):
     with paddle.no_grad():
         kernel, _ = layer.fused_kernel_bias_tensors(True)
     assert kernel.stop_gradient
+
+
+def test_frozen_layer_adds_its_folded_bias_inside_the_activation(monkeypatch):
+    """Frozen-BN training: one conv with the folded kernel, its bias added inside the activation's kernel (no
+    broadcast add of its own): the same output and gradients as upstream's branch sum, for layers with and without
+    an activation (stride 2 has none)."""
+    rec, det = _rep_layers("PP-OCRv5_mobile_rec"), _rep_layers("PP-OCRv5_mobile_det")
+    calls = []
+    op = kernels.channel_bias_activation_affine_op()
+    monkeypatch.setattr(kernels, "channel_bias_activation_affine_op", lambda: calls.append(1) or op)
+    picked = [next(l for l in rec if l.use_act and l.kernel_size > 1), next(l for l in rec if l.kernel_size == 1),
+              next(l for l in det if not l.use_act)]
+    for index, layer in enumerate(picked):
+        x = paddle.to_tensor(np.random.default_rng(index).normal(size=(2, layer.in_channels, 12, 21)).astype("float32"))
+        x.stop_gradient = False
+        params = [x, *_flat(layer)]
+        outputs = []
+        for forward in (layer.branch_sum, layer):
+            y = forward(x)
+            d_y = paddle.to_tensor(np.random.default_rng(9).normal(size=y.shape).astype("float32"))
+            outputs.append((y.numpy(), [g.numpy() for g in paddle.grad([y], params, grad_outputs=[d_y])]))
+        (y_ref, g_ref), (y_ours, g_ours) = outputs
+        np.testing.assert_allclose(y_ours, y_ref, rtol=1e-4, atol=1e-5 * float(np.abs(y_ref).max()))
+        for a, b in zip(g_ref, g_ours):
+            np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4 * float(np.abs(a).max()))
+    assert len(calls) == 2  # the layers with an activation used the fused bias kernel

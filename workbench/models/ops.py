@@ -11,8 +11,8 @@ from paddle.autograd import PyLayer
 from workbench import kernels
 
 __all__ = ["add_channel_bias", "batch_norm_sum", "centered_covariance", "Conv2D", "Conv2DTranspose",
-           "conv2d_channel_bias", "DepthwiseConv2D", "depthwise_conv2d", "linear_bias_in_gemm", "rec_feature_row",
-           "pointwise_conv2d", "same_conv2d", "spatial_mean", "training_linear", "upsample_nearest"]
+           "conv2d_channel_bias", "conv2d_no_bias", "DepthwiseConv2D", "depthwise_conv2d", "linear_bias_in_gemm",
+           "rec_feature_row", "pointwise_conv2d", "same_conv2d", "spatial_mean", "training_linear", "upsample_nearest"]
 
 
 def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
@@ -49,14 +49,19 @@ def training_linear(x: paddle.Tensor, layer: paddle.nn.Linear) -> paddle.Tensor:
     return layer(x)
 
 
+def conv2d_no_bias(x, weight, stride=1, padding=0, groups=1) -> paddle.Tensor:
+    """``F.conv2d`` without bias for training paths: wb's depthwise and pointwise kernels where they apply."""
+    if groups > 1 and groups == x.shape[1] and weight.shape[1] == 1:
+        return depthwise_conv2d(x, weight, stride, padding)
+    if groups == 1 and tuple(weight.shape[2:]) == (1, 1) and _pair(stride) == (1, 1) and _pair(padding) == (0, 0):
+        return pointwise_conv2d(x, weight)
+    return F.conv2d(x, weight, None, stride, padding, groups=groups)
+
+
 def conv2d_channel_bias(x, weight, bias, stride=1, padding=0, groups=1) -> paddle.Tensor:
     """``F.conv2d`` with its bias added by :func:`add_channel_bias`: for training paths. Exported graphs keep
     ``nn.Conv2D`` (Paddle Inference fuses its bias into the conv)."""
-    if groups > 1 and groups == x.shape[1] and weight.shape[1] == 1:
-        return add_channel_bias(depthwise_conv2d(x, weight, stride, padding), bias)
-    if groups == 1 and tuple(weight.shape[2:]) == (1, 1) and _pair(stride) == (1, 1) and _pair(padding) == (0, 0):
-        return add_channel_bias(pointwise_conv2d(x, weight), bias)
-    return add_channel_bias(F.conv2d(x, weight, None, stride, padding, groups=groups), bias)
+    return add_channel_bias(conv2d_no_bias(x, weight, stride, padding, groups), bias)
 
 
 def pointwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor) -> paddle.Tensor:
