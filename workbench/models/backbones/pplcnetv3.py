@@ -350,16 +350,15 @@ class LearnableRepLayer(nn.Layer):
             return self.act(out, channel_bias=shift) if self.use_act else add_channel_bias(out, shift)
         if any(bn.training for bn in self._bn_layers()):
             out = self._forward_batch_stats(x)
-        else:
-            kernel, bias = self.fused_kernel_bias_tensors(include_lab=True)
-            if self.use_act:
-                # the folded bias is added inside the activation's kernel (where it runs): no broadcast add and
-                # gradient reduction of its own -- Paddle's took 59-70 ms of a 539-637 ms rec fine-tuning step
-                # (profiled at widths 152 and 160)
-                out = conv2d_no_bias(x, kernel, self.stride, self.padding, groups=self.groups)
-                return self.act(out, channel_bias=bias)
-            out = conv2d_channel_bias(x, kernel, bias, self.stride, self.padding, groups=self.groups)
-        return self.act(out) if self.use_act else out
+            return self.act(out) if self.use_act else out
+        kernel, bias = self.fused_kernel_bias_tensors(include_lab=True)
+        if not self.use_act:
+            return conv2d_channel_bias(x, kernel, bias, self.stride, self.padding, groups=self.groups)
+        # the folded bias is added inside the activation's kernel (where it runs): no broadcast add and gradient
+        # reduction of its own -- Paddle's took 59-70 ms of a 539-637 ms rec fine-tuning step (profiled at widths
+        # 152 and 160)
+        out = conv2d_no_bias(x, kernel, self.stride, self.padding, groups=self.groups)
+        return self.act(out, channel_bias=bias)
 
     def branch_sum(self, x):
         """Upstream's literal computation (reference for tests): identity + 1x1 + kxk..., lab, act."""
