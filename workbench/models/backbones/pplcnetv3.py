@@ -345,10 +345,11 @@ class LearnableRepLayer(nn.Layer):
         if self.is_repped:
             out = self.lab(self.reparam_conv(x))
             return self.act(out) if self.use_act else out
-        if self.pointwise and all(bn.training for bn in self._bn_layers()):
+        training = [bn.training for bn in self._bn_layers()]
+        if self.pointwise and all(training):
             out, shift = self._pointwise_batch_stats(x)
             return self.act(out, channel_bias=shift) if self.use_act else add_channel_bias(out, shift)
-        if any(bn.training for bn in self._bn_layers()):
+        if any(training):
             out = self._forward_batch_stats(x)
             return self.act(out) if self.use_act else out
         kernel, bias = self.fused_kernel_bias_tensors(include_lab=True)
