@@ -232,26 +232,30 @@ inline void CorrelateTaps(const Geometry& g, const float* padded, const float* g
   float lanes[kFixed][L] = {};
   float sums[kFixed] = {};
   if constexpr (KH > 0) {
-    // every tap's lanes += the L gradients at go_block * the input under that tap, for output columns ox..ox+L-1
-    const auto block = [&](int64_t oy, int64_t ox, const float* go_block) {
-      for (int64_t ky = 0; ky < KH; ++ky) {
-        for (int64_t kx = 0; kx < KW; ++kx) {
-          const float* row = TapRow<Mode>(g, l, padded, oy * g.sh + ky, ox, kx);
-#pragma omp simd
-          for (int64_t i = 0; i < L; ++i) lanes[ky * KW + kx][i] += go_block[i] * row[i];
-        }
-      }
-    };
     for (int64_t oy = 0; oy < g.oh; ++oy) {
       const float* go = grad_out + oy * g.ow;
-      for (int64_t ox = 0; ox < body; ox += L) block(oy, ox, go + ox);
+      for (int64_t ox = 0; ox < body; ox += L) {
+        for (int64_t ky = 0; ky < KH; ++ky) {
+          for (int64_t kx = 0; kx < KW; ++kx) {
+            const float* row = TapRow<Mode>(g, l, padded, oy * g.sh + ky, ox, kx);
+#pragma omp simd
+            for (int64_t i = 0; i < L; ++i) lanes[ky * KW + kx][i] += go[ox + i] * row[i];
+          }
+        }
+      }
       if (body < g.ow && body >= L) {
         // The row's last L columns as one more block, the gradients of the columns the body counted zeroed:
         // vector lanes instead of a scalar chain per tap (rows of 40: 8 of them).
         const int64_t ox = g.ow - L;
         float tail[L];
         for (int64_t i = 0; i < L; ++i) tail[i] = ox + i >= body ? go[ox + i] : 0.0f;
-        block(oy, ox, tail);
+        for (int64_t ky = 0; ky < KH; ++ky) {
+          for (int64_t kx = 0; kx < KW; ++kx) {
+            const float* row = TapRow<Mode>(g, l, padded, oy * g.sh + ky, ox, kx);
+#pragma omp simd
+            for (int64_t i = 0; i < L; ++i) lanes[ky * KW + kx][i] += tail[i] * row[i];
+          }
+        }
       } else {
         for (int64_t q = 0; q < KH * KW; ++q) {
           const float* row = TapRow<Mode>(g, l, padded, oy * g.sh + q / KW, 0, q % KW);
