@@ -534,9 +534,9 @@ class LearnableRepLayer(nn.Layer):
         a step (NRTR skipped, batch 16, alternating in one process, median of 12): width 96 603 -> 568 ms, width 320
         1,102 -> 1,057 ms, batch 1 165 -> 126 ms. (Not kept: the same node with its backward in Paddle ops, slower
         than the op-by-op fold, 68 -> 77 ms; all 28 layers of a step in one node around a many-layer op, 2026-12-07
-        AMD, forward + backward 39-43 ms against 30-31 for a node per layer: a custom op's outputs are a fixed
-        number of tensors, so its gradients came as one fresh 19 MB tensor -- page faults: 10.8 ms for the op, 3.8
-        with glibc keeping freed memory -- split into 470 pieces and reshaped.)"""
+        AMD, folds alone in a loop: forward + backward 39-43 ms against 30-31 for the same op a layer at a time: a
+        custom op's outputs are a fixed number of tensors, so its gradients came as one fresh 19 MB tensor -- page
+        faults: 10.8 ms for the op, 3.8 with glibc keeping freed memory -- split into 470 pieces and reshaped.)"""
         if include_lab:
             weights, gammas, betas, lab = self.fold_parameters()
             if kernels.training_applies(*weights, *gammas, *betas, *lab):
