@@ -88,6 +88,42 @@ def test_rep_layer_training_path_uses_the_kernel_only_when_switched_on(onednn_ke
     assert not calls
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_pointwise_layer_runs_the_kernel_in_training_and_keeps_paddles_conv_elsewhere(onednn_kernels, monkeypatch,
+                                                                                      bias):
+    """``ops.PointwiseConv2D`` (PPLCNetV4's 1x1 convs): an ``nn.Conv2D`` with the same parameters whose training
+    forward and gradients go through the kernel and match Paddle's conv; under ``no_grad`` Paddle's conv runs."""
+    from workbench.models.ops import PointwiseConv2D
+
+    calls = []
+    real = kernels.pointwise_conv2d_op()
+    monkeypatch.setattr(kernels, "pointwise_conv2d_op", lambda: lambda *a: calls.append(1) or real(*a))
+    paddle.seed(2)
+    conv = PointwiseConv2D(10, 14, 1, bias_attr=None if bias else False)
+    assert isinstance(conv, paddle.nn.Conv2D) and sorted(conv.state_dict()) == sorted(
+        paddle.nn.Conv2D(10, 14, 1, bias_attr=None if bias else False).state_dict())
+    x0, grad = paddle.randn([3, 10, 4, 7]), paddle.randn([3, 14, 4, 7])
+    x = x0.clone()
+    x.stop_gradient = False
+    y = conv(x)
+    (y * grad).sum().backward()
+    assert calls
+    ours = [y.numpy(), x.grad.numpy(), conv.weight.grad.numpy()]
+    conv.clear_gradients()
+    x = x0.clone()
+    x.stop_gradient = False
+    ref = F.conv2d(x, conv.weight, conv.bias)
+    (ref * grad).sum().backward()
+    for a, b in zip(ours, [ref.numpy(), x.grad.numpy(), conv.weight.grad.numpy()]):
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+    calls.clear()
+    with paddle.no_grad():
+        conv(x0)
+    assert not calls
+    with pytest.raises(ValueError, match="1x1 kernel"):
+        PointwiseConv2D(10, 14, 3)
+
+
 @pytest.mark.parametrize("vendor,on", [("GenuineIntel", False), ("AuthenticAMD", True), ("", True)])
 def test_oneDNN_gemm_kernels_are_default_only_off_intel(monkeypatch, vendor, on):
     monkeypatch.setattr(kernels, "_cpu_vendor", lambda: vendor)

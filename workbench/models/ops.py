@@ -389,6 +389,27 @@ class DepthwiseConv2D(paddle.nn.Conv2D):
         return y if self.bias is None else add_channel_bias(y, self.bias)
 
 
+class PointwiseConv2D(paddle.nn.Conv2D):
+    """``nn.Conv2D`` with a 1x1 kernel (stride 1, no padding, groups 1) computed by :func:`pointwise_conv2d` (wb's
+    oneDNN GEMM in CPU training where it is on). Still an ``nn.Conv2D``: same parameters and state-dict keys;
+    inference, exported graphs and GPU run Paddle's conv."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if (list(self._kernel_size) != [1, 1] or list(self._stride) != [1, 1] or self._groups != 1
+                or list(self._dilation) != [1, 1]):
+            raise ValueError(f"PointwiseConv2D needs a 1x1 kernel, stride 1, groups 1: got kernel "
+                             f"{self._kernel_size}, stride {self._stride}, groups {self._groups}")
+
+    def forward(self, x):
+        plain = (self._data_format == "NCHW" and self._padding_mode == "zeros"
+                 and self._padding_algorithm == "EXPLICIT" and not any(self._updated_padding))
+        if not plain:
+            return super().forward(x)
+        y = pointwise_conv2d(x, self.weight)
+        return y if self.bias is None else add_channel_bias(y, self.bias)
+
+
 def same_conv2d(x: paddle.Tensor, weight: paddle.Tensor, padding) -> Optional[paddle.Tensor]:
     """A stride-1, groups-1 conv of ``x`` [N, C, H, W] with an odd square ``weight`` [O, C, K, K] (K > 1) and "same"
     ``padding`` K // 2 by wb's kernel (``kernels/dense_conv.cc``) when training on CPU in float32, else None (the

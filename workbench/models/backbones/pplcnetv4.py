@@ -34,7 +34,7 @@ from paddle.nn.initializer import Constant
 from paddle.regularizer import L2Decay
 
 from workbench.errors import ConfigError
-from workbench.models.ops import DepthwiseConv2D, rec_feature_row, spatial_mean
+from workbench.models.ops import DepthwiseConv2D, PointwiseConv2D, rec_feature_row, spatial_mean
 
 __all__ = [
     "DET_CONFIGS",
@@ -127,7 +127,12 @@ class ConvBN(nn.Layer):
     def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0, groups=1,
                  zero_gamma: bool = False):
         super().__init__()
-        conv = DepthwiseConv2D if groups > 1 and groups == in_channels else nn.Conv2D  # wb's CPU kernel
+        if groups > 1 and groups == in_channels:
+            conv = DepthwiseConv2D  # wb's CPU kernels in training
+        elif kernel_size == 1 and stride == 1 and padding == 0 and groups == 1:
+            conv = PointwiseConv2D
+        else:
+            conv = nn.Conv2D
         self.conv = conv(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias_attr=False)
         self.bn = nn.BatchNorm2D(out_channels, weight_attr=ParamAttr(initializer=Constant(0.0 if zero_gamma else 1.0)),
                                  bias_attr=ParamAttr(initializer=Constant(0.0)))
