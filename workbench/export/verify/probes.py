@@ -33,8 +33,8 @@ class Probes:
     turned: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
-def validation_files(checkpoint) -> tuple[list[Path], Optional[str]]:
-    """The validation label files (and ``data.root``) recorded in a checkpoint's ``config.yaml``."""
+def recorded_validation_files(checkpoint) -> tuple[list[str], Optional[str]]:
+    """The validation label files (and ``data.root``) recorded in a checkpoint's ``config.yaml``, found or not."""
     import yaml
 
     text = checkpoint.config_yaml
@@ -45,7 +45,13 @@ def validation_files(checkpoint) -> tuple[list[Path], Optional[str]]:
     if not val and not data.get("train") and (data.get("demo") or {}).get("dir"):
         val = str(Path(data["demo"]["dir"]) / "val.txt")  # a demo run: its generated validation set
     files = [val] if isinstance(val, str) else list(val or [])
-    return [Path(f) for f in files if f and Path(f).is_file()], data.get("root")
+    return [str(f) for f in files if f], data.get("root")
+
+
+def validation_files(checkpoint) -> tuple[list[Path], Optional[str]]:
+    """The validation label files recorded in a checkpoint's ``config.yaml`` that exist (and ``data.root``)."""
+    files, root = recorded_validation_files(checkpoint)
+    return [Path(f) for f in files if Path(f).is_file()], root
 
 
 def select_probes(
@@ -86,6 +92,11 @@ def select_probes(
                     probes.crops.append(s.image_path)
                     probes.crop_texts.append(s.text)
         if not probes.crops:
+            missing = [f for f in recorded_validation_files(rec_checkpoint)[0] if not Path(f).is_file()]
+            if missing:  # relative paths resolve from where training ran, not from here
+                raise ExportError(f"{rec_checkpoint.path}: the validation crops recorded in config.yaml (data.val) "
+                                  f"are not found from {Path.cwd()}: {', '.join(missing)} -- run wb export from the "
+                                  "directory the training ran in")
             raise ExportError(f"{rec_checkpoint.path}: no validation crops recorded in config.yaml (data.val) to "
                               "verify the rec model on")
     for task, checkpoint in (oriented or {}).items():
