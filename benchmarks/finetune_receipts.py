@@ -123,7 +123,10 @@ def exported_line_recall(folder: Path, label_file: Path) -> dict:
 
 def failed_checks(folder: Path, limit: int = 3) -> list[str]:
     """The first ``limit`` failures the export's verification report lists (its ``failures``), one line each."""
-    failures = json.loads((folder / "verification.json").read_text(encoding="utf-8")).get("failures", [])
+    report = folder / "verification.json"
+    if not report.is_file():  # the export stopped before its verification ran (its log says why)
+        return [f"no {report.name}: the export failed before verifying; see logs/export_*.log"]
+    failures = json.loads(report.read_text(encoding="utf-8")).get("failures", [])
     return [f"{c['stage']} {c['item']}: {c['what']} {c['value']} (limit {c['limit']})" for c in failures[:limit]]
 
 
