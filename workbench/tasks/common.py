@@ -63,19 +63,19 @@ def resolve_data_files(data: DataConfig, kind: str, make_demo: Callable) -> Data
 DEMO_OVERRIDE_SECTIONS = ("data", "optim", "trainer", "eval")
 
 
-def demo_trains_from_scratch(cfg: TrainConfig, files: DataFiles) -> bool:
-    """The demo settings apply: the built-in demo set is used and no starting weights were given."""
-    return files.demo and not cfg.model.pretrained
+def demo_trains_from_scratch(cfg: TrainConfig) -> bool:
+    """The demo settings apply: no ``data.train`` (the built-in demo set is used) and no starting weights."""
+    return not _as_list(cfg.data.train) and not cfg.model.pretrained
 
 
-def apply_demo_settings(cfg: TrainConfig, files: DataFiles) -> None:
+def apply_demo_settings(cfg: TrainConfig) -> None:
     """On the demo set, trained from scratch: ``data.demo.model`` / ``arch`` replace the recipe's model and
     ``data.demo.overrides`` replace recipe values, so the demo learns visibly in minutes on a CPU.
 
     Nothing changes with your own data (``data.train`` given) or with ``model.pretrained``. The effective values
     are what the run logs, tracks and checkpoints (``config.yaml``).
     """
-    if not demo_trains_from_scratch(cfg, files):
+    if not demo_trains_from_scratch(cfg):
         return
     demo = cfg.data.demo
     if demo.model and cfg.model.name != demo.model:
@@ -172,7 +172,7 @@ class LabelFileTask(Task):
         from workbench.models import zoo
 
         self.files: DataFiles = resolve_data_files(cfg.data, self.name, self.make_demo)
-        apply_demo_settings(cfg, self.files)
+        apply_demo_settings(cfg)
         self.spec = zoo.get_spec(cfg.model.name)
         if self.spec.task != self.name:
             raise ConfigError(f"model {cfg.model.name} is a {self.spec.task} model; the {self.name} recipe needs a "
