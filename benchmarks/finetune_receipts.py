@@ -9,7 +9,8 @@ per module and end to end through the exported pipeline in PaddleX, with the for
 results go to ``runs/bench_receipts_<models>`` unless ``--out`` says.
 
 Everything runs through the `wb` command line as the README's recipe tells a user to, with the recipes' defaults
-(no hyper-parameter on the command line). Every `wb` run logs into one MLflow experiment (``--tracking-uri``,
+(no hyper-parameter on the command line) unless ``--rec-args`` / ``--det-args`` add overrides to a fine-tune (then
+the summary prints them and logs them as parameters). Every `wb` run logs into one MLflow experiment (``--tracking-uri``,
 ``--experiment``); the summary is a run of its own there too.
 
 1. ``split``: `wb data split sroie_det sroie_rec --val 0.25` by receipt (10 of the 40 det receipts held out; rec
@@ -169,6 +170,10 @@ def main() -> None:
                    help="rec also trains on the det training pages' lines cut from the boxes the tuned det finds "
                         "(`wb data crops --det`; det is tuned first), half of them and half of the labelled-box "
                         "crops each epoch (data.train_ratios=[1.0,0.5,0.5])")
+    p.add_argument("--rec-args", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="overrides added to the rec fine-tune's `wb train` (default: none, the recipe as written); "
+                        "printed and logged with the results")
+    p.add_argument("--det-args", nargs="+", default=[], metavar="KEY=VALUE", help="the same for the det fine-tune")
     args = p.parse_args()
     family = FAMILIES[args.models]
     out = (args.out or ROOT / "runs" / f"bench_receipts_{args.models}").resolve()
@@ -202,6 +207,7 @@ def main() -> None:
               "--calib", str(det_train), "--probe", str(det_val), "--probe-count", "2"], "import_det")
     res = b.results
     res["split"], res["models"] = counts, family
+    res["train_args"] = {"rec": args.rec_args, "det": args.det_args}
 
     rec_keys = ("acc", "acc_honest_nocase", "acc_honest", "norm_edit_dis", "ned_honest_nocase", "n")
     det_keys = ("hmean", "precision", "recall", "hmean_upstream_resize")
@@ -209,20 +215,20 @@ def main() -> None:
 
     def tune_det():
         if not (tuned_det / "checkpoints" / "best").is_dir():
-            _, secs = b.train("det", weights / "det.pdparams", det_train, det_val, "det")
+            _, secs = b.train("det", weights / "det.pdparams", det_train, det_val, "det", args.det_args)
             res["det_train_seconds"] = round(secs)
 
     if {"rec", "forget", "e2e"} & set(args.parts):
         tuned_rec = out / "runs" / "rec"
         if not (tuned_rec / "checkpoints" / "best").is_dir():
-            train, extra = [rec_train, det_crops], []
+            train, extra = [rec_train, det_crops], list(args.rec_args)
             if args.pipeline_crops:
                 tune_det()
                 detected = out / "pipeline_crops" / "label.txt"
                 if not detected.is_file():
                     b.wb(["data", "crops", str(det_train), "--det", str(tuned_det), "--out", str(detected.parent)],
                          "pipeline_crops")
-                train, extra = [rec_train, det_crops, detected], ["data.train_ratios=[1.0,0.5,0.5]"]
+                train, extra = [rec_train, det_crops, detected], ["data.train_ratios=[1.0,0.5,0.5]", *args.rec_args]
                 res["pipeline_crops"] = sum(1 for _ in detected.open())
             _, secs = b.train("rec", weights / "rec.pdparams", train, rec_val, "rec", extra)
             res["rec_train_seconds"] = round(secs)
@@ -282,6 +288,9 @@ def main() -> None:
 def _print(res: dict) -> None:
     models = res.get("models", FAMILIES["PP-OCRv5_mobile"])
     print(f"\n== Fine-tuning {models['det']} + {models['rec']} on receipts (SROIE, held out by receipt)")
+    for module, extra in res.get("train_args", {}).items():
+        if extra:
+            print(f"  {module} fine-tune with {' '.join(extra)} (not the recipe's defaults)")
     rows = []
     if "rec" in res:
         for k in ("acc", "acc_honest_nocase"):
@@ -328,6 +337,8 @@ def _log_summary(b: Bench, res: dict) -> None:
             flat[k] = res[k]
     with mlflow.start_run(run_name="finetune_receipts summary"):
         mlflow.log_metrics({re.sub(r"[^A-Za-z0-9_\-./ ]", "_", k): float(v) for k, v in flat.items()})
+        mlflow.log_params({f"{module}_train_args": " ".join(extra) or "recipe defaults"
+                           for module, extra in res.get("train_args", {}).items()})
         mlflow.log_dict(res, "report.json")
 
 
