@@ -10,8 +10,8 @@ results go to ``runs/bench_receipts_<models>`` unless ``--out`` says.
 
 Everything runs through the `wb` command line as the README's recipe tells a user to, with the recipes' defaults
 (no hyper-parameter on the command line) unless ``--rec-args`` / ``--det-args`` add overrides to a fine-tune (then
-the summary prints them and logs them as parameters). Every `wb` run logs into one MLflow experiment (``--tracking-uri``,
-``--experiment``); the summary is a run of its own there too.
+the summary prints them and logs them as parameters). Every `wb` run logs into one MLflow experiment
+(``--tracking-uri``, ``--experiment``); the summary is a run of its own there too.
 
 1. ``split``: `wb data split sroie_det sroie_rec --val 0.25` by receipt (10 of the 40 det receipts held out; rec
    crops of those receipts, and of about a quarter of the others, held out too), and ICDAR 2015 rec by scene in
@@ -34,9 +34,10 @@ the summary prints them and logs them as parameters). Every `wb` run logs into o
    step at learning rate 0, which leaves every weight unchanged) and run by ``paddlex.create_pipeline`` on the
    held-out det receipts: line recall = GT lines with a kept predicted box of IoU >= 0.5 whose text equals the GT
    ignoring case (one prediction per GT line). ``--e2e-tuned rec``: the tuned pipeline takes only the tuned rec
-   (det stays stock, and is not fine-tuned for it), in ``export/tuned_rec``. An export that fails its own verification is still measured on
-   the folder `wb export` keeps (``<out>.FAILED``), and the figure is printed and logged as unverified
-   (``e2e/<role>/verified`` = 0) with the failed checks, instead of ending the benchmark without its summary.
+   (det stays stock, and is not fine-tuned for it), in ``export/tuned_rec``. An export that fails its own
+   verification is still measured on the folder `wb export` keeps (``<out>.FAILED``), and the figure is printed and
+   logged as unverified (``e2e/<role>/verified`` = 0) with the failed checks, instead of ending the benchmark
+   without its summary.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def main() -> None:
                    help="the modules the tuned end-to-end pipeline takes fine-tuned; the other keeps its stock "
                         "weights (fine-tune only the module that fails, as PaddleOCR's docs advise)")
     args = p.parse_args()
+    args.e2e_tuned = sorted(set(args.e2e_tuned))  # "rec rec" is rec alone
     family = FAMILIES[args.models]
     out = (args.out or ROOT / "runs" / f"bench_receipts_{args.models}").resolve()
     out.mkdir(parents=True, exist_ok=True)
