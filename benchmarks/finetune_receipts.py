@@ -9,8 +9,9 @@ per module and end to end through the exported pipeline in PaddleX, with the for
 results go to ``runs/bench_receipts_<models>`` unless ``--out`` says.
 
 Everything runs through the `wb` command line as the README's recipe tells a user to, with the recipes' defaults
-(no hyper-parameter on the command line) unless ``--rec-args`` / ``--det-args`` add overrides to a fine-tune (then
-the summary prints them and logs them as parameters). Every `wb` run logs into one MLflow experiment
+and their settings for the model (``model=<name>`` picks ``recipes/per_model/<recipe>_<name>.yaml``; no
+hyper-parameter on the command line) unless ``--rec-args`` / ``--det-args`` add overrides to a fine-tune (then the
+summary prints them and logs them as parameters). Every `wb` run logs into one MLflow experiment
 (``--tracking-uri``, ``--experiment``); the summary is a run of its own there too.
 
 1. ``split``: `wb data split sroie_det sroie_rec --val 0.25` by receipt (10 of the 40 det receipts held out; rec
@@ -103,7 +104,7 @@ class Bench:
         run_dir = self.out / "runs" / name
         trains = train if isinstance(train, list) else [train]
         data = f"data.train=[{','.join(map(str, trains))}]" if len(trains) > 1 else f"data.train={trains[0]}"
-        _, seconds = self.wb(["train", f"recipe={task}_finetune", f"model.name={self.models[task]}",
+        _, seconds = self.wb(["train", f"recipe={task}_finetune", f"model={self.models[task]}",
                               f"model.pretrained={weights}", data,
                               f"data.val={val}", *self.tracking, f"tracking.run_name={name}",
                               f"trainer.output_dir={run_dir}", f"hydra.run.dir={run_dir}",
@@ -274,7 +275,7 @@ def main() -> None:
 
         def stock_checkpoint(task: str, train: Path, val: Path) -> Path:
             run = out / "runs" / f"{task}_stock_ckpt"
-            if not (run / "checkpoints").is_dir():
+            if not (run / "checkpoints" / "latest").exists():  # a crashed run left the folder without a version
                 b.train(task, weights / f"{task}.pdparams", train, val, f"{task}_stock_ckpt", zero)
             return run
 

@@ -30,6 +30,7 @@ def _one_line(capsys, argv, code=2) -> str:
     (["train", "-m", "recipe=rec_finetune,det_finetun"], "recipe=det_finetun: no such recipe; did you mean det_finetune"),
     (["train", "recipe=rec_finetune", "+data.augment.rotate=5", "data.augment.flip=1"],
      "data.augment.flip: the recipe does not set this key; add it with +data.augment.flip=<value>"),
+    (["train", "recipe=det_finetune", "per_model=null"], "per_model=null: write ~per_model to leave out"),
     (["train"], "wb train needs a recipe: recipe=<det_finetune | doc_ori_finetune | rec_finetune | textline_ori_finetune>"),
     (["train", "recipe=rec_finetune", "optim.lr"], "cannot read the argument 'optim.lr'"),
     (["train", "recipe=rec_finetune", "trainer.keep_checkpoints=[best]"], "trainer.keep_checkpoints: no such key"),

@@ -71,7 +71,8 @@ def run_training(cfg, run_dir: Optional[Path] = None) -> TrainResult:
 
     typed = cfg if isinstance(cfg, TrainConfig) else to_typed(cfg)
     _command_line_beats_demo_overrides(typed)
-    if run_dir is None:  # a resumed run goes on in its own run dir, so it ends with the outputs of one that never stopped
+    # a resumed run goes on in its own run dir, so it ends with the outputs of one that never stopped
+    if run_dir is None:
         run_dir = Path(typed.trainer.output_dir or resume_run_dir(typed.trainer.resume, typed.tracking.tracking_uri)
                        or hydra_run_dir() or default_run_dir(typed.task))
     run_dir = Path(run_dir)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import typing
 
 import os
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from workbench.config.schema import TrainConfig
@@ -131,7 +132,7 @@ def parse_key_values(schema: type, argv: list[str], command: str, example: str, 
 
 
 # --- mistyped recipes, group options and keys: one line with the closest valid names ----------------------------
-CONFIG_GROUPS = ("recipe", "model", "data", "optim", "trainer", "tracking")
+CONFIG_GROUPS = ("recipe", "model", "data", "optim", "trainer", "tracking", "per_model")
 
 
 def schema_keys(schema: type = TrainConfig) -> list[str]:
@@ -236,6 +237,8 @@ def check_overrides(argv: list[str], command: str = "train", config_name: str = 
         if key in CONFIG_GROUPS or key.split("/")[0] in CONFIG_GROUPS and "/" in key:
             values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.value()]
             options = group_options(key)
+            if key == "per_model" and None in values and not ov.is_delete():  # Hydra: a traceback
+                raise ConfigError(f"{word}: write ~per_model to leave out the recipe's settings for the model")
             for v in values:
                 if v is not None and str(v) not in options:
                     raise ConfigError(f"{key}={v}: no such {key}{did_you_mean(str(v), options, key + ' options')}")
@@ -250,7 +253,7 @@ def check_overrides(argv: list[str], command: str = "train", config_name: str = 
             single.append(word)
     with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
         try:
-            cfg = compose(config_name=config_name, overrides=single)
+            cfg = compose(config_name=config_name, overrides=single, return_hydra_config=True)
         except MissingConfigException as exc:
             import re
 
@@ -263,11 +266,33 @@ def check_overrides(argv: list[str], command: str = "train", config_name: str = 
             raise ConfigError(msg.splitlines()[0]) from None
         except HydraException as exc:
             raise _composition_error(exc, single, command) from None
+    choices = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
     for key in checked_later:
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__" and not _free_form_key(key):
             raise _bad_key(key, command)
-    to_typed(cfg)  # keys added with +key=..., values checked against the schema
+    typed = to_typed(cfg)  # keys added with +key=..., values checked against the schema
+    _warn_model_name_without_its_config(typed, choices)
     return cfg
+
+
+def _warn_model_name_without_its_config(cfg: TrainConfig, choices: dict) -> None:
+    """``model.name=X`` builds X with another model's config file, so the recipe's settings measured for X
+    (``recipes/per_model/<recipe>_X.yaml``) do not apply: say so, naming the override that applies them."""
+    recipe, model = choices.get("recipe"), choices.get("model")
+    wanted = f"{recipe}_{cfg.model.name}"
+    if model != cfg.model.name and wanted in group_options("per_model"):
+        _warn_once(f"model.name={cfg.model.name} keeps model={model}'s config: recipes/per_model/{wanted}.yaml "
+                   f"does not apply; write model={cfg.model.name}")
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    """A command composes its config more than once (the launcher's check, then the run): one warning each."""
+    import logging
+
+    logging.getLogger("workbench.config").warning(message)
 
 
 def _composition_error(exc: Exception, overrides: list[str], command: str) -> ConfigError:
