@@ -241,3 +241,18 @@ def test_records_are_consistent_with_totals():
         assert r["gt_care"] == r["matched"] + len(r["missed_gt"])
         assert r["pred_care"] == r["matched"] + len(r["false_positives"])
         assert all(iou > 0.5 for _, _, iou in r["matches"])
+
+
+def test_box_geometry_says_which_way_matched_boxes_are_off():
+    """Same IoU either way; the geometry keys tell boxes cut inside the labelled text from boxes with a margin."""
+    tight, loose = DetEvaluator(), DetEvaluator()
+    gts = [box(0, 0, 100, 20), box(0, 40, 100, 60), box(0, 80, 100, 100)]
+    tight.update(gts, None, [box(0, 2, 100, 18), box(0, 42, 100, 58), box(5, 82, 95, 98)])  # 0.8, 0.8, 0.72
+    loose.update(gts, None, [box(0, -2, 100, 22), box(0, 38, 100, 62), box(-5, 78, 105, 102)])  # 1.2, 1.2, 1.32
+    t, lo = tight.compute(), loose.compute()
+    assert t["n_matched"] == lo["n_matched"] == 3
+    assert t["box_area_ratio"] == pytest.approx(0.8) and t["gt_coverage"] == pytest.approx(0.8)
+    assert lo["box_area_ratio"] == pytest.approx(1.2) and lo["gt_coverage"] == pytest.approx(1.0)
+    empty = DetEvaluator()
+    empty.update(gts, None, [])
+    assert np.isnan(empty.compute()["box_area_ratio"])

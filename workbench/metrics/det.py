@@ -61,6 +61,8 @@ class _ImageResult:
     pred_ignored: np.ndarray  # bool over valid predictions
     pred_scores: np.ndarray | None  # over valid predictions
     iou: np.ndarray  # [valid GT, valid pred]; exact where it can exceed the threshold, else 0 (not computed)
+    gt_area: np.ndarray  # over valid GT
+    pred_area: np.ndarray  # over valid predictions
     eligible: np.ndarray  # bool [valid GT, valid pred]: may be matched
     invalid_gt: list[int]
     invalid_pred: list[int]
@@ -131,7 +133,8 @@ class DetEvaluator:
 
     ``compute()`` keys: ``precision``, ``recall``, ``hmean`` (micro-averaged); counts ``n_images`` (evaluated),
     ``n_images_skipped``, ``n_images_without_gt``, ``n_gt`` (care GT), ``n_pred`` (care predictions),
-    ``n_matched``, ``n_gt_dont_care``, ``n_pred_ignored``, ``n_invalid_gt``, ``n_invalid_pred``; with a sweep,
+    ``n_matched``, ``n_gt_dont_care``, ``n_pred_ignored``, ``n_invalid_gt``, ``n_invalid_pred``; the matched
+    boxes' geometry ``box_area_ratio`` and ``gt_coverage`` (medians, see :meth:`_box_geometry`); with a sweep,
     ``precision_score0.50`` / ``recall_score0.50`` / ``hmean_score0.50`` per threshold (names MLflow accepts),
     ``best_hmean`` and ``best_score_threshold``.
     """
@@ -205,11 +208,11 @@ class DetEvaluator:
         # IoU only where it can exceed the threshold: care GT x non-ignored predictions with touching bounding
         # boxes, whose areas are not too different (IoU <= small/large area). Pairs skipped here stay at 0.
         iou = np.zeros((len(gts), len(preds)))
+        gt_area, pred_area = shapely.area(gts), shapely.area(preds)
         gi, pj = overlapping_pairs(gts, preds)
         wanted = gt_care[gi] & ~pred_ignored[pj]
         gi, pj = gi[wanted], pj[wanted]
         if gi.size:
-            gt_area, pred_area = shapely.area(gts), shapely.area(preds)
             larger = np.maximum(gt_area[gi], pred_area[pj])
             bound = self.iou_threshold * larger * (1 - 1e-9)  # margin: never skip a pair GEOS could put above
             possible = np.minimum(gt_area[gi], pred_area[pj]) > bound
@@ -235,6 +238,8 @@ class DetEvaluator:
                 pred_ignored=pred_ignored,
                 pred_scores=None if scores is None else scores[pred_index],
                 iou=iou,
+                gt_area=np.asarray(gt_area, dtype=np.float64),
+                pred_area=np.asarray(pred_area, dtype=np.float64),
                 eligible=eligible,
                 invalid_gt=[int(i) for i in np.flatnonzero(~gt_valid)],
                 invalid_pred=[int(i) for i in np.flatnonzero(~pred_valid)],
@@ -282,6 +287,7 @@ class DetEvaluator:
             "n_pred_ignored": sum(int(im.pred_ignored.sum()) for im in evaluated),
             "n_invalid_gt": sum(len(im.invalid_gt) for im in evaluated),
             "n_invalid_pred": sum(len(im.invalid_pred) for im in evaluated),
+            **self._box_geometry(evaluated),
         }
         if self.score_thresholds:
             best = (-1.0, math.nan)
@@ -292,6 +298,24 @@ class DetEvaluator:
                     best = (h, t)
             out["best_hmean"], out["best_score_threshold"] = best
         return out
+
+    def _box_geometry(self, images: list[_ImageResult]) -> dict[str, float]:
+        """Medians over the matched pairs: ``box_area_ratio`` (predicted / GT area) and ``gt_coverage`` (share of
+        the GT box inside its match). IoU hides which way a box is off, and the recogniser reads the crop the box
+        cuts: PP-OCRv6 small det's stock boxes on held-out SROIE receipts are 1.22x the labelled ones (coverage
+        1.00); fine-tuned at shrink ratio 0.4 (lr 1e-5 or 2e-4) 0.86x (coverage 0.84), and the PaddleX pipeline with
+        the same stock recogniser read 287 instead of 321 of 430 lines although hmean rose 0.949 -> 0.960.
+        NaN without matches."""
+        ratios, cover = [], []
+        for im in images:
+            for g, p in self._matches(im):
+                G, P, iou = im.gt_area[g], im.pred_area[p], im.iou[g, p]
+                if G > 0:
+                    ratios.append(P / G)
+                    cover.append(iou * (P + G) / (1.0 + iou) / G)  # intersection = IoU (P + G) / (1 + IoU)
+        if not ratios:
+            return {"box_area_ratio": math.nan, "gt_coverage": math.nan}
+        return {"box_area_ratio": float(np.median(ratios)), "gt_coverage": float(np.median(cover))}
 
     def records(self) -> list[dict[str, Any]]:
         """One row per image (indices are positions in the lists given to ``update``).
