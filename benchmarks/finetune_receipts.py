@@ -225,7 +225,8 @@ def main() -> None:
             _, secs = b.train("det", weights / "det.pdparams", det_train, det_val, "det", args.det_args)
             res["det_train_seconds"] = round(secs)
 
-    if {"rec", "forget", "e2e"} & set(args.parts):
+    # the tuned rec is needed to score it, and by a tuned pipeline that takes it (not by `--e2e-tuned det`)
+    if {"rec", "forget"} & set(args.parts) or ("e2e" in args.parts and "rec" in args.e2e_tuned):
         tuned_rec = out / "runs" / "rec"
         if not (tuned_rec / "checkpoints" / "best").is_dir():
             train, extra = [rec_train, det_crops], list(args.rec_args)
